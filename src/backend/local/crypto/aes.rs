@@ -1,0 +1,234 @@
+//! AES: GCM, the three key-wrap mechanisms, and the key check value.
+//!
+//! `CKM_AES_KEY_WRAP_PAD` and `CKM_AES_KEY_WRAP_KWP` are different mechanisms: PAD is PKCS#11
+//! 2.40's PKCS#7 padding followed by RFC 3394; KWP is RFC 5649. SoftHSM2 2.6.1 puts RFC 5649
+//! under the PAD code; keygate follows the definitions.
+
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes_gcm::aead::{Aead, AeadInPlace, Payload};
+use aes_gcm::{AesGcm, Nonce};
+use aes_kw::Kek;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// GCM tag length keygate produces and accepts (bytes).
+pub const TAG_LEN: usize = 16;
+/// GCM IV length keygate accepts (bytes).
+pub const IV_LEN: usize = 12;
+
+type Gcm<A> = AesGcm<A, aes_gcm::aead::consts::U12>;
+
+fn gcm_seal<A>(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>>
+where
+    Gcm<A>: KeyInit + Aead,
+{
+    let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
+    let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
+    c.encrypt(&Nonce::from(iv), Payload { msg: pt, aad }).map_err(|_| Error::Crypto)
+}
+
+fn gcm_open<A>(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
+where
+    Gcm<A>: KeyInit + AeadInPlace,
+{
+    let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
+    let mut buf = Zeroizing::new(ct.to_vec());
+    if buf.len() < TAG_LEN {
+        return Err(Error::EncryptedDataLenRange);
+    }
+    let tag_at = buf.len() - TAG_LEN;
+    let tag: [u8; TAG_LEN] = buf[tag_at..].try_into().map_err(|_| Error::EncryptedDataLenRange)?;
+    let tag = aes_gcm::Tag::from(tag);
+    let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
+    buf.truncate(tag_at);
+    c.decrypt_in_place_detached(&Nonce::from(iv), aad, &mut buf, &tag)
+        .map_err(|_| Error::EncryptedDataInvalid)?;
+    Ok(buf)
+}
+
+/// AES-GCM encryption with a 96-bit IV and a 128-bit tag appended to the ciphertext.
+pub fn gcm_encrypt(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>> {
+    if iv.len() != IV_LEN {
+        return Err(Error::MechanismParamInvalid);
+    }
+    match key.len() {
+        16 => gcm_seal::<aes::Aes128>(key, iv, aad, pt),
+        24 => gcm_seal::<aes::Aes192>(key, iv, aad, pt),
+        32 => gcm_seal::<aes::Aes256>(key, iv, aad, pt),
+        _ => Err(Error::KeySizeRange),
+    }
+}
+
+/// AES-GCM decryption; an authentication failure is `CKR_ENCRYPTED_DATA_INVALID`.
+pub fn gcm_decrypt(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    if iv.len() != IV_LEN {
+        return Err(Error::MechanismParamInvalid);
+    }
+    match key.len() {
+        16 => gcm_open::<aes::Aes128>(key, iv, aad, ct),
+        24 => gcm_open::<aes::Aes192>(key, iv, aad, ct),
+        32 => gcm_open::<aes::Aes256>(key, iv, aad, ct),
+        _ => Err(Error::KeySizeRange),
+    }
+}
+
+/// Which key-wrap construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrapKind {
+    /// RFC 3394: input a multiple of 8 bytes, at least 16.
+    Kw,
+    /// PKCS#11 2.40 `CKM_AES_KEY_WRAP_PAD`: PKCS#7 padding to a multiple of 8, then RFC 3394.
+    Pad,
+    /// RFC 5649.
+    Kwp,
+}
+
+macro_rules! with_kek {
+    ($key:expr, |$k:ident| $body:expr) => {
+        match $key.len() {
+            16 => {
+                let $k = Kek::<aes::Aes128>::try_from($key).map_err(|_| Error::KeySizeRange)?;
+                $body
+            }
+            24 => {
+                let $k = Kek::<aes::Aes192>::try_from($key).map_err(|_| Error::KeySizeRange)?;
+                $body
+            }
+            32 => {
+                let $k = Kek::<aes::Aes256>::try_from($key).map_err(|_| Error::KeySizeRange)?;
+                $body
+            }
+            _ => Err(Error::KeySizeRange),
+        }
+    };
+}
+
+/// Wraps `data` under `key`.
+pub fn wrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
+    match kind {
+        WrapKind::Kw => {
+            if data.len() < 16 || data.len() % 8 != 0 {
+                return Err(Error::KeySizeRange);
+            }
+            with_kek!(key, |k| k.wrap_vec(data).map_err(|_| Error::Crypto))
+        }
+        WrapKind::Pad => {
+            let pad = 8 - data.len() % 8;
+            let mut padded = Zeroizing::new(data.to_vec());
+            padded.extend(std::iter::repeat_n(pad as u8, pad));
+            with_kek!(key, |k| k.wrap_vec(&padded).map_err(|_| Error::Crypto))
+        }
+        WrapKind::Kwp => {
+            if data.is_empty() {
+                return Err(Error::KeySizeRange);
+            }
+            with_kek!(key, |k| k.wrap_with_padding_vec(data).map_err(|_| Error::Crypto))
+        }
+    }
+}
+
+/// Unwraps `data` under `key`; a failed integrity check is `CKR_WRAPPED_KEY_INVALID`.
+pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = |_| Error::WrappedKeyInvalid;
+    match kind {
+        WrapKind::Kw => {
+            if data.len() < 24 || data.len() % 8 != 0 {
+                return Err(Error::WrappedKeyLenRange);
+            }
+            with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))
+        }
+        WrapKind::Pad => {
+            if data.len() < 24 || data.len() % 8 != 0 {
+                return Err(Error::WrappedKeyLenRange);
+            }
+            let mut out: Zeroizing<Vec<u8>> =
+                with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))?;
+            let pad = *out.last().ok_or(Error::WrappedKeyInvalid)? as usize;
+            if pad == 0 || pad > 8 || pad > out.len() || out[out.len() - pad..].iter().any(|&b| b as usize != pad) {
+                return Err(Error::WrappedKeyInvalid);
+            }
+            let keep = out.len() - pad;
+            out.truncate(keep);
+            Ok(out)
+        }
+        WrapKind::Kwp => {
+            if data.len() < 16 || data.len() % 8 != 0 {
+                return Err(Error::WrappedKeyLenRange);
+            }
+            with_kek!(key, |k| k.unwrap_with_padding_vec(data).map(Zeroizing::new).map_err(bad))
+        }
+    }
+}
+
+/// The key check value of an AES key: the first three bytes of AES-ECB(key, 0^128).
+pub fn check_value(key: &[u8]) -> Result<Vec<u8>> {
+    let mut block = aes::Block::default();
+    match key.len() {
+        16 => aes::Aes128::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
+        24 => aes::Aes192::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
+        32 => aes::Aes256::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
+        _ => return Err(Error::KeySizeRange),
+    }
+    Ok(block[..3].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn rfc3394_vector_256() {
+        // RFC 3394 §4.6: 256 bits of key data with a 256-bit KEK.
+        let kek = hex("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F");
+        let data = hex("00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F");
+        let want = hex("28C9F404C4B810F4CBCCB35CFB87F8263F5786E2D80ED326CBC7F0E71A99F43BFB988B9B7A02DD21");
+        assert_eq!(wrap(WrapKind::Kw, &kek, &data).unwrap(), want);
+        assert_eq!(*unwrap(WrapKind::Kw, &kek, &want).unwrap(), data);
+    }
+
+    #[test]
+    fn rfc5649_vector() {
+        // RFC 5649 §6: 20 octets with a 192-bit KEK.
+        let kek = hex("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8");
+        let data = hex("c37b7e6492584340bed12207808941155068f738");
+        let want = hex("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a");
+        assert_eq!(wrap(WrapKind::Kwp, &kek, &data).unwrap(), want);
+        assert_eq!(*unwrap(WrapKind::Kwp, &kek, &want).unwrap(), data);
+    }
+
+    #[test]
+    fn pad_is_pkcs7_then_kw() {
+        let kek = [7u8; 16];
+        let data = [1u8; 20];
+        let wrapped = wrap(WrapKind::Pad, &kek, &data).unwrap();
+        assert_eq!(wrapped.len(), 32);
+        let inner = unwrap(WrapKind::Kw, &kek, &wrapped).unwrap();
+        assert_eq!(&inner[20..], &[4, 4, 4, 4]);
+        assert_eq!(*unwrap(WrapKind::Pad, &kek, &wrapped).unwrap(), data);
+        // Not RFC 5649:
+        assert!(unwrap(WrapKind::Kwp, &kek, &wrapped).is_err());
+    }
+
+    #[test]
+    fn gcm_round_trip_and_tamper() {
+        let key = [9u8; 32];
+        let iv = [1u8; 12];
+        let ct = gcm_encrypt(&key, &iv, b"aad", b"hello").unwrap();
+        assert_eq!(ct.len(), 5 + TAG_LEN);
+        assert_eq!(*gcm_decrypt(&key, &iv, b"aad", &ct).unwrap(), b"hello");
+        let mut bad = ct.clone();
+        bad[0] ^= 1;
+        assert_eq!(gcm_decrypt(&key, &iv, b"aad", &bad), Err(Error::EncryptedDataInvalid));
+    }
+
+    #[test]
+    fn aes_check_value() {
+        // AES-128 with the zero key encrypting the zero block gives 66e94bd4...
+        assert_eq!(check_value(&[0u8; 16]).unwrap(), hex("66e94b"));
+    }
+}

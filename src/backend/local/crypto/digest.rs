@@ -1,0 +1,84 @@
+//! SHA-2 digests and HMAC-SHA256, incremental.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::error::{Error, Result};
+use crate::token::mechanisms::DigestAlg;
+
+/// A running SHA-2 digest.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    pub fn new(alg: DigestAlg) -> Hasher {
+        match alg {
+            DigestAlg::Sha256 => Hasher::Sha256(Sha256::new()),
+            DigestAlg::Sha384 => Hasher::Sha384(Sha384::new()),
+            DigestAlg::Sha512 => Hasher::Sha512(Sha512::new()),
+        }
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+/// A running HMAC-SHA256.
+pub struct HmacSha256(Hmac<Sha256>);
+
+impl HmacSha256 {
+    pub fn new(key: &[u8]) -> Result<Self> {
+        Ok(Self(<Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?))
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into_bytes().into()
+    }
+    /// Constant-time comparison against `tag`.
+    pub fn verify(self, tag: &[u8]) -> Result<()> {
+        if tag.len() != 32 {
+            return Err(Error::SignatureLenRange);
+        }
+        self.0.verify_slice(tag).map_err(|_| Error::SignatureInvalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc4231_case_2() {
+        let mut h = HmacSha256::new(b"Jefe").unwrap();
+        h.update(b"what do ya want for nothing?");
+        let tag = h.finish();
+        assert_eq!(tag[..4], [0x5b, 0xdc, 0xc1, 0x46]);
+    }
+
+    #[test]
+    fn sha256_abc() {
+        assert_eq!(sha256(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
+    }
+}

@@ -1,0 +1,172 @@
+//! Curves, their encodings, and P-256 (ECDSA, ECDH).
+//!
+//! Lenient in what clients send, strict in what keygate produces: `CKA_EC_PARAMS` is accepted
+//! as the curve's DER OID or as a DER PrintableString curve name; points are accepted raw or
+//! DER-wrapped; keygate produces the DER OCTET STRING form of `CKA_EC_POINT`.
+
+use p256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// The curves keygate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    Ed25519,
+}
+
+/// DER of the P-256 OID 1.2.840.10045.3.1.7.
+pub const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the Ed25519 OID 1.3.101.112.
+pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Decodes `CKA_EC_PARAMS`.
+pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
+    if params == P256_OID {
+        return Ok(Curve::P256);
+    }
+    if params == ED25519_OID {
+        return Ok(Curve::Ed25519);
+    }
+    // PrintableString (0x13) curve name.
+    if let [0x13, len, name @ ..] = params {
+        if *len as usize == name.len() {
+            return match name {
+                b"prime256v1" | b"secp256r1" | b"P-256" => Ok(Curve::P256),
+                b"edwards25519" | b"Ed25519" | b"ed25519" => Ok(Curve::Ed25519),
+                _ => Err(Error::CurveNotSupported),
+            };
+        }
+    }
+    Err(Error::CurveNotSupported)
+}
+
+/// Wraps a raw point in a DER OCTET STRING (short or one-byte long form suffices here).
+pub fn der_octet_string(raw: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(raw.len() + 3);
+    v.push(0x04);
+    if raw.len() < 0x80 {
+        v.push(raw.len() as u8);
+    } else {
+        v.push(0x81);
+        v.push(raw.len() as u8);
+    }
+    v.extend_from_slice(raw);
+    v
+}
+
+/// Removes a DER OCTET STRING wrapper if `bytes` is exactly one, else returns `bytes`.
+pub fn strip_octet_string(bytes: &[u8]) -> &[u8] {
+    match bytes {
+        [0x04, len, rest @ ..] if (*len as usize) < 0x80 && *len as usize == rest.len() => rest,
+        [0x04, 0x81, len, rest @ ..] if *len as usize == rest.len() && rest.len() >= 0x80 => rest,
+        _ => bytes,
+    }
+}
+
+/// The raw public point of `curve` from a `CKA_EC_POINT` or an ECDH peer value, either form.
+/// For P-256 an uncompressed SEC1 point `04‖X‖Y` (65 bytes); for Ed25519, 32 bytes.
+pub fn raw_point(curve: Curve, bytes: &[u8]) -> Result<Vec<u8>> {
+    let want = match curve {
+        Curve::P256 => 65,
+        Curve::Ed25519 => 32,
+    };
+    // A raw P-256 point starts with 0x04 too; its length tells it apart from a DER wrapper.
+    let raw = if bytes.len() == want { bytes } else { strip_octet_string(bytes) };
+    if raw.len() != want {
+        return Err(Error::AttributeValueInvalid(crate::token::attributes::attr::EC_POINT));
+    }
+    if curve == Curve::P256 {
+        VerifyingKey::from_sec1_bytes(raw)
+            .map_err(|_| Error::AttributeValueInvalid(crate::token::attributes::attr::EC_POINT))?;
+    }
+    Ok(raw.to_vec())
+}
+
+/// A new P-256 key pair: (private scalar, uncompressed public point).
+pub fn p256_generate() -> (Zeroizing<Vec<u8>>, Vec<u8>) {
+    let sk = SigningKey::random(&mut OsRng);
+    let scalar = Zeroizing::new(sk.to_bytes().to_vec());
+    let point = sk.verifying_key().to_encoded_point(false).as_bytes().to_vec();
+    (scalar, point)
+}
+
+fn signing_key(scalar: &[u8]) -> Result<SigningKey> {
+    if scalar.len() > 32 || scalar.is_empty() {
+        return Err(Error::KeySizeRange);
+    }
+    // Big-endian integers shorter than the field are left-padded (some importers strip zeros).
+    let mut full = Zeroizing::new([0u8; 32]);
+    full[32 - scalar.len()..].copy_from_slice(scalar);
+    SigningKey::from_bytes(full.as_slice().into()).map_err(|_| Error::KeySizeRange)
+}
+
+/// Checks a P-256 private scalar and returns its public point.
+pub fn p256_public_of(scalar: &[u8]) -> Result<Vec<u8>> {
+    Ok(signing_key(scalar)?.verifying_key().to_encoded_point(false).as_bytes().to_vec())
+}
+
+/// ECDSA over a caller-supplied digest (`CKM_ECDSA`): `r‖s`, 64 bytes.
+pub fn p256_sign_prehash(scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
+    if digest.is_empty() {
+        return Err(Error::DataLenRange);
+    }
+    let sk = signing_key(scalar)?;
+    let sig: Signature = sk.sign_prehash(digest).map_err(|_| Error::DataLenRange)?;
+    Ok(sig.to_bytes().to_vec())
+}
+
+/// Verifies `r‖s` over a digest; any failure is `CKR_SIGNATURE_INVALID` or `_LEN_RANGE`.
+pub fn p256_verify_prehash(point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
+    if sig.len() != 64 {
+        return Err(Error::SignatureLenRange);
+    }
+    let vk = VerifyingKey::from_sec1_bytes(point).map_err(|_| Error::KeyTypeInconsistent)?;
+    let sig = Signature::from_slice(sig).map_err(|_| Error::SignatureInvalid)?;
+    vk.verify_prehash(digest, &sig).map_err(|_| Error::SignatureInvalid)
+}
+
+/// ECDH on P-256: the x-coordinate of the shared point (`CKD_NULL`).
+pub fn p256_ecdh(scalar: &[u8], peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let sk = signing_key(scalar)?;
+    let secret = p256::SecretKey::from(sk.as_nonzero_scalar());
+    let pk = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| Error::MechanismParamInvalid)?;
+    let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), pk.as_affine());
+    Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_forms() {
+        assert_eq!(curve_from_params(P256_OID), Ok(Curve::P256));
+        assert_eq!(curve_from_params(ED25519_OID), Ok(Curve::Ed25519));
+        let mut name = vec![0x13, 12];
+        name.extend_from_slice(b"edwards25519");
+        assert_eq!(curve_from_params(&name), Ok(Curve::Ed25519));
+        assert_eq!(curve_from_params(&[0x06, 0x01, 0x00]), Err(Error::CurveNotSupported));
+    }
+
+    #[test]
+    fn point_forms() {
+        let (_, point) = p256_generate();
+        assert_eq!(raw_point(Curve::P256, &point).unwrap(), point);
+        assert_eq!(raw_point(Curve::P256, &der_octet_string(&point)).unwrap(), point);
+        assert!(raw_point(Curve::P256, &point[..64]).is_err());
+    }
+
+    #[test]
+    fn sign_verify_and_ecdh() {
+        let (a, pa) = p256_generate();
+        let (b, pb) = p256_generate();
+        let sig = p256_sign_prehash(&a, &[5u8; 32]).unwrap();
+        p256_verify_prehash(&pa, &[5u8; 32], &sig).unwrap();
+        assert_eq!(p256_verify_prehash(&pa, &[6u8; 32], &sig), Err(Error::SignatureInvalid));
+        assert_eq!(*p256_ecdh(&a, &pb).unwrap(), *p256_ecdh(&b, &pa).unwrap());
+    }
+}

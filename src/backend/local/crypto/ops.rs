@@ -1,0 +1,211 @@
+//! The operation objects of the self-managed token. Each holds the key material it needs, in
+//! zeroising buffers, only for the operation's lifetime.
+
+use zeroize::Zeroizing;
+
+use super::digest::{Hasher, HmacSha256};
+use super::{aes, ec, eddsa};
+use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
+use crate::error::{Error, Result};
+use crate::token::mechanisms::DigestAlg;
+
+/// What the data of a signature goes through before the key sees it.
+enum Input {
+    /// Accumulated as given (`CKM_ECDSA` signs a caller's digest; EdDSA signs the message).
+    Buffer(Zeroizing<Vec<u8>>),
+    /// Hashed as it arrives (`CKM_ECDSA_SHA256`).
+    Hash(Hasher),
+}
+
+impl Input {
+    fn new(prehash: Option<DigestAlg>) -> Input {
+        match prehash {
+            Some(alg) => Input::Hash(Hasher::new(alg)),
+            None => Input::Buffer(Zeroizing::new(Vec::new())),
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Input::Buffer(b) => b.extend_from_slice(data),
+            Input::Hash(h) => h.update(data),
+        }
+    }
+    fn finish(self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Input::Buffer(b) => b,
+            Input::Hash(h) => Zeroizing::new(h.finish()),
+        }
+    }
+}
+
+/// ECDSA on P-256 with a private scalar.
+pub struct EcdsaSign {
+    scalar: Zeroizing<Vec<u8>>,
+    input: Input,
+}
+
+impl EcdsaSign {
+    pub fn new(scalar: Zeroizing<Vec<u8>>, prehash: Option<DigestAlg>) -> Self {
+        Self { scalar, input: Input::new(prehash) }
+    }
+}
+
+impl SignOp for EcdsaSign {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.input.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        let digest = self.input.finish();
+        ec::p256_sign_prehash(&self.scalar, &digest)
+    }
+}
+
+/// ECDSA verification on P-256 with an uncompressed public point.
+pub struct EcdsaVerify {
+    point: Vec<u8>,
+    input: Input,
+}
+
+impl EcdsaVerify {
+    pub fn new(point: Vec<u8>, prehash: Option<DigestAlg>) -> Self {
+        Self { point, input: Input::new(prehash) }
+    }
+}
+
+impl VerifyOp for EcdsaVerify {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.input.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        let digest = self.input.finish();
+        ec::p256_verify_prehash(&self.point, &digest, signature)
+    }
+}
+
+/// Ed25519 signing. EdDSA needs the whole message, so multi-part input is buffered.
+pub struct EddsaSign {
+    seed: Zeroizing<Vec<u8>>,
+    msg: Zeroizing<Vec<u8>>,
+}
+
+impl EddsaSign {
+    pub fn new(seed: Zeroizing<Vec<u8>>) -> Self {
+        Self { seed, msg: Zeroizing::new(Vec::new()) }
+    }
+}
+
+impl SignOp for EddsaSign {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.msg.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        eddsa::sign(&self.seed, &self.msg)
+    }
+}
+
+pub struct EddsaVerify {
+    public: Vec<u8>,
+    msg: Vec<u8>,
+}
+
+impl EddsaVerify {
+    pub fn new(public: Vec<u8>) -> Self {
+        Self { public, msg: Vec::new() }
+    }
+}
+
+impl VerifyOp for EddsaVerify {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.msg.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        eddsa::verify(&self.public, &self.msg, signature)
+    }
+}
+
+/// HMAC-SHA256 sign and verify.
+pub struct Hmac(HmacSha256);
+
+impl Hmac {
+    pub fn new(key: &[u8]) -> Result<Self> {
+        Ok(Self(HmacSha256::new(key)?))
+    }
+}
+
+impl SignOp for Hmac {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        Ok(self.0.finish().to_vec())
+    }
+}
+
+impl VerifyOp for Hmac {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        self.0.verify(signature)
+    }
+}
+
+/// AES-GCM. GCM releases plaintext only after the tag checks, and the crate is one-shot, so
+/// multi-part input is buffered and `update` returns nothing; `finish` returns everything.
+pub struct Gcm {
+    key: Zeroizing<Vec<u8>>,
+    iv: Vec<u8>,
+    aad: Vec<u8>,
+    buf: Zeroizing<Vec<u8>>,
+    encrypt: bool,
+}
+
+impl Gcm {
+    pub fn new(key: Zeroizing<Vec<u8>>, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
+        if iv.len() != aes::IV_LEN || tag_bits != (aes::TAG_LEN * 8) as u64 {
+            return Err(Error::MechanismParamInvalid);
+        }
+        Ok(Self { key, iv, aad, buf: Zeroizing::new(Vec::new()), encrypt })
+    }
+}
+
+impl CipherOp for Gcm {
+    fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        self.buf.extend_from_slice(data);
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
+        if self.encrypt {
+            aes::gcm_encrypt(&self.key, &self.iv, &self.aad, &self.buf).map(Zeroizing::new)
+        } else {
+            aes::gcm_decrypt(&self.key, &self.iv, &self.aad, &self.buf)
+        }
+    }
+    fn output_len(&self, input_len: usize) -> Option<usize> {
+        let total = self.buf.len() + input_len;
+        if self.encrypt {
+            Some(total + aes::TAG_LEN)
+        } else {
+            total.checked_sub(aes::TAG_LEN)
+        }
+    }
+}
+
+/// A SHA-2 digest.
+pub struct Digest(pub Hasher);
+
+impl DigestOp for Digest {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.0.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        Ok(self.0.finish())
+    }
+}

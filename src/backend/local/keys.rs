@@ -1,0 +1,376 @@
+//! Key material of the self-managed token: checking imported keys, generating, wrapping,
+//! unwrapping, deriving, and starting operations. Implements [`Backend`] for [`LocalBackend`].
+
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use zeroize::Zeroizing;
+
+use super::crypto::{self, aes, ec, eddsa, ops};
+use super::LocalBackend;
+use crate::backend::{
+    Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp,
+};
+use crate::error::{Error, Result};
+use crate::token::attributes::{attr, class, key_type, AttrMap};
+use crate::token::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
+
+/// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410), followed by the 32-byte seed.
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+fn curve_of(attrs: &AttrMap) -> Result<ec::Curve> {
+    ec::curve_from_params(attrs.get(attr::EC_PARAMS).ok_or(Error::TemplateIncomplete("CKA_EC_PARAMS missing"))?)
+}
+
+fn value_len(attrs: &AttrMap) -> Result<Option<usize>> {
+    Ok(attrs.ulong(attr::VALUE_LEN)?.map(|v| v as usize))
+}
+
+/// Checks imported or unwrapped key material against its key type and fills the attributes
+/// derived from it (`CKA_VALUE_LEN`, `CKA_CHECK_VALUE`, the DER form of `CKA_EC_POINT`).
+pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
+    let class = attrs.class()?;
+    let kt = attrs.key_type();
+    match (class, kt) {
+        (class::SECRET_KEY, Some(kt)) => {
+            let len = attrs.get(attr::VALUE).ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?.len();
+            if value_len(attrs)?.is_some_and(|l| l != len) {
+                return Err(Error::TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE"));
+            }
+            match kt {
+                key_type::AES if matches!(len, 16 | 24 | 32) => {
+                    let kcv = aes::check_value(attrs.get(attr::VALUE).unwrap_or_default())?;
+                    attrs.set(attr::CHECK_VALUE, kcv);
+                }
+                key_type::GENERIC_SECRET | key_type::SHA256_HMAC if (1..=512).contains(&len) => {}
+                key_type::AES | key_type::GENERIC_SECRET | key_type::SHA256_HMAC => {
+                    return Err(Error::AttributeValueInvalid(attr::VALUE))
+                }
+                _ => return Err(Error::TemplateInconsistent("unsupported secret key type")),
+            }
+            attrs.set_ulong(attr::VALUE_LEN, len as u64);
+        }
+        (class::PRIVATE_KEY, Some(key_type::EC)) | (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
+            let v = attrs.get(attr::VALUE).ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?;
+            let ok = match (curve_of(attrs)?, kt) {
+                (ec::Curve::P256, Some(key_type::EC)) => ec::p256_public_of(v).is_ok(),
+                (ec::Curve::Ed25519, Some(key_type::EC_EDWARDS)) => eddsa::public_of(v).is_ok(),
+                _ => return Err(Error::TemplateInconsistent("curve does not fit the key type")),
+            };
+            if !ok {
+                return Err(Error::AttributeValueInvalid(attr::VALUE));
+            }
+        }
+        (class::PUBLIC_KEY, Some(key_type::EC)) | (class::PUBLIC_KEY, Some(key_type::EC_EDWARDS)) => {
+            let curve = curve_of(attrs)?;
+            if (curve == ec::Curve::P256) != (kt == Some(key_type::EC)) {
+                return Err(Error::TemplateInconsistent("curve does not fit the key type"));
+            }
+            let point = attrs.get(attr::EC_POINT).ok_or(Error::TemplateIncomplete("CKA_EC_POINT missing"))?;
+            let raw = ec::raw_point(curve, point)?;
+            attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
+        }
+        (class::SECRET_KEY | class::PRIVATE_KEY | class::PUBLIC_KEY, _) => {
+            return Err(Error::TemplateInconsistent("unsupported key type"))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Serialises a key's secret for wrapping: raw bytes for secret keys, PKCS#8 for private keys.
+fn wrappable(attrs: &AttrMap, secret: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>> {
+    match (attrs.class()?, attrs.key_type()) {
+        (class::SECRET_KEY, _) => Ok(secret),
+        (class::PRIVATE_KEY, Some(key_type::EC)) => {
+            let sk = p256::SecretKey::from_slice(&secret).map_err(|_| Error::KeyNotWrappable)?;
+            let der = sk.to_pkcs8_der().map_err(|_| Error::KeyNotWrappable)?;
+            Ok(Zeroizing::new(der.as_bytes().to_vec()))
+        }
+        (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
+            let mut v = Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
+            v.extend_from_slice(&secret);
+            Ok(v)
+        }
+        _ => Err(Error::KeyNotWrappable),
+    }
+}
+
+/// Parses unwrapped bytes into `template`'s `CKA_VALUE` (and `CKA_EC_PARAMS` for private keys).
+fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<()> {
+    match (template.class()?, template.key_type()) {
+        (class::SECRET_KEY, _) => template.set(attr::VALUE, bytes.to_vec()),
+        (class::PRIVATE_KEY, Some(key_type::EC)) => {
+            let sk = p256::SecretKey::from_pkcs8_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
+            template.set(attr::VALUE, sk.to_bytes().to_vec());
+            template.set(attr::EC_PARAMS, ec::P256_OID.to_vec());
+        }
+        (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
+            let seed = bytes.strip_prefix(&ED25519_PKCS8_PREFIX[..]).ok_or(Error::WrappedKeyInvalid)?;
+            if template.get(attr::EC_PARAMS).is_none() {
+                template.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
+            }
+            template.set(attr::VALUE, seed.to_vec());
+        }
+        _ => return Err(Error::TemplateInconsistent("cannot unwrap into this class or key type")),
+    }
+    Ok(())
+}
+
+fn wrap_kind(mech: &Mechanism) -> Result<aes::WrapKind> {
+    match mech {
+        Mechanism::AesKeyWrap { iv: None } => Ok(aes::WrapKind::Kw),
+        Mechanism::AesKeyWrap { iv: Some(iv) } if iv == &[0xa6; 8] => Ok(aes::WrapKind::Kw),
+        Mechanism::AesKeyWrap { .. } => Err(Error::MechanismParamInvalid),
+        Mechanism::AesKeyWrapPad => Ok(aes::WrapKind::Pad),
+        Mechanism::AesKeyWrapKwp => Ok(aes::WrapKind::Kwp),
+        other => Err(Error::MechanismInvalid(other.ty())),
+    }
+}
+
+fn expect_type(attrs: &AttrMap, want: &[u64], err: Error) -> Result<()> {
+    match attrs.key_type() {
+        Some(kt) if want.contains(&kt) => Ok(()),
+        _ => Err(err),
+    }
+}
+
+const HMAC_TYPES: &[u64] = &[key_type::GENERIC_SECRET, key_type::SHA256_HMAC];
+
+impl LocalBackend {
+    fn generated(&self, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+        let r = self.new_record(attrs)?;
+        Ok(self.put_new(vec![(lifetime, r)])?[0])
+    }
+
+    fn ec_public_point(attrs: &AttrMap) -> Result<(ec::Curve, Vec<u8>)> {
+        let curve = curve_of(attrs)?;
+        let point = attrs.get(attr::EC_POINT).ok_or(Error::KeyTypeInconsistent)?;
+        Ok((curve, ec::raw_point(curve, point)?))
+    }
+}
+
+
+impl Backend for LocalBackend {
+    fn status(&self) -> Result<TokenStatus> {
+        self.status_impl()
+    }
+    fn mechanisms(&self) -> &'static [(u64, MechanismInfo)] {
+        MECHANISMS
+    }
+    fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()> {
+        self.init_token_impl(so_pin, label)
+    }
+    fn login(&self, user: UserType, pin: &Pin) -> Result<()> {
+        self.login_impl(user, pin)
+    }
+    fn logout(&self) {
+        self.logout_impl()
+    }
+    fn init_pin(&self, pin: &Pin) -> Result<()> {
+        self.init_pin_impl(pin)
+    }
+    fn set_pin(&self, user: UserType, old: &Pin, new: &Pin) -> Result<()> {
+        self.set_pin_impl(user, old, new)
+    }
+
+    fn create(&self, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
+        complete_material(&mut attrs)?;
+        self.generated(lifetime, attrs)
+    }
+    fn find(&self, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>> {
+        self.find_impl(template, private_visible)
+    }
+    fn attributes(&self, id: &ObjectId) -> Result<AttrMap> {
+        Ok(self.load(id)?.0.attrs.clone())
+    }
+    fn lifetime(&self, id: &ObjectId) -> Result<Lifetime> {
+        Ok(self.load(id)?.1)
+    }
+    fn secret_value(&self, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
+        self.unseal(&self.load(id)?.0)
+    }
+    fn update(&self, id: &ObjectId, attrs: AttrMap) -> Result<()> {
+        self.update_impl(id, attrs)
+    }
+    fn copy(&self, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+        self.copy_impl(id, lifetime, attrs)
+    }
+    fn destroy(&self, id: &ObjectId) -> Result<()> {
+        self.destroy_impl(id)
+    }
+    fn session_closed(&self, session: u64) {
+        self.session_closed_impl(session)
+    }
+
+    fn generate_key(&self, mech: &Mechanism, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
+        let len = value_len(&t)?.ok_or(Error::TemplateIncomplete("CKA_VALUE_LEN missing"))?;
+        match mech {
+            Mechanism::AesKeyGen if matches!(len, 16 | 24 | 32) => {}
+            Mechanism::GenericSecretKeyGen if (1..=512).contains(&len) => {}
+            Mechanism::AesKeyGen | Mechanism::GenericSecretKeyGen => return Err(Error::KeySizeRange),
+            other => return Err(Error::MechanismInvalid(other.ty())),
+        }
+        t.set(attr::VALUE, crypto::random_secret(len)?.to_vec());
+        complete_material(&mut t)?;
+        self.generated(lifetime, t)
+    }
+
+    fn generate_key_pair(
+        &self,
+        mech: &Mechanism,
+        lifetimes: (Lifetime, Lifetime),
+        mut public: AttrMap,
+        mut private: AttrMap,
+    ) -> Result<(ObjectId, ObjectId)> {
+        let curve = curve_of(&public)?;
+        let (secret, point) = match (mech, curve) {
+            (Mechanism::EcKeyPairGen, ec::Curve::P256) => ec::p256_generate(),
+            (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
+            (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => return Err(Error::CurveNotSupported),
+            (other, _) => return Err(Error::MechanismInvalid(other.ty())),
+        };
+        public.set(attr::EC_POINT, ec::der_octet_string(&point));
+        if private.get(attr::EC_PARAMS).is_none() {
+            private.set(attr::EC_PARAMS, public.get(attr::EC_PARAMS).unwrap_or_default().to_vec());
+        }
+        private.set(attr::VALUE, secret.to_vec());
+        let pubr = self.new_record(public)?;
+        let privr = self.new_record(private)?;
+        let ids = self.put_new(vec![(lifetimes.0, pubr), (lifetimes.1, privr)])?;
+        Ok((ids[0], ids[1]))
+    }
+
+    fn wrap_key(&self, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
+        let kind = wrap_kind(mech)?;
+        let (wr, _) = self.load(wrapping)?;
+        expect_type(&wr.attrs, &[key_type::AES], Error::WrappingKeyTypeInconsistent)?;
+        let (kr, _) = self.load(key)?;
+        let data = wrappable(&kr.attrs, self.unseal(&kr)?)?;
+        aes::wrap(kind, &self.unseal(&wr)?, &data).map_err(|e| match e {
+            Error::KeySizeRange => Error::KeyNotWrappable,
+            other => other,
+        })
+    }
+
+    fn unwrap_key(
+        &self,
+        mech: &Mechanism,
+        unwrapping: &ObjectId,
+        wrapped: &[u8],
+        lifetime: Lifetime,
+        mut template: AttrMap,
+    ) -> Result<ObjectId> {
+        let kind = wrap_kind(mech)?;
+        let (ur, _) = self.load(unwrapping)?;
+        expect_type(&ur.attrs, &[key_type::AES], Error::UnwrappingKeyTypeInconsistent)?;
+        let bytes = aes::unwrap(kind, &self.unseal(&ur)?, wrapped)?;
+        unwrapped_into(&mut template, bytes)?;
+        complete_material(&mut template).map_err(|e| match e {
+            Error::AttributeValueInvalid(_) => Error::WrappedKeyInvalid,
+            other => other,
+        })?;
+        self.generated(lifetime, template)
+    }
+
+    fn derive_key(&self, mech: &Mechanism, base: &ObjectId, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
+        let Mechanism::Ecdh1Derive { kdf, shared_data, public_data } = mech else {
+            return Err(Error::MechanismInvalid(mech.ty()));
+        };
+        if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
+            return Err(Error::MechanismParamInvalid);
+        }
+        let (br, _) = self.load(base)?;
+        if br.attrs.class()? != class::PRIVATE_KEY || br.attrs.key_type() != Some(key_type::EC) {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        let peer = ec::raw_point(ec::Curve::P256, public_data).map_err(|_| Error::MechanismParamInvalid)?;
+        let z = ec::p256_ecdh(&self.unseal(&br)?, &peer)?;
+        let len = match (value_len(&t)?, t.key_type()) {
+            (Some(l), _) => l,
+            (None, Some(key_type::AES)) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),
+            (None, _) => z.len(),
+        };
+        if len == 0 || len > z.len() {
+            return Err(Error::TemplateInconsistent("CKA_VALUE_LEN longer than the shared secret"));
+        }
+        // PKCS#11 (and SoftHSM2) keep the rightmost bytes when a shorter key is asked for.
+        t.set(attr::VALUE, z[z.len() - len..].to_vec());
+        complete_material(&mut t)?;
+        self.generated(lifetime, t)
+    }
+
+    fn sign(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
+        let (r, _) = self.load(key)?;
+        let kt = r.attrs.key_type();
+        Ok(match (mech, kt) {
+            (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.unseal(&r)?, None)),
+            (Mechanism::EcdsaSha256, Some(key_type::EC)) => {
+                Box::new(ops::EcdsaSign::new(self.unseal(&r)?, Some(DigestAlg::Sha256)))
+            }
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.unseal(&r)?)),
+            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => Box::new(ops::Hmac::new(&self.unseal(&r)?)?),
+            (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
+                return Err(Error::KeyTypeInconsistent)
+            }
+            (other, _) => return Err(Error::MechanismInvalid(other.ty())),
+        })
+    }
+
+    fn verify(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
+        let (r, _) = self.load(key)?;
+        let kt = r.attrs.key_type();
+        Ok(match (mech, kt) {
+            (Mechanism::Ecdsa | Mechanism::EcdsaSha256, Some(key_type::EC)) => {
+                let (_, point) = Self::ec_public_point(&r.attrs)?;
+                let pre = (*mech == Mechanism::EcdsaSha256).then_some(DigestAlg::Sha256);
+                Box::new(ops::EcdsaVerify::new(point, pre))
+            }
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
+                Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))
+            }
+            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => Box::new(ops::Hmac::new(&self.unseal(&r)?)?),
+            (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
+                return Err(Error::KeyTypeInconsistent)
+            }
+            (other, _) => return Err(Error::MechanismInvalid(other.ty())),
+        })
+    }
+
+    fn encrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+        self.gcm(mech, key, true)
+    }
+    fn decrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+        self.gcm(mech, key, false)
+    }
+
+    fn digest(&self, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
+        match mech {
+            Mechanism::Digest(alg) => Ok(Box::new(ops::Digest(crypto::digest::Hasher::new(*alg)))),
+            other => Err(Error::MechanismInvalid(other.ty())),
+        }
+    }
+    fn digest_key(&self, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
+        let (r, _) = self.load(key)?;
+        if r.attrs.class()? != class::SECRET_KEY {
+            return Err(Error::KeyIndigestible);
+        }
+        op.update(&self.unseal(&r)?)
+    }
+    fn random(&self, out: &mut [u8]) -> Result<()> {
+        crypto::random(out)
+    }
+    fn object_count(&self) -> Result<u64> {
+        self.object_count_impl()
+    }
+}
+
+impl LocalBackend {
+    fn gcm(&self, mech: &Mechanism, key: &ObjectId, encrypt: bool) -> Result<Box<dyn CipherOp>> {
+        let Mechanism::AesGcm { iv, aad, tag_bits } = mech else {
+            return Err(Error::MechanismInvalid(mech.ty()));
+        };
+        let (r, _) = self.load(key)?;
+        expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
+        Ok(Box::new(ops::Gcm::new(self.unseal(&r)?, iv.clone(), aad.clone(), *tag_bits, encrypt)?))
+    }
+}

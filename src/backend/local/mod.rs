@@ -1,0 +1,343 @@
+//! The self-managed backend: keygate keeps the keys, sealed under a KEK that only the HSM plus
+//! the PIN can re-create (DESIGN.md §3), in a sqlite store (§4), and does the crypto in-process.
+//!
+//! Layers: `store` (raw rows, no plaintext) ↔ `vault` (sealing and MACs, no I/O) ↔ this module
+//! (records and login state) ↔ `token/` (PKCS#11 semantics). Secrets are unsealed per
+//! operation and live in zeroising buffers.
+
+pub mod codec;
+pub mod crypto;
+pub mod header;
+mod keys;
+mod objects;
+pub mod root;
+pub mod store;
+pub mod vault;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use self::header::{Credential, Header};
+use self::root::Root;
+use self::store::Store;
+use self::vault::{Key32, KdfParams, Purpose, Role};
+use crate::backend::{TokenStatus, UserType};
+use crate::config::TokenConfig;
+use crate::error::{Error, Result};
+use crate::token::mechanisms::{Pin, PIN_MAX, PIN_MIN};
+
+const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
+
+/// Key material unlocked for this process: the integrity key (needs only the HSM) and, while
+/// someone is logged in, the DEK.
+#[derive(Default)]
+struct Unlocked {
+    uuid: Option<[u8; 16]>,
+    k_int: Option<Key32>,
+    dek: Option<Key32>,
+}
+
+/// A session object: same shape as a stored record, kept in memory.
+struct SessionObject {
+    session: u64,
+    record: codec::Record,
+}
+
+/// One self-managed token.
+pub struct LocalBackend {
+    cfg: TokenConfig,
+    store: Mutex<Option<Arc<Store>>>,
+    root: Mutex<Option<Arc<Root>>>,
+    unlocked: RwLock<Unlocked>,
+    session_objects: Mutex<HashMap<crate::backend::ObjectId, SessionObject>>,
+}
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend").field("label", &self.cfg.label).finish_non_exhaustive()
+    }
+}
+
+fn check_pin_len(pin: &Pin) -> Result<()> {
+    if (PIN_MIN..=PIN_MAX).contains(&pin.bytes().len()) {
+        Ok(())
+    } else {
+        Err(Error::PinLenRange)
+    }
+}
+
+impl LocalBackend {
+    pub fn new(cfg: TokenConfig) -> LocalBackend {
+        LocalBackend {
+            cfg,
+            store: Mutex::new(None),
+            root: Mutex::new(None),
+            unlocked: RwLock::new(Unlocked::default()),
+            session_objects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn store_path(&self) -> Result<&std::path::Path> {
+        self.cfg.store.as_deref().ok_or_else(|| Error::Config("no store path".into()))
+    }
+
+    /// The store, opened on first use; `None` if the token was never initialised.
+    fn store_opt(&self) -> Result<Option<Arc<Store>>> {
+        let mut guard = self.store.lock();
+        if let Some(s) = &*guard {
+            return Ok(Some(s.clone()));
+        }
+        let path = self.store_path()?;
+        if !path.exists() {
+            return Ok(None);
+        }
+        let s = Arc::new(Store::open(path, false)?);
+        *guard = Some(s.clone());
+        Ok(Some(s))
+    }
+
+    fn store(&self) -> Result<Arc<Store>> {
+        self.store_opt()?.ok_or(Error::UserPinNotInitialized)
+    }
+
+    fn root(&self) -> Result<Arc<Root>> {
+        let mut guard = self.root.lock();
+        if let Some(r) = &*guard {
+            return Ok(r.clone());
+        }
+        let cfg = self.cfg.root.as_ref().ok_or_else(|| Error::Config("no root".into()))?;
+        let r = Arc::new(Root::open(cfg).inspect_err(|e| log::error!("token {:?}: {e}", self.cfg.label))?);
+        *guard = Some(r.clone());
+        Ok(r)
+    }
+
+    fn hw(&self, h: &Header, purpose: Purpose) -> Result<Key32> {
+        self.root()?.hmac(&h.root_id, &vault::hw_input(&h.uuid, purpose))
+    }
+
+    /// K_int for the token `h` describes (cached per token identity).
+    fn k_int(&self, h: &Header) -> Result<Key32> {
+        {
+            let u = self.unlocked.read();
+            if u.uuid == Some(h.uuid) {
+                if let Some(k) = &u.k_int {
+                    return Ok(k.clone());
+                }
+            }
+        }
+        let k = vault::integrity_key(&*self.hw(h, Purpose::Integrity)?);
+        let mut u = self.unlocked.write();
+        if u.uuid != Some(h.uuid) {
+            *u = Unlocked { uuid: Some(h.uuid), ..Unlocked::default() };
+        }
+        u.k_int = Some(k.clone());
+        Ok(k)
+    }
+
+    fn verify_header(&self, body: &[u8], mac: &[u8]) -> Result<Header> {
+        let h = Header::decode(body)?;
+        let k = self.k_int(&h)?;
+        vault::verify_mac(&k, HEADER_DOMAIN, &[body], mac).inspect_err(|_| {
+            log::error!("token {:?}: the token header fails its MAC; refusing the token", self.cfg.label)
+        })?;
+        Ok(h)
+    }
+
+    fn seal_header(&self, h: &Header) -> Result<(Vec<u8>, Vec<u8>)> {
+        let body = h.encode();
+        let mac = vault::mac(&self.k_int(h)?, HEADER_DOMAIN, &[&body])?;
+        Ok((body, mac.to_vec()))
+    }
+
+    /// The verified header; `None` if the token is not initialised.
+    fn header_opt(&self) -> Result<Option<Header>> {
+        let Some(store) = self.store_opt()? else { return Ok(None) };
+        match store.header()? {
+            None => Ok(None),
+            Some((body, mac)) => Ok(Some(self.verify_header(&body, &mac)?)),
+        }
+    }
+
+    fn header(&self) -> Result<Header> {
+        self.header_opt()?.ok_or(Error::UserPinNotInitialized)
+    }
+
+    /// Changes the header atomically against other processes.
+    fn change_header<T>(&self, f: impl FnOnce(&mut Header) -> Result<T>) -> Result<T> {
+        self.store()?.update_header(|cur| {
+            let (body, mac) = cur.ok_or(Error::UserPinNotInitialized)?;
+            let mut h = self.verify_header(&body, &mac)?;
+            let out = f(&mut h)?;
+            Ok((Some(self.seal_header(&h)?), out))
+        })
+    }
+
+    fn dek(&self) -> Result<Key32> {
+        self.unlocked.read().dek.clone().ok_or(Error::UserNotLoggedIn)
+    }
+
+    fn new_credential(&self, h: &Header, pin: &Pin, dek: &Key32, role: Role, kdf: KdfParams) -> Result<Credential> {
+        let mut salt = [0u8; 16];
+        crypto::random(&mut salt)?;
+        let pk = vault::pin_key(pin.bytes(), &salt, kdf)?;
+        let kek = vault::kek(&*self.hw(h, Purpose::Kek)?, &pk, role);
+        Ok(Credential { salt, kdf, wrapped_dek: vault::wrap_dek(&kek, dek)? })
+    }
+
+    /// Tries `pin` against `role`'s credential; counts failures in the header, persistently.
+    fn check_pin(&self, role: Role, pin: &Pin) -> Result<Key32> {
+        let h = self.header()?;
+        let max = self.cfg.max_pin_failures;
+        let (cred, failures) = match role {
+            Role::So => (Some(&h.so), h.so_failures),
+            Role::User => (h.user.as_ref(), h.user_failures),
+        };
+        let cred = cred.ok_or(Error::UserPinNotInitialized)?;
+        if failures >= max {
+            log::warn!("token {:?}: {role:?} PIN is locked", self.cfg.label);
+            return Err(Error::PinLocked);
+        }
+        // Argon2 and the HSM round trip run with no lock held.
+        let pk = vault::pin_key(pin.bytes(), &cred.salt, cred.kdf)?;
+        let kek = vault::kek(&*self.hw(&h, Purpose::Kek)?, &pk, role);
+        let result = vault::unwrap_dek(&kek, &cred.wrapped_dek);
+        let ok = result.is_ok();
+        self.change_header(|h| {
+            let counter = match role {
+                Role::So => &mut h.so_failures,
+                Role::User => &mut h.user_failures,
+            };
+            *counter = if ok { 0 } else { counter.saturating_add(1) };
+            Ok(())
+        })?;
+        if !ok {
+            log::warn!("token {:?}: wrong {role:?} PIN", self.cfg.label);
+        }
+        result
+    }
+
+    fn create_token(&self, so_pin: &Pin, label: &str) -> Result<Header> {
+        let root = self.root()?;
+        let mut uuid = [0u8; 16];
+        let mut root_id = [0u8; 16];
+        crypto::random(&mut uuid)?;
+        crypto::random(&mut root_id)?;
+        root.create_key(&root_id)?;
+        let kdf = KdfParams::from(self.cfg.pin_kdf);
+        let dek = vault::new_dek()?;
+        let mut h = Header {
+            uuid,
+            label: label.to_string(),
+            root_id,
+            so: Credential { salt: [0; 16], kdf, wrapped_dek: Vec::new() },
+            user: None,
+            so_failures: 0,
+            user_failures: 0,
+        };
+        h.so = self.new_credential(&h, so_pin, &dek, Role::So, kdf)?;
+        Ok(h)
+    }
+}
+
+impl LocalBackend {
+    pub(crate) fn status_impl(&self) -> Result<TokenStatus> {
+        let max = self.cfg.max_pin_failures;
+        Ok(match self.header_opt()? {
+            None => TokenStatus { label: self.cfg.label.clone(), max_failures: max, ..TokenStatus::default() },
+            Some(h) => TokenStatus {
+                initialized: true,
+                user_pin_initialized: h.user.is_some(),
+                label: h.label.clone(),
+                serial: h.uuid[..8].iter().map(|b| format!("{b:02x}")).collect(),
+                user_failures: h.user_failures,
+                so_failures: h.so_failures,
+                max_failures: max,
+            },
+        })
+    }
+
+    pub(crate) fn init_token_impl(&self, so_pin: &Pin, label: &str) -> Result<()> {
+        check_pin_len(so_pin)?;
+        let old = self.header_opt()?;
+        if old.is_some() {
+            self.check_pin(Role::So, so_pin)?;
+        }
+        let new = self.create_token(so_pin, label)?;
+        let (body, mac) = self.seal_header(&new)?;
+        let store = match self.store_opt()? {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(Store::open(self.store_path()?, true)?);
+                *self.store.lock() = Some(s.clone());
+                s
+            }
+        };
+        if let Err(e) = store.reinitialise(&body, &mac) {
+            let _ = self.root().and_then(|r| r.destroy_key(&new.root_id));
+            return Err(e);
+        }
+        self.session_objects.lock().clear();
+        if let Some(old) = old {
+            if let Err(e) = self.root()?.destroy_key(&old.root_id) {
+                log::warn!("token {:?}: could not destroy the previous root key: {e}", self.cfg.label);
+            }
+        }
+        log::info!("token {:?}: initialised", self.cfg.label);
+        Ok(())
+    }
+
+    pub(crate) fn login_impl(&self, user: UserType, pin: &Pin) -> Result<()> {
+        let role = match user {
+            UserType::So => Role::So,
+            UserType::User | UserType::ContextSpecific => Role::User,
+        };
+        let dek = self.check_pin(role, pin)?;
+        self.unlocked.write().dek = Some(dek);
+        Ok(())
+    }
+
+    pub(crate) fn logout_impl(&self) {
+        self.unlocked.write().dek = None;
+    }
+
+    pub(crate) fn init_pin_impl(&self, pin: &Pin) -> Result<()> {
+        check_pin_len(pin)?;
+        let dek = self.dek()?;
+        let h = self.header()?;
+        let cred = self.new_credential(&h, pin, &dek, Role::User, KdfParams::from(self.cfg.pin_kdf))?;
+        self.change_header(|h| {
+            h.user = Some(cred);
+            h.user_failures = 0;
+            Ok(())
+        })
+    }
+
+    pub(crate) fn set_pin_impl(&self, user: UserType, old: &Pin, new: &Pin) -> Result<()> {
+        check_pin_len(new)?;
+        let role = if user == UserType::So { Role::So } else { Role::User };
+        let dek = self.check_pin(role, old)?;
+        let h = self.header()?;
+        let kdf = match role {
+            Role::So => h.so.kdf,
+            Role::User => h.user.as_ref().map(|c| c.kdf).ok_or(Error::UserPinNotInitialized)?,
+        };
+        let cred = self.new_credential(&h, new, &dek, role, kdf)?;
+        self.change_header(|h| {
+            match role {
+                Role::So => h.so = cred,
+                Role::User => h.user = Some(cred),
+            }
+            Ok(())
+        })
+    }
+
+    /// Objects in the store (for `keygate status`).
+    pub(crate) fn object_count_impl(&self) -> Result<u64> {
+        Ok(match self.store_opt()? {
+            Some(s) => s.count()?,
+            None => 0,
+        })
+    }
+}

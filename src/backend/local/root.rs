@@ -1,0 +1,137 @@
+//! The root key R of a self-managed token, inside the HSM, reached through cryptoki.
+//!
+//! R is a 256-bit generic secret created at token initialisation with `CKA_TOKEN`,
+//! `CKA_SENSITIVE`, non-extractable, usable only for `CKM_SHA256_HMAC` signing. keygate asks the
+//! HSM for HMAC_R(input) and never sees R. The HSM library is initialised with
+//! `CKF_OS_LOCKING_OK` (SoftHSM2 turns its locking off when given NULL arguments).
+
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism as CkMech;
+use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType as CkUser};
+use cryptoki::types::AuthPin;
+use parking_lot::Mutex;
+use zeroize::Zeroizing;
+
+use crate::config::{check_private, RootConfig};
+use crate::error::{Error, Result};
+
+/// An open, logged-in session on the HSM token holding root keys.
+pub struct Root {
+    session: Mutex<Session>,
+    // Kept after `session` so that the session closes before the library is finalised.
+    _pkcs11: Pkcs11,
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Root")
+    }
+}
+
+fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
+    move |e| match e {
+        CkError::Pkcs11(rv, _) => Error::Hsm { function: function.to_string(), rv: format!("{rv:?}") },
+        other => Error::HsmUnavailable(format!("{function}: {other}")),
+    }
+}
+
+/// The HSM PIN, from the environment variable or the private file the configuration names.
+fn root_pin(cfg: &RootConfig) -> Result<AuthPin> {
+    if let Some(var) = &cfg.pin_env {
+        let v = std::env::var(var)
+            .map_err(|_| Error::HsmUnavailable(format!("environment variable {var} (root token PIN) is not set")))?;
+        return Ok(AuthPin::from(v));
+    }
+    if let Some(file) = &cfg.pin_file {
+        check_private(file)?;
+        let v = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
+        );
+        return Ok(AuthPin::from(v.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Err(Error::Config("root has no PIN source".into()))
+}
+
+impl Root {
+    /// Loads the HSM module, finds the token by label and logs in as its user.
+    pub fn open(cfg: &RootConfig) -> Result<Root> {
+        if !Path::new(&cfg.module).exists() {
+            return Err(Error::HsmUnavailable(format!("HSM module {} not found", cfg.module.display())));
+        }
+        let pkcs11 = Pkcs11::new(&cfg.module)
+            .map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", cfg.module.display())))?;
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(hsm("C_Initialize")(e)),
+        }
+        let slot = pkcs11
+            .get_slots_with_token()
+            .map_err(hsm("C_GetSlotList"))?
+            .into_iter()
+            .find(|s| pkcs11.get_token_info(*s).map(|i| i.label().trim_end() == cfg.token).unwrap_or(false))
+            .ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
+        let session = pkcs11.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
+        match session.login(CkUser::User, Some(&root_pin(cfg)?)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => return Err(hsm("C_Login")(e)),
+        }
+        Ok(Root { session: Mutex::new(session), _pkcs11: pkcs11 })
+    }
+
+    fn find(session: &Session, id: &[u8]) -> Result<Option<ObjectHandle>> {
+        let found = session
+            .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Id(id.to_vec())])
+            .map_err(hsm("C_FindObjects"))?;
+        Ok(found.into_iter().next())
+    }
+
+    /// Creates a root key with CKA_ID `id`.
+    pub fn create_key(&self, id: &[u8]) -> Result<()> {
+        let session = self.session.lock();
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Verify(false),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
+            Attribute::Modifiable(false),
+            Attribute::Id(id.to_vec()),
+            Attribute::Label(b"keygate-root".to_vec()),
+        ];
+        session.generate_key(&CkMech::GenericSecretKeyGen, &template).map_err(hsm("C_GenerateKey"))?;
+        Ok(())
+    }
+
+    /// HMAC-SHA256 under the root key `id`, computed inside the HSM.
+    pub fn hmac(&self, id: &[u8], input: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let session = self.session.lock();
+        let key = Self::find(&session, id)?
+            .ok_or_else(|| Error::HsmUnavailable("the token's root key is not in the HSM (destroyed?)".into()))?;
+        let tag = Zeroizing::new(session.sign(&CkMech::Sha256Hmac, key, input).map_err(hsm("C_Sign"))?);
+        let arr: [u8; 32] = tag.as_slice().try_into().map_err(|_| Error::HsmUnavailable("HMAC of wrong length".into()))?;
+        Ok(Zeroizing::new(arr))
+    }
+
+    /// Destroys root key `id`; absent is fine.
+    pub fn destroy_key(&self, id: &[u8]) -> Result<()> {
+        let session = self.session.lock();
+        if let Some(key) = Self::find(&session, id)? {
+            session.destroy_object(key).map_err(hsm("C_DestroyObject"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! The raw record layer of a self-managed token: one sqlite database per token.
+//!
+//! This layer stores opaque bodies and their MACs; it never sees a plaintext secret. WAL mode,
+//! `synchronous=FULL`, `secure_delete=ON` (a destroyed key's bytes are overwritten), a busy
+//! timeout so several processes share one token; every change is one transaction. Nothing is
+//! cached, so other processes' changes are seen on the next read.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::backend::ObjectId;
+use crate::error::{Error, Result};
+
+/// A row of the objects table.
+pub struct Row {
+    pub uid: ObjectId,
+    pub body: Vec<u8>,
+    pub mac: Vec<u8>,
+}
+
+/// Columns kept beside a record so that finding by class, label or id uses an index. They are
+/// hints only: the matched record's MAC-checked body is what counts.
+pub struct IndexColumns<'a> {
+    pub class: u64,
+    pub label: Option<&'a [u8]>,
+    pub ckid: Option<&'a [u8]>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS header (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    body  BLOB NOT NULL,
+    mac   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    uid    BLOB PRIMARY KEY,
+    class  INTEGER NOT NULL,
+    label  BLOB,
+    ckid   BLOB,
+    body   BLOB NOT NULL,
+    mac    BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS objects_label ON objects(label);
+CREATE INDEX IF NOT EXISTS objects_ckid ON objects(ckid);
+CREATE INDEX IF NOT EXISTS objects_class ON objects(class);
+";
+
+impl Store {
+    /// Opens an existing store, or creates it (mode 0600) when `create` is set.
+    pub fn open(path: &Path, create: bool) -> Result<Store> {
+        if !path.exists() {
+            if !create {
+                return Err(Error::Store(format!("{} does not exist", path.display())));
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The header's body and MAC, if the token was initialised.
+    pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let conn = self.conn.lock();
+        Ok(conn
+            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Reads, changes and writes the header in one immediate transaction, so that concurrent
+    /// processes (counting wrong PINs, say) never lose an update. `change` returns the new
+    /// header, or `None` to leave it as it is; its error aborts the transaction.
+    pub fn update_header<T>(
+        &self,
+        change: impl FnOnce(Option<(Vec<u8>, Vec<u8>)>) -> Result<(Option<(Vec<u8>, Vec<u8>)>, T)>,
+    ) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current = tx
+            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (new, out) = change(current)?;
+        if let Some((body, mac)) = new {
+            tx.execute("INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)", params![body, mac])?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Replaces the header and deletes every object, in one transaction (`C_InitToken`).
+    pub fn reinitialise(&self, body: &[u8], mac: &[u8]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM objects", [])?;
+        tx.execute("INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)", params![body, mac])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts new objects, all or none.
+    pub fn insert(&self, rows: &[(IndexColumns<'_>, Row)]) -> Result<()> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (ix, row) in rows {
+            tx.execute(
+                "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Rewrites an existing object; `ObjectHandleInvalid` if another process destroyed it.
+    pub fn replace(&self, ix: IndexColumns<'_>, row: &Row) -> Result<()> {
+        let conn = self.conn.lock();
+        let n = conn.execute(
+            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
+            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
+        )?;
+        if n == 0 {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
+        let conn = self.conn.lock();
+        let row = conn
+            .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
+                Ok(Row { uid: *uid, body: r.get(0)?, mac: r.get(1)? })
+            })
+            .optional()?;
+        Ok(row)
+    }
+
+    /// Deletes an object; false if it was not there.
+    pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
+        let conn = self.conn.lock();
+        Ok(conn.execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])? > 0)
+    }
+
+    /// Candidate rows for a search, narrowed by whichever indexed column the search names.
+    pub fn candidates(&self, class: Option<u64>, label: Option<&[u8]>, ckid: Option<&[u8]>) -> Result<Vec<Row>> {
+        let conn = self.conn.lock();
+        let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
+            ("SELECT uid, body, mac FROM objects WHERE label = ?1", Some(l.to_vec().into()))
+        } else if let Some(i) = ckid {
+            ("SELECT uid, body, mac FROM objects WHERE ckid = ?1", Some(i.to_vec().into()))
+        } else if let Some(c) = class {
+            ("SELECT uid, body, mac FROM objects WHERE class = ?1", Some((c as i64).into()))
+        } else {
+            ("SELECT uid, body, mac FROM objects", None)
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        };
+        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = match arg {
+            Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
+            None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(uid, body, mac)| Some(Row { uid: uid.try_into().ok()?, body, mac }))
+            .collect())
+    }
+
+    /// How many objects the token holds.
+    pub fn count(&self) -> Result<u64> {
+        let conn = self.conn.lock();
+        Ok(conn.query_row("SELECT count(*) FROM objects", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}

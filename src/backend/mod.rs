@@ -1,0 +1,158 @@
+//! The seam between PKCS#11 semantics (`token/`) and where keys live.
+//!
+//! A [`Backend`] is one token's key store: the self-managed store (`local/`) or, later, an HSM
+//! reached through cryptoki. `token/` applies the attribute and usage policy for both, then
+//! asks the backend to store, find, generate and operate. Backends see decoded Rust values only;
+//! an operation is an object whose final call consumes it.
+
+pub mod local;
+
+use std::fmt::Debug;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::token::attributes::AttrMap;
+use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin};
+
+/// A backend's stable identity for an object (random, never reused).
+pub type ObjectId = [u8; 16];
+
+/// Who is logging in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserType {
+    So,
+    User,
+    ContextSpecific,
+}
+
+/// What `C_GetTokenInfo` needs from the backend.
+#[derive(Debug, Clone, Default)]
+pub struct TokenStatus {
+    pub initialized: bool,
+    pub user_pin_initialized: bool,
+    pub label: String,
+    pub serial: String,
+    pub user_failures: u32,
+    pub so_failures: u32,
+    pub max_failures: u32,
+}
+
+impl TokenStatus {
+    pub fn user_locked(&self) -> bool {
+        self.user_failures >= self.max_failures
+    }
+    pub fn so_locked(&self) -> bool {
+        self.so_failures >= self.max_failures
+    }
+}
+
+/// Where a new object goes: the token (persistent) or a session (gone when it closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    Token,
+    Session(u64),
+}
+
+/// One token's key store and crypto. Implementations are shared between threads.
+pub trait Backend: Send + Sync + Debug {
+    /// Token state for `C_GetTokenInfo`; re-read each time so other processes' changes show.
+    fn status(&self) -> Result<TokenStatus>;
+    /// The mechanisms this backend implements.
+    fn mechanisms(&self) -> &'static [(u64, MechanismInfo)];
+
+    /// `C_InitToken`: (re)creates the token; every object is destroyed.
+    fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()>;
+    /// Checks a PIN and unlocks the token's key material for the session's application.
+    fn login(&self, user: UserType, pin: &Pin) -> Result<()>;
+    /// Forgets the key material unlocked at login.
+    fn logout(&self);
+    /// `C_InitPIN` (the SO is logged in).
+    fn init_pin(&self, pin: &Pin) -> Result<()>;
+    /// `C_SetPIN` for the logged-in user (or SO).
+    fn set_pin(&self, user: UserType, old: &Pin, new: &Pin) -> Result<()>;
+
+    /// Stores an object whose template `token/` has already completed and checked. Secret
+    /// material (`CKA_VALUE` of a key) is inside `attrs` and is sealed by the backend.
+    fn create(&self, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
+    /// Objects whose clear attributes match `template`; private ones only if `private_visible`.
+    fn find(&self, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>>;
+    /// The clear attributes of an object (never its secret material).
+    fn attributes(&self, id: &ObjectId) -> Result<AttrMap>;
+    /// The lifetime of an object.
+    fn lifetime(&self, id: &ObjectId) -> Result<Lifetime>;
+    /// The secret material (`CKA_VALUE`) of a key, for an extractable, non-sensitive key only;
+    /// `token/` has checked that.
+    fn secret_value(&self, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>>;
+    /// Replaces the clear attributes of an object (secret material unchanged).
+    fn update(&self, id: &ObjectId, attrs: AttrMap) -> Result<()>;
+    /// Copies an object, secret material included, under new clear attributes.
+    fn copy(&self, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
+    fn destroy(&self, id: &ObjectId) -> Result<()>;
+    /// A session closed: its session objects are destroyed.
+    fn session_closed(&self, session: u64);
+
+    /// Generates a secret key; `template` is complete except for the key material.
+    fn generate_key(&self, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId>;
+    /// Generates a key pair; returns (public, private).
+    fn generate_key_pair(
+        &self,
+        mech: &Mechanism,
+        lifetimes: (Lifetime, Lifetime),
+        public: AttrMap,
+        private: AttrMap,
+    ) -> Result<(ObjectId, ObjectId)>;
+    fn wrap_key(&self, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>>;
+    fn unwrap_key(
+        &self,
+        mech: &Mechanism,
+        unwrapping: &ObjectId,
+        wrapped: &[u8],
+        lifetime: Lifetime,
+        template: AttrMap,
+    ) -> Result<ObjectId>;
+    fn derive_key(&self, mech: &Mechanism, base: &ObjectId, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId>;
+
+    fn sign(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>>;
+    fn verify(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>>;
+    fn encrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
+    fn decrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
+    fn digest(&self, mech: &Mechanism) -> Result<Box<dyn DigestOp>>;
+    /// The secret of a key fed to a running digest (`C_DigestKey`).
+    fn digest_key(&self, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()>;
+    fn random(&self, out: &mut [u8]) -> Result<()>;
+    /// Token objects in the store (for administration).
+    fn object_count(&self) -> Result<u64>;
+}
+
+/// A signature or MAC in progress.
+pub trait SignOp: Send {
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+    fn finish(self: Box<Self>) -> Result<Vec<u8>>;
+}
+
+/// A verification in progress.
+pub trait VerifyOp: Send {
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()>;
+}
+
+/// An encryption or decryption in progress. Outputs are zeroising: a decryption's plaintext
+/// may be key material.
+pub trait CipherOp: Send {
+    fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+    fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>>;
+    /// The output length of a single-part call on `input_len` bytes, if known in advance.
+    fn output_len(&self, input_len: usize) -> Option<usize>;
+}
+
+/// A digest in progress.
+pub trait DigestOp: Send {
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+    fn finish(self: Box<Self>) -> Result<Vec<u8>>;
+}
+
+/// Refusal for capabilities a backend lacks.
+pub fn unsupported<T>() -> Result<T> {
+    Err(Error::FunctionNotSupported)
+}

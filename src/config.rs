@@ -1,0 +1,236 @@
+//! The TOML configuration (DESIGN.md §6).
+//!
+//! Found through `KEYGATE_CONF`, then `$XDG_CONFIG_HOME/keygate/keygate.toml` (or
+//! `~/.config/...`), then `/etc/keygate/keygate.toml`. Refused when group- or world-writable;
+//! unknown keys are errors. Never holds a PIN: the root token's PIN comes from an environment
+//! variable or a 0600 file named here.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<TokenConfig>,
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// One slot's token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token's label until `C_InitToken` gives it one; also how the CLI names it.
+    pub label: String,
+    pub mode: Mode,
+    /// The sqlite store (self-managed mode).
+    pub store: Option<PathBuf>,
+    /// A second copy of the store kept in step (not implemented yet: refused if set).
+    pub mirror: Option<PathBuf>,
+    /// Where the root key lives (self-managed mode).
+    pub root: Option<RootConfig>,
+    /// Wrong PINs in a row before a PIN locks (default 10).
+    #[serde(default = "default_max_failures")]
+    pub max_pin_failures: u32,
+    /// Argon2id cost for PINs of a newly initialised token.
+    #[serde(default)]
+    pub pin_kdf: KdfConfig,
+}
+
+/// Which kind of token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    SelfManaged,
+    Hsm,
+}
+
+/// The HSM token that holds a self-managed token's root key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    /// Path of the HSM's PKCS#11 module.
+    pub module: PathBuf,
+    /// Label of the token on the HSM.
+    pub token: String,
+    /// Name of the environment variable holding the HSM user PIN.
+    pub pin_env: Option<String>,
+    /// A file (mode 0600 or stricter) holding the HSM user PIN.
+    pub pin_file: Option<PathBuf>,
+}
+
+/// Argon2id parameters; bounded when read back from a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfConfig {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl std::default::Default for KdfConfig {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 passes, 1 lane).
+    fn default() -> Self {
+        KdfConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+    }
+}
+
+/// The audit trail (not written yet by this version).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+}
+
+fn default_max_failures() -> u32 {
+    10
+}
+
+impl Config {
+    /// Parses and checks a configuration text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<()> {
+        for (i, t) in self.tokens.iter().enumerate() {
+            if t.label.is_empty() || t.label.len() > 32 {
+                return Err(Error::Config(format!("token {i}: label must be 1 to 32 bytes")));
+            }
+            if self.tokens[..i].iter().any(|o| o.label == t.label) {
+                return Err(Error::Config(format!("token label {:?} used twice", t.label)));
+            }
+            match t.mode {
+                Mode::SelfManaged => {
+                    if t.store.is_none() || t.root.is_none() {
+                        return Err(Error::Config(format!(
+                            "token {:?}: self-managed mode needs `store` and `root`",
+                            t.label
+                        )));
+                    }
+                    if t.mirror.is_some() {
+                        return Err(Error::Config(format!("token {:?}: `mirror` is not supported yet", t.label)));
+                    }
+                }
+                Mode::Hsm => {
+                    return Err(Error::Config(format!("token {:?}: mode \"hsm\" is not available yet", t.label)))
+                }
+            }
+            if !(1..=1000).contains(&t.max_pin_failures) {
+                return Err(Error::Config(format!("token {:?}: max_pin_failures must be 1..=1000", t.label)));
+            }
+            if let Some(r) = &t.root {
+                if r.pin_env.is_some() == r.pin_file.is_some() {
+                    return Err(Error::Config(format!(
+                        "token {:?}: root needs exactly one of `pin_env` or `pin_file`",
+                        t.label
+                    )));
+                }
+            }
+            crate::backend::local::vault::KdfParams::from(t.pin_kdf).check()?;
+        }
+        Ok(())
+    }
+
+    /// Finds, permission-checks, reads and parses the configuration.
+    pub fn load() -> Result<Config> {
+        let path = Self::locate()?;
+        Self::load_from(&path)
+    }
+
+    /// Reads and parses the configuration at `path`.
+    pub fn load_from(path: &Path) -> Result<Config> {
+        check_not_writable_by_others(path)?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// The configuration file to use.
+    pub fn locate() -> Result<PathBuf> {
+        if let Some(p) = std::env::var_os("KEYGATE_CONF") {
+            return Ok(PathBuf::from(p));
+        }
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(dir) = xdg {
+            let p = dir.join("keygate/keygate.toml");
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        let etc = PathBuf::from("/etc/keygate/keygate.toml");
+        if etc.exists() {
+            return Ok(etc);
+        }
+        Err(Error::Config("no configuration: set KEYGATE_CONF or create /etc/keygate/keygate.toml".into()))
+    }
+}
+
+/// Refuses a file that someone other than its owner could have changed.
+pub fn check_not_writable_by_others(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(Error::Config(format!("{} is group- or world-writable; refusing it", path.display())));
+    }
+    Ok(())
+}
+
+/// Refuses a secret file that someone other than its owner could read.
+pub fn check_private(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Config(format!("{} is readable by group or others; refusing it", path.display())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[token]]
+label = "app"
+mode = "self-managed"
+store = "/tmp/x.db"
+root = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "root", pin_env = "P" }
+"#;
+
+    #[test]
+    fn parses_good() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.tokens[0].max_pin_failures, 10);
+        assert_eq!(c.tokens[0].mode, Mode::SelfManaged);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let bad = GOOD.replace("mode =", "colour = \"red\"\nmode =");
+        assert!(matches!(Config::parse(&bad), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn self_managed_needs_root() {
+        let bad = GOOD.replace("root = {", "#root = {");
+        assert!(matches!(Config::parse(&bad), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn both_pin_sources_refused() {
+        let bad = GOOD.replace("pin_env = \"P\"", "pin_env = \"P\", pin_file = \"/x\"");
+        assert!(Config::parse(&bad).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Key management (PKCS#11 3.0 §5.14).
+
+use pkcs11_sys::*;
+
+use super::{entry, raw};
+use crate::error::Error;
+use crate::token::provider;
+
+entry! {
+    fn C_GenerateKey(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: CK_MECHANISM_PTR,
+        pTemplate: CK_ATTRIBUTE_PTR,
+        ulCount: CK_ULONG,
+        phKey: CK_OBJECT_HANDLE_PTR,
+    ) {
+        let p = provider()?;
+        if phKey.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        // SAFETY: caller-provided mechanism and template.
+        let (m, t) = unsafe { (raw::mechanism_in(pMechanism)?, raw::template_in(pTemplate, ulCount)?) };
+        let h = p.generate_key(hSession, &m, t)?;
+        // SAFETY: checked non-null.
+        unsafe { raw::out(phKey, h) }
+    }
+
+    fn C_GenerateKeyPair(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: CK_MECHANISM_PTR,
+        pPublicKeyTemplate: CK_ATTRIBUTE_PTR,
+        ulPublicKeyAttributeCount: CK_ULONG,
+        pPrivateKeyTemplate: CK_ATTRIBUTE_PTR,
+        ulPrivateKeyAttributeCount: CK_ULONG,
+        phPublicKey: CK_OBJECT_HANDLE_PTR,
+        phPrivateKey: CK_OBJECT_HANDLE_PTR,
+    ) {
+        let p = provider()?;
+        if phPublicKey.is_null() || phPrivateKey.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        // SAFETY: caller-provided mechanism.
+        let m = unsafe { raw::mechanism_in(pMechanism) }?;
+        // SAFETY: caller-provided templates.
+        let pu = unsafe { raw::template_in(pPublicKeyTemplate, ulPublicKeyAttributeCount) }?;
+        // SAFETY: as above.
+        let pr = unsafe { raw::template_in(pPrivateKeyTemplate, ulPrivateKeyAttributeCount) }?;
+        let (a, b) = p.generate_key_pair(hSession, &m, pu, pr)?;
+        // SAFETY: checked non-null.
+        unsafe { raw::out(phPublicKey, a) }?;
+        // SAFETY: checked non-null.
+        unsafe { raw::out(phPrivateKey, b) }
+    }
+
+    fn C_WrapKey(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: CK_MECHANISM_PTR,
+        hWrappingKey: CK_OBJECT_HANDLE,
+        hKey: CK_OBJECT_HANDLE,
+        pWrappedKey: CK_BYTE_PTR,
+        pulWrappedKeyLen: CK_ULONG_PTR,
+    ) {
+        let p = provider()?;
+        // SAFETY: caller-provided mechanism and output buffer.
+        let (m, cap) = unsafe { (raw::mechanism_in(pMechanism)?, raw::capacity(pWrappedKey, pulWrappedKeyLen)?) };
+        let o = p.wrap_key(hSession, &m, hWrappingKey, hKey, cap)?;
+        // SAFETY: as above.
+        unsafe { raw::out_buf(pWrappedKey, pulWrappedKeyLen, o) }
+    }
+
+    fn C_UnwrapKey(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: CK_MECHANISM_PTR,
+        hUnwrappingKey: CK_OBJECT_HANDLE,
+        pWrappedKey: CK_BYTE_PTR,
+        ulWrappedKeyLen: CK_ULONG,
+        pTemplate: CK_ATTRIBUTE_PTR,
+        ulAttributeCount: CK_ULONG,
+        phKey: CK_OBJECT_HANDLE_PTR,
+    ) {
+        let p = provider()?;
+        if phKey.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        // SAFETY: caller-provided mechanism, wrapped key and template.
+        let (m, w, t) = unsafe {
+            (
+                raw::mechanism_in(pMechanism)?,
+                raw::in_slice(pWrappedKey, ulWrappedKeyLen)?,
+                raw::template_in(pTemplate, ulAttributeCount)?,
+            )
+        };
+        let h = p.unwrap_key(hSession, &m, hUnwrappingKey, w, t)?;
+        // SAFETY: checked non-null.
+        unsafe { raw::out(phKey, h) }
+    }
+
+    fn C_DeriveKey(
+        hSession: CK_SESSION_HANDLE,
+        pMechanism: CK_MECHANISM_PTR,
+        hBaseKey: CK_OBJECT_HANDLE,
+        pTemplate: CK_ATTRIBUTE_PTR,
+        ulAttributeCount: CK_ULONG,
+        phKey: CK_OBJECT_HANDLE_PTR,
+    ) {
+        let p = provider()?;
+        if phKey.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        // SAFETY: caller-provided mechanism and template.
+        let (m, t) = unsafe { (raw::mechanism_in(pMechanism)?, raw::template_in(pTemplate, ulAttributeCount)?) };
+        let h = p.derive_key(hSession, &m, hBaseKey, t)?;
+        // SAFETY: checked non-null.
+        unsafe { raw::out(phKey, h) }
+    }
+}

@@ -1,0 +1,78 @@
+//! The C ABI: the ONLY place raw pointers are read or written, and the only module allowed
+//! `unsafe`. Every entry point runs inside [`guard`]: pointers are decoded at the top by
+//! `raw.rs`, the call goes to `token/`, the result maps to a `CK_RV` once, and a panic never
+//! crosses the C boundary (it becomes `CKR_GENERAL_ERROR`).
+#![allow(unsafe_code)]
+#![allow(non_snake_case)]
+
+mod crypt;
+mod digest;
+mod general;
+pub mod interface;
+mod key;
+mod object;
+pub mod raw;
+mod random;
+mod session;
+mod sign;
+mod unsupported;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pkcs11_sys::{CK_RV, CKR_GENERAL_ERROR, CKR_OK};
+
+use crate::error::Result;
+
+/// Runs one entry point: logging set up, panics caught, the error mapped to its `CK_RV`.
+pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV {
+    crate::logging::init();
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => CKR_OK,
+        Ok(Err(e)) => {
+            if e.is_fault() {
+                log::error!("{name}: {e}");
+            } else {
+                log::debug!("{name}: {e}");
+            }
+            e.ck_rv()
+        }
+        Err(_) => {
+            log::error!("{name}: internal error (panic caught at the C boundary)");
+            CKR_GENERAL_ERROR
+        }
+    }
+}
+
+/// Declares entry points: `unsafe extern "C"` functions whose body runs inside [`guard`].
+macro_rules! entry {
+    ($(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block)*) => {
+        $(
+            #[doc = concat!("PKCS#11 `", stringify!($name), "`.")]
+            ///
+            /// # Safety
+            /// Pointer arguments must be valid as the PKCS#11 specification describes for this
+            /// function; NULL where the specification allows it.
+            pub(crate) unsafe extern "C" fn $name($($arg: $ty),*) -> pkcs11_sys::CK_RV {
+                $crate::ffi::guard(stringify!($name), || -> $crate::error::Result<()> { $body })
+            }
+        )*
+    };
+}
+pub(crate) use entry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_becomes_general_error() {
+        let rv = guard("test", || panic!("boom"));
+        assert_eq!(rv, CKR_GENERAL_ERROR);
+    }
+
+    #[test]
+    fn errors_map_through_ck_rv() {
+        let rv = guard("test", || Err(crate::error::Error::PinIncorrect));
+        assert_eq!(rv, pkcs11_sys::CKR_PIN_INCORRECT);
+    }
+}

@@ -1,0 +1,33 @@
+//! Random number generation (PKCS#11 3.0 §5.15).
+
+use pkcs11_sys::*;
+
+use super::entry;
+use crate::error::Error;
+use crate::token::provider;
+
+entry! {
+    fn C_SeedRandom(hSession: CK_SESSION_HANDLE, pSeed: CK_BYTE_PTR, ulSeedLen: CK_ULONG) {
+        let _ = (pSeed, ulSeedLen);
+        // The OS generator takes no seed from applications.
+        provider()?.session_info(hSession)?;
+        Err(Error::RandomSeedNotSupported)
+    }
+
+    fn C_GenerateRandom(hSession: CK_SESSION_HANDLE, RandomData: CK_BYTE_PTR, ulRandomLen: CK_ULONG) {
+        let p = provider()?;
+        if RandomData.is_null() && ulRandomLen > 0 {
+            return Err(Error::ArgumentsBad);
+        }
+        if ulRandomLen > 1 << 30 {
+            return Err(Error::ArgumentsBad);
+        }
+        let mut buf = vec![0u8; ulRandomLen as usize];
+        p.random(hSession, &mut buf)?;
+        if !buf.is_empty() {
+            // SAFETY: the caller's buffer holds `ulRandomLen` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), RandomData, buf.len()) };
+        }
+        Ok(())
+    }
+}

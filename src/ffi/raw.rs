@@ -1,0 +1,274 @@
+//! Pointer decoding, written once: input slices, output buffers under the two-call length
+//! convention, templates in and out (with `C_GetAttributeValue`'s per-attribute rules), and
+//! mechanisms with their parameters. After these functions no raw pointer exists.
+
+use pkcs11_sys::*;
+
+use crate::error::{Error, Result};
+use crate::token::attributes::AttrMap;
+use crate::token::mechanisms::{mech, Mechanism, Pin};
+
+/// Largest attribute value or input accepted through a pointer (sanity bound against lengths
+/// that do not describe the caller's memory).
+const MAX_LEN: CK_ULONG = 1 << 30;
+
+/// An input byte string; `(NULL, 0)` is the empty string.
+///
+/// # Safety
+/// `p` must point to `len` readable bytes, or be NULL.
+pub unsafe fn in_slice<'a>(p: *const u8, len: CK_ULONG) -> Result<&'a [u8]> {
+    if p.is_null() {
+        return if len == 0 { Ok(&[]) } else { Err(Error::ArgumentsBad) };
+    }
+    if len > MAX_LEN {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: non-null, and the caller promises `len` readable bytes.
+    Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
+}
+
+/// A PIN; NULL with length 0 is an empty PIN (refused later by length).
+///
+/// # Safety
+/// As [`in_slice`].
+pub unsafe fn pin_in(p: *const u8, len: CK_ULONG) -> Result<Pin> {
+    // SAFETY: forwarded contract.
+    Ok(Pin::new(unsafe { in_slice(p, len) }?))
+}
+
+/// Writes one value to a caller's out-parameter.
+///
+/// # Safety
+/// `p` must be writable for a `T`, or NULL.
+pub unsafe fn out<T>(p: *mut T, v: T) -> Result<()> {
+    if p.is_null() {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: non-null and writable per the caller's contract.
+    unsafe { p.write(v) };
+    Ok(())
+}
+
+/// The capacity of an output buffer: `None` for a length query (NULL buffer).
+///
+/// # Safety
+/// `len` must be readable, or NULL.
+pub unsafe fn capacity(buf: *const u8, len: *const CK_ULONG) -> Result<Option<usize>> {
+    if len.is_null() {
+        return Err(Error::ArgumentsBad);
+    }
+    if buf.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null, readable per the caller's contract.
+    Ok(Some(unsafe { len.read() } as usize))
+}
+
+/// Delivers an operation's answer under the two-call convention.
+///
+/// # Safety
+/// `buf` must be writable for `*len` bytes (or NULL); `len` writable.
+pub unsafe fn out_buf(buf: *mut u8, len: *mut CK_ULONG, o: crate::token::operations::Out) -> Result<()> {
+    use crate::token::operations::Out;
+    match o {
+        Out::Len(n) => {
+            // SAFETY: forwarded contract.
+            unsafe { out(len, n as CK_ULONG) }
+        }
+        Out::TooSmall(n) => {
+            // SAFETY: forwarded contract.
+            unsafe { out(len, n as CK_ULONG) }?;
+            Err(Error::BufferTooSmall)
+        }
+        Out::Data(d) => {
+            if !d.is_empty() {
+                if buf.is_null() {
+                    return Err(Error::ArgumentsBad);
+                }
+                // SAFETY: `capacity` confirmed the buffer holds at least `d.len()` bytes.
+                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), buf, d.len()) };
+            }
+            // SAFETY: forwarded contract.
+            unsafe { out(len, d.len() as CK_ULONG) }
+        }
+    }
+}
+
+/// A template given by the caller.
+///
+/// # Safety
+/// `p` must point to `n` readable `CK_ATTRIBUTE`s whose values are readable, or be NULL.
+pub unsafe fn template_in(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<AttrMap> {
+    // SAFETY: forwarded contract.
+    let attrs = unsafe { attributes(p, n) }?;
+    let mut pairs = Vec::with_capacity(attrs.len());
+    for a in attrs {
+        // SAFETY: the caller promises each value is readable for its length.
+        let v = unsafe { in_slice(a.pValue as *const u8, a.ulValueLen) }?;
+        pairs.push((a.type_, v.to_vec()));
+    }
+    AttrMap::from_pairs(pairs)
+}
+
+/// The caller's attribute array, as a slice.
+///
+/// # Safety
+/// As [`template_in`].
+unsafe fn attributes<'a>(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<&'a [CK_ATTRIBUTE]> {
+    if p.is_null() {
+        return if n == 0 { Ok(&[]) } else { Err(Error::ArgumentsBad) };
+    }
+    if n > 4096 {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: non-null; the caller promises `n` elements.
+    Ok(unsafe { std::slice::from_raw_parts(p, n as usize) })
+}
+
+/// The types a `C_GetAttributeValue` call asks for.
+///
+/// # Safety
+/// As [`template_in`] (values not read).
+pub unsafe fn template_types(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<CK_ATTRIBUTE_TYPE>> {
+    // SAFETY: forwarded contract.
+    Ok(unsafe { attributes(p, n) }?.iter().map(|a| a.type_).collect())
+}
+
+/// Writes `C_GetAttributeValue` answers: per attribute, the value or its length, or
+/// `CK_UNAVAILABLE_INFORMATION`; the call's return value is the most serious per-attribute
+/// condition (sensitive, then invalid type, then buffer too small), else `CKR_OK`.
+///
+/// # Safety
+/// `p` must point to `n` writable `CK_ATTRIBUTE`s whose non-NULL `pValue` is writable for
+/// `ulValueLen` bytes.
+pub unsafe fn template_out(p: *mut CK_ATTRIBUTE, n: CK_ULONG, answers: Vec<Result<Vec<u8>>>) -> Result<()> {
+    if p.is_null() || answers.len() != n as usize {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: non-null; the caller promises `n` writable elements.
+    let attrs = unsafe { std::slice::from_raw_parts_mut(p, n as usize) };
+    let (mut sensitive, mut invalid, mut small) = (None, None, false);
+    for (a, ans) in attrs.iter_mut().zip(answers) {
+        match ans {
+            Ok(v) => {
+                if a.pValue.is_null() {
+                    a.ulValueLen = v.len() as CK_ULONG;
+                } else if (a.ulValueLen as usize) < v.len() {
+                    a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                    small = true;
+                } else {
+                    // SAFETY: the caller's buffer holds `ulValueLen >= v.len()` bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), a.pValue as *mut u8, v.len()) };
+                    a.ulValueLen = v.len() as CK_ULONG;
+                }
+            }
+            Err(e @ Error::AttributeSensitive(_)) => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                sensitive = Some(e);
+            }
+            Err(e @ Error::AttributeTypeInvalid(_)) => {
+                a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+                invalid = Some(e);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    match (sensitive, invalid, small) {
+        (Some(e), _, _) | (None, Some(e), _) => Err(e),
+        (None, None, true) => Err(Error::BufferTooSmall),
+        (None, None, false) => Ok(()),
+    }
+}
+
+/// Reads a mechanism parameter of exactly the size of `T`.
+///
+/// # Safety
+/// `m.pParameter` must be readable for `m.ulParameterLen` bytes, or NULL.
+unsafe fn param<T: Copy>(m: &CK_MECHANISM) -> Result<T> {
+    if m.pParameter.is_null() || m.ulParameterLen as usize != std::mem::size_of::<T>() {
+        return Err(Error::MechanismParamInvalid);
+    }
+    // SAFETY: non-null and of the right size; read_unaligned tolerates any alignment.
+    Ok(unsafe { (m.pParameter as *const T).read_unaligned() })
+}
+
+/// A mechanism with its parameter decoded and copied.
+///
+/// # Safety
+/// `p` must point to a readable `CK_MECHANISM` whose parameter (and the buffers it points to)
+/// are readable as the specification describes, or be NULL.
+pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
+    if p.is_null() {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: non-null and readable per the caller's contract.
+    let m = unsafe { p.read_unaligned() };
+    let bad = |_| Error::MechanismParamInvalid;
+    Ok(match m.mechanism {
+        mech::AES_GCM => {
+            // SAFETY: forwarded contract.
+            let g: CK_GCM_PARAMS = unsafe { param(&m) }?;
+            // SAFETY: the caller promises the IV and AAD buffers are readable.
+            let iv = unsafe { in_slice(g.pIv, g.ulIvLen) }.map_err(bad)?.to_vec();
+            // SAFETY: as above.
+            let aad = unsafe { in_slice(g.pAAD, g.ulAADLen) }.map_err(bad)?.to_vec();
+            Mechanism::AesGcm { iv, aad, tag_bits: g.ulTagBits }
+        }
+        mech::ECDH1_DERIVE => {
+            // SAFETY: forwarded contract.
+            let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(&m) }?;
+            // SAFETY: the caller promises the shared and public data are readable.
+            let shared_data = unsafe { in_slice(e.pSharedData, e.ulSharedDataLen) }.map_err(bad)?.to_vec();
+            // SAFETY: as above.
+            let public_data = unsafe { in_slice(e.pPublicData, e.ulPublicDataLen) }.map_err(bad)?.to_vec();
+            Mechanism::Ecdh1Derive { kdf: e.kdf, shared_data, public_data }
+        }
+        mech::AES_KEY_WRAP if !m.pParameter.is_null() && m.ulParameterLen != 0 => {
+            // SAFETY: forwarded contract.
+            let iv: [u8; 8] = unsafe { param(&m) }?;
+            Mechanism::AesKeyWrap { iv: Some(iv) }
+        }
+        mech::EDDSA if !m.pParameter.is_null() && m.ulParameterLen != 0 => {
+            // SAFETY: forwarded contract.
+            let e: CK_EDDSA_PARAMS = unsafe { param(&m) }?;
+            if e.phFlag != 0 || e.ulContextDataLen != 0 {
+                return Err(Error::MechanismParamInvalid);
+            }
+            Mechanism::Eddsa
+        }
+        ty => Mechanism::without_param(ty).unwrap_or(Mechanism::Other(ty)),
+    })
+}
+
+/// A blank-padded fixed-width field of `CK_INFO`-like structures.
+pub fn padded<const N: usize>(s: &str) -> [u8; N] {
+    let mut out = [b' '; N];
+    let mut n = 0;
+    for (i, c) in s.char_indices() {
+        if i + c.len_utf8() > N {
+            break;
+        }
+        n = i + c.len_utf8();
+    }
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_empty_slice_is_fine() {
+        // SAFETY: NULL with zero length is the documented empty input.
+        assert_eq!(unsafe { in_slice(std::ptr::null(), 0) }.unwrap(), &[] as &[u8]);
+        // SAFETY: NULL with a length is refused before any read.
+        assert_eq!(unsafe { in_slice(std::ptr::null(), 5) }, Err(Error::ArgumentsBad));
+    }
+
+    #[test]
+    fn padding_never_splits_characters() {
+        assert_eq!(&padded::<4>("ab"), b"ab  ");
+        assert_eq!(&padded::<3>("aé€"), b"a\xc3\xa9");
+    }
+}

@@ -1,0 +1,16 @@
+//! keygate: a PKCS#11 provider.
+//!
+//! The shared library `libkeygate_pkcs11.so` implements the PKCS#11 3.0 C ABI. Behind each
+//! token sits a [`backend::Backend`]: the self-managed store (keys sealed under a KEK that only
+//! the HSM plus the PIN can re-create) or, later, an HSM reached through cryptoki.
+//!
+//! Data flows one way: C caller → `ffi` → `token` → a `Backend` → (`store` + `crypto`) or the
+//! HSM. Only `ffi` touches raw pointers and may use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod ffi;
+pub mod logging;
+pub mod token;

@@ -1,0 +1,453 @@
+//! Attributes and templates, and the attribute policy table.
+//!
+//! An attribute value is kept in its C byte form (`CK_BBOOL` is one byte, `CK_ULONG` eight
+//! little-endian bytes on the 64-bit little-endian targets keygate builds for), so that values
+//! round-trip exactly. Which attribute applies to which class, which one is required, defaulted,
+//! modifiable or secret is DATA ([`RULES`]), consulted by `token/object.rs`; there are no
+//! scattered `if`s about individual attributes. This module never sees raw pointers.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use pkcs11_sys as ck;
+
+/// Attribute type numbers, under Rust names.
+pub mod attr {
+    use pkcs11_sys as ck;
+    pub const CLASS: u64 = ck::CKA_CLASS;
+    pub const TOKEN: u64 = ck::CKA_TOKEN;
+    pub const PRIVATE: u64 = ck::CKA_PRIVATE;
+    pub const LABEL: u64 = ck::CKA_LABEL;
+    pub const UNIQUE_ID: u64 = ck::CKA_UNIQUE_ID;
+    pub const APPLICATION: u64 = ck::CKA_APPLICATION;
+    pub const VALUE: u64 = ck::CKA_VALUE;
+    pub const OBJECT_ID: u64 = ck::CKA_OBJECT_ID;
+    pub const CERTIFICATE_TYPE: u64 = ck::CKA_CERTIFICATE_TYPE;
+    pub const ISSUER: u64 = ck::CKA_ISSUER;
+    pub const SERIAL_NUMBER: u64 = ck::CKA_SERIAL_NUMBER;
+    pub const TRUSTED: u64 = ck::CKA_TRUSTED;
+    pub const CERTIFICATE_CATEGORY: u64 = ck::CKA_CERTIFICATE_CATEGORY;
+    pub const CHECK_VALUE: u64 = ck::CKA_CHECK_VALUE;
+    pub const KEY_TYPE: u64 = ck::CKA_KEY_TYPE;
+    pub const SUBJECT: u64 = ck::CKA_SUBJECT;
+    pub const ID: u64 = ck::CKA_ID;
+    pub const SENSITIVE: u64 = ck::CKA_SENSITIVE;
+    pub const ENCRYPT: u64 = ck::CKA_ENCRYPT;
+    pub const DECRYPT: u64 = ck::CKA_DECRYPT;
+    pub const WRAP: u64 = ck::CKA_WRAP;
+    pub const UNWRAP: u64 = ck::CKA_UNWRAP;
+    pub const SIGN: u64 = ck::CKA_SIGN;
+    pub const SIGN_RECOVER: u64 = ck::CKA_SIGN_RECOVER;
+    pub const VERIFY: u64 = ck::CKA_VERIFY;
+    pub const VERIFY_RECOVER: u64 = ck::CKA_VERIFY_RECOVER;
+    pub const DERIVE: u64 = ck::CKA_DERIVE;
+    pub const START_DATE: u64 = ck::CKA_START_DATE;
+    pub const END_DATE: u64 = ck::CKA_END_DATE;
+    pub const VALUE_LEN: u64 = ck::CKA_VALUE_LEN;
+    pub const EXTRACTABLE: u64 = ck::CKA_EXTRACTABLE;
+    pub const LOCAL: u64 = ck::CKA_LOCAL;
+    pub const NEVER_EXTRACTABLE: u64 = ck::CKA_NEVER_EXTRACTABLE;
+    pub const ALWAYS_SENSITIVE: u64 = ck::CKA_ALWAYS_SENSITIVE;
+    pub const KEY_GEN_MECHANISM: u64 = ck::CKA_KEY_GEN_MECHANISM;
+    pub const MODIFIABLE: u64 = ck::CKA_MODIFIABLE;
+    pub const COPYABLE: u64 = ck::CKA_COPYABLE;
+    pub const DESTROYABLE: u64 = ck::CKA_DESTROYABLE;
+    pub const EC_PARAMS: u64 = ck::CKA_EC_PARAMS;
+    pub const EC_POINT: u64 = ck::CKA_EC_POINT;
+    pub const ALWAYS_AUTHENTICATE: u64 = ck::CKA_ALWAYS_AUTHENTICATE;
+    pub const WRAP_WITH_TRUSTED: u64 = ck::CKA_WRAP_WITH_TRUSTED;
+    pub const WRAP_TEMPLATE: u64 = ck::CKA_WRAP_TEMPLATE;
+    pub const UNWRAP_TEMPLATE: u64 = ck::CKA_UNWRAP_TEMPLATE;
+    pub const ALLOWED_MECHANISMS: u64 = ck::CKA_ALLOWED_MECHANISMS;
+    pub const PUBLIC_KEY_INFO: u64 = ck::CKA_PUBLIC_KEY_INFO;
+    pub const URL: u64 = ck::CKA_URL;
+    pub const HASH_OF_SUBJECT_PUBLIC_KEY: u64 = ck::CKA_HASH_OF_SUBJECT_PUBLIC_KEY;
+    pub const HASH_OF_ISSUER_PUBLIC_KEY: u64 = ck::CKA_HASH_OF_ISSUER_PUBLIC_KEY;
+    pub const JAVA_MIDP_SECURITY_DOMAIN: u64 = ck::CKA_JAVA_MIDP_SECURITY_DOMAIN;
+    pub const NAME_HASH_ALGORITHM: u64 = ck::CKA_NAME_HASH_ALGORITHM;
+}
+
+/// Object classes.
+pub mod class {
+    use pkcs11_sys as ck;
+    pub const DATA: u64 = ck::CKO_DATA;
+    pub const CERTIFICATE: u64 = ck::CKO_CERTIFICATE;
+    pub const PUBLIC_KEY: u64 = ck::CKO_PUBLIC_KEY;
+    pub const PRIVATE_KEY: u64 = ck::CKO_PRIVATE_KEY;
+    pub const SECRET_KEY: u64 = ck::CKO_SECRET_KEY;
+}
+
+/// Key types.
+pub mod key_type {
+    use pkcs11_sys as ck;
+    pub const EC: u64 = ck::CKK_EC;
+    pub const EC_EDWARDS: u64 = ck::CKK_EC_EDWARDS;
+    pub const GENERIC_SECRET: u64 = ck::CKK_GENERIC_SECRET;
+    pub const AES: u64 = ck::CKK_AES;
+    pub const SHA256_HMAC: u64 = ck::CKK_SHA256_HMAC;
+}
+
+/// `CK_UNAVAILABLE_INFORMATION`.
+pub const UNAVAILABLE: u64 = ck::CK_UNAVAILABLE_INFORMATION;
+
+/// How an attribute's bytes are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Ulong,
+    Bytes,
+    /// `CK_DATE`: 8 ASCII digits, or empty.
+    Date,
+    /// A list of `CK_MECHANISM_TYPE`.
+    MechList,
+    /// A nested template (`CKA_WRAP_TEMPLATE`): not supported yet, refused at creation.
+    Template,
+}
+
+/// The classes an attribute applies to, as a bit set.
+#[derive(Debug, Clone, Copy)]
+pub struct Classes(u8);
+
+impl Classes {
+    pub const DATA: Classes = Classes(1);
+    pub const CERT: Classes = Classes(2);
+    pub const PUB: Classes = Classes(4);
+    pub const PRIV: Classes = Classes(8);
+    pub const SECRET: Classes = Classes(16);
+    pub const KEYS: Classes = Classes(4 | 8 | 16);
+    pub const ALL: Classes = Classes(31);
+
+    pub const fn or(self, o: Classes) -> Classes {
+        Classes(self.0 | o.0)
+    }
+
+    /// The bit for an object class, `None` for classes keygate does not store.
+    pub fn of(class: u64) -> Option<Classes> {
+        Some(match class {
+            class::DATA => Classes::DATA,
+            class::CERTIFICATE => Classes::CERT,
+            class::PUBLIC_KEY => Classes::PUB,
+            class::PRIVATE_KEY => Classes::PRIV,
+            class::SECRET_KEY => Classes::SECRET,
+            _ => return None,
+        })
+    }
+
+    pub fn contains(self, o: Classes) -> bool {
+        self.0 & o.0 == o.0
+    }
+}
+
+/// Policy flags of an attribute.
+pub mod flag {
+    /// Must be present in a `C_CreateObject` template.
+    pub const REQUIRED: u16 = 1;
+    /// May be changed by `C_SetAttributeValue`/`C_CopyObject` (subject to `CKA_MODIFIABLE`).
+    pub const MODIFIABLE: u16 = 2;
+    /// Set by the token only; a template that names it is refused (`CKR_ATTRIBUTE_READ_ONLY`).
+    pub const TOKEN_ONLY: u16 = 4;
+    /// Secret material: sealed at rest, never returned when the key is sensitive/unextractable.
+    pub const SECRET: u16 = 8;
+    /// Produced by key generation; a generation template must not carry it.
+    pub const GENERATED: u16 = 16;
+    /// Only the Security Officer may set it to TRUE.
+    pub const SO_ONLY: u16 = 32;
+    /// Fixed at creation: part of the immutable-attribute hash bound into a sealed blob's AAD.
+    pub const IMMUTABLE: u16 = 64;
+}
+
+/// One row of the attribute policy table.
+#[derive(Debug)]
+pub struct Rule {
+    pub ty: u64,
+    pub kind: Kind,
+    pub classes: Classes,
+    pub flags: u16,
+    /// The default when a template omits it (`None`: absent unless given).
+    pub default: Option<Default>,
+}
+
+/// Default values, by class where they differ.
+#[derive(Debug, Clone, Copy)]
+pub enum Default {
+    Bool(bool),
+    /// TRUE for private and secret keys, FALSE otherwise (`CKA_PRIVATE`).
+    BoolSecretClasses,
+    Ulong(u64),
+    Empty,
+}
+
+use flag::*;
+const C: Classes = Classes::ALL;
+const K: Classes = Classes::KEYS;
+const PU: Classes = Classes::PUB;
+const PR: Classes = Classes::PRIV;
+const SE: Classes = Classes::SECRET;
+const PS: Classes = Classes::PRIV.or(Classes::SECRET);
+const PUSE: Classes = Classes::PUB.or(Classes::SECRET);
+const CE: Classes = Classes::CERT;
+
+macro_rules! rule {
+    ($ty:ident, $kind:ident, $classes:expr, $flags:expr, $default:expr) => {
+        Rule { ty: attr::$ty, kind: Kind::$kind, classes: $classes, flags: $flags, default: $default }
+    };
+}
+
+/// The attribute policy table. Attributes of key material that depend on the key type
+/// (`CKA_VALUE` of a key, `CKA_EC_PARAMS`, `CKA_EC_POINT`) are further checked by the key's
+/// codec in `token/object.rs`.
+///
+/// Defaults follow what SoftHSM2 and most vendor modules do for usage flags (TRUE for the
+/// operations of the class), but are secure for protection flags: keys are `CKA_SENSITIVE` and
+/// not `CKA_EXTRACTABLE` unless the template says otherwise (see `docs/decisions.md`).
+pub static RULES: &[Rule] = &[
+    rule!(CLASS, Ulong, C, REQUIRED | IMMUTABLE, None),
+    rule!(TOKEN, Bool, C, IMMUTABLE, Some(Default::Bool(false))),
+    rule!(PRIVATE, Bool, C, IMMUTABLE, Some(Default::BoolSecretClasses)),
+    rule!(MODIFIABLE, Bool, C, IMMUTABLE, Some(Default::Bool(true))),
+    rule!(COPYABLE, Bool, C, 0, Some(Default::Bool(true))),
+    rule!(DESTROYABLE, Bool, C, 0, Some(Default::Bool(true))),
+    rule!(LABEL, Bytes, C, MODIFIABLE, Some(Default::Empty)),
+    rule!(UNIQUE_ID, Bytes, C, TOKEN_ONLY | IMMUTABLE, None),
+    // Data objects.
+    rule!(APPLICATION, Bytes, Classes::DATA, MODIFIABLE, Some(Default::Empty)),
+    rule!(OBJECT_ID, Bytes, Classes::DATA.or(CE), MODIFIABLE, None),
+    // Certificates (X.509 public key certificates).
+    rule!(CERTIFICATE_TYPE, Ulong, CE, REQUIRED | IMMUTABLE, None),
+    rule!(TRUSTED, Bool, CE.or(PU).or(SE), SO_ONLY, Some(Default::Bool(false))),
+    rule!(CERTIFICATE_CATEGORY, Ulong, CE, 0, Some(Default::Ulong(0))),
+    rule!(CHECK_VALUE, Bytes, CE.or(SE), 0, None),
+    rule!(ISSUER, Bytes, CE, MODIFIABLE, None),
+    rule!(SERIAL_NUMBER, Bytes, CE, MODIFIABLE, None),
+    rule!(URL, Bytes, CE, 0, None),
+    rule!(HASH_OF_SUBJECT_PUBLIC_KEY, Bytes, CE, 0, None),
+    rule!(HASH_OF_ISSUER_PUBLIC_KEY, Bytes, CE, 0, None),
+    rule!(JAVA_MIDP_SECURITY_DOMAIN, Ulong, CE, 0, None),
+    rule!(NAME_HASH_ALGORITHM, Ulong, CE, 0, None),
+    // Keys.
+    rule!(KEY_TYPE, Ulong, K, REQUIRED | IMMUTABLE, None),
+    rule!(ID, Bytes, K.or(CE), MODIFIABLE, Some(Default::Empty)),
+    rule!(START_DATE, Date, K.or(CE), MODIFIABLE, Some(Default::Empty)),
+    rule!(END_DATE, Date, K.or(CE), MODIFIABLE, Some(Default::Empty)),
+    rule!(DERIVE, Bool, K, MODIFIABLE, Some(Default::Bool(false))),
+    rule!(LOCAL, Bool, K, TOKEN_ONLY | IMMUTABLE, None),
+    rule!(KEY_GEN_MECHANISM, Ulong, K, TOKEN_ONLY | IMMUTABLE, None),
+    rule!(ALLOWED_MECHANISMS, MechList, K, 0, None),
+    rule!(SUBJECT, Bytes, PU.or(PR).or(CE), MODIFIABLE, Some(Default::Empty)),
+    rule!(PUBLIC_KEY_INFO, Bytes, PU.or(PR).or(CE), 0, None),
+    rule!(ENCRYPT, Bool, PUSE, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(VERIFY, Bool, PUSE, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(VERIFY_RECOVER, Bool, PU, MODIFIABLE, Some(Default::Bool(false))),
+    rule!(WRAP, Bool, PUSE, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(WRAP_TEMPLATE, Template, PUSE, 0, None),
+    rule!(DECRYPT, Bool, PS, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(SIGN, Bool, PS, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(SIGN_RECOVER, Bool, PR, MODIFIABLE, Some(Default::Bool(false))),
+    rule!(UNWRAP, Bool, PS, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(UNWRAP_TEMPLATE, Template, PS, 0, None),
+    rule!(SENSITIVE, Bool, PS, MODIFIABLE, Some(Default::Bool(true))),
+    rule!(EXTRACTABLE, Bool, PS, MODIFIABLE, Some(Default::Bool(false))),
+    rule!(ALWAYS_SENSITIVE, Bool, PS, TOKEN_ONLY, None),
+    rule!(NEVER_EXTRACTABLE, Bool, PS, TOKEN_ONLY, None),
+    rule!(WRAP_WITH_TRUSTED, Bool, PS, MODIFIABLE, Some(Default::Bool(false))),
+    rule!(ALWAYS_AUTHENTICATE, Bool, PR, 0, Some(Default::Bool(false))),
+    // Key material.
+    rule!(EC_PARAMS, Bytes, PU.or(PR), IMMUTABLE, None),
+    rule!(EC_POINT, Bytes, PU, GENERATED | IMMUTABLE, None),
+    rule!(VALUE_LEN, Ulong, SE, IMMUTABLE, None),
+];
+
+/// The rule for `ty`, if keygate knows the attribute at all.
+pub fn rule(ty: u64) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.ty == ty)
+}
+
+/// The rule for `ty` on an object of class `class`, taking `CKA_VALUE`'s per-class meaning into
+/// account: secret for keys, plain bytes for data objects and certificates.
+pub fn rule_for(ty: u64, class: u64) -> Option<Rule> {
+    let bit = Classes::of(class)?;
+    if ty == attr::VALUE {
+        let flags = match class {
+            class::SECRET_KEY | class::PRIVATE_KEY => SECRET | GENERATED | IMMUTABLE,
+            class::CERTIFICATE => REQUIRED | IMMUTABLE,
+            class::DATA => MODIFIABLE,
+            _ => return None,
+        };
+        let default = (class == class::DATA).then_some(Default::Empty);
+        return Some(Rule { ty, kind: Kind::Bytes, classes: bit, flags, default });
+    }
+    let r = rule(ty)?;
+    r.classes.contains(bit).then(|| Rule { ..*r })
+}
+
+impl Clone for Rule {
+    fn clone(&self) -> Self {
+        Rule { ..*self }
+    }
+}
+
+/// An ordered map of attributes: what an object is, and what a template asks for.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AttrMap(BTreeMap<u64, Vec<u8>>);
+
+/// Never prints values: an object's attributes may include key material.
+impl std::fmt::Debug for AttrMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys().map(|k| format!("0x{k:x}"))).finish()
+    }
+}
+
+impl Drop for AttrMap {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+impl AttrMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a template from (type, value) pairs; a type given twice with different values is
+    /// inconsistent.
+    pub fn from_pairs(pairs: Vec<(u64, Vec<u8>)>) -> Result<Self> {
+        let mut m = AttrMap::new();
+        for (t, v) in pairs {
+            if let Some(old) = m.0.get(&t) {
+                if *old != v {
+                    return Err(Error::TemplateInconsistent("attribute given twice with different values"));
+                }
+            }
+            m.0.insert(t, v);
+        }
+        Ok(m)
+    }
+
+    pub fn get(&self, t: u64) -> Option<&[u8]> {
+        self.0.get(&t).map(Vec::as_slice)
+    }
+    pub fn contains(&self, t: u64) -> bool {
+        self.0.contains_key(&t)
+    }
+    pub fn set(&mut self, t: u64, v: Vec<u8>) {
+        self.0.insert(t, v);
+    }
+    pub fn set_bool(&mut self, t: u64, v: bool) {
+        self.0.insert(t, vec![v as u8]);
+    }
+    pub fn set_ulong(&mut self, t: u64, v: u64) {
+        self.0.insert(t, v.to_le_bytes().to_vec());
+    }
+    pub fn remove(&mut self, t: u64) -> Option<Vec<u8>> {
+        self.0.remove(&t)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.0.iter().map(|(k, v)| (*k, v.as_slice()))
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A boolean attribute; absent reads as `None`, a malformed one as an error.
+    pub fn bool(&self, t: u64) -> Result<Option<bool>> {
+        match self.get(t) {
+            None => Ok(None),
+            Some([b]) => Ok(Some(*b != 0)),
+            Some(_) => Err(Error::AttributeValueInvalid(t)),
+        }
+    }
+    /// A boolean attribute, FALSE when absent.
+    pub fn flag(&self, t: u64) -> bool {
+        matches!(self.get(t), Some([b]) if *b != 0)
+    }
+    pub fn ulong(&self, t: u64) -> Result<Option<u64>> {
+        match self.get(t) {
+            None => Ok(None),
+            Some(v) => {
+                let arr: [u8; 8] = v.try_into().map_err(|_| Error::AttributeValueInvalid(t))?;
+                Ok(Some(u64::from_le_bytes(arr)))
+            }
+        }
+    }
+    pub fn class(&self) -> Result<u64> {
+        self.ulong(attr::CLASS)?.ok_or(Error::TemplateIncomplete("CKA_CLASS missing"))
+    }
+    pub fn key_type(&self) -> Option<u64> {
+        self.ulong(attr::KEY_TYPE).ok().flatten()
+    }
+
+    /// Whether every attribute of `template` is present here with the same value (`C_FindObjects`).
+    pub fn matches(&self, template: &AttrMap) -> bool {
+        template.iter().all(|(t, v)| self.get(t) == Some(v))
+    }
+
+    /// The allowed-mechanisms list, if the key has one.
+    pub fn allowed_mechanisms(&self) -> Option<Vec<u64>> {
+        let v = self.get(attr::ALLOWED_MECHANISMS)?;
+        Some(v.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+    }
+}
+
+/// Checks the shape of one attribute value against its kind.
+pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
+    let ok = match kind {
+        Kind::Bool => v.len() == 1 && v[0] <= 1,
+        Kind::Ulong => v.len() == 8,
+        Kind::Bytes => true,
+        Kind::Date => v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit)),
+        Kind::MechList => v.len() % 8 == 0,
+        Kind::Template => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::AttributeValueInvalid(ty))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_unique() {
+        for (i, r) in RULES.iter().enumerate() {
+            assert!(RULES[i + 1..].iter().all(|o| o.ty != r.ty), "duplicate rule 0x{:x}", r.ty);
+        }
+    }
+
+    #[test]
+    fn value_is_secret_only_for_keys() {
+        assert!(rule_for(attr::VALUE, class::SECRET_KEY).unwrap().flags & flag::SECRET != 0);
+        assert!(rule_for(attr::VALUE, class::PRIVATE_KEY).unwrap().flags & flag::SECRET != 0);
+        assert!(rule_for(attr::VALUE, class::DATA).unwrap().flags & flag::SECRET == 0);
+        assert!(rule_for(attr::VALUE, class::PUBLIC_KEY).is_none());
+    }
+
+    #[test]
+    fn sign_is_not_an_attribute_of_public_keys() {
+        assert!(rule_for(attr::SIGN, class::PUBLIC_KEY).is_none());
+        assert!(rule_for(attr::VERIFY, class::PUBLIC_KEY).is_some());
+    }
+
+    #[test]
+    fn kinds_are_checked() {
+        assert!(check_kind(attr::TOKEN, Kind::Bool, &[2]).is_err());
+        assert!(check_kind(attr::CLASS, Kind::Ulong, &[0; 4]).is_err());
+        assert!(check_kind(attr::START_DATE, Kind::Date, b"20261122").is_ok());
+        assert!(check_kind(attr::START_DATE, Kind::Date, b"2026-11-").is_err());
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let mut m = AttrMap::new();
+        m.set(attr::VALUE, b"topsecretkey".to_vec());
+        assert!(!format!("{m:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,222 @@
+//! Decoded mechanisms and the table of what each one can do.
+//!
+//! `ffi/raw.rs` turns a `CK_MECHANISM` into a [`Mechanism`]; nothing below it sees parameter
+//! pointers. The table [`MECHANISMS`] drives `C_GetMechanismList`/`C_GetMechanismInfo` and the
+//! check that a mechanism is used for a function it supports.
+
+use crate::error::{Error, Result};
+use zeroize::Zeroizing;
+
+/// Mechanism type numbers, under Rust names.
+pub mod mech {
+    use pkcs11_sys as ck;
+    pub const AES_KEY_GEN: u64 = ck::CKM_AES_KEY_GEN;
+    pub const GENERIC_SECRET_KEY_GEN: u64 = ck::CKM_GENERIC_SECRET_KEY_GEN;
+    pub const EC_KEY_PAIR_GEN: u64 = ck::CKM_EC_KEY_PAIR_GEN;
+    pub const EC_EDWARDS_KEY_PAIR_GEN: u64 = ck::CKM_EC_EDWARDS_KEY_PAIR_GEN;
+    pub const ECDSA: u64 = ck::CKM_ECDSA;
+    pub const ECDSA_SHA256: u64 = ck::CKM_ECDSA_SHA256;
+    pub const EDDSA: u64 = ck::CKM_EDDSA;
+    pub const ECDH1_DERIVE: u64 = ck::CKM_ECDH1_DERIVE;
+    pub const AES_GCM: u64 = ck::CKM_AES_GCM;
+    pub const AES_KEY_WRAP: u64 = ck::CKM_AES_KEY_WRAP;
+    pub const AES_KEY_WRAP_PAD: u64 = ck::CKM_AES_KEY_WRAP_PAD;
+    pub const AES_KEY_WRAP_KWP: u64 = ck::CKM_AES_KEY_WRAP_KWP;
+    pub const SHA256: u64 = ck::CKM_SHA256;
+    pub const SHA384: u64 = ck::CKM_SHA384;
+    pub const SHA512: u64 = ck::CKM_SHA512;
+    pub const SHA256_HMAC: u64 = ck::CKM_SHA256_HMAC;
+}
+
+/// Function flags of a mechanism (`CKF_*` of `CK_MECHANISM_INFO`).
+pub mod mflag {
+    use pkcs11_sys as ck;
+    pub const ENCRYPT: u64 = ck::CKF_ENCRYPT;
+    pub const DECRYPT: u64 = ck::CKF_DECRYPT;
+    pub const DIGEST: u64 = ck::CKF_DIGEST;
+    pub const SIGN: u64 = ck::CKF_SIGN;
+    pub const VERIFY: u64 = ck::CKF_VERIFY;
+    pub const GENERATE: u64 = ck::CKF_GENERATE;
+    pub const GENERATE_KEY_PAIR: u64 = ck::CKF_GENERATE_KEY_PAIR;
+    pub const WRAP: u64 = ck::CKF_WRAP;
+    pub const UNWRAP: u64 = ck::CKF_UNWRAP;
+    pub const DERIVE: u64 = ck::CKF_DERIVE;
+    pub const EC_CURVE: u64 = ck::CKF_EC_F_P | ck::CKF_EC_OID | ck::CKF_EC_UNCOMPRESS;
+}
+
+/// What `C_GetMechanismInfo` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MechanismInfo {
+    pub min_key_size: u64,
+    pub max_key_size: u64,
+    pub flags: u64,
+}
+
+const fn info(min_key_size: u64, max_key_size: u64, flags: u64) -> MechanismInfo {
+    MechanismInfo { min_key_size, max_key_size, flags }
+}
+
+use mflag::*;
+/// What the self-managed token implements. Key sizes are in bytes for AES and secrets, in bits
+/// for curves, as PKCS#11 defines per mechanism.
+pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
+    (mech::AES_KEY_GEN, info(16, 32, GENERATE)),
+    (mech::GENERIC_SECRET_KEY_GEN, info(1, 512, GENERATE)),
+    (mech::EC_KEY_PAIR_GEN, info(256, 256, GENERATE_KEY_PAIR | EC_CURVE)),
+    (mech::EC_EDWARDS_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
+    (mech::ECDSA, info(256, 256, SIGN | VERIFY | EC_CURVE)),
+    (mech::ECDSA_SHA256, info(256, 256, SIGN | VERIFY | EC_CURVE)),
+    (mech::EDDSA, info(255, 255, SIGN | VERIFY)),
+    (mech::ECDH1_DERIVE, info(256, 256, DERIVE | EC_CURVE)),
+    (mech::AES_GCM, info(16, 32, ENCRYPT | DECRYPT)),
+    (mech::AES_KEY_WRAP, info(16, 32, WRAP | UNWRAP)),
+    (mech::AES_KEY_WRAP_PAD, info(16, 32, WRAP | UNWRAP)),
+    (mech::AES_KEY_WRAP_KWP, info(16, 32, WRAP | UNWRAP)),
+    (mech::SHA256, info(0, 0, DIGEST)),
+    (mech::SHA384, info(0, 0, DIGEST)),
+    (mech::SHA512, info(0, 0, DIGEST)),
+    (mech::SHA256_HMAC, info(1, 512, SIGN | VERIFY)),
+];
+
+/// Looks a mechanism up in a table.
+pub fn lookup(table: &[(u64, MechanismInfo)], ty: u64) -> Option<MechanismInfo> {
+    table.iter().find(|(t, _)| *t == ty).map(|(_, i)| *i)
+}
+
+/// The digest algorithms keygate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// A mechanism with its parameter decoded. Parameters are copied out of the caller's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mechanism {
+    AesKeyGen,
+    GenericSecretKeyGen,
+    EcKeyPairGen,
+    EdwardsKeyPairGen,
+    Ecdsa,
+    EcdsaSha256,
+    /// Pure Ed25519 (no pre-hash, no context).
+    Eddsa,
+    Ecdh1Derive { kdf: u64, shared_data: Vec<u8>, public_data: Vec<u8> },
+    AesGcm { iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64 },
+    /// RFC 3394, with an optional alternative initial value.
+    AesKeyWrap { iv: Option<[u8; 8]> },
+    /// PKCS#11 2.40 `CKM_AES_KEY_WRAP_PAD`: PKCS#7 padding to a multiple of 8, then RFC 3394.
+    AesKeyWrapPad,
+    /// RFC 5649.
+    AesKeyWrapKwp,
+    Digest(DigestAlg),
+    Sha256Hmac,
+    /// Known to PKCS#11 but not implemented here.
+    Other(u64),
+}
+
+impl Mechanism {
+    /// The mechanism type number.
+    pub fn ty(&self) -> u64 {
+        match self {
+            Mechanism::AesKeyGen => mech::AES_KEY_GEN,
+            Mechanism::GenericSecretKeyGen => mech::GENERIC_SECRET_KEY_GEN,
+            Mechanism::EcKeyPairGen => mech::EC_KEY_PAIR_GEN,
+            Mechanism::EdwardsKeyPairGen => mech::EC_EDWARDS_KEY_PAIR_GEN,
+            Mechanism::Ecdsa => mech::ECDSA,
+            Mechanism::EcdsaSha256 => mech::ECDSA_SHA256,
+            Mechanism::Eddsa => mech::EDDSA,
+            Mechanism::Ecdh1Derive { .. } => mech::ECDH1_DERIVE,
+            Mechanism::AesGcm { .. } => mech::AES_GCM,
+            Mechanism::AesKeyWrap { .. } => mech::AES_KEY_WRAP,
+            Mechanism::AesKeyWrapPad => mech::AES_KEY_WRAP_PAD,
+            Mechanism::AesKeyWrapKwp => mech::AES_KEY_WRAP_KWP,
+            Mechanism::Digest(DigestAlg::Sha256) => mech::SHA256,
+            Mechanism::Digest(DigestAlg::Sha384) => mech::SHA384,
+            Mechanism::Digest(DigestAlg::Sha512) => mech::SHA512,
+            Mechanism::Sha256Hmac => mech::SHA256_HMAC,
+            Mechanism::Other(t) => *t,
+        }
+    }
+
+    /// A mechanism that takes no parameter, from its type; `None` if it needs one.
+    pub fn without_param(ty: u64) -> Option<Mechanism> {
+        Some(match ty {
+            mech::AES_KEY_GEN => Mechanism::AesKeyGen,
+            mech::GENERIC_SECRET_KEY_GEN => Mechanism::GenericSecretKeyGen,
+            mech::EC_KEY_PAIR_GEN => Mechanism::EcKeyPairGen,
+            mech::EC_EDWARDS_KEY_PAIR_GEN => Mechanism::EdwardsKeyPairGen,
+            mech::ECDSA => Mechanism::Ecdsa,
+            mech::ECDSA_SHA256 => Mechanism::EcdsaSha256,
+            mech::EDDSA => Mechanism::Eddsa,
+            mech::AES_KEY_WRAP => Mechanism::AesKeyWrap { iv: None },
+            mech::AES_KEY_WRAP_PAD => Mechanism::AesKeyWrapPad,
+            mech::AES_KEY_WRAP_KWP => Mechanism::AesKeyWrapKwp,
+            mech::SHA256 => Mechanism::Digest(DigestAlg::Sha256),
+            mech::SHA384 => Mechanism::Digest(DigestAlg::Sha384),
+            mech::SHA512 => Mechanism::Digest(DigestAlg::Sha512),
+            mech::SHA256_HMAC => Mechanism::Sha256Hmac,
+            _ => return None,
+        })
+    }
+
+    /// Checks that this mechanism supports `function` (a `CKF_*` function flag) in `table`.
+    pub fn check(&self, table: &[(u64, MechanismInfo)], function: u64) -> Result<()> {
+        match lookup(table, self.ty()) {
+            Some(i) if i.flags & function != 0 => Ok(()),
+            _ => Err(Error::MechanismInvalid(self.ty())),
+        }
+    }
+}
+
+/// A PIN as given by the caller: zeroised on drop, never printed.
+pub struct Pin(pub Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+impl Pin {
+    pub fn new(v: &[u8]) -> Pin {
+        Pin(Zeroizing::new(v.to_vec()))
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The shortest and longest PIN accepted (bytes).
+pub const PIN_MIN: usize = 4;
+pub const PIN_MAX: usize = 255;
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_round_trips_through_without_param() {
+        for (ty, _) in MECHANISMS {
+            if let Some(m) = Mechanism::without_param(*ty) {
+                assert_eq!(m.ty(), *ty);
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_function_is_refused() {
+        assert!(Mechanism::Ecdsa.check(MECHANISMS, mflag::SIGN).is_ok());
+        assert_eq!(
+            Mechanism::Ecdsa.check(MECHANISMS, mflag::ENCRYPT),
+            Err(Error::MechanismInvalid(mech::ECDSA))
+        );
+    }
+
+    #[test]
+    fn pin_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Pin::new(b"123456")), "Pin(<redacted>)");
+    }
+}

@@ -1,0 +1,378 @@
+//! Cryptographic operations on a session: mechanism and key-usage policy, operation slots, and
+//! the two-call length convention. A finished output that the caller's buffer could not take is
+//! kept in the slot until the caller asks again, so no operation runs twice.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use zeroize::Zeroizing;
+
+use super::attributes::{attr, class, key_type, AttrMap};
+use super::mechanisms::{mflag, Mechanism};
+use super::object::{self, Origin};
+use super::provider::Provider;
+use super::session::{Active, Session};
+use crate::backend::{Backend, ObjectId};
+use crate::error::{Error, Result};
+
+/// The answer to a call that produces output.
+#[derive(Debug)]
+pub enum Out {
+    /// The output; it fitted.
+    Data(Zeroizing<Vec<u8>>),
+    /// A length query (NULL buffer): the length the output needs.
+    Len(usize),
+    /// The buffer was too short: the length needed (`CKR_BUFFER_TOO_SMALL`, operation kept).
+    TooSmall(usize),
+}
+
+/// Hands out an operation's result under the two-call convention.
+fn deliver<T>(
+    slot: &mut Option<Active<T>>,
+    cap: Option<usize>,
+    run: impl FnOnce(T) -> Result<Zeroizing<Vec<u8>>>,
+) -> Result<Out> {
+    let out = match slot.take() {
+        None => return Err(Error::OperationNotInitialized),
+        Some(Active::Done(v)) => v,
+        // An error ends the operation: the slot stays empty.
+        Some(Active::Running(op)) => run(op)?,
+    };
+    size_out(slot, cap, out)
+}
+
+fn size_out<T>(slot: &mut Option<Active<T>>, cap: Option<usize>, out: Zeroizing<Vec<u8>>) -> Result<Out> {
+    let n = out.len();
+    match cap {
+        None => {
+            *slot = Some(Active::Done(out));
+            Ok(Out::Len(n))
+        }
+        Some(c) if c < n => {
+            *slot = Some(Active::Done(out));
+            Ok(Out::TooSmall(n))
+        }
+        Some(_) => Ok(Out::Data(out)),
+    }
+}
+
+/// Output computed afresh on each call (deterministic, cheap to redo: wrapping).
+fn sized(cap: Option<usize>, out: Vec<u8>) -> Out {
+    match cap {
+        None => Out::Len(out.len()),
+        Some(c) if c < out.len() => Out::TooSmall(out.len()),
+        Some(_) => Out::Data(Zeroizing::new(out)),
+    }
+}
+
+fn running<T>(slot: &mut Option<Active<T>>) -> Result<&mut T> {
+    match slot {
+        Some(Active::Running(op)) => Ok(op),
+        Some(Active::Done(_)) => Err(Error::OperationActive),
+        None => Err(Error::OperationNotInitialized),
+    }
+}
+
+/// Which usage attribute a function needs of its key.
+fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
+    if !attrs.flag(usage) {
+        return Err(Error::KeyFunctionNotPermitted);
+    }
+    if let Some(allowed) = attrs.allowed_mechanisms() {
+        if !allowed.contains(&mech.ty()) {
+            return Err(Error::MechanismInvalid(mech.ty()));
+        }
+    }
+    Ok(())
+}
+
+type Prepared = (Arc<Mutex<Session>>, ObjectId, Arc<dyn Backend>);
+
+impl Provider {
+    /// Common start of every keyed operation: the session, the mechanism for `function`, the key
+    /// (visible, permitting `usage`).
+    fn keyed(&self, h: u64, mech: &Mechanism, function: u64, key: u64, usage: u64) -> Result<Prepared> {
+        let s = self.session(h)?;
+        let (id, backend) = {
+            let g = s.lock();
+            let backend = self.slot_of(&g).backend.clone();
+            mech.check(backend.mechanisms(), function)?;
+            let (id, attrs) = self.object(&g, key, Error::KeyHandleInvalid)?;
+            if !matches!(attrs.class()?, class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY) {
+                return Err(Error::KeyHandleInvalid);
+            }
+            usage_permits(&attrs, usage, mech)?;
+            (id, backend)
+        };
+        Ok((s, id, backend))
+    }
+
+    pub fn sign_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let (s, id, b) = self.keyed(h, mech, mflag::SIGN, key, attr::SIGN)?;
+        let mut s = s.lock();
+        if s.sign.is_some() {
+            return Err(Error::OperationActive);
+        }
+        s.sign = Some(Active::Running(b.sign(mech, &id)?));
+        Ok(())
+    }
+    pub fn sign(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        deliver(&mut s.sign, cap, |mut op| {
+            op.update(data)?;
+            op.finish().map(Zeroizing::new)
+        })
+    }
+    pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let r = running(&mut s.sign)?.update(data);
+        if r.is_err() {
+            s.sign = None;
+        }
+        r
+    }
+    pub fn sign_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        deliver(&mut s.sign, cap, |op| op.finish().map(Zeroizing::new))
+    }
+
+    pub fn verify_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let (s, id, b) = self.keyed(h, mech, mflag::VERIFY, key, attr::VERIFY)?;
+        let mut s = s.lock();
+        if s.verify.is_some() {
+            return Err(Error::OperationActive);
+        }
+        s.verify = Some(b.verify(mech, &id)?);
+        Ok(())
+    }
+    pub fn verify(&self, h: u64, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
+        op.update(data)?;
+        op.finish(signature)
+    }
+    pub fn verify_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let r = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?.update(data);
+        if r.is_err() {
+            s.verify = None;
+        }
+        r
+    }
+    pub fn verify_final(&self, h: u64, signature: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
+        op.finish(signature)
+    }
+
+    pub fn crypt_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+        let (function, usage) = if encrypt { (mflag::ENCRYPT, attr::ENCRYPT) } else { (mflag::DECRYPT, attr::DECRYPT) };
+        let (s, id, b) = self.keyed(h, mech, function, key, usage)?;
+        let mut s = s.lock();
+        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        if slot.is_some() {
+            return Err(Error::OperationActive);
+        }
+        let op = if encrypt { b.encrypt(mech, &id)? } else { b.decrypt(mech, &id)? };
+        *slot = Some(Active::Running(op));
+        Ok(())
+    }
+    pub fn crypt(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        deliver(slot, cap, |mut op| {
+            let mut out = op.update(data)?;
+            out.extend_from_slice(&op.finish()?);
+            Ok(out)
+        })
+    }
+    pub fn crypt_update(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        let r = running(slot)?.update(data);
+        match r {
+            Ok(out) if out.is_empty() => Ok(match cap {
+                None => Out::Len(0),
+                Some(_) => Out::Data(out),
+            }),
+            Ok(out) => match cap {
+                Some(c) if c >= out.len() => Ok(Out::Data(out)),
+                // Outputs of update are never held back: keygate's ciphers buffer instead.
+                _ => Err(Error::General("cipher produced unexpected partial output".into())),
+            },
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+        }
+    }
+    pub fn crypt_final(&self, h: u64, encrypt: bool, cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        deliver(slot, cap, |op| op.finish())
+    }
+
+    pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let b = self.slot_of(&s).backend.clone();
+        mech.check(b.mechanisms(), mflag::DIGEST)?;
+        if s.digest.is_some() {
+            return Err(Error::OperationActive);
+        }
+        s.digest = Some(Active::Running(b.digest(mech)?));
+        Ok(())
+    }
+    pub fn digest(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        deliver(&mut s.digest, cap, |mut op| {
+            op.update(data)?;
+            op.finish().map(Zeroizing::new)
+        })
+    }
+    pub fn digest_update(&self, h: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let r = running(&mut s.digest)?.update(data);
+        if r.is_err() {
+            s.digest = None;
+        }
+        r
+    }
+    pub fn digest_key(&self, h: u64, key: u64) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let (id, attrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
+        if attrs.class()? != class::SECRET_KEY || attrs.flag(attr::SENSITIVE) {
+            return Err(Error::KeyIndigestible);
+        }
+        let b = self.slot_of(&s).backend.clone();
+        let op = running(&mut s.digest)?;
+        b.digest_key(op.as_mut(), &id)
+    }
+    pub fn digest_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        deliver(&mut s.digest, cap, |op| op.finish().map(Zeroizing::new))
+    }
+
+    pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let b = self.slot_of(&s).backend.clone();
+        mech.check(b.mechanisms(), mflag::GENERATE)?;
+        let kt = object::keygen_type(mech, &template)?;
+        let t = object::implied(template, class::SECRET_KEY, kt)?;
+        let t = object::complete(t, Origin::Generate(mech.ty()), false)?;
+        let lifetime = self.lifetime_for(h, &s, &t)?;
+        let id = b.generate_key(mech, lifetime, t)?;
+        Ok(self.handles.handle_for(s.slot, id))
+    }
+
+    pub fn generate_key_pair(&self, h: u64, mech: &Mechanism, public: AttrMap, private: AttrMap) -> Result<(u64, u64)> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let b = self.slot_of(&s).backend.clone();
+        mech.check(b.mechanisms(), mflag::GENERATE_KEY_PAIR)?;
+        let kt = match mech {
+            Mechanism::EcKeyPairGen => key_type::EC,
+            Mechanism::EdwardsKeyPairGen => key_type::EC_EDWARDS,
+            other => return Err(Error::MechanismInvalid(other.ty())),
+        };
+        let origin = Origin::Generate(mech.ty());
+        let public = object::complete(object::implied(public, class::PUBLIC_KEY, kt)?, origin, false)?;
+        let private = object::complete(object::implied(private, class::PRIVATE_KEY, kt)?, origin, false)?;
+        if public.get(attr::EC_PARAMS).is_none() {
+            return Err(Error::TemplateIncomplete("CKA_EC_PARAMS missing from the public key template"));
+        }
+        if private.get(attr::EC_PARAMS).is_some_and(|p| Some(p) != public.get(attr::EC_PARAMS)) {
+            return Err(Error::TemplateInconsistent("the two templates name different curves"));
+        }
+        let lifetimes = (self.lifetime_for(h, &s, &public)?, self.lifetime_for(h, &s, &private)?);
+        let (pu, pr) = b.generate_key_pair(mech, lifetimes, public, private)?;
+        Ok((self.handles.handle_for(s.slot, pu), self.handles.handle_for(s.slot, pr)))
+    }
+
+    pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
+        let (s, wid, b) = self.keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP).map_err(|e| match e {
+            Error::KeyHandleInvalid => Error::WrappingKeyHandleInvalid,
+            other => other,
+        })?;
+        let s = s.lock();
+        let (kid, kattrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
+        if !kattrs.flag(attr::EXTRACTABLE) {
+            return Err(Error::KeyUnextractable);
+        }
+        if kattrs.flag(attr::WRAP_WITH_TRUSTED) && !b.attributes(&wid)?.flag(attr::TRUSTED) {
+            return Err(Error::KeyNotWrappable);
+        }
+        Ok(sized(cap, b.wrap_key(mech, &wid, &kid)?))
+    }
+
+    pub fn unwrap_key(&self, h: u64, mech: &Mechanism, unwrapping: u64, wrapped: &[u8], template: AttrMap) -> Result<u64> {
+        let (s, uid, b) = self.keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP).map_err(|e| match e {
+            Error::KeyHandleInvalid => Error::UnwrappingKeyHandleInvalid,
+            other => other,
+        })?;
+        let s = s.lock();
+        template.class()?;
+        let t = object::complete(template, Origin::Unwrap, false)?;
+        let lifetime = self.lifetime_for(h, &s, &t)?;
+        let id = b.unwrap_key(mech, &uid, wrapped, lifetime, t)?;
+        Ok(self.handles.handle_for(s.slot, id))
+    }
+
+    pub fn derive_key(&self, h: u64, mech: &Mechanism, base: u64, mut template: AttrMap) -> Result<u64> {
+        let (s, bid, b) = self.keyed(h, mech, mflag::DERIVE, base, attr::DERIVE)?;
+        let s = s.lock();
+        if !template.contains(attr::CLASS) {
+            template.set_ulong(attr::CLASS, class::SECRET_KEY);
+        }
+        if !template.contains(attr::KEY_TYPE) {
+            template.set_ulong(attr::KEY_TYPE, key_type::GENERIC_SECRET);
+        }
+        if template.class()? != class::SECRET_KEY {
+            return Err(Error::TemplateInconsistent("derivation makes secret keys"));
+        }
+        let base_attrs = b.attributes(&bid)?;
+        let t = object::complete(template, Origin::Derive(&base_attrs), false)?;
+        let lifetime = self.lifetime_for(h, &s, &t)?;
+        let id = b.derive_key(mech, &bid, lifetime, t)?;
+        Ok(self.handles.handle_for(s.slot, id))
+    }
+}
+
+impl Provider {
+    /// `C_SessionCancel`: ends the operations named by `flags` (`CKF_ENCRYPT`, `CKF_SIGN`, …).
+    pub fn session_cancel(&self, h: u64, flags: u64) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        if flags & mflag::ENCRYPT != 0 {
+            s.encrypt = None;
+        }
+        if flags & mflag::DECRYPT != 0 {
+            s.decrypt = None;
+        }
+        if flags & mflag::DIGEST != 0 {
+            s.digest = None;
+        }
+        if flags & mflag::SIGN != 0 {
+            s.sign = None;
+        }
+        if flags & mflag::VERIFY != 0 {
+            s.verify = None;
+        }
+        if flags & pkcs11_sys::CKF_FIND_OBJECTS != 0 {
+            s.find = None;
+        }
+        Ok(())
+    }
+}

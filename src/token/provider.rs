@@ -1,0 +1,432 @@
+//! The module's one global state: slots (one token each, from the configuration), the session
+//! table and object handles. Created by `C_Initialize`, dropped by `C_Finalize`. After `fork()`
+//! the child sees `CKR_CRYPTOKI_NOT_INITIALIZED` until it initialises again (process id check).
+//!
+//! Locking: the provider is behind an `RwLock` read by every call; each session has its own
+//! mutex; no shared lock is held across Argon2 or an HSM round trip.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::attributes::{attr, AttrMap};
+use super::handles::Handles;
+use super::mechanisms::{MechanismInfo, Pin};
+use super::object::{self, Origin, Readable};
+use super::session::{state, Session};
+use crate::backend::local::LocalBackend;
+use crate::backend::{Backend, Lifetime, ObjectId, TokenStatus, UserType};
+use crate::config::{Config, Mode};
+use crate::error::{Error, Result};
+
+/// One slot and its token.
+#[derive(Debug)]
+pub struct Slot {
+    pub label: String,
+    pub backend: Arc<dyn Backend>,
+    pub login: Mutex<Option<UserType>>,
+}
+
+pub struct Provider {
+    pub slots: Vec<Slot>,
+    sessions: RwLock<HashMap<u64, Arc<Mutex<Session>>>>,
+    pub handles: Handles,
+    next_session: AtomicU64,
+    pid: u32,
+}
+
+static PROVIDER: RwLock<Option<Arc<Provider>>> = RwLock::new(None);
+
+/// The initialised provider, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child).
+pub fn provider() -> Result<Arc<Provider>> {
+    match &*PROVIDER.read() {
+        Some(p) if p.pid == std::process::id() => Ok(p.clone()),
+        _ => Err(Error::CryptokiNotInitialized),
+    }
+}
+
+/// `C_Initialize`. A missing or broken configuration is logged and gives a module with no slots.
+pub fn initialize() -> Result<()> {
+    let mut g = PROVIDER.write();
+    if let Some(p) = &*g {
+        if p.pid == std::process::id() {
+            return Err(Error::CryptokiAlreadyInitialized);
+        }
+    }
+    let slots = match Config::load() {
+        Ok(cfg) => slots_from(&cfg),
+        Err(e) => {
+            log::error!("keygate: {e}; the module has no slots");
+            Vec::new()
+        }
+    };
+    *g = Some(Arc::new(Provider {
+        slots,
+        sessions: RwLock::new(HashMap::new()),
+        handles: Handles::default(),
+        next_session: AtomicU64::new(0),
+        pid: std::process::id(),
+    }));
+    Ok(())
+}
+
+/// Builds the slots of a configuration.
+pub fn slots_from(cfg: &Config) -> Vec<Slot> {
+    cfg.tokens
+        .iter()
+        .filter_map(|t| match t.mode {
+            Mode::SelfManaged => Some(Slot {
+                label: t.label.clone(),
+                backend: Arc::new(LocalBackend::new(t.clone())) as Arc<dyn Backend>,
+                login: Mutex::new(None),
+            }),
+            Mode::Hsm => None,
+        })
+        .collect()
+}
+
+/// `C_Finalize`.
+pub fn finalize() -> Result<()> {
+    let mut g = PROVIDER.write();
+    match g.take() {
+        Some(p) if p.pid == std::process::id() => Ok(()),
+        _ => Err(Error::CryptokiNotInitialized),
+    }
+}
+
+/// Information about one session for `C_GetSessionInfo`.
+pub struct SessionInfo {
+    pub slot: u64,
+    pub state: u64,
+    pub rw: bool,
+}
+
+impl Provider {
+    pub fn slot(&self, id: u64) -> Result<&Slot> {
+        self.slots.get(id as usize).ok_or(Error::SlotIdInvalid)
+    }
+
+    pub fn token_status(&self, id: u64) -> Result<TokenStatus> {
+        self.slot(id)?.backend.status()
+    }
+
+    pub fn mechanisms(&self, id: u64) -> Result<&'static [(u64, MechanismInfo)]> {
+        Ok(self.slot(id)?.backend.mechanisms())
+    }
+
+    /// (sessions, rw sessions) open on a slot.
+    pub fn session_counts(&self, slot: u64) -> (u64, u64) {
+        let s = self.sessions.read();
+        let mut all = 0;
+        let mut rw = 0;
+        for sess in s.values() {
+            let g = sess.lock();
+            if g.slot as u64 == slot {
+                all += 1;
+                rw += g.rw as u64;
+            }
+        }
+        (all, rw)
+    }
+
+    pub(super) fn session(&self, h: u64) -> Result<Arc<Mutex<Session>>> {
+        self.sessions.read().get(&h).cloned().ok_or(Error::SessionHandleInvalid)
+    }
+
+    pub(super) fn slot_of(&self, s: &Session) -> &Slot {
+        &self.slots[s.slot]
+    }
+
+    pub fn open_session(&self, slot: u64, serial: bool, rw: bool) -> Result<u64> {
+        let sl = self.slot(slot)?;
+        if !serial {
+            return Err(Error::SessionParallelNotSupported);
+        }
+        if !rw && *sl.login.lock() == Some(UserType::So) {
+            return Err(Error::SessionReadWriteSoExists);
+        }
+        let h = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        self.sessions.write().insert(h, Arc::new(Mutex::new(Session::new(slot as usize, rw))));
+        Ok(h)
+    }
+
+    pub fn close_session(&self, h: u64) -> Result<()> {
+        let s = self.sessions.write().remove(&h).ok_or(Error::SessionHandleInvalid)?;
+        let slot = s.lock().slot;
+        self.slots[slot].backend.session_closed(h);
+        if self.session_counts(slot as u64).0 == 0 {
+            // The last session of an application closed: its login ends.
+            let sl = &self.slots[slot];
+            if sl.login.lock().take().is_some() {
+                sl.backend.logout();
+            }
+        }
+        Ok(())
+    }
+
+    pub fn close_all_sessions(&self, slot: u64) -> Result<()> {
+        self.slot(slot)?;
+        let handles: Vec<u64> = {
+            let s = self.sessions.read();
+            s.iter().filter(|(_, v)| v.lock().slot as u64 == slot).map(|(k, _)| *k).collect()
+        };
+        for h in handles {
+            let _ = self.close_session(h);
+        }
+        Ok(())
+    }
+
+    pub fn session_info(&self, h: u64) -> Result<SessionInfo> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let login = *self.slot_of(&s).login.lock();
+        let st = match (s.rw, login) {
+            (false, None) => state::RO_PUBLIC,
+            (false, Some(_)) => state::RO_USER,
+            (true, None) => state::RW_PUBLIC,
+            (true, Some(UserType::So)) => state::RW_SO,
+            (true, Some(_)) => state::RW_USER,
+        };
+        Ok(SessionInfo { slot: s.slot as u64, state: st, rw: s.rw })
+    }
+
+    pub fn init_token(&self, slot: u64, so_pin: &Pin, label: &str) -> Result<()> {
+        let sl = self.slot(slot)?;
+        if self.session_counts(slot).0 > 0 {
+            return Err(Error::SessionExists);
+        }
+        sl.backend.init_token(so_pin, label)?;
+        // Handles of destroyed objects stay invalid: the backend's ids are gone.
+        Ok(())
+    }
+
+    pub fn login(&self, h: u64, user: UserType, pin: &Pin) -> Result<()> {
+        let (slot_ix, _) = {
+            let s = self.session(h)?;
+            let s = s.lock();
+            (s.slot, s.rw)
+        };
+        let sl = &self.slots[slot_ix];
+        let current = *sl.login.lock();
+        match (user, current) {
+            (UserType::ContextSpecific, Some(UserType::User)) => return sl.backend.login(UserType::User, pin),
+            (UserType::ContextSpecific, _) => return Err(Error::UserNotLoggedIn),
+            (u, Some(c)) if u == c => return Err(Error::UserAlreadyLoggedIn),
+            (_, Some(_)) => return Err(Error::UserAnotherAlreadyLoggedIn),
+            (_, None) => {}
+        }
+        if user == UserType::So {
+            let s = self.sessions.read();
+            if s.values().any(|x| {
+                let x = x.lock();
+                x.slot == slot_ix && !x.rw
+            }) {
+                return Err(Error::SessionReadOnlyExists);
+            }
+        }
+        if !sl.backend.status()?.initialized {
+            return Err(Error::UserPinNotInitialized);
+        }
+        sl.backend.login(user, pin)?;
+        *sl.login.lock() = Some(user);
+        log::info!("token {:?}: {user:?} logged in", sl.label);
+        Ok(())
+    }
+
+    pub fn logout(&self, h: u64) -> Result<()> {
+        let slot = self.session(h)?.lock().slot;
+        let sl = &self.slots[slot];
+        if sl.login.lock().take().is_none() {
+            return Err(Error::UserNotLoggedIn);
+        }
+        sl.backend.logout();
+        Ok(())
+    }
+
+    pub fn init_pin(&self, h: u64, pin: &Pin) -> Result<()> {
+        let s = self.session(h)?;
+        let (slot, rw) = {
+            let s = s.lock();
+            (s.slot, s.rw)
+        };
+        if !rw || *self.slots[slot].login.lock() != Some(UserType::So) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        self.slots[slot].backend.init_pin(pin)
+    }
+
+    pub fn set_pin(&self, h: u64, old: &Pin, new: &Pin) -> Result<()> {
+        let s = self.session(h)?;
+        let (slot, rw) = {
+            let s = s.lock();
+            (s.slot, s.rw)
+        };
+        if !rw {
+            return Err(Error::SessionReadOnly);
+        }
+        let who = match *self.slots[slot].login.lock() {
+            Some(UserType::So) => UserType::So,
+            _ => UserType::User,
+        };
+        self.slots[slot].backend.set_pin(who, old, new)
+    }
+
+    /// Whether private objects are visible to sessions of this slot.
+    pub(super) fn user_logged_in(&self, slot: usize) -> bool {
+        *self.slots[slot].login.lock() == Some(UserType::User)
+    }
+
+    fn is_so(&self, slot: usize) -> bool {
+        *self.slots[slot].login.lock() == Some(UserType::So)
+    }
+
+    /// Resolves an object handle for a session: the object must be on the session's slot and
+    /// visible to it. Returns its id and attributes.
+    pub(super) fn object(&self, s: &Session, handle: u64, invalid: Error) -> Result<(ObjectId, AttrMap)> {
+        let (slot, id) = self.handles.resolve(handle).ok_or_else(|| invalid.clone())?;
+        if slot != s.slot {
+            return Err(invalid);
+        }
+        let attrs = match self.slots[slot].backend.attributes(&id) {
+            Err(Error::ObjectHandleInvalid) => return Err(invalid),
+            other => other?,
+        };
+        if attrs.flag(attr::PRIVATE) && !self.user_logged_in(slot) {
+            return Err(invalid);
+        }
+        Ok((id, attrs))
+    }
+
+    /// Where a new object with these attributes goes, checking the session may put it there.
+    pub(super) fn lifetime_for(&self, h: u64, s: &Session, attrs: &AttrMap) -> Result<Lifetime> {
+        if attrs.flag(attr::PRIVATE) && !self.user_logged_in(s.slot) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        if attrs.flag(attr::TOKEN) {
+            if !s.rw {
+                return Err(Error::SessionReadOnly);
+            }
+            Ok(Lifetime::Token)
+        } else {
+            Ok(Lifetime::Session(h))
+        }
+    }
+
+    fn check_writable(&self, s: &Session, attrs: &AttrMap) -> Result<()> {
+        if attrs.flag(attr::TOKEN) && !s.rw {
+            return Err(Error::SessionReadOnly);
+        }
+        Ok(())
+    }
+
+    pub fn create_object(&self, h: u64, template: AttrMap) -> Result<u64> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let attrs = object::complete(template, Origin::Create, self.is_so(s.slot))?;
+        let lifetime = self.lifetime_for(h, &s, &attrs)?;
+        let id = self.slot_of(&s).backend.create(lifetime, attrs)?;
+        Ok(self.handles.handle_for(s.slot, id))
+    }
+
+    pub fn copy_object(&self, h: u64, handle: u64, template: AttrMap) -> Result<u64> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
+        if !attrs.flag(attr::COPYABLE) {
+            return Err(Error::ActionProhibited);
+        }
+        let mut new = object::apply_changes(&attrs, &template, true, self.is_so(s.slot))?;
+        new.remove(attr::UNIQUE_ID);
+        let lifetime = self.lifetime_for(h, &s, &new)?;
+        let id = self.slot_of(&s).backend.copy(&id, lifetime, new)?;
+        Ok(self.handles.handle_for(s.slot, id))
+    }
+
+    pub fn destroy_object(&self, h: u64, handle: u64) -> Result<()> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
+        self.check_writable(&s, &attrs)?;
+        if !attrs.flag(attr::DESTROYABLE) {
+            return Err(Error::ActionProhibited);
+        }
+        self.slot_of(&s).backend.destroy(&id)?;
+        self.handles.forget(handle);
+        Ok(())
+    }
+
+    /// The size of an object: the length of its clear encoding (an estimate, as PKCS#11 allows).
+    pub fn object_size(&self, h: u64, handle: u64) -> Result<u64> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let (_, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
+        Ok(attrs.iter().map(|(_, v)| 16 + v.len() as u64).sum())
+    }
+
+    /// `C_GetAttributeValue`: one answer per requested type, `Err` per attribute as the spec's
+    /// per-attribute rules say (`ffi` writes `CK_UNAVAILABLE_INFORMATION` for those).
+    pub fn attribute_values(&self, h: u64, handle: u64, types: &[u64]) -> Result<Vec<Result<Vec<u8>>>> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
+        let backend = &self.slot_of(&s).backend;
+        Ok(types
+            .iter()
+            .map(|t| match object::readable(&attrs, *t) {
+                Readable::Value(v) => Ok(v.to_vec()),
+                Readable::Sensitive => Err(Error::AttributeSensitive(*t)),
+                Readable::Secret => backend.secret_value(&id).map(|v| v.to_vec()),
+                Readable::Invalid => Err(Error::AttributeTypeInvalid(*t)),
+            })
+            .collect())
+    }
+
+    pub fn set_attribute_values(&self, h: u64, handle: u64, changes: AttrMap) -> Result<()> {
+        let s = self.session(h)?;
+        let s = s.lock();
+        let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
+        self.check_writable(&s, &attrs)?;
+        let new = object::apply_changes(&attrs, &changes, false, self.is_so(s.slot))?;
+        self.slot_of(&s).backend.update(&id, new)
+    }
+
+    pub fn find_init(&self, h: u64, template: AttrMap) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        if s.find.is_some() {
+            return Err(Error::OperationActive);
+        }
+        let found = self.slot_of(&s).backend.find(&template, self.user_logged_in(s.slot))?;
+        s.find = Some(super::session::Find { remaining: found });
+        Ok(())
+    }
+
+    pub fn find_next(&self, h: u64, max: usize) -> Result<Vec<u64>> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        let slot = s.slot;
+        let f = s.find.as_mut().ok_or(Error::OperationNotInitialized)?;
+        let n = max.min(f.remaining.len());
+        let ids: Vec<ObjectId> = f.remaining.drain(..n).collect();
+        Ok(ids.into_iter().map(|id| self.handles.handle_for(slot, id)).collect())
+    }
+
+    pub fn find_final(&self, h: u64) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        s.find.take().map(|_| ()).ok_or(Error::OperationNotInitialized)
+    }
+
+    pub fn random(&self, h: u64, out: &mut [u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let backend = self.slot_of(&s.lock()).backend.clone();
+        backend.random(out)
+    }
+}
+
+/// Token objects in a slot's store (for `keygate status`).
+pub fn object_count(slot: &Slot) -> Result<u64> {
+    slot.backend.object_count()
+}

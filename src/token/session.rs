@@ -1,0 +1,45 @@
+//! A session: its slot, read/write flag, and typed operation slots. An operation slot holds a
+//! running operation or, after a length query or a too-short buffer, the finished result
+//! waiting for the caller's second call (so an operation never runs twice).
+
+use zeroize::Zeroizing;
+
+use crate::backend::{CipherOp, DigestOp, ObjectId, SignOp, VerifyOp};
+
+/// A running operation, or its finished output waiting to be fetched.
+pub enum Active<T> {
+    Running(T),
+    Done(Zeroizing<Vec<u8>>),
+}
+
+/// An active `C_FindObjects` search: the matches not yet returned.
+pub struct Find {
+    pub remaining: Vec<ObjectId>,
+}
+
+pub struct Session {
+    pub slot: usize,
+    pub rw: bool,
+    pub find: Option<Find>,
+    pub sign: Option<Active<Box<dyn SignOp>>>,
+    pub verify: Option<Box<dyn VerifyOp>>,
+    pub encrypt: Option<Active<Box<dyn CipherOp>>>,
+    pub decrypt: Option<Active<Box<dyn CipherOp>>>,
+    pub digest: Option<Active<Box<dyn DigestOp>>>,
+}
+
+impl Session {
+    pub fn new(slot: usize, rw: bool) -> Session {
+        Session { slot, rw, find: None, sign: None, verify: None, encrypt: None, decrypt: None, digest: None }
+    }
+}
+
+/// `CKS_*` session states.
+pub mod state {
+    use pkcs11_sys as ck;
+    pub const RO_PUBLIC: u64 = ck::CKS_RO_PUBLIC_SESSION;
+    pub const RO_USER: u64 = ck::CKS_RO_USER_FUNCTIONS;
+    pub const RW_PUBLIC: u64 = ck::CKS_RW_PUBLIC_SESSION;
+    pub const RW_USER: u64 = ck::CKS_RW_USER_FUNCTIONS;
+    pub const RW_SO: u64 = ck::CKS_RW_SO_FUNCTIONS;
+}
