@@ -5,7 +5,8 @@
 //! under the PAD code; keygate follows the definitions.
 
 use aes::cipher::{BlockEncrypt, KeyInit};
-use aes_gcm::aead::{Aead, AeadInPlace, Payload};
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{Aead, AeadCore, AeadInPlace, Payload};
 use aes_gcm::{AesGcm, Nonce};
 use aes_kw::Kek;
 use zeroize::Zeroizing;
@@ -17,11 +18,11 @@ pub const TAG_LEN: usize = 16;
 /// GCM IV length keygate accepts (bytes).
 pub const IV_LEN: usize = 12;
 
-type Gcm<A> = AesGcm<A, aes_gcm::aead::consts::U12>;
+type Gcm<A> = AesGcm<A, U12>;
 
 fn gcm_seal<A>(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>>
 where
-    Gcm<A>: KeyInit + Aead,
+    Gcm<A>: KeyInit + Aead + AeadCore<NonceSize = U12>,
 {
     let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
     let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
@@ -30,7 +31,7 @@ where
 
 fn gcm_open<A>(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
 where
-    Gcm<A>: KeyInit + AeadInPlace,
+    Gcm<A>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12>,
 {
     let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
     let mut buf = Zeroizing::new(ct.to_vec());
