@@ -31,7 +31,7 @@ where
 
 fn gcm_open<A>(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
 where
-    Gcm<A>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12>,
+    Gcm<A>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12, TagSize = aes_gcm::aead::consts::U16>,
 {
     let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
     let mut buf = Zeroizing::new(ct.to_vec());
