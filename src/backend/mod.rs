@@ -144,6 +144,9 @@ pub trait CipherOp: Send {
     fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>>;
     /// The output length of a single-part call on `input_len` bytes, if known in advance.
     fn output_len(&self, input_len: usize) -> Option<usize>;
+    /// The output length an `update` with `input_len` bytes will produce, answered without
+    /// consuming input (a length query must not feed the cipher).
+    fn update_len(&self, input_len: usize) -> usize;
 }
 
 /// A digest in progress.

@@ -195,12 +195,13 @@ impl Provider {
         let s = self.session(h)?;
         let mut s = s.lock();
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        if cap.is_none() {
+            // A length query: answer without consuming the input.
+            return Ok(Out::Len(running(slot)?.update_len(data.len())));
+        }
         let r = running(slot)?.update(data);
         match r {
-            Ok(out) if out.is_empty() => Ok(match cap {
-                None => Out::Len(0),
-                Some(_) => Out::Data(out),
-            }),
+            Ok(out) if out.is_empty() => Ok(Out::Data(out)),
             Ok(out) => match cap {
                 Some(c) if c >= out.len() => Ok(Out::Data(out)),
                 // Outputs of update are never held back: keygate's ciphers buffer instead.

@@ -187,6 +187,9 @@ impl CipherOp for Gcm {
             aes::gcm_decrypt(&self.key, &self.iv, &self.aad, &self.buf)
         }
     }
+    fn update_len(&self, _input_len: usize) -> usize {
+        0
+    }
     fn output_len(&self, input_len: usize) -> Option<usize> {
         let total = self.buf.len() + input_len;
         if self.encrypt {

@@ -1,0 +1,135 @@
+//! Test harness: a throw-away SoftHSM2 root token, a throw-away keygate store and config, and
+//! the BUILT `libkeygate_pkcs11.so` loaded through cryptoki exactly as a client loads it.
+//! Tests run one per process (cargo nextest), so the module's global state is never shared.
+//! PINs here are throw-away values for throw-away stores.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+pub const SO_PIN: &str = "test-so-4821";
+pub const USER_PIN: &str = "test-user-9375";
+pub const ROOT_PIN: &str = "test-root-5519";
+pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+pub fn module_path() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let p = dir.join(profile).join("libkeygate_pkcs11.so");
+    assert!(p.exists(), "{} not built: run `cargo build` first", p.display());
+    p
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Env {
+    /// A fresh root token and keygate config; the keygate token is NOT initialised.
+    pub fn bare() -> Env {
+        Self::bare_with("")
+    }
+
+    pub fn bare_with(extra_token_config: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("tokens")).unwrap();
+        let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm-conf/softhsm2.conf.in"))
+            .unwrap()
+            .replace("@TOKENDIR@", d.join("tokens").to_str().unwrap());
+        std::fs::write(d.join("softhsm2.conf"), conf).unwrap();
+        // SAFETY-free: tests run one per process (nextest), so setting the environment is sound.
+        std::env::set_var("SOFTHSM2_CONF", d.join("softhsm2.conf"));
+        std::env::set_var("KEYGATE_ROOT_PIN", ROOT_PIN);
+        let ok = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", "keygate-root", "--so-pin", "root-so-1111", "--pin", ROOT_PIN])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "softhsm2-util --init-token failed");
+        let toml = format!(
+            "[[token]]\nlabel = \"test\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n{extra_token_config}",
+            d.join("test.db").display()
+        );
+        let cfg = d.join("keygate.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::env::set_var("KEYGATE_CONF", &cfg);
+        Env { log: d.join("keygate.log"), dir }
+    }
+
+    /// A fresh, initialised token (SO and user PIN set) through the module's own C_InitToken,
+    /// C_Login(SO) and C_InitPIN.
+    pub fn new() -> Env {
+        let env = Self::bare();
+        let p = env.load();
+        let slot = p.get_slots_with_token().unwrap()[0];
+        p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
+        let s = p.open_rw_session(slot).unwrap();
+        s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+        s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
+        drop(s);
+        p.finalize().unwrap();
+        env
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("test.db")
+    }
+
+    /// The module, loaded and initialised like a client does it.
+    pub fn load(&self) -> Pkcs11 {
+        let p = Pkcs11::new(module_path()).unwrap();
+        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
+        p
+    }
+
+    pub fn slot(p: &Pkcs11) -> Slot {
+        p.get_slots_with_token().unwrap()[0]
+    }
+
+    /// A logged-in read/write session.
+    pub fn user_session(p: &Pkcs11) -> Session {
+        let s = p.open_rw_session(Self::slot(p)).unwrap();
+        s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+        s
+    }
+
+    /// Runs the `keygate` CLI against this environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_keygate"));
+        Command::new(bin).args(args).output().unwrap()
+    }
+}
+
+pub fn find_one(s: &Session, label: &str) -> Option<ObjectHandle> {
+    s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).unwrap().into_iter().next()
+}
+
+/// The raw 65-byte point from a DER `CKA_EC_POINT`.
+pub fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
+    let attrs = s.get_attributes(key, &[cryptoki::object::AttributeType::EcPoint]).unwrap();
+    match &attrs[0] {
+        Attribute::EcPoint(v) => {
+            assert_eq!(v[0], 0x04, "CKA_EC_POINT is a DER OCTET STRING");
+            assert_eq!(v[1] as usize, v.len() - 2);
+            v[2..].to_vec()
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+pub const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
