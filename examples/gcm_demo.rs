@@ -23,17 +23,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("key not found")?;
     let mut iv = session.generate_random_vec(12)?;
     let plaintext = b"attack at dawn, via keygate";
-    let ct = session.encrypt(&Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?), key, plaintext)?;
-    println!("AES-GCM encrypt: {} bytes of plaintext -> {} bytes (ciphertext + tag)", plaintext.len(), ct.len());
-    let pt = session.decrypt(&Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?), key, &ct)?;
+    let ct = session.encrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?),
+        key,
+        plaintext,
+    )?;
+    println!(
+        "AES-GCM encrypt: {} bytes of plaintext -> {} bytes (ciphertext + tag)",
+        plaintext.len(),
+        ct.len()
+    );
+    let pt = session.decrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?),
+        key,
+        &ct,
+    )?;
     if pt != plaintext {
         return Err("decrypted text differs".into());
     }
     println!("AES-GCM decrypt: recovered {:?}", String::from_utf8_lossy(&pt));
     let mut bad = ct.clone();
     bad[0] ^= 1;
-    let tampered = session.decrypt(&Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?), key, &bad);
-    println!("AES-GCM decrypt of a tampered ciphertext: {}", if tampered.is_err() { "refused" } else { "ACCEPTED (bug)" });
+    let tampered = session.decrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"demo-aad", 128.into())?),
+        key,
+        &bad,
+    );
+    println!(
+        "AES-GCM decrypt of a tampered ciphertext: {}",
+        if tampered.is_err() { "refused" } else { "ACCEPTED (bug)" }
+    );
     if tampered.is_ok() {
         return Err("tampered ciphertext accepted".into());
     }

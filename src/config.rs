@@ -77,7 +77,11 @@ pub struct KdfConfig {
 impl std::default::Default for KdfConfig {
     /// OWASP's recommended Argon2id setting (19 MiB, 2 passes, 1 lane).
     fn default() -> Self {
-        KdfConfig { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+        KdfConfig {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -117,15 +121,24 @@ impl Config {
                         )));
                     }
                     if t.mirror.is_some() {
-                        return Err(Error::Config(format!("token {:?}: `mirror` is not supported yet", t.label)));
+                        return Err(Error::Config(format!(
+                            "token {:?}: `mirror` is not supported yet",
+                            t.label
+                        )));
                     }
                 }
                 Mode::Hsm => {
-                    return Err(Error::Config(format!("token {:?}: mode \"hsm\" is not available yet", t.label)))
+                    return Err(Error::Config(format!(
+                        "token {:?}: mode \"hsm\" is not available yet",
+                        t.label
+                    )))
                 }
             }
             if !(1..=1000).contains(&t.max_pin_failures) {
-                return Err(Error::Config(format!("token {:?}: max_pin_failures must be 1..=1000", t.label)));
+                return Err(Error::Config(format!(
+                    "token {:?}: max_pin_failures must be 1..=1000",
+                    t.label
+                )));
             }
             if let Some(r) = &t.root {
                 if r.pin_env.is_some() == r.pin_file.is_some() {
@@ -149,8 +162,8 @@ impl Config {
     /// Reads and parses the configuration at `path`.
     pub fn load_from(path: &Path) -> Result<Config> {
         check_not_writable_by_others(path)?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -175,7 +188,9 @@ impl Config {
         if etc.exists() {
             return Ok(etc);
         }
-        Err(Error::Config("no configuration: set KEYGATE_CONF or create /etc/keygate/keygate.toml".into()))
+        Err(Error::Config(
+            "no configuration: set KEYGATE_CONF or create /etc/keygate/keygate.toml".into(),
+        ))
     }
 }
 
@@ -183,7 +198,10 @@ impl Config {
 pub fn check_not_writable_by_others(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     if meta.permissions().mode() & 0o022 != 0 {
-        return Err(Error::Config(format!("{} is group- or world-writable; refusing it", path.display())));
+        return Err(Error::Config(format!(
+            "{} is group- or world-writable; refusing it",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -192,7 +210,10 @@ pub fn check_not_writable_by_others(path: &Path) -> Result<()> {
 pub fn check_private(path: &Path) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::Config(format!("{} is readable by group or others; refusing it", path.display())));
+        return Err(Error::Config(format!(
+            "{} is readable by group or others; refusing it",
+            path.display()
+        )));
     }
     Ok(())
 }

@@ -73,7 +73,10 @@ pub enum Error {
     /// The store (sqlite) failed.
     Store(String),
     /// The HSM answered with an error; the function name and its `CK_RV` are kept.
-    Hsm { function: String, rv: String },
+    Hsm {
+        function: String,
+        rv: String,
+    },
     ActionProhibited,
     FunctionNotParallel,
     RandomSeedNotSupported,

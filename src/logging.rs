@@ -9,7 +9,9 @@ static INIT: Once = Once::new();
 /// Installs the logger once per process; a host that installed its own logger keeps it.
 pub fn init() {
     INIT.call_once(|| {
-        let env = env_logger::Env::new().filter_or("KEYGATE_LOG", "warn").write_style("KEYGATE_LOG_STYLE");
+        let env = env_logger::Env::new()
+            .filter_or("KEYGATE_LOG", "warn")
+            .write_style("KEYGATE_LOG_STYLE");
         let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
     });
 }

@@ -11,11 +11,23 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 
-fn p256_pair(s: &cryptoki::session::Session, label: &str) -> (cryptoki::object::ObjectHandle, cryptoki::object::ObjectHandle) {
+fn p256_pair(
+    s: &cryptoki::session::Session,
+    label: &str,
+) -> (cryptoki::object::ObjectHandle, cryptoki::object::ObjectHandle) {
     s.generate_key_pair(
         &Mechanism::EccKeyPairGen,
-        &[Attribute::EcParams(P256_OID.to_vec()), Attribute::Token(true), Attribute::Label(label.into())],
-        &[Attribute::Token(true), Attribute::Sign(true), Attribute::Derive(true), Attribute::Label(label.into())],
+        &[
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Sign(true),
+            Attribute::Derive(true),
+            Attribute::Label(label.into()),
+        ],
     )
     .unwrap()
 }
@@ -32,14 +44,17 @@ fn ecdsa_both_ways() {
     // CKM_ECDSA over a digest, and CKM_ECDSA_SHA256 single- and multi-part.
     let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"message").into();
     let sig = s.sign(&Mechanism::Ecdsa, pr, &digest).unwrap();
-    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap()).unwrap();
+    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap())
+        .unwrap();
     let sig = s.sign(&Mechanism::EcdsaSha256, pr, b"message").unwrap();
-    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap()).unwrap();
+    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap())
+        .unwrap();
     s.sign_init(&Mechanism::EcdsaSha256, pr).unwrap();
     s.sign_update(b"mess").unwrap();
     s.sign_update(b"age").unwrap();
     let sig = s.sign_final().unwrap();
-    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap()).unwrap();
+    vk.verify_prehash(&digest, &Signature::from_slice(&sig).unwrap())
+        .unwrap();
     // The reverse: a key signs outside, keygate verifies with the imported public key.
     let sk = SigningKey::random(&mut rand_core::OsRng);
     let point = sk.verifying_key().to_encoded_point(false).as_bytes().to_vec();
@@ -53,7 +68,8 @@ fn ecdsa_both_ways() {
         ])
         .unwrap();
     let outside: Signature = sk.sign_prehash(&digest).unwrap();
-    s.verify(&Mechanism::EcdsaSha256, imported, b"message", &outside.to_bytes()).unwrap();
+    s.verify(&Mechanism::EcdsaSha256, imported, b"message", &outside.to_bytes())
+        .unwrap();
     let mut bad = outside.to_bytes().to_vec();
     bad[10] ^= 1;
     assert!(s.verify(&Mechanism::EcdsaSha256, imported, b"message", &bad).is_err());
@@ -68,7 +84,9 @@ fn ecdsa_both_ways() {
         ])
         .unwrap();
     let sig = s.sign(&Mechanism::Ecdsa, imported_priv, &digest).unwrap();
-    sk.verifying_key().verify_prehash(&digest, &Signature::from_slice(&sig).unwrap()).unwrap();
+    sk.verifying_key()
+        .verify_prehash(&digest, &Signature::from_slice(&sig).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -93,8 +111,15 @@ fn ed25519_both_ways_and_curve_name_params() {
             _ => unreachable!(),
         };
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&raw.try_into().unwrap()).unwrap();
-        let sig = s.sign(&Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)), pr, b"hello").unwrap();
-        vk.verify(b"hello", &ed25519_dalek::Signature::from_slice(&sig).unwrap()).unwrap();
+        let sig = s
+            .sign(
+                &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                pr,
+                b"hello",
+            )
+            .unwrap();
+        vk.verify(b"hello", &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+            .unwrap();
     }
     let sk = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
     let imported = s
@@ -136,10 +161,26 @@ fn aes_gcm_both_ways_single_and_multi_part() {
     let k = import_aes(&s, &key, false);
     let outside = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap();
     let mut iv = [7u8; 12];
-    let ct = s.encrypt(&Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()), k, b"plaintext").unwrap();
-    let pt = outside.decrypt((&iv).into(), Payload { msg: &ct, aad: b"aad" }).unwrap();
+    let ct = s
+        .encrypt(
+            &Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()),
+            k,
+            b"plaintext",
+        )
+        .unwrap();
+    let pt = outside
+        .decrypt((&iv).into(), Payload { msg: &ct, aad: b"aad" })
+        .unwrap();
     assert_eq!(pt, b"plaintext");
-    let ct2 = outside.encrypt((&iv).into(), Payload { msg: b"from outside", aad: b"aad" }).unwrap();
+    let ct2 = outside
+        .encrypt(
+            (&iv).into(),
+            Payload {
+                msg: b"from outside",
+                aad: b"aad",
+            },
+        )
+        .unwrap();
     let m = Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap());
     assert_eq!(s.decrypt(&m, k, &ct2).unwrap(), b"from outside");
     // Multi-part encryption gives the same ciphertext.
@@ -162,7 +203,11 @@ fn aes_gcm_both_ways_single_and_multi_part() {
         let g = s
             .generate_key(
                 &Mechanism::AesKeyGen,
-                &[Attribute::ValueLen(len.into()), Attribute::Encrypt(true), Attribute::Decrypt(true)],
+                &[
+                    Attribute::ValueLen(len.into()),
+                    Attribute::Encrypt(true),
+                    Attribute::Decrypt(true),
+                ],
             )
             .unwrap();
         let ct = s.encrypt(&m, g, b"x").unwrap();
@@ -218,7 +263,10 @@ fn key_wrap_matches_rfc3394_and_pad_is_pkcs7_then_kw() {
             &Mechanism::AesKeyWrap,
             w,
             &bad,
-            &[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::KeyType(KeyType::AES)],
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES)
+            ],
         )
         .is_err());
 }
@@ -229,9 +277,18 @@ fn digests_single_and_multi_part() {
     let env = Env::new();
     let p = env.load();
     let s = p.open_ro_session(Env::slot(&p)).unwrap();
-    assert_eq!(s.digest(&Mechanism::Sha256, b"abc").unwrap(), sha2::Sha256::digest(b"abc").to_vec());
-    assert_eq!(s.digest(&Mechanism::Sha384, b"abc").unwrap(), sha2::Sha384::digest(b"abc").to_vec());
-    assert_eq!(s.digest(&Mechanism::Sha512, b"abc").unwrap(), sha2::Sha512::digest(b"abc").to_vec());
+    assert_eq!(
+        s.digest(&Mechanism::Sha256, b"abc").unwrap(),
+        sha2::Sha256::digest(b"abc").to_vec()
+    );
+    assert_eq!(
+        s.digest(&Mechanism::Sha384, b"abc").unwrap(),
+        sha2::Sha384::digest(b"abc").to_vec()
+    );
+    assert_eq!(
+        s.digest(&Mechanism::Sha512, b"abc").unwrap(),
+        sha2::Sha512::digest(b"abc").to_vec()
+    );
     s.digest_init(&Mechanism::Sha256).unwrap();
     s.digest_update(b"a").unwrap();
     s.digest_update(b"bc").unwrap();
@@ -261,7 +318,10 @@ fn hmac_sha256_both_ways() {
     s.verify(&Mechanism::Sha256Hmac, k, b"data", &tag).unwrap();
     assert!(s.verify(&Mechanism::Sha256Hmac, k, b"datA", &tag).is_err());
     let g = s
-        .generate_key(&Mechanism::GenericSecretKeyGen, &[Attribute::ValueLen(32.into()), Attribute::Sign(true)])
+        .generate_key(
+            &Mechanism::GenericSecretKeyGen,
+            &[Attribute::ValueLen(32.into()), Attribute::Sign(true)],
+        )
         .unwrap();
     assert_eq!(s.sign(&Mechanism::Sha256Hmac, g, b"x").unwrap().len(), 32);
 }

@@ -43,7 +43,11 @@ enum Command {
     },
 }
 
-fn read_pin(env: &Option<String>, stdin: &mut impl Iterator<Item = std::io::Result<String>>, what: &str) -> Result<Pin, String> {
+fn read_pin(
+    env: &Option<String>,
+    stdin: &mut impl Iterator<Item = std::io::Result<String>>,
+    what: &str,
+) -> Result<Pin, String> {
     if let Some(var) = env {
         let v = std::env::var(var).map_err(|_| format!("environment variable {var} ({what}) is not set"))?;
         return Ok(Pin::new(v.as_bytes()));
@@ -63,14 +67,23 @@ fn run(cli: Cli) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let slots = slots_from(&cfg);
     match cli.command {
-        Command::Init { token, so_pin_env, pin_env } => {
-            let slot = slots.iter().find(|s| s.label == token).ok_or(format!("no token {token:?} in the configuration"))?;
+        Command::Init {
+            token,
+            so_pin_env,
+            pin_env,
+        } => {
+            let slot = slots
+                .iter()
+                .find(|s| s.label == token)
+                .ok_or(format!("no token {token:?} in the configuration"))?;
             let mut stdin = std::io::stdin().lock().lines();
             let so = read_pin(&so_pin_env, &mut stdin, "SO PIN")?;
             let user = read_pin(&pin_env, &mut stdin, "user PIN")?;
             let b = &slot.backend;
-            b.init_token(&so, &token).map_err(|e| format!("cannot initialise {token:?}: {e}"))?;
-            b.login(keygate_pkcs11::backend::UserType::So, &so).map_err(|e| format!("SO login failed: {e}"))?;
+            b.init_token(&so, &token)
+                .map_err(|e| format!("cannot initialise {token:?}: {e}"))?;
+            b.login(keygate_pkcs11::backend::UserType::So, &so)
+                .map_err(|e| format!("SO login failed: {e}"))?;
             b.init_pin(&user).map_err(|e| format!("cannot set the user PIN: {e}"))?;
             b.logout();
             println!("token {token:?} initialised");
@@ -94,7 +107,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 } else {
                     println!(
                         "{label}: {}, user PIN {}, {count} token objects",
-                        if st.initialized { "initialised" } else { "not initialised" },
+                        if st.initialized {
+                            "initialised"
+                        } else {
+                            "not initialised"
+                        },
                         if st.user_locked() {
                             "locked"
                         } else if st.user_pin_initialized {

@@ -22,7 +22,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pData, ulDataLen)?, raw::capacity(pEncryptedData, pulEncryptedDataLen)?) };
+        let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pEncryptedData, pulEncryptedDataLen) }?;
         let o = p.crypt(hSession, true, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pEncryptedData, pulEncryptedDataLen, o) }
@@ -37,7 +39,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pPart, ulPartLen)?, raw::capacity(pEncryptedPart, pulEncryptedPartLen)?) };
+        let data = unsafe { raw::in_slice(pPart, ulPartLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pEncryptedPart, pulEncryptedPartLen) }?;
         let o = p.crypt_update(hSession, true, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pEncryptedPart, pulEncryptedPartLen, o) }
@@ -68,7 +72,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pEncryptedData, ulEncryptedDataLen)?, raw::capacity(pData, pulDataLen)?) };
+        let data = unsafe { raw::in_slice(pEncryptedData, ulEncryptedDataLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pData, pulDataLen) }?;
         let o = p.crypt(hSession, false, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pData, pulDataLen, o) }
@@ -83,7 +89,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pEncryptedPart, ulEncryptedPartLen)?, raw::capacity(pPart, pulPartLen)?) };
+        let data = unsafe { raw::in_slice(pEncryptedPart, ulEncryptedPartLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pPart, pulPartLen) }?;
         let o = p.crypt_update(hSession, false, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pPart, pulPartLen, o) }

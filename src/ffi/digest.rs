@@ -22,7 +22,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pData, ulDataLen)?, raw::capacity(pDigest, pulDigestLen)?) };
+        let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pDigest, pulDigestLen) }?;
         let o = p.digest(hSession, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pDigest, pulDigestLen, o) }

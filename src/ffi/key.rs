@@ -19,7 +19,9 @@ entry! {
             return Err(Error::ArgumentsBad);
         }
         // SAFETY: caller-provided mechanism and template.
-        let (m, t) = unsafe { (raw::mechanism_in(pMechanism)?, raw::template_in(pTemplate, ulCount)?) };
+        let m = unsafe { raw::mechanism_in(pMechanism) }?;
+        // SAFETY: caller-provided mechanism and template.
+        let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
         let h = p.generate_key(hSession, &m, t)?;
         // SAFETY: checked non-null.
         unsafe { raw::out(phKey, h) }
@@ -62,7 +64,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided mechanism and output buffer.
-        let (m, cap) = unsafe { (raw::mechanism_in(pMechanism)?, raw::capacity(pWrappedKey, pulWrappedKeyLen)?) };
+        let m = unsafe { raw::mechanism_in(pMechanism) }?;
+        // SAFETY: caller-provided mechanism and output buffer.
+        let cap = unsafe { raw::capacity(pWrappedKey, pulWrappedKeyLen) }?;
         let o = p.wrap_key(hSession, &m, hWrappingKey, hKey, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pWrappedKey, pulWrappedKeyLen, o) }
@@ -83,13 +87,11 @@ entry! {
             return Err(Error::ArgumentsBad);
         }
         // SAFETY: caller-provided mechanism, wrapped key and template.
-        let (m, w, t) = unsafe {
-            (
-                raw::mechanism_in(pMechanism)?,
-                raw::in_slice(pWrappedKey, ulWrappedKeyLen)?,
-                raw::template_in(pTemplate, ulAttributeCount)?,
-            )
-        };
+        let m = unsafe { raw::mechanism_in(pMechanism) }?;
+        // SAFETY: caller-provided mechanism, wrapped key and template.
+        let w = unsafe { raw::in_slice(pWrappedKey, ulWrappedKeyLen) }?;
+        // SAFETY: caller-provided mechanism, wrapped key and template.
+        let t = unsafe { raw::template_in(pTemplate, ulAttributeCount) }?;
         let h = p.unwrap_key(hSession, &m, hUnwrappingKey, w, t)?;
         // SAFETY: checked non-null.
         unsafe { raw::out(phKey, h) }
@@ -108,7 +110,9 @@ entry! {
             return Err(Error::ArgumentsBad);
         }
         // SAFETY: caller-provided mechanism and template.
-        let (m, t) = unsafe { (raw::mechanism_in(pMechanism)?, raw::template_in(pTemplate, ulAttributeCount)?) };
+        let m = unsafe { raw::mechanism_in(pMechanism) }?;
+        // SAFETY: caller-provided mechanism and template.
+        let t = unsafe { raw::template_in(pTemplate, ulAttributeCount) }?;
         let h = p.derive_key(hSession, &m, hBaseKey, t)?;
         // SAFETY: checked non-null.
         unsafe { raw::out(phKey, h) }

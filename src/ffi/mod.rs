@@ -11,15 +11,15 @@ mod general;
 pub mod interface;
 mod key;
 mod object;
-pub mod raw;
 mod random;
+pub mod raw;
 mod session;
 mod sign;
 mod unsupported;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pkcs11_sys::{CK_RV, CKR_GENERAL_ERROR, CKR_OK};
+use pkcs11_sys::{CKR_GENERAL_ERROR, CKR_OK, CK_RV};
 
 use crate::error::Result;
 

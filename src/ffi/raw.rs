@@ -212,16 +212,28 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
             let iv = unsafe { in_slice(g.pIv, g.ulIvLen) }.map_err(bad)?.to_vec();
             // SAFETY: as above.
             let aad = unsafe { in_slice(g.pAAD, g.ulAADLen) }.map_err(bad)?.to_vec();
-            Mechanism::AesGcm { iv, aad, tag_bits: g.ulTagBits }
+            Mechanism::AesGcm {
+                iv,
+                aad,
+                tag_bits: g.ulTagBits,
+            }
         }
         mech::ECDH1_DERIVE => {
             // SAFETY: forwarded contract.
             let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(&m) }?;
             // SAFETY: the caller promises the shared and public data are readable.
-            let shared_data = unsafe { in_slice(e.pSharedData, e.ulSharedDataLen) }.map_err(bad)?.to_vec();
+            let shared_data = unsafe { in_slice(e.pSharedData, e.ulSharedDataLen) }
+                .map_err(bad)?
+                .to_vec();
             // SAFETY: as above.
-            let public_data = unsafe { in_slice(e.pPublicData, e.ulPublicDataLen) }.map_err(bad)?.to_vec();
-            Mechanism::Ecdh1Derive { kdf: e.kdf, shared_data, public_data }
+            let public_data = unsafe { in_slice(e.pPublicData, e.ulPublicDataLen) }
+                .map_err(bad)?
+                .to_vec();
+            Mechanism::Ecdh1Derive {
+                kdf: e.kdf,
+                shared_data,
+                public_data,
+            }
         }
         mech::AES_KEY_WRAP if !m.pParameter.is_null() && m.ulParameterLen != 0 => {
             // SAFETY: forwarded contract.

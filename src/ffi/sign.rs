@@ -22,7 +22,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided buffers per the two-call convention.
-        let (data, cap) = unsafe { (raw::in_slice(pData, ulDataLen)?, raw::capacity(pSignature, pulSignatureLen)?) };
+        let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
+        // SAFETY: caller-provided buffers per the two-call convention.
+        let cap = unsafe { raw::capacity(pSignature, pulSignatureLen) }?;
         let o = p.sign(hSession, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pSignature, pulSignatureLen, o) }
@@ -60,7 +62,9 @@ entry! {
     ) {
         let p = provider()?;
         // SAFETY: caller-provided inputs.
-        let (data, sig) = unsafe { (raw::in_slice(pData, ulDataLen)?, raw::in_slice(pSignature, ulSignatureLen)?) };
+        let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
+        // SAFETY: caller-provided inputs.
+        let sig = unsafe { raw::in_slice(pSignature, ulSignatureLen) }?;
         p.verify(hSession, data, sig)
     }
 

@@ -189,7 +189,13 @@ const CE: Classes = Classes::CERT;
 
 macro_rules! rule {
     ($ty:ident, $kind:ident, $classes:expr, $flags:expr, $default:expr) => {
-        Rule { ty: attr::$ty, kind: Kind::$kind, classes: $classes, flags: $flags, default: $default }
+        Rule {
+            ty: attr::$ty,
+            kind: Kind::$kind,
+            classes: $classes,
+            flags: $flags,
+            default: $default,
+        }
     };
 }
 
@@ -274,10 +280,16 @@ pub fn rule_for(ty: u64, class: u64) -> Option<Rule> {
             _ => return None,
         };
         let default = (class == class::DATA).then_some(Default::Empty);
-        return Some(Rule { ty, kind: Kind::Bytes, classes: bit, flags, default });
+        return Some(Rule {
+            ty,
+            kind: Kind::Bytes,
+            classes: bit,
+            flags,
+            default,
+        });
     }
     let r = rule(ty)?;
-    r.classes.contains(bit).then(|| Rule { ..*r })
+    r.classes.contains(bit).then_some(Rule { ..*r })
 }
 
 impl Clone for Rule {
@@ -293,7 +305,9 @@ pub struct AttrMap(BTreeMap<u64, Vec<u8>>);
 /// Never prints values: an object's attributes may include key material.
 impl std::fmt::Debug for AttrMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys().map(|k| format!("0x{k:x}"))).finish()
+        f.debug_list()
+            .entries(self.0.keys().map(|k| format!("0x{k:x}")))
+            .finish()
     }
 }
 
@@ -318,7 +332,9 @@ impl AttrMap {
         for (t, v) in pairs {
             if let Some(old) = m.0.get(&t) {
                 if *old != v {
-                    return Err(Error::TemplateInconsistent("attribute given twice with different values"));
+                    return Err(Error::TemplateInconsistent(
+                        "attribute given twice with different values",
+                    ));
                 }
             }
             m.0.insert(t, v);
@@ -376,7 +392,8 @@ impl AttrMap {
         }
     }
     pub fn class(&self) -> Result<u64> {
-        self.ulong(attr::CLASS)?.ok_or(Error::TemplateIncomplete("CKA_CLASS missing"))
+        self.ulong(attr::CLASS)?
+            .ok_or(Error::TemplateIncomplete("CKA_CLASS missing"))
     }
     pub fn key_type(&self) -> Option<u64> {
         self.ulong(attr::KEY_TYPE).ok().flatten()
@@ -390,7 +407,11 @@ impl AttrMap {
     /// The allowed-mechanisms list, if the key has one.
     pub fn allowed_mechanisms(&self) -> Option<Vec<u64>> {
         let v = self.get(attr::ALLOWED_MECHANISMS)?;
-        Some(v.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+        Some(
+            v.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect(),
+        )
     }
 }
 
@@ -418,7 +439,11 @@ mod tests {
     #[test]
     fn every_rule_is_unique() {
         for (i, r) in RULES.iter().enumerate() {
-            assert!(RULES[i + 1..].iter().all(|o| o.ty != r.ty), "duplicate rule 0x{:x}", r.ty);
+            assert!(
+                RULES[i + 1..].iter().all(|o| o.ty != r.ty),
+                "duplicate rule 0x{:x}",
+                r.ty
+            );
         }
     }
 

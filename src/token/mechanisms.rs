@@ -53,7 +53,11 @@ pub struct MechanismInfo {
 }
 
 const fn info(min_key_size: u64, max_key_size: u64, flags: u64) -> MechanismInfo {
-    MechanismInfo { min_key_size, max_key_size, flags }
+    MechanismInfo {
+        min_key_size,
+        max_key_size,
+        flags,
+    }
 }
 
 use mflag::*;
@@ -102,10 +106,20 @@ pub enum Mechanism {
     EcdsaSha256,
     /// Pure Ed25519 (no pre-hash, no context).
     Eddsa,
-    Ecdh1Derive { kdf: u64, shared_data: Vec<u8>, public_data: Vec<u8> },
-    AesGcm { iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64 },
+    Ecdh1Derive {
+        kdf: u64,
+        shared_data: Vec<u8>,
+        public_data: Vec<u8>,
+    },
+    AesGcm {
+        iv: Vec<u8>,
+        aad: Vec<u8>,
+        tag_bits: u64,
+    },
     /// RFC 3394, with an optional alternative initial value.
-    AesKeyWrap { iv: Option<[u8; 8]> },
+    AesKeyWrap {
+        iv: Option<[u8; 8]>,
+    },
     /// PKCS#11 2.40 `CKM_AES_KEY_WRAP_PAD`: PKCS#7 padding to a multiple of 8, then RFC 3394.
     AesKeyWrapPad,
     /// RFC 5649.
@@ -191,7 +205,6 @@ impl Pin {
 /// The shortest and longest PIN accepted (bytes).
 pub const PIN_MIN: usize = 4;
 pub const PIN_MAX: usize = 255;
-
 
 #[cfg(test)]
 mod tests {

@@ -26,7 +26,9 @@ fn check_caller_attrs(t: &AttrMap, cls: u64, origin: Origin<'_>, is_so: bool) ->
             return Err(Error::AttributeReadOnly(ty));
         }
         if r.flags & flag::GENERATED != 0 && !matches!(origin, Origin::Create) {
-            return Err(Error::TemplateInconsistent("key material cannot be given to a generating function"));
+            return Err(Error::TemplateInconsistent(
+                "key material cannot be given to a generating function",
+            ));
         }
         if r.flags & flag::SO_ONLY != 0 && v == [1] && !is_so {
             return Err(Error::AttributeReadOnly(ty));
@@ -129,7 +131,11 @@ pub fn apply_changes(obj: &AttrMap, changes: &AttrMap, copy: bool, is_so: bool) 
     for (ty, v) in changes.iter() {
         let r = rule_for(ty, cls).ok_or(Error::AttributeTypeInvalid(ty))?;
         check_kind(ty, r.kind, v)?;
-        let copy_settable = copy && matches!(ty, attr::TOKEN | attr::PRIVATE | attr::MODIFIABLE | attr::DESTROYABLE | attr::COPYABLE);
+        let copy_settable = copy
+            && matches!(
+                ty,
+                attr::TOKEN | attr::PRIVATE | attr::MODIFIABLE | attr::DESTROYABLE | attr::COPYABLE
+            );
         if r.flags & flag::MODIFIABLE == 0 && !copy_settable {
             if obj.get(ty) == Some(v) {
                 continue;
@@ -209,21 +215,30 @@ mod tests {
     fn token_only_attributes_refused() {
         let mut t = secret_template();
         t.set_bool(attr::LOCAL, true);
-        assert_eq!(complete(t, Origin::Generate(1), false).unwrap_err(), Error::AttributeReadOnly(attr::LOCAL));
+        assert_eq!(
+            complete(t, Origin::Generate(1), false).unwrap_err(),
+            Error::AttributeReadOnly(attr::LOCAL)
+        );
     }
 
     #[test]
     fn value_refused_in_generation() {
         let mut t = secret_template();
         t.set(attr::VALUE, vec![0; 32]);
-        assert!(matches!(complete(t, Origin::Generate(1), false), Err(Error::TemplateInconsistent(_))));
+        assert!(matches!(
+            complete(t, Origin::Generate(1), false),
+            Err(Error::TemplateInconsistent(_))
+        ));
     }
 
     #[test]
     fn wrong_attribute_for_class() {
         let mut t = secret_template();
         t.set(attr::EC_POINT, vec![4]);
-        assert_eq!(complete(t, Origin::Generate(1), false).unwrap_err(), Error::AttributeTypeInvalid(attr::EC_POINT));
+        assert_eq!(
+            complete(t, Origin::Generate(1), false).unwrap_err(),
+            Error::AttributeTypeInvalid(attr::EC_POINT)
+        );
     }
 
     #[test]
@@ -231,10 +246,16 @@ mod tests {
         let obj = complete(secret_template(), Origin::Generate(1), false).unwrap();
         let mut ch = AttrMap::new();
         ch.set_bool(attr::SENSITIVE, false);
-        assert_eq!(apply_changes(&obj, &ch, false, false).unwrap_err(), Error::AttributeReadOnly(attr::SENSITIVE));
+        assert_eq!(
+            apply_changes(&obj, &ch, false, false).unwrap_err(),
+            Error::AttributeReadOnly(attr::SENSITIVE)
+        );
         let mut ch = AttrMap::new();
         ch.set(attr::LABEL, b"x".to_vec());
-        assert_eq!(apply_changes(&obj, &ch, false, false).unwrap().get(attr::LABEL), Some(&b"x"[..]));
+        assert_eq!(
+            apply_changes(&obj, &ch, false, false).unwrap().get(attr::LABEL),
+            Some(&b"x"[..])
+        );
     }
 
     #[test]

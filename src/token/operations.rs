@@ -98,7 +98,10 @@ impl Provider {
             let backend = self.slot_of(&g).backend.clone();
             mech.check(backend.mechanisms(), function)?;
             let (id, attrs) = self.object(&g, key, Error::KeyHandleInvalid)?;
-            if !matches!(attrs.class()?, class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY) {
+            if !matches!(
+                attrs.class()?,
+                class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY
+            ) {
                 return Err(Error::KeyHandleInvalid);
             }
             usage_permits(&attrs, usage, mech)?;
@@ -170,14 +173,22 @@ impl Provider {
     }
 
     pub fn crypt_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
-        let (function, usage) = if encrypt { (mflag::ENCRYPT, attr::ENCRYPT) } else { (mflag::DECRYPT, attr::DECRYPT) };
+        let (function, usage) = if encrypt {
+            (mflag::ENCRYPT, attr::ENCRYPT)
+        } else {
+            (mflag::DECRYPT, attr::DECRYPT)
+        };
         let (s, id, b) = self.keyed(h, mech, function, key, usage)?;
         let mut s = s.lock();
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
         if slot.is_some() {
             return Err(Error::OperationActive);
         }
-        let op = if encrypt { b.encrypt(mech, &id)? } else { b.decrypt(mech, &id)? };
+        let op = if encrypt {
+            b.encrypt(mech, &id)?
+        } else {
+            b.decrypt(mech, &id)?
+        };
         *slot = Some(Active::Running(op));
         Ok(())
     }
@@ -292,9 +303,14 @@ impl Provider {
         let public = object::complete(object::implied(public, class::PUBLIC_KEY, kt)?, origin, false)?;
         let private = object::complete(object::implied(private, class::PRIVATE_KEY, kt)?, origin, false)?;
         if public.get(attr::EC_PARAMS).is_none() {
-            return Err(Error::TemplateIncomplete("CKA_EC_PARAMS missing from the public key template"));
+            return Err(Error::TemplateIncomplete(
+                "CKA_EC_PARAMS missing from the public key template",
+            ));
         }
-        if private.get(attr::EC_PARAMS).is_some_and(|p| Some(p) != public.get(attr::EC_PARAMS)) {
+        if private
+            .get(attr::EC_PARAMS)
+            .is_some_and(|p| Some(p) != public.get(attr::EC_PARAMS))
+        {
             return Err(Error::TemplateInconsistent("the two templates name different curves"));
         }
         let lifetimes = (self.lifetime_for(h, &s, &public)?, self.lifetime_for(h, &s, &private)?);
@@ -303,10 +319,12 @@ impl Provider {
     }
 
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
-        let (s, wid, b) = self.keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP).map_err(|e| match e {
-            Error::KeyHandleInvalid => Error::WrappingKeyHandleInvalid,
-            other => other,
-        })?;
+        let (s, wid, b) = self
+            .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
+            .map_err(|e| match e {
+                Error::KeyHandleInvalid => Error::WrappingKeyHandleInvalid,
+                other => other,
+            })?;
         let s = s.lock();
         let (kid, kattrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
         if !kattrs.flag(attr::EXTRACTABLE) {
@@ -318,11 +336,20 @@ impl Provider {
         Ok(sized(cap, b.wrap_key(mech, &wid, &kid)?))
     }
 
-    pub fn unwrap_key(&self, h: u64, mech: &Mechanism, unwrapping: u64, wrapped: &[u8], template: AttrMap) -> Result<u64> {
-        let (s, uid, b) = self.keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP).map_err(|e| match e {
-            Error::KeyHandleInvalid => Error::UnwrappingKeyHandleInvalid,
-            other => other,
-        })?;
+    pub fn unwrap_key(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        unwrapping: u64,
+        wrapped: &[u8],
+        template: AttrMap,
+    ) -> Result<u64> {
+        let (s, uid, b) = self
+            .keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP)
+            .map_err(|e| match e {
+                Error::KeyHandleInvalid => Error::UnwrappingKeyHandleInvalid,
+                other => other,
+            })?;
         let s = s.lock();
         template.class()?;
         let t = object::complete(template, Origin::Unwrap, false)?;

@@ -148,7 +148,9 @@ impl Provider {
             return Err(Error::SessionReadWriteSoExists);
         }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
-        self.sessions.write().insert(h, Arc::new(Mutex::new(Session::new(slot as usize, rw))));
+        self.sessions
+            .write()
+            .insert(h, Arc::new(Mutex::new(Session::new(slot as usize, rw))));
         Ok(h)
     }
 
@@ -170,7 +172,10 @@ impl Provider {
         self.slot(slot)?;
         let handles: Vec<u64> = {
             let s = self.sessions.read();
-            s.iter().filter(|(_, v)| v.lock().slot as u64 == slot).map(|(k, _)| *k).collect()
+            s.iter()
+                .filter(|(_, v)| v.lock().slot as u64 == slot)
+                .map(|(k, _)| *k)
+                .collect()
         };
         for h in handles {
             let _ = self.close_session(h);
@@ -189,7 +194,11 @@ impl Provider {
             (true, Some(UserType::So)) => state::RW_SO,
             (true, Some(_)) => state::RW_USER,
         };
-        Ok(SessionInfo { slot: s.slot as u64, state: st, rw: s.rw })
+        Ok(SessionInfo {
+            slot: s.slot as u64,
+            state: st,
+            rw: s.rw,
+        })
     }
 
     pub fn init_token(&self, slot: u64, so_pin: &Pin, label: &str) -> Result<()> {

@@ -30,7 +30,16 @@ pub struct Session {
 
 impl Session {
     pub fn new(slot: usize, rw: bool) -> Session {
-        Session { slot, rw, find: None, sign: None, verify: None, encrypt: None, decrypt: None, digest: None }
+        Session {
+            slot,
+            rw,
+            find: None,
+            sign: None,
+            verify: None,
+            encrypt: None,
+            decrypt: None,
+            digest: None,
+        }
     }
 }
 

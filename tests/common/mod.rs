@@ -49,7 +49,16 @@ impl Env {
         std::env::set_var("SOFTHSM2_CONF", d.join("softhsm2.conf"));
         std::env::set_var("KEYGATE_ROOT_PIN", ROOT_PIN);
         let ok = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "keygate-root", "--so-pin", "root-so-1111", "--pin", ROOT_PIN])
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "keygate-root",
+                "--so-pin",
+                "root-so-1111",
+                "--pin",
+                ROOT_PIN,
+            ])
             .output()
             .unwrap()
             .status
@@ -63,7 +72,10 @@ impl Env {
         std::fs::write(&cfg, toml).unwrap();
         std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::env::set_var("KEYGATE_CONF", &cfg);
-        Env { log: d.join("keygate.log"), dir }
+        Env {
+            log: d.join("keygate.log"),
+            dir,
+        }
     }
 
     /// A fresh, initialised token (SO and user PIN set) through the module's own C_InitToken,
@@ -92,7 +104,8 @@ impl Env {
     /// The module, loaded and initialised like a client does it.
     pub fn load(&self) -> Pkcs11 {
         let p = Pkcs11::new(module_path()).unwrap();
-        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).unwrap();
+        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
         p
     }
 
@@ -115,12 +128,17 @@ impl Env {
 }
 
 pub fn find_one(s: &Session, label: &str) -> Option<ObjectHandle> {
-    s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).unwrap().into_iter().next()
+    s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .unwrap()
+        .into_iter()
+        .next()
 }
 
 /// The raw 65-byte point from a DER `CKA_EC_POINT`.
 pub fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
-    let attrs = s.get_attributes(key, &[cryptoki::object::AttributeType::EcPoint]).unwrap();
+    let attrs = s
+        .get_attributes(key, &[cryptoki::object::AttributeType::EcPoint])
+        .unwrap();
     match &attrs[0] {
         Attribute::EcPoint(v) => {
             assert_eq!(v[0], 0x04, "CKA_EC_POINT is a DER OCTET STRING");

@@ -161,7 +161,11 @@ mod tests {
         let mut attrs = AttrMap::new();
         attrs.set_ulong(0, 4);
         attrs.set(3, b"label".to_vec());
-        Record { uid: [7; 16], attrs, sealed: Some(vec![1, 2, 3]) }
+        Record {
+            uid: [7; 16],
+            attrs,
+            sealed: Some(vec![1, 2, 3]),
+        }
     }
 
     #[test]

@@ -35,8 +35,16 @@ fn put_cred(w: &mut Writer, c: &Credential) {
 
 fn get_cred(r: &mut Reader<'_>) -> Result<Credential> {
     let salt = r.fixed::<16>()?;
-    let kdf = KdfParams { memory_kib: r.u32()?, iterations: r.u32()?, parallelism: r.u32()? };
-    Ok(Credential { salt, kdf, wrapped_dek: r.bytes()?.to_vec() })
+    let kdf = KdfParams {
+        memory_kib: r.u32()?,
+        iterations: r.u32()?,
+        parallelism: r.u32()?,
+    };
+    Ok(Credential {
+        salt,
+        kdf,
+        wrapped_dek: r.bytes()?.to_vec(),
+    })
 }
 
 impl Header {
@@ -72,7 +80,15 @@ impl Header {
         let so_failures = r.u32()?;
         let user_failures = r.u32()?;
         r.finish()?;
-        Ok(Header { uuid, label, root_id, so, user, so_failures, user_failures })
+        Ok(Header {
+            uuid,
+            label,
+            root_id,
+            so,
+            user,
+            so_failures,
+            user_failures,
+        })
     }
 }
 
@@ -84,7 +100,11 @@ mod tests {
     fn round_trip_and_strict() {
         let c = Credential {
             salt: [1; 16],
-            kdf: KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
             wrapped_dek: vec![2; 40],
         };
         let h = Header {

@@ -6,19 +6,22 @@ use zeroize::Zeroizing;
 
 use super::crypto::{self, aes, ec, eddsa, ops};
 use super::LocalBackend;
-use crate::backend::{
-    Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp,
-};
+use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::error::{Error, Result};
 use crate::token::attributes::{attr, class, key_type, AttrMap};
 use crate::token::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
 
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410), followed by the 32-byte seed.
-const ED25519_PKCS8_PREFIX: [u8; 16] =
-    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 fn curve_of(attrs: &AttrMap) -> Result<ec::Curve> {
-    ec::curve_from_params(attrs.get(attr::EC_PARAMS).ok_or(Error::TemplateIncomplete("CKA_EC_PARAMS missing"))?)
+    ec::curve_from_params(
+        attrs
+            .get(attr::EC_PARAMS)
+            .ok_or(Error::TemplateIncomplete("CKA_EC_PARAMS missing"))?,
+    )
 }
 
 fn value_len(attrs: &AttrMap) -> Result<Option<usize>> {
@@ -32,7 +35,10 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
     let kt = attrs.key_type();
     match (class, kt) {
         (class::SECRET_KEY, Some(kt)) => {
-            let len = attrs.get(attr::VALUE).ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?.len();
+            let len = attrs
+                .get(attr::VALUE)
+                .ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?
+                .len();
             if value_len(attrs)?.is_some_and(|l| l != len) {
                 return Err(Error::TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE"));
             }
@@ -50,7 +56,9 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
             attrs.set_ulong(attr::VALUE_LEN, len as u64);
         }
         (class::PRIVATE_KEY, Some(key_type::EC)) | (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
-            let v = attrs.get(attr::VALUE).ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?;
+            let v = attrs
+                .get(attr::VALUE)
+                .ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?;
             let ok = match (curve_of(attrs)?, kt) {
                 (ec::Curve::P256, Some(key_type::EC)) => ec::p256_public_of(v).is_ok(),
                 (ec::Curve::Ed25519, Some(key_type::EC_EDWARDS)) => eddsa::public_of(v).is_ok(),
@@ -65,7 +73,9 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
             if (curve == ec::Curve::P256) != (kt == Some(key_type::EC)) {
                 return Err(Error::TemplateInconsistent("curve does not fit the key type"));
             }
-            let point = attrs.get(attr::EC_POINT).ok_or(Error::TemplateIncomplete("CKA_EC_POINT missing"))?;
+            let point = attrs
+                .get(attr::EC_POINT)
+                .ok_or(Error::TemplateIncomplete("CKA_EC_POINT missing"))?;
             let raw = ec::raw_point(curve, point)?;
             attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
         }
@@ -105,7 +115,9 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
             template.set(attr::EC_PARAMS, ec::P256_OID.to_vec());
         }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
-            let seed = bytes.strip_prefix(&ED25519_PKCS8_PREFIX[..]).ok_or(Error::WrappedKeyInvalid)?;
+            let seed = bytes
+                .strip_prefix(&ED25519_PKCS8_PREFIX[..])
+                .ok_or(Error::WrappedKeyInvalid)?;
             if template.get(attr::EC_PARAMS).is_none() {
                 template.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
             }
@@ -148,7 +160,6 @@ impl LocalBackend {
         Ok((curve, ec::raw_point(curve, point)?))
     }
 }
-
 
 impl Backend for LocalBackend {
     fn status(&self) -> Result<TokenStatus> {
@@ -231,7 +242,10 @@ impl Backend for LocalBackend {
         };
         public.set(attr::EC_POINT, ec::der_octet_string(&point));
         if private.get(attr::EC_PARAMS).is_none() {
-            private.set(attr::EC_PARAMS, public.get(attr::EC_PARAMS).unwrap_or_default().to_vec());
+            private.set(
+                attr::EC_PARAMS,
+                public.get(attr::EC_PARAMS).unwrap_or_default().to_vec(),
+            );
         }
         private.set(attr::VALUE, secret.to_vec());
         let pubr = self.new_record(public)?;
@@ -273,7 +287,12 @@ impl Backend for LocalBackend {
     }
 
     fn derive_key(&self, mech: &Mechanism, base: &ObjectId, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
-        let Mechanism::Ecdh1Derive { kdf, shared_data, public_data } = mech else {
+        let Mechanism::Ecdh1Derive {
+            kdf,
+            shared_data,
+            public_data,
+        } = mech
+        else {
             return Err(Error::MechanismInvalid(mech.ty()));
         };
         if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
@@ -291,7 +310,9 @@ impl Backend for LocalBackend {
             (None, _) => z.len(),
         };
         if len == 0 || len > z.len() {
-            return Err(Error::TemplateInconsistent("CKA_VALUE_LEN longer than the shared secret"));
+            return Err(Error::TemplateInconsistent(
+                "CKA_VALUE_LEN longer than the shared secret",
+            ));
         }
         // PKCS#11 (and SoftHSM2) keep the rightmost bytes when a shorter key is asked for.
         t.set(attr::VALUE, z[z.len() - len..].to_vec());
@@ -308,7 +329,9 @@ impl Backend for LocalBackend {
                 Box::new(ops::EcdsaSign::new(self.unseal(&r)?, Some(DigestAlg::Sha256)))
             }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.unseal(&r)?)),
-            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => Box::new(ops::Hmac::new(&self.unseal(&r)?)?),
+            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
+            }
             (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
                 return Err(Error::KeyTypeInconsistent)
             }
@@ -328,7 +351,9 @@ impl Backend for LocalBackend {
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))
             }
-            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => Box::new(ops::Hmac::new(&self.unseal(&r)?)?),
+            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
+            }
             (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
                 return Err(Error::KeyTypeInconsistent)
             }
@@ -371,6 +396,12 @@ impl LocalBackend {
         };
         let (r, _) = self.load(key)?;
         expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-        Ok(Box::new(ops::Gcm::new(self.unseal(&r)?, iv.clone(), aad.clone(), *tag_bits, encrypt)?))
+        Ok(Box::new(ops::Gcm::new(
+            self.unseal(&r)?,
+            iv.clone(),
+            aad.clone(),
+            *tag_bits,
+            encrypt,
+        )?))
     }
 }

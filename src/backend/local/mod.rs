@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use self::header::{Credential, Header};
 use self::root::Root;
 use self::store::Store;
-use self::vault::{Key32, KdfParams, Purpose, Role};
+use self::vault::{KdfParams, Key32, Purpose, Role};
 use crate::backend::{TokenStatus, UserType};
 use crate::config::TokenConfig;
 use crate::error::{Error, Result};
@@ -56,7 +56,9 @@ pub struct LocalBackend {
 
 impl std::fmt::Debug for LocalBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalBackend").field("label", &self.cfg.label).finish_non_exhaustive()
+        f.debug_struct("LocalBackend")
+            .field("label", &self.cfg.label)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +82,10 @@ impl LocalBackend {
     }
 
     fn store_path(&self) -> Result<&std::path::Path> {
-        self.cfg.store.as_deref().ok_or_else(|| Error::Config("no store path".into()))
+        self.cfg
+            .store
+            .as_deref()
+            .ok_or_else(|| Error::Config("no store path".into()))
     }
 
     /// The store, opened on first use; `None` if the token was never initialised.
@@ -130,7 +135,10 @@ impl LocalBackend {
         let k = vault::integrity_key(&*self.hw(h, Purpose::Integrity)?);
         let mut u = self.unlocked.write();
         if u.uuid != Some(h.uuid) {
-            *u = Unlocked { uuid: Some(h.uuid), ..Unlocked::default() };
+            *u = Unlocked {
+                uuid: Some(h.uuid),
+                ..Unlocked::default()
+            };
         }
         u.k_int = Some(k.clone());
         Ok(k)
@@ -140,7 +148,10 @@ impl LocalBackend {
         let h = Header::decode(body)?;
         let k = self.k_int(&h)?;
         vault::verify_mac(&k, HEADER_DOMAIN, &[body], mac).inspect_err(|_| {
-            log::error!("token {:?}: the token header fails its MAC; refusing the token", self.cfg.label)
+            log::error!(
+                "token {:?}: the token header fails its MAC; refusing the token",
+                self.cfg.label
+            )
         })?;
         Ok(h)
     }
@@ -153,7 +164,9 @@ impl LocalBackend {
 
     /// The verified header; `None` if the token is not initialised.
     fn header_opt(&self) -> Result<Option<Header>> {
-        let Some(store) = self.store_opt()? else { return Ok(None) };
+        let Some(store) = self.store_opt()? else {
+            return Ok(None);
+        };
         match store.header()? {
             None => Ok(None),
             Some((body, mac)) => Ok(Some(self.verify_header(&body, &mac)?)),
@@ -183,7 +196,11 @@ impl LocalBackend {
         crypto::random(&mut salt)?;
         let pk = vault::pin_key(pin.bytes(), &salt, kdf)?;
         let kek = vault::kek(&*self.hw(h, Purpose::Kek)?, &pk, role);
-        Ok(Credential { salt, kdf, wrapped_dek: vault::wrap_dek(&kek, dek)? })
+        Ok(Credential {
+            salt,
+            kdf,
+            wrapped_dek: vault::wrap_dek(&kek, dek)?,
+        })
     }
 
     /// Tries `pin` against `role`'s credential; counts failures in the header, persistently.
@@ -231,7 +248,11 @@ impl LocalBackend {
             uuid,
             label: label.to_string(),
             root_id,
-            so: Credential { salt: [0; 16], kdf, wrapped_dek: Vec::new() },
+            so: Credential {
+                salt: [0; 16],
+                kdf,
+                wrapped_dek: Vec::new(),
+            },
             user: None,
             so_failures: 0,
             user_failures: 0,
@@ -245,7 +266,11 @@ impl LocalBackend {
     pub(crate) fn status_impl(&self) -> Result<TokenStatus> {
         let max = self.cfg.max_pin_failures;
         Ok(match self.header_opt()? {
-            None => TokenStatus { label: self.cfg.label.clone(), max_failures: max, ..TokenStatus::default() },
+            None => TokenStatus {
+                label: self.cfg.label.clone(),
+                max_failures: max,
+                ..TokenStatus::default()
+            },
             Some(h) => TokenStatus {
                 initialized: true,
                 user_pin_initialized: h.user.is_some(),
@@ -281,7 +306,10 @@ impl LocalBackend {
         self.session_objects.lock().clear();
         if let Some(old) = old {
             if let Err(e) = self.root()?.destroy_key(&old.root_id) {
-                log::warn!("token {:?}: could not destroy the previous root key: {e}", self.cfg.label);
+                log::warn!(
+                    "token {:?}: could not destroy the previous root key: {e}",
+                    self.cfg.label
+                );
             }
         }
         log::info!("token {:?}: initialised", self.cfg.label);

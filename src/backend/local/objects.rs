@@ -18,7 +18,10 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn has_secret(attrs: &AttrMap) -> bool {
-    matches!(attrs.ulong(attr::CLASS), Ok(Some(class::SECRET_KEY | class::PRIVATE_KEY)))
+    matches!(
+        attrs.ulong(attr::CLASS),
+        Ok(Some(class::SECRET_KEY | class::PRIVATE_KEY))
+    )
 }
 
 impl LocalBackend {
@@ -79,7 +82,11 @@ impl LocalBackend {
     /// into the sealed blob.
     fn seal_record(&self, uid: ObjectId, mut attrs: AttrMap) -> Result<Record> {
         attrs.set(attr::UNIQUE_ID, hex(&uid).into_bytes());
-        let secret = if has_secret(&attrs) { attrs.remove(attr::VALUE).map(Zeroizing::new) } else { None };
+        let secret = if has_secret(&attrs) {
+            attrs.remove(attr::VALUE).map(Zeroizing::new)
+        } else {
+            None
+        };
         let sealed = match secret {
             None => None,
             Some(s) => {

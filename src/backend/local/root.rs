@@ -34,7 +34,10 @@ impl std::fmt::Debug for Root {
 
 fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
     move |e| match e {
-        CkError::Pkcs11(rv, _) => Error::Hsm { function: function.to_string(), rv: format!("{rv:?}") },
+        CkError::Pkcs11(rv, _) => Error::Hsm {
+            function: function.to_string(),
+            rv: format!("{rv:?}"),
+        },
         other => Error::HsmUnavailable(format!("{function}: {other}")),
     }
 }
@@ -61,7 +64,10 @@ impl Root {
     /// Loads the HSM module, finds the token by label and logs in as its user.
     pub fn open(cfg: &RootConfig) -> Result<Root> {
         if !Path::new(&cfg.module).exists() {
-            return Err(Error::HsmUnavailable(format!("HSM module {} not found", cfg.module.display())));
+            return Err(Error::HsmUnavailable(format!(
+                "HSM module {} not found",
+                cfg.module.display()
+            )));
         }
         let pkcs11 = Pkcs11::new(&cfg.module)
             .map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", cfg.module.display())))?;
@@ -73,14 +79,22 @@ impl Root {
             .get_slots_with_token()
             .map_err(hsm("C_GetSlotList"))?
             .into_iter()
-            .find(|s| pkcs11.get_token_info(*s).map(|i| i.label().trim_end() == cfg.token).unwrap_or(false))
+            .find(|s| {
+                pkcs11
+                    .get_token_info(*s)
+                    .map(|i| i.label().trim_end() == cfg.token)
+                    .unwrap_or(false)
+            })
             .ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
         let session = pkcs11.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
         match session.login(CkUser::User, Some(&root_pin(cfg)?)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(hsm("C_Login")(e)),
         }
-        Ok(Root { session: Mutex::new(session), _pkcs11: pkcs11 })
+        Ok(Root {
+            session: Mutex::new(session),
+            _pkcs11: pkcs11,
+        })
     }
 
     fn find(session: &Session, id: &[u8]) -> Result<Option<ObjectHandle>> {
@@ -112,7 +126,9 @@ impl Root {
             Attribute::Id(id.to_vec()),
             Attribute::Label(b"keygate-root".to_vec()),
         ];
-        session.generate_key(&CkMech::GenericSecretKeyGen, &template).map_err(hsm("C_GenerateKey"))?;
+        session
+            .generate_key(&CkMech::GenericSecretKeyGen, &template)
+            .map_err(hsm("C_GenerateKey"))?;
         Ok(())
     }
 
@@ -122,7 +138,10 @@ impl Root {
         let key = Self::find(&session, id)?
             .ok_or_else(|| Error::HsmUnavailable("the token's root key is not in the HSM (destroyed?)".into()))?;
         let tag = Zeroizing::new(session.sign(&CkMech::Sha256Hmac, key, input).map_err(hsm("C_Sign"))?);
-        let arr: [u8; 32] = tag.as_slice().try_into().map_err(|_| Error::HsmUnavailable("HMAC of wrong length".into()))?;
+        let arr: [u8; 32] = tag
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::HsmUnavailable("HMAC of wrong length".into()))?;
         Ok(Zeroizing::new(arr))
     }
 

@@ -75,7 +75,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -86,7 +89,9 @@ impl Store {
     pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let conn = self.conn.lock();
         Ok(conn
-            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     }
 
@@ -100,11 +105,16 @@ impl Store {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current = tx
-            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let (new, out) = change(current)?;
         if let Some((body, mac)) = new {
-            tx.execute("INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)", params![body, mac])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
+                params![body, mac],
+            )?;
         }
         tx.commit()?;
         Ok(out)
@@ -115,7 +125,10 @@ impl Store {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM objects", [])?;
-        tx.execute("INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)", params![body, mac])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
+            params![body, mac],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -151,7 +164,11 @@ impl Store {
         let conn = self.conn.lock();
         let row = conn
             .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
-                Ok(Row { uid: *uid, body: r.get(0)?, mac: r.get(1)? })
+                Ok(Row {
+                    uid: *uid,
+                    body: r.get(0)?,
+                    mac: r.get(1)?,
+                })
             })
             .optional()?;
         Ok(row)
@@ -167,11 +184,20 @@ impl Store {
     pub fn candidates(&self, class: Option<u64>, label: Option<&[u8]>, ckid: Option<&[u8]>) -> Result<Vec<Row>> {
         let conn = self.conn.lock();
         let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
-            ("SELECT uid, body, mac FROM objects WHERE label = ?1", Some(l.to_vec().into()))
+            (
+                "SELECT uid, body, mac FROM objects WHERE label = ?1",
+                Some(l.to_vec().into()),
+            )
         } else if let Some(i) = ckid {
-            ("SELECT uid, body, mac FROM objects WHERE ckid = ?1", Some(i.to_vec().into()))
+            (
+                "SELECT uid, body, mac FROM objects WHERE ckid = ?1",
+                Some(i.to_vec().into()),
+            )
         } else if let Some(c) = class {
-            ("SELECT uid, body, mac FROM objects WHERE class = ?1", Some((c as i64).into()))
+            (
+                "SELECT uid, body, mac FROM objects WHERE class = ?1",
+                Some((c as i64).into()),
+            )
         } else {
             ("SELECT uid, body, mac FROM objects", None)
         };
@@ -185,7 +211,13 @@ impl Store {
         };
         Ok(rows
             .into_iter()
-            .filter_map(|(uid, body, mac)| Some(Row { uid: uid.try_into().ok()?, body, mac }))
+            .filter_map(|(uid, body, mac)| {
+                Some(Row {
+                    uid: uid.try_into().ok()?,
+                    body,
+                    mac,
+                })
+            })
             .collect())
     }
 

@@ -59,7 +59,11 @@ pub struct KdfParams {
 
 impl From<KdfConfig> for KdfParams {
     fn from(c: KdfConfig) -> Self {
-        KdfParams { memory_kib: c.memory_kib, iterations: c.iterations, parallelism: c.parallelism }
+        KdfParams {
+            memory_kib: c.memory_kib,
+            iterations: c.iterations,
+            parallelism: c.parallelism,
+        }
     }
 }
 
@@ -201,7 +205,11 @@ fn mac_state(k_int: &Key32, domain: &[u8], parts: &[&[u8]]) -> Result<digest::Hm
 mod tests {
     use super::*;
 
-    const FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
 
     #[test]
     fn wrong_pin_does_not_unwrap() {
@@ -243,8 +251,20 @@ mod tests {
 
     #[test]
     fn kdf_bounds() {
-        assert!(KdfParams { memory_kib: 4 << 20, iterations: 1, parallelism: 1 }.check().is_err());
-        assert!(KdfParams { memory_kib: 19456, iterations: 100, parallelism: 1 }.check().is_err());
+        assert!(KdfParams {
+            memory_kib: 4 << 20,
+            iterations: 1,
+            parallelism: 1
+        }
+        .check()
+        .is_err());
+        assert!(KdfParams {
+            memory_kib: 19456,
+            iterations: 100,
+            parallelism: 1
+        }
+        .check()
+        .is_err());
         assert!(FAST.check().is_ok());
     }
 }

@@ -26,7 +26,8 @@ where
 {
     let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
     let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
-    c.encrypt(&Nonce::from(iv), Payload { msg: pt, aad }).map_err(|_| Error::Crypto)
+    c.encrypt(&Nonce::from(iv), Payload { msg: pt, aad })
+        .map_err(|_| Error::Crypto)
 }
 
 fn gcm_open<A>(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
@@ -143,8 +144,7 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
             if data.len() < 24 || data.len() % 8 != 0 {
                 return Err(Error::WrappedKeyLenRange);
             }
-            let mut out: Zeroizing<Vec<u8>> =
-                with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))?;
+            let mut out: Zeroizing<Vec<u8>> = with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))?;
             let pad = *out.last().ok_or(Error::WrappedKeyInvalid)? as usize;
             if pad == 0 || pad > 8 || pad > out.len() || out[out.len() - pad..].iter().any(|&b| b as usize != pad) {
                 return Err(Error::WrappedKeyInvalid);
@@ -157,7 +157,10 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
             if data.len() < 16 || data.len() % 8 != 0 {
                 return Err(Error::WrappedKeyLenRange);
             }
-            with_kek!(key, |k| k.unwrap_with_padding_vec(data).map(Zeroizing::new).map_err(bad))
+            with_kek!(key, |k| k
+                .unwrap_with_padding_vec(data)
+                .map(Zeroizing::new)
+                .map_err(bad))
         }
     }
 }
@@ -166,9 +169,15 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
 pub fn check_value(key: &[u8]) -> Result<Vec<u8>> {
     let mut block = aes::Block::default();
     match key.len() {
-        16 => aes::Aes128::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
-        24 => aes::Aes192::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
-        32 => aes::Aes256::new_from_slice(key).map_err(|_| Error::KeySizeRange)?.encrypt_block(&mut block),
+        16 => aes::Aes128::new_from_slice(key)
+            .map_err(|_| Error::KeySizeRange)?
+            .encrypt_block(&mut block),
+        24 => aes::Aes192::new_from_slice(key)
+            .map_err(|_| Error::KeySizeRange)?
+            .encrypt_block(&mut block),
+        32 => aes::Aes256::new_from_slice(key)
+            .map_err(|_| Error::KeySizeRange)?
+            .encrypt_block(&mut block),
         _ => return Err(Error::KeySizeRange),
     }
     Ok(block[..3].to_vec())
@@ -179,7 +188,10 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

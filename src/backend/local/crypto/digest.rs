@@ -48,7 +48,9 @@ pub struct HmacSha256(Hmac<Sha256>);
 
 impl HmacSha256 {
     pub fn new(key: &[u8]) -> Result<Self> {
-        Ok(Self(<Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?))
+        Ok(Self(
+            <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?,
+        ))
     }
     pub fn update(&mut self, data: &[u8]) {
         self.0.update(data);

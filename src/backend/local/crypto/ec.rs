@@ -75,7 +75,11 @@ pub fn raw_point(curve: Curve, bytes: &[u8]) -> Result<Vec<u8>> {
         Curve::Ed25519 => 32,
     };
     // A raw P-256 point starts with 0x04 too; its length tells it apart from a DER wrapper.
-    let raw = if bytes.len() == want { bytes } else { strip_octet_string(bytes) };
+    let raw = if bytes.len() == want {
+        bytes
+    } else {
+        strip_octet_string(bytes)
+    };
     if raw.len() != want {
         return Err(Error::AttributeValueInvalid(crate::token::attributes::attr::EC_POINT));
     }
@@ -106,7 +110,11 @@ fn signing_key(scalar: &[u8]) -> Result<SigningKey> {
 
 /// Checks a P-256 private scalar and returns its public point.
 pub fn p256_public_of(scalar: &[u8]) -> Result<Vec<u8>> {
-    Ok(signing_key(scalar)?.verifying_key().to_encoded_point(false).as_bytes().to_vec())
+    Ok(signing_key(scalar)?
+        .verifying_key()
+        .to_encoded_point(false)
+        .as_bytes()
+        .to_vec())
 }
 
 /// ECDSA over a caller-supplied digest (`CKM_ECDSA`): `r‖s`, 64 bytes.

@@ -14,7 +14,10 @@ fn signing_key(seed: &[u8]) -> Result<SigningKey> {
 /// A new key pair: (32-byte seed, 32-byte public key).
 pub fn generate() -> (Zeroizing<Vec<u8>>, Vec<u8>) {
     let sk = SigningKey::generate(&mut OsRng);
-    (Zeroizing::new(sk.to_bytes().to_vec()), sk.verifying_key().to_bytes().to_vec())
+    (
+        Zeroizing::new(sk.to_bytes().to_vec()),
+        sk.verifying_key().to_bytes().to_vec(),
+    )
 }
 
 /// The public key of a seed.
@@ -33,7 +36,8 @@ pub fn verify(public: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
     let pk: &[u8; 32] = public.try_into().map_err(|_| Error::KeyTypeInconsistent)?;
     let vk = VerifyingKey::from_bytes(pk).map_err(|_| Error::KeyTypeInconsistent)?;
     let sig: &[u8; 64] = sig.try_into().map_err(|_| Error::SignatureLenRange)?;
-    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(sig)).map_err(|_| Error::SignatureInvalid)
+    vk.verify(msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .map_err(|_| Error::SignatureInvalid)
 }
 
 #[cfg(test)]
@@ -52,6 +56,9 @@ mod tests {
     }
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 }

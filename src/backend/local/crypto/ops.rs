@@ -14,13 +14,13 @@ enum Input {
     /// Accumulated as given (`CKM_ECDSA` signs a caller's digest; EdDSA signs the message).
     Buffer(Zeroizing<Vec<u8>>),
     /// Hashed as it arrives (`CKM_ECDSA_SHA256`).
-    Hash(Hasher),
+    Hash(Box<Hasher>),
 }
 
 impl Input {
     fn new(prehash: Option<DigestAlg>) -> Input {
         match prehash {
-            Some(alg) => Input::Hash(Hasher::new(alg)),
+            Some(alg) => Input::Hash(Box::new(Hasher::new(alg))),
             None => Input::Buffer(Zeroizing::new(Vec::new())),
         }
     }
@@ -46,7 +46,10 @@ pub struct EcdsaSign {
 
 impl EcdsaSign {
     pub fn new(scalar: Zeroizing<Vec<u8>>, prehash: Option<DigestAlg>) -> Self {
-        Self { scalar, input: Input::new(prehash) }
+        Self {
+            scalar,
+            input: Input::new(prehash),
+        }
     }
 }
 
@@ -69,7 +72,10 @@ pub struct EcdsaVerify {
 
 impl EcdsaVerify {
     pub fn new(point: Vec<u8>, prehash: Option<DigestAlg>) -> Self {
-        Self { point, input: Input::new(prehash) }
+        Self {
+            point,
+            input: Input::new(prehash),
+        }
     }
 }
 
@@ -92,7 +98,10 @@ pub struct EddsaSign {
 
 impl EddsaSign {
     pub fn new(seed: Zeroizing<Vec<u8>>) -> Self {
-        Self { seed, msg: Zeroizing::new(Vec::new()) }
+        Self {
+            seed,
+            msg: Zeroizing::new(Vec::new()),
+        }
     }
 }
 
@@ -113,7 +122,10 @@ pub struct EddsaVerify {
 
 impl EddsaVerify {
     pub fn new(public: Vec<u8>) -> Self {
-        Self { public, msg: Vec::new() }
+        Self {
+            public,
+            msg: Vec::new(),
+        }
     }
 }
 
@@ -171,7 +183,13 @@ impl Gcm {
         if iv.len() != aes::IV_LEN || tag_bits != (aes::TAG_LEN * 8) as u64 {
             return Err(Error::MechanismParamInvalid);
         }
-        Ok(Self { key, iv, aad, buf: Zeroizing::new(Vec::new()), encrypt })
+        Ok(Self {
+            key,
+            iv,
+            aad,
+            buf: Zeroizing::new(Vec::new()),
+            encrypt,
+        })
     }
 }
 
