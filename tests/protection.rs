@@ -1,0 +1,237 @@
+//! Persistence and protection: keys survive C_Finalize and a new process; tampering with the
+//! store is detected per object; wrong PINs lock the PIN for every process.
+
+mod common;
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+
+fn aes_token_key(s: &cryptoki::session::Session, label: &str) {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ],
+    )
+    .unwrap();
+}
+
+fn gcm_works(s: &cryptoki::session::Session, label: &str) -> bool {
+    let Some(k) = find_one(s, label) else { return false };
+    let mut iv = [1u8; 12];
+    s.encrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap()),
+        k,
+        b"x",
+    )
+    .is_ok()
+}
+
+#[test]
+fn keys_survive_finalize_and_are_seen_by_another_process() {
+    let env = Env::new();
+    let p = env.load();
+    aes_token_key(&Env::user_session(&p), "persistent");
+    p.finalize().unwrap();
+    let p = env.load();
+    assert!(gcm_works(&Env::user_session(&p), "persistent"));
+    // Another process (the CLI) sees the object the first one created.
+    let out = env.cli(&["status", "--json"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"objects\":1"),
+        "{out:?}"
+    );
+}
+
+fn rows(env: &Env) -> rusqlite::Connection {
+    rusqlite::Connection::open(env.store()).unwrap()
+}
+
+fn uid_of(conn: &rusqlite::Connection, label: &str) -> Vec<u8> {
+    conn.query_row("SELECT uid FROM objects WHERE label = ?1", [label.as_bytes()], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[test]
+fn flipped_sealed_byte_refuses_only_that_object() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "victim");
+    aes_token_key(&s, "bystander");
+    drop(s);
+    p.finalize().unwrap();
+    let c = rows(&env);
+    let uid = uid_of(&c, "victim");
+    let mut body: Vec<u8> = c
+        .query_row("SELECT body FROM objects WHERE uid = ?1", [&uid], |r| r.get(0))
+        .unwrap();
+    let last = body.len() - 1; // the sealed blob's tag ends the body
+    body[last] ^= 1;
+    c.execute(
+        "UPDATE objects SET body = ?1 WHERE uid = ?2",
+        rusqlite::params![body, uid],
+    )
+    .unwrap();
+    drop(c);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(!gcm_works(&s, "victim"), "a tampered object must be refused");
+    assert!(gcm_works(&s, "bystander"), "the other objects still work");
+}
+
+#[test]
+fn swapped_sealed_blobs_and_edited_public_key_are_refused() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "a");
+    aes_token_key(&s, "b");
+    aes_token_key(&s, "c");
+    s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::Token(true),
+            Attribute::Label("pub".into()),
+        ],
+        &[Attribute::Token(true), Attribute::Label("priv".into())],
+    )
+    .unwrap();
+    drop(s);
+    p.finalize().unwrap();
+    let c = rows(&env);
+    let (ua, ub) = (uid_of(&c, "a"), uid_of(&c, "b"));
+    let get = |u: &Vec<u8>| -> (Vec<u8>, Vec<u8>) {
+        c.query_row("SELECT body, mac FROM objects WHERE uid = ?1", [u], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let (ba, ma) = get(&ua);
+    let (bb, mb) = get(&ub);
+    c.execute(
+        "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3",
+        rusqlite::params![bb, mb, ua],
+    )
+    .unwrap();
+    c.execute(
+        "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3",
+        rusqlite::params![ba, ma, ub],
+    )
+    .unwrap();
+    // Edit one byte of the public key's EC point inside its record.
+    let up = uid_of(&c, "pub");
+    let (mut bp, _) = get(&up);
+    let pos = bp.windows(3).position(|w| w == [0x04, 0x41, 0x04]).unwrap() + 10;
+    bp[pos] ^= 0xff;
+    c.execute("UPDATE objects SET body = ?1 WHERE uid = ?2", rusqlite::params![bp, up])
+        .unwrap();
+    drop(c);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(
+        !gcm_works(&s, "a") && !gcm_works(&s, "b"),
+        "moved records must be refused"
+    );
+    assert!(gcm_works(&s, "c"));
+    assert!(find_one(&s, "pub").is_none(), "an edited public key must be refused");
+    assert!(find_one(&s, "priv").is_some());
+}
+
+#[test]
+fn wrong_pin_and_destroyed_root_key() {
+    let env = Env::new();
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    let e = s
+        .login(UserType::User, Some(&AuthPin::from("wrong-pin-0000")))
+        .unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::PinIncorrect, _)), "{e:?}");
+    drop(s);
+    p.finalize().unwrap();
+    // Destroy the root key inside SoftHSM2.
+    let hsm = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
+    hsm.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ))
+    .unwrap();
+    let slot = hsm.get_slots_with_token().unwrap()[0];
+    let hs = hsm.open_rw_session(slot).unwrap();
+    hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
+    for k in hs.find_objects(&[Attribute::Label(b"keygate-root".to_vec())]).unwrap() {
+        hs.destroy_object(k).unwrap();
+    }
+    drop(hs);
+    hsm.finalize().unwrap();
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    let e = s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::DeviceError, _)), "{e:?}");
+}
+
+#[test]
+fn pin_locks_for_every_process_until_the_so_resets_it() {
+    let env = Env::bare_with("max_pin_failures = 3\n");
+    let p = env.load();
+    let slot = Env::slot(&p);
+    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
+    s.logout().unwrap();
+    for i in 0..3 {
+        assert!(s.login(UserType::User, Some(&AuthPin::from("wrong-pin-0000"))).is_err());
+        let info = p.get_token_info(slot).unwrap();
+        match i {
+            0 => assert!(info.user_pin_count_low() && !info.user_pin_final_try() && !info.user_pin_locked()),
+            1 => assert!(info.user_pin_count_low() && info.user_pin_final_try()),
+            _ => assert!(info.user_pin_locked()),
+        }
+    }
+    assert!(p.get_token_info(slot).unwrap().user_pin_locked());
+    let e = s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::PinLocked, _)), "{e:?}");
+    // Another process sees the lock.
+    let out = env.cli(&["status", "--json"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"user_pin_locked\":true"),
+        "{out:?}"
+    );
+    // The SO resets it.
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    s.init_pin(&AuthPin::from("new-user-pin-77")).unwrap();
+    s.logout().unwrap();
+    s.login(UserType::User, Some(&AuthPin::from("new-user-pin-77")))
+        .unwrap();
+    assert!(!p.get_token_info(slot).unwrap().user_pin_locked());
+}
+
+#[test]
+fn reinitialising_destroys_every_object() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "doomed");
+    drop(s);
+    p.init_token(Env::slot(&p), &AuthPin::from(SO_PIN), "test").unwrap();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
+    s.logout().unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    assert!(find_one(&s, "doomed").is_none());
+    let _ = (ObjectClass::SECRET_KEY, KeyType::AES);
+}
