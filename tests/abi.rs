@@ -284,8 +284,8 @@ fn read_only_sessions_and_private_objects() {
     assert_eq!(call!(r, C_Logout(rw)), CKR_OK);
     assert_eq!(call!(r, C_Logout(rw)), CKR_USER_NOT_LOGGED_IN);
     // After logout the private key is invisible: not found, and its handle is refused.
-    let mut class = CKO_SECRET_KEY;
-    let find = [attr(CKA_CLASS, &mut class)];
+    let class = CKO_SECRET_KEY;
+    let find = [attr(CKA_CLASS, &class)];
     assert_eq!(call!(r, C_FindObjectsInit(rw, find.as_ptr() as *mut _, 1)), CKR_OK);
     let (mut found, mut n) = ([0 as CK_OBJECT_HANDLE; 4], 0);
     assert_eq!(call!(r, C_FindObjects(rw, found.as_mut_ptr(), 4, &mut n)), CKR_OK);
