@@ -22,10 +22,8 @@ fn raw() -> Raw {
     // SAFETY: valid out-pointer.
     assert_eq!(unsafe { get(&mut list) }, CKR_OK);
     // SAFETY: the list is a static inside the loaded module, alive while `lib` is.
-    Raw {
-        f: unsafe { &*list },
-        _lib: lib,
-    }
+    let f = unsafe { &*list };
+    Raw { f, _lib: lib }
 }
 
 macro_rules! call {
