@@ -11,7 +11,7 @@ use std::fmt::Debug;
 
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::token::attributes::AttrMap;
 use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin};
 
@@ -142,8 +142,6 @@ pub trait VerifyOp: Send {
 pub trait CipherOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
     fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>>;
-    /// The output length of a single-part call on `input_len` bytes, if known in advance.
-    fn output_len(&self, input_len: usize) -> Option<usize>;
     /// The output length an `update` with `input_len` bytes will produce, answered without
     /// consuming input (a length query must not feed the cipher).
     fn update_len(&self, input_len: usize) -> usize;
@@ -153,9 +151,4 @@ pub trait CipherOp: Send {
 pub trait DigestOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<Vec<u8>>;
-}
-
-/// Refusal for capabilities a backend lacks.
-pub fn unsupported<T>() -> Result<T> {
-    Err(Error::FunctionNotSupported)
 }

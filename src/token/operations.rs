@@ -86,6 +86,14 @@ fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
     Ok(())
 }
 
+/// Wrapping functions name their key's handle error after its role.
+fn key_handle_as(e: Error, role: Error) -> Error {
+    match e {
+        Error::KeyHandleInvalid => role,
+        other => other,
+    }
+}
+
 type Prepared = (Arc<Mutex<Session>>, ObjectId, Arc<dyn Backend>);
 
 impl Provider {
@@ -321,10 +329,7 @@ impl Provider {
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
         let (s, wid, b) = self
             .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
-            .map_err(|e| match e {
-                Error::KeyHandleInvalid => Error::WrappingKeyHandleInvalid,
-                other => other,
-            })?;
+            .map_err(|e| key_handle_as(e, Error::WrappingKeyHandleInvalid))?;
         let s = s.lock();
         let (kid, kattrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
         if !kattrs.flag(attr::EXTRACTABLE) {
@@ -346,10 +351,7 @@ impl Provider {
     ) -> Result<u64> {
         let (s, uid, b) = self
             .keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP)
-            .map_err(|e| match e {
-                Error::KeyHandleInvalid => Error::UnwrappingKeyHandleInvalid,
-                other => other,
-            })?;
+            .map_err(|e| key_handle_as(e, Error::UnwrappingKeyHandleInvalid))?;
         let s = s.lock();
         template.class()?;
         let t = object::complete(template, Origin::Unwrap, false)?;

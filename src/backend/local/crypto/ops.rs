@@ -208,14 +208,6 @@ impl CipherOp for Gcm {
     fn update_len(&self, _input_len: usize) -> usize {
         0
     }
-    fn output_len(&self, input_len: usize) -> Option<usize> {
-        let total = self.buf.len() + input_len;
-        if self.encrypt {
-            Some(total + aes::TAG_LEN)
-        } else {
-            total.checked_sub(aes::TAG_LEN)
-        }
-    }
 }
 
 /// A SHA-2 digest.
