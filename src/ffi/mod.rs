@@ -26,7 +26,10 @@ use crate::error::Result;
 /// Runs one entry point: logging set up, panics caught, the error mapped to its `CK_RV`.
 pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV {
     crate::logging::init();
-    match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        injected_panic(name);
+        f()
+    })) {
         Ok(Ok(())) => CKR_OK,
         Ok(Err(e)) => {
             if e.is_fault() {
@@ -42,6 +45,19 @@ pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV
         }
     }
 }
+
+/// Test hook, compiled into debug builds only: `KEYGATE_TEST_PANIC_IN=C_GetInfo` makes that
+/// entry point panic inside the guard, so the integration tests can show through the built
+/// library that a panic never crosses the C boundary. Release builds have no such hook.
+#[cfg(debug_assertions)]
+fn injected_panic(name: &str) {
+    if std::env::var_os("KEYGATE_TEST_PANIC_IN").is_some_and(|v| v == name) {
+        panic!("injected test panic in {name}");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn injected_panic(_: &str) {}
 
 /// Declares entry points: `unsafe extern "C"` functions whose body runs inside [`guard`].
 macro_rules! entry {

@@ -3,6 +3,17 @@
 //! Tests run one per process (cargo nextest), so the module's global state is never shared.
 //! PINs here are throw-away values for throw-away stores.
 #![allow(dead_code)]
+#![allow(unused_macros)]
+
+/// Calls a function of a raw function list (see [`raw::raw`]).
+macro_rules! call {
+    ($r:expr, $name:ident($($a:expr),*)) => {
+        // SAFETY: the test passes the pointers it means to, NULL included.
+        unsafe { ($r.f.$name.unwrap())($($a),*) }
+    };
+}
+
+pub mod raw;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,458 @@
+//! Objects, sessions, PINs and mechanism information through cryptoki: C_CopyObject,
+//! C_SetAttributeValue, C_DigestKey, C_SetPIN, C_GetMechanismList/Info, C_GetSessionInfo and
+//! the key attributes the specification sets on generation and import.
+
+mod common;
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::types::{AuthPin, Ulong};
+
+fn rv<T: std::fmt::Debug>(r: Result<T, CkError>) -> RvError {
+    match r {
+        Err(CkError::Pkcs11(rv, _)) => rv,
+        other => panic!("expected a CKR_ error, got {other:?}"),
+    }
+}
+
+fn aes_key(s: &Session, label: &str, value: &[u8], extra: &[Attribute]) -> ObjectHandle {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+        Attribute::Value(value.to_vec()),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+    ];
+    t.extend_from_slice(extra);
+    s.create_object(&t).unwrap()
+}
+
+fn flag(s: &Session, h: ObjectHandle, ty: AttributeType) -> bool {
+    match s.get_attributes(h, &[ty]).unwrap().as_slice() {
+        [Attribute::Sensitive(b)]
+        | [Attribute::Extractable(b)]
+        | [Attribute::AlwaysSensitive(b)]
+        | [Attribute::NeverExtractable(b)]
+        | [Attribute::Local(b)]
+        | [Attribute::Token(b)]
+        | [Attribute::Private(b)]
+        | [Attribute::Modifiable(b)]
+        | [Attribute::Encrypt(b)] => *b,
+        other => panic!("{ty:?}: {other:?}"),
+    }
+}
+
+fn label(s: &Session, h: ObjectHandle) -> String {
+    match s.get_attributes(h, &[AttributeType::Label]).unwrap().as_slice() {
+        [Attribute::Label(l)] => String::from_utf8(l.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn gcm_encrypt(s: &Session, key: ObjectHandle, iv: &mut [u8; 12], data: &[u8]) -> Result<Vec<u8>, CkError> {
+    let params = GcmParams::new(iv, &[], Ulong::from(128)).unwrap();
+    s.encrypt(&Mechanism::AesGcm(params), key, data)
+}
+
+fn gcm_decrypt(s: &Session, key: ObjectHandle, iv: &mut [u8; 12], data: &[u8]) -> Result<Vec<u8>, CkError> {
+    let params = GcmParams::new(iv, &[], Ulong::from(128)).unwrap();
+    s.decrypt(&Mechanism::AesGcm(params), key, data)
+}
+
+#[test]
+fn copy_object_keeps_the_secret_and_the_one_way_attributes() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let key = aes_key(&s, "orig", &[7u8; 32], &[Attribute::Sensitive(true)]);
+
+    // A session copy with a new label works on what the original encrypted.
+    let copy = s
+        .copy_object(key, &[Attribute::Label(b"copy".to_vec()), Attribute::Token(false)])
+        .unwrap();
+    assert_ne!(copy, key);
+    assert_eq!(label(&s, copy), "copy");
+    assert!(!flag(&s, copy, AttributeType::Token));
+    assert!(flag(&s, copy, AttributeType::Sensitive));
+    let mut iv = [3u8; 12];
+    let ct = gcm_encrypt(&s, key, &mut iv, b"copied keys decrypt").unwrap();
+    assert_eq!(gcm_decrypt(&s, copy, &mut iv, &ct).unwrap(), b"copied keys decrypt");
+
+    // A copy may not undo SENSITIVE, nor change the key's class or value length.
+    assert_eq!(
+        rv(s.copy_object(key, &[Attribute::Sensitive(false)])),
+        RvError::AttributeReadOnly
+    );
+    assert_eq!(
+        rv(s.copy_object(key, &[Attribute::Class(ObjectClass::PUBLIC_KEY)])),
+        RvError::AttributeReadOnly
+    );
+
+    // CKA_COPYABLE=FALSE forbids copying; CKA_COPYABLE itself can only be made FALSE.
+    let fixed = aes_key(&s, "fixed", &[8u8; 16], &[Attribute::Copyable(false)]);
+    assert_eq!(rv(s.copy_object(fixed, &[])), RvError::ActionProhibited);
+    assert_eq!(
+        rv(s.update_attributes(fixed, &[Attribute::Copyable(true)])),
+        RvError::AttributeReadOnly
+    );
+
+    // The token copy is a token object: another process (the CLI) counts it.
+    let before = env.cli(&["status", "--json"]);
+    s.copy_object(key, &[Attribute::Label(b"copy2".to_vec())]).unwrap();
+    let after = env.cli(&["status", "--json"]);
+    let count = |o: &std::process::Output| {
+        let t = String::from_utf8_lossy(&o.stdout).to_string();
+        let i = t.find("\"objects\":").unwrap() + 10;
+        t[i..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(count(&after), count(&before) + 1);
+}
+
+#[test]
+fn set_attribute_value_changes_persist_and_read_only_ones_are_refused() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let key = aes_key(
+        &s,
+        "before",
+        &[9u8; 32],
+        &[Attribute::Sensitive(false), Attribute::Extractable(true)],
+    );
+    s.update_attributes(key, &[Attribute::Label(b"after".to_vec()), Attribute::Encrypt(false)])
+        .unwrap();
+    let mut iv = [1u8; 12];
+    assert_eq!(
+        rv(gcm_encrypt(&s, key, &mut iv, b"x")),
+        RvError::KeyFunctionNotPermitted
+    );
+
+    // One-way attributes: SENSITIVE may only become TRUE, EXTRACTABLE only FALSE.
+    s.update_attributes(key, &[Attribute::Sensitive(true)]).unwrap();
+    assert_eq!(
+        rv(s.update_attributes(key, &[Attribute::Sensitive(false)])),
+        RvError::AttributeReadOnly
+    );
+    s.update_attributes(key, &[Attribute::Extractable(false)]).unwrap();
+    assert_eq!(
+        rv(s.update_attributes(key, &[Attribute::Extractable(true)])),
+        RvError::AttributeReadOnly
+    );
+    assert_eq!(
+        rv(s.get_attributes(key, &[AttributeType::Value]).and_then(|v| {
+            // cryptoki leaves out unavailable attributes; an empty answer is a refusal.
+            if v.is_empty() {
+                Err(CkError::Pkcs11(
+                    RvError::AttributeSensitive,
+                    cryptoki::context::Function::GetAttributeValue,
+                ))
+            } else {
+                Ok(v)
+            }
+        })),
+        RvError::AttributeSensitive
+    );
+    // Read-only after creation.
+    for a in [
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen(Ulong::from(16)),
+        Attribute::Local(true),
+        Attribute::AlwaysSensitive(true),
+    ] {
+        assert_eq!(
+            rv(s.update_attributes(key, std::slice::from_ref(&a))),
+            RvError::AttributeReadOnly,
+            "{a:?}"
+        );
+    }
+    // A non-modifiable object refuses every change.
+    let frozen = aes_key(&s, "frozen", &[5u8; 16], &[Attribute::Modifiable(false)]);
+    assert_eq!(
+        rv(s.update_attributes(frozen, &[Attribute::Label(b"x".to_vec())])),
+        RvError::ActionProhibited
+    );
+
+    // The changes are on disk: a new process sees them.
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let key = find_one(&s, "after").expect("renamed key persisted");
+    assert!(find_one(&s, "before").is_none());
+    assert!(flag(&s, key, AttributeType::Sensitive));
+    assert!(!flag(&s, key, AttributeType::Extractable));
+    assert!(!flag(&s, key, AttributeType::Encrypt));
+}
+
+#[test]
+fn generated_and_imported_keys_carry_the_spec_attributes() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let generated = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(32)),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Token(true),
+            ],
+        )
+        .unwrap();
+    assert!(flag(&s, generated, AttributeType::Local));
+    assert!(flag(&s, generated, AttributeType::AlwaysSensitive));
+    assert!(flag(&s, generated, AttributeType::NeverExtractable));
+    match s
+        .get_attributes(generated, &[AttributeType::KeyGenMechanism])
+        .unwrap()
+        .as_slice()
+    {
+        [Attribute::KeyGenMechanism(m)] => assert_eq!(*m, MechanismType::AES_KEY_GEN),
+        other => panic!("{other:?}"),
+    }
+    // Private keys default to private and sensitive.
+    assert!(flag(&s, generated, AttributeType::Private));
+
+    let imported = aes_key(&s, "imported", &[1u8; 16], &[Attribute::Sensitive(true)]);
+    assert!(!flag(&s, imported, AttributeType::Local));
+    assert!(!flag(&s, imported, AttributeType::AlwaysSensitive));
+    assert!(!flag(&s, imported, AttributeType::NeverExtractable));
+
+    // A key made extractable later loses NEVER_EXTRACTABLE for good; making a key sensitive
+    // later does not make it ALWAYS_SENSITIVE.
+    let later = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(16)),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ],
+        )
+        .unwrap();
+    assert!(!flag(&s, later, AttributeType::AlwaysSensitive));
+    assert!(!flag(&s, later, AttributeType::NeverExtractable));
+    s.update_attributes(later, &[Attribute::Sensitive(true)]).unwrap();
+    assert!(!flag(&s, later, AttributeType::AlwaysSensitive));
+
+    // Contradictory or wrongly sized templates.
+    assert_eq!(
+        rv(s.generate_key(&Mechanism::AesKeyGen, &[Attribute::ValueLen(Ulong::from(20))])),
+        RvError::KeySizeRange
+    );
+    assert_eq!(
+        rv(s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(32)),
+                Attribute::Class(ObjectClass::PUBLIC_KEY)
+            ]
+        )),
+        RvError::TemplateInconsistent
+    );
+    assert_eq!(
+        rv(s.create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(vec![0u8; 15]),
+        ])),
+        RvError::AttributeValueInvalid
+    );
+    assert_eq!(
+        rv(s.create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES)
+        ])),
+        RvError::TemplateIncomplete
+    );
+}
+
+#[test]
+fn digest_key_hashes_the_secret_and_refuses_sensitive_keys() {
+    use sha2::Digest;
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let value = [0x5au8; 32];
+    let key = aes_key(
+        &s,
+        "k",
+        &value,
+        &[Attribute::Sensitive(false), Attribute::Extractable(true)],
+    );
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    s.digest_update(b"prefix").unwrap();
+    s.digest_key(key).unwrap();
+    let got = s.digest_final().unwrap();
+    let want = sha2::Sha256::new()
+        .chain_update(b"prefix")
+        .chain_update(value)
+        .finalize();
+    assert_eq!(got, want[..]);
+
+    let sensitive = aes_key(&s, "s", &value, &[Attribute::Sensitive(true)]);
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    assert_eq!(rv(s.digest_key(sensitive)), RvError::KeyIndigestible);
+}
+
+#[test]
+fn set_pin_rewraps_the_dek_for_user_and_so() {
+    let env = Env::new();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let s = Env::user_session(&p);
+    aes_key(&s, "kept", &[4u8; 32], &[]);
+    let new_user = AuthPin::from("changed-user-6612");
+    // The old PIN must be right; the new one must fit the token's bounds.
+    assert_eq!(
+        rv(s.set_pin(&AuthPin::from("not-the-pin-1"), &new_user)),
+        RvError::PinIncorrect
+    );
+    assert_eq!(
+        rv(s.set_pin(&AuthPin::from(USER_PIN), &AuthPin::from("abc"))),
+        RvError::PinLenRange
+    );
+    s.set_pin(&AuthPin::from(USER_PIN), &new_user).unwrap();
+    s.logout().unwrap();
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&AuthPin::from(USER_PIN)))),
+        RvError::PinIncorrect
+    );
+
+    // In a new process the new PIN opens the same keys.
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::User, Some(&new_user)).unwrap();
+    let key = find_one(&s, "kept").expect("key still there");
+    let mut iv = [2u8; 12];
+    let ct = gcm_encrypt(&s, key, &mut iv, b"after set-pin").unwrap();
+    assert_eq!(gcm_decrypt(&s, key, &mut iv, &ct).unwrap(), b"after set-pin");
+    s.logout().unwrap();
+
+    // The SO changes its own PIN the same way.
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    s.set_pin(&AuthPin::from(SO_PIN), &AuthPin::from("changed-so-3390"))
+        .unwrap();
+    s.logout().unwrap();
+    assert_eq!(
+        rv(s.login(UserType::So, Some(&AuthPin::from(SO_PIN)))),
+        RvError::PinIncorrect
+    );
+    s.login(UserType::So, Some(&AuthPin::from("changed-so-3390"))).unwrap();
+}
+
+#[test]
+fn mechanism_list_and_info_carry_sizes_and_flags() {
+    let env = Env::new();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let list = p.get_mechanism_list(slot).unwrap();
+    for m in [
+        MechanismType::AES_KEY_GEN,
+        MechanismType::GENERIC_SECRET_KEY_GEN,
+        MechanismType::ECC_KEY_PAIR_GEN,
+        MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
+        MechanismType::ECDSA,
+        MechanismType::ECDSA_SHA256,
+        MechanismType::EDDSA,
+        MechanismType::AES_GCM,
+        MechanismType::AES_KEY_WRAP,
+        MechanismType::AES_KEY_WRAP_PAD,
+        MechanismType::SHA256,
+        MechanismType::SHA384,
+        MechanismType::SHA512,
+        MechanismType::SHA256_HMAC,
+        MechanismType::ECDH1_DERIVE,
+    ] {
+        assert!(list.contains(&m), "{m} missing from C_GetMechanismList");
+    }
+    let gcm = p.get_mechanism_info(slot, MechanismType::AES_GCM).unwrap();
+    assert!(gcm.encrypt() && gcm.decrypt() && !gcm.sign());
+    assert_eq!((gcm.min_key_size(), gcm.max_key_size()), (16, 32));
+    let ec = p.get_mechanism_info(slot, MechanismType::ECC_KEY_PAIR_GEN).unwrap();
+    assert!(ec.generate_key_pair() && !ec.generate());
+    assert_eq!((ec.min_key_size(), ec.max_key_size()), (256, 256));
+    assert!(ec.ec_from_oid() && ec.ec_uncompressed());
+    let ecdsa = p.get_mechanism_info(slot, MechanismType::ECDSA).unwrap();
+    assert!(ecdsa.sign() && ecdsa.verify() && !ecdsa.encrypt());
+    let wrap = p.get_mechanism_info(slot, MechanismType::AES_KEY_WRAP).unwrap();
+    assert!(wrap.wrap() && wrap.unwrap());
+    let sha = p.get_mechanism_info(slot, MechanismType::SHA256).unwrap();
+    assert!(sha.digest());
+    let derive = p.get_mechanism_info(slot, MechanismType::ECDH1_DERIVE).unwrap();
+    assert!(derive.derive());
+    assert_eq!(
+        rv(p.get_mechanism_info(slot, MechanismType::DES3_CBC)),
+        RvError::MechanismInvalid
+    );
+    // The token flags a client checks before logging in.
+    let info = p.get_token_info(slot).unwrap();
+    assert!(info.token_initialized() && info.login_required() && info.user_pin_initialized() && info.rng());
+    assert!(!info.user_pin_count_low() && !info.user_pin_locked());
+}
+
+#[test]
+fn session_states_follow_login_across_every_session_of_the_token() {
+    let env = Env::new();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let ro = p.open_ro_session(slot).unwrap();
+    let rw = p.open_rw_session(slot).unwrap();
+    assert_eq!(ro.get_session_info().unwrap().session_state(), SessionState::RoPublic);
+    assert_eq!(rw.get_session_info().unwrap().session_state(), SessionState::RwPublic);
+    assert!(!ro.get_session_info().unwrap().read_write());
+    assert!(rw.get_session_info().unwrap().read_write());
+
+    // The SO cannot log in while a read-only session is open.
+    assert_eq!(
+        rv(rw.login(UserType::So, Some(&AuthPin::from(SO_PIN)))),
+        RvError::SessionReadOnlyExists
+    );
+    // Logging in on one session logs in every session of the token.
+    ro.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    assert_eq!(ro.get_session_info().unwrap().session_state(), SessionState::RoUser);
+    assert_eq!(rw.get_session_info().unwrap().session_state(), SessionState::RwUser);
+    assert_eq!(
+        rv(rw.login(UserType::User, Some(&AuthPin::from(USER_PIN)))),
+        RvError::UserAlreadyLoggedIn
+    );
+    assert_eq!(
+        rv(rw.login(UserType::So, Some(&AuthPin::from(SO_PIN)))),
+        RvError::UserAnotherAlreadyLoggedIn
+    );
+    rw.logout().unwrap();
+    assert_eq!(ro.get_session_info().unwrap().session_state(), SessionState::RoPublic);
+    assert_eq!(rv(rw.logout()), RvError::UserNotLoggedIn);
+
+    // The SO's sessions are read/write only.
+    drop(ro);
+    rw.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    assert_eq!(
+        rw.get_session_info().unwrap().session_state(),
+        SessionState::RwSecurityOfficer
+    );
+    assert_eq!(rv(p.open_ro_session(slot)), RvError::SessionReadWriteSoExists);
+    // The SO has no access to the user's keys.
+    assert_eq!(
+        rv(rw.generate_key(
+            &Mechanism::AesKeyGen,
+            &[Attribute::ValueLen(Ulong::from(32)), Attribute::Private(true)]
+        )),
+        RvError::UserNotLoggedIn
+    );
+}
