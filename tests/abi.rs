@@ -258,3 +258,366 @@ fn read_only_sessions_and_private_objects() {
     let _ = null::<u8>();
     assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
 }
+
+/// A session AES key with the given value, usable for everything, made through the raw ABI.
+fn raw_aes(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
+    let (class, kt, yes, no): (CK_ULONG, CK_ULONG, CK_BBOOL, CK_BBOOL) = (CKO_SECRET_KEY, CKK_AES, 1, 0);
+    let mut t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        attr(CKA_TOKEN, &no),
+        attr(CKA_ENCRYPT, &yes),
+        attr(CKA_WRAP, &yes),
+        attr(CKA_UNWRAP, &yes),
+        attr(CKA_SENSITIVE, &no),
+        attr(CKA_EXTRACTABLE, &yes),
+        CK_ATTRIBUTE {
+            type_: CKA_VALUE,
+            pValue: value.as_ptr() as CK_VOID_PTR,
+            ulValueLen: value.len() as CK_ULONG,
+        },
+    ];
+    let mut k = 0;
+    assert_eq!(
+        call!(r, C_CreateObject(h, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+        CKR_OK
+    );
+    k
+}
+
+fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
+    CK_MECHANISM {
+        mechanism: m,
+        pParameter: null_mut(),
+        ulParameterLen: 0,
+    }
+}
+
+#[test]
+fn object_size_close_all_sessions_and_logout_by_closing() {
+    let _env = Env::new();
+    let r = raw();
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let h = session(&r, true);
+    login(&r, h);
+    let k = raw_aes(&r, h, &[1u8; 32]);
+    let mut size: CK_ULONG = 0;
+    assert_eq!(call!(r, C_GetObjectSize(h, k, &mut size)), CKR_OK);
+    assert!(
+        size >= 32,
+        "an object holding a 32-byte key has a size of at least 32, got {size}"
+    );
+    assert_eq!(call!(r, C_GetObjectSize(h, k, null_mut())), CKR_ARGUMENTS_BAD);
+    assert_eq!(
+        call!(r, C_GetObjectSize(h, k + 1000, &mut size)),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+
+    let other = session(&r, false);
+    assert_eq!(call!(r, C_CloseAllSessions(7)), CKR_SLOT_ID_INVALID);
+    assert_eq!(call!(r, C_CloseAllSessions(0)), CKR_OK);
+    for gone in [h, other] {
+        assert_eq!(
+            call!(r, C_GetObjectSize(gone, k, &mut size)),
+            CKR_SESSION_HANDLE_INVALID
+        );
+    }
+    // Closing the last session logs the user out and destroys session objects.
+    let fresh = session(&r, true);
+    // SAFETY: CK_SESSION_INFO is plain data; all-zero is a valid value.
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(r, C_GetSessionInfo(fresh, &mut info)), CKR_OK);
+    assert_eq!(info.state, CKS_RW_PUBLIC_SESSION);
+    assert_eq!(info.flags & CKF_RW_SESSION, CKF_RW_SESSION);
+    login(&r, fresh);
+    assert_eq!(
+        call!(r, C_GetObjectSize(fresh, k, &mut size)),
+        CKR_OBJECT_HANDLE_INVALID
+    );
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+}
+
+type GetInterface = unsafe extern "C" fn(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) -> CK_RV;
+type GetInterfaceList = unsafe extern "C" fn(CK_INTERFACE_PTR, CK_ULONG_PTR) -> CK_RV;
+
+/// `C_GetInterface(name, version)`: the interface found, or the call's error.
+fn get_interface(r: &Raw, name: Option<&std::ffi::CStr>, version: Option<(u8, u8)>) -> Result<CK_INTERFACE, CK_RV> {
+    // SAFETY: the exported symbol has this signature.
+    let get: libloading::Symbol<GetInterface> = unsafe { r._lib.get(b"C_GetInterface") }.unwrap();
+    let name = name.map_or(null_mut(), |n| n.as_ptr() as CK_UTF8CHAR_PTR);
+    let mut v = version.map(|(major, minor)| CK_VERSION { major, minor });
+    let vp = v.as_mut().map_or(null_mut(), |v| v as CK_VERSION_PTR);
+    let mut i: CK_INTERFACE_PTR = null_mut();
+    // SAFETY: a NUL-terminated name or NULL, a version or NULL, a valid out-pointer.
+    let rv = unsafe { get(name, vp, &mut i, 0) };
+    if rv != CKR_OK {
+        return Err(rv);
+    }
+    // SAFETY: on CKR_OK the module points at one of its static interfaces.
+    Ok(unsafe { i.read() })
+}
+
+/// The version at the head of an interface's function list.
+fn version_of(i: &CK_INTERFACE) -> (u8, u8) {
+    // SAFETY: every PKCS#11 function list begins with its CK_VERSION.
+    let v = unsafe { (i.pFunctionList as *const CK_VERSION).read() };
+    (v.major, v.minor)
+}
+
+/// The 3.0 function list, through `C_GetInterface`.
+fn list_3_0(r: &Raw) -> &'static CK_FUNCTION_LIST_3_0 {
+    let i = get_interface(r, Some(c"PKCS 11"), Some((3, 0))).unwrap();
+    // SAFETY: the list is a static of the loaded module, alive while the library is loaded.
+    unsafe { &*(i.pFunctionList as *const CK_FUNCTION_LIST_3_0) }
+}
+
+#[test]
+fn interface_list_and_interfaces_by_name_and_version() {
+    let r = raw();
+    // SAFETY: the exported symbol has this signature.
+    let list: libloading::Symbol<GetInterfaceList> = unsafe { r._lib.get(b"C_GetInterfaceList") }.unwrap();
+    let mut n: CK_ULONG = 0;
+    // SAFETY: NULL list is the length query.
+    let rv = unsafe { list(null_mut(), &mut n) };
+    assert_eq!((rv, n), (CKR_OK, 2));
+    // SAFETY: CK_INTERFACE is plain data; all-zero is a valid value.
+    let mut items: [CK_INTERFACE; 2] = unsafe { std::mem::zeroed() };
+    let mut short: CK_ULONG = 1;
+    // SAFETY: a buffer of one entry, announced as such.
+    let rv = unsafe { list(items.as_mut_ptr(), &mut short) };
+    assert_eq!((rv, short), (CKR_BUFFER_TOO_SMALL, 2));
+    // SAFETY: a buffer of two entries.
+    let rv = unsafe { list(items.as_mut_ptr(), &mut n) };
+    assert_eq!(rv, CKR_OK);
+    // SAFETY: NULL count pointer is refused, not dereferenced.
+    let rv = unsafe { list(items.as_mut_ptr(), null_mut()) };
+    assert_eq!(rv, CKR_ARGUMENTS_BAD);
+    let mut versions = Vec::new();
+    for i in &items {
+        // SAFETY: the module's interface names are NUL-terminated statics.
+        let name = unsafe { std::ffi::CStr::from_ptr(i.pInterfaceName as *const std::ffi::c_char) };
+        assert_eq!(name.to_bytes(), b"PKCS 11");
+        versions.push(version_of(i));
+    }
+    versions.sort();
+    assert_eq!(versions, [(2, 40), (3, 0)]);
+
+    let default = get_interface(&r, None, None).unwrap();
+    assert_eq!(version_of(&default), (3, 0), "the default interface is the newest");
+    let old = get_interface(&r, Some(c"PKCS 11"), Some((2, 40))).unwrap();
+    assert_eq!(version_of(&old), (2, 40));
+    assert_eq!(
+        get_interface(&r, Some(c"Vendor X"), None).unwrap_err(),
+        CKR_ARGUMENTS_BAD
+    );
+    assert_eq!(get_interface(&r, None, Some((1, 0))).unwrap_err(), CKR_ARGUMENTS_BAD);
+    // SAFETY: the exported symbol has this signature.
+    let get: libloading::Symbol<GetInterface> = unsafe { r._lib.get(b"C_GetInterface") }.unwrap();
+    // SAFETY: a NULL out-pointer is refused, not written.
+    let rv = unsafe { get(null_mut(), null_mut(), null_mut(), 0) };
+    assert_eq!(rv, CKR_ARGUMENTS_BAD);
+    let f3 = list_3_0(&r);
+    assert_eq!((f3.version.major, f3.version.minor), (3, 0));
+    assert!(f3.C_SessionCancel.is_some() && f3.C_LoginUser.is_some() && f3.C_MessageEncryptInit.is_some());
+}
+
+#[test]
+fn session_cancel_ends_only_the_named_operations() {
+    let _env = Env::new();
+    let r = raw();
+    let f3 = list_3_0(&r);
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let h = session(&r, true);
+    login(&r, h);
+    let k = raw_aes(&r, h, &[2u8; 16]);
+    let mut sha = mech(CKM_SHA256);
+    let mut iv = [0u8; 12];
+    let mut params = CK_GCM_PARAMS {
+        pIv: iv.as_mut_ptr(),
+        ulIvLen: 12,
+        ulIvBits: 96,
+        pAAD: null_mut(),
+        ulAADLen: 0,
+        ulTagBits: 128,
+    };
+    let mut gcm = CK_MECHANISM {
+        mechanism: CKM_AES_GCM,
+        pParameter: &mut params as *mut _ as CK_VOID_PTR,
+        ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+    };
+    assert_eq!(call!(r, C_EncryptInit(h, &mut gcm, k)), CKR_OK);
+    assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
+    let cancel = f3.C_SessionCancel.unwrap();
+    // SAFETY: the call takes no pointers.
+    let rv = unsafe { cancel(h, CKF_ENCRYPT) };
+    assert_eq!(rv, CKR_OK);
+    assert_eq!(call!(r, C_EncryptInit(h, &mut gcm, k)), CKR_OK, "encrypt was cancelled");
+    assert_eq!(
+        call!(r, C_DigestInit(h, &mut sha)),
+        CKR_OPERATION_ACTIVE,
+        "digest was not"
+    );
+    // SAFETY: the call takes no pointers; an invalid handle is answered, not used.
+    let rv = unsafe { cancel(h + 99, CKF_DIGEST) };
+    assert_eq!(rv, CKR_SESSION_HANDLE_INVALID);
+    // SAFETY: the call takes no pointers.
+    let rv = unsafe { cancel(h, CKF_DIGEST | CKF_ENCRYPT) };
+    assert_eq!(rv, CKR_OK);
+    assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
+}
+
+#[test]
+fn aes_key_wrap_kwp_matches_rfc5649() {
+    let _env = Env::new();
+    let r = raw();
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let h = session(&r, true);
+    login(&r, h);
+    let kek = [0x17u8; 32];
+    let wrapping = raw_aes(&r, h, &kek);
+    // KWP output carries the RFC 5649 alternative IV with the length; 20 bytes below also need padding.
+    let target = raw_aes(&r, h, &[0x29u8; 24]);
+    let mut m = mech(CKM_AES_KEY_WRAP_KWP);
+    let mut n: CK_ULONG = 0;
+    assert_eq!(
+        call!(r, C_WrapKey(h, &mut m, wrapping, target, null_mut(), &mut n)),
+        CKR_OK
+    );
+    let mut out = vec![0u8; n as usize];
+    assert_eq!(
+        call!(r, C_WrapKey(h, &mut m, wrapping, target, out.as_mut_ptr(), &mut n)),
+        CKR_OK
+    );
+    out.truncate(n as usize);
+    let outside = aes_kw::KekAes256::from(kek);
+    assert_eq!(
+        out,
+        outside.wrap_with_padding_vec(&[0x29u8; 24]).unwrap(),
+        "RFC 5649 output"
+    );
+
+    // The reverse: unwrap what RustCrypto wrapped, then read the value back.
+    let secret = [0x33u8; 20];
+    let mut wrapped = outside.wrap_with_padding_vec(&secret).unwrap();
+    let (class, kt, yes): (CK_ULONG, CK_ULONG, CK_BBOOL) = (CKO_SECRET_KEY, CKK_GENERIC_SECRET, 1);
+    let no: CK_BBOOL = 0;
+    let mut t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        attr(CKA_EXTRACTABLE, &yes),
+        attr(CKA_SENSITIVE, &no),
+    ];
+    let mut k = 0;
+    assert_eq!(
+        call!(
+            r,
+            C_UnwrapKey(
+                h,
+                &mut m,
+                wrapping,
+                wrapped.as_mut_ptr(),
+                wrapped.len() as CK_ULONG,
+                t.as_mut_ptr(),
+                t.len() as CK_ULONG,
+                &mut k
+            )
+        ),
+        CKR_OK
+    );
+    let mut value = [0u8; 20];
+    let mut a = [CK_ATTRIBUTE {
+        type_: CKA_VALUE,
+        pValue: value.as_mut_ptr() as CK_VOID_PTR,
+        ulValueLen: 20,
+    }];
+    assert_eq!(call!(r, C_GetAttributeValue(h, k, a.as_mut_ptr(), 1)), CKR_OK);
+    assert_eq!(value, secret);
+    // A tampered wrapping is refused.
+    wrapped[3] ^= 1;
+    assert_eq!(
+        call!(
+            r,
+            C_UnwrapKey(
+                h,
+                &mut m,
+                wrapping,
+                wrapped.as_mut_ptr(),
+                wrapped.len() as CK_ULONG,
+                t.as_mut_ptr(),
+                t.len() as CK_ULONG,
+                &mut k
+            )
+        ),
+        CKR_WRAPPED_KEY_INVALID
+    );
+}
+
+#[test]
+fn a_panic_inside_the_module_becomes_general_error() {
+    let _env = Env::new();
+    let r = raw();
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    // SAFETY: CK_INFO is plain data.
+    let mut info: CK_INFO = unsafe { std::mem::zeroed() };
+    // The debug-build hook makes C_GetInfo panic inside the module (see ffi::injected_panic).
+    std::env::set_var("KEYGATE_TEST_PANIC_IN", "C_GetInfo");
+    assert_eq!(call!(r, C_GetInfo(&mut info)), CKR_GENERAL_ERROR);
+    std::env::remove_var("KEYGATE_TEST_PANIC_IN");
+    // The process and the module carry on.
+    assert_eq!(call!(r, C_GetInfo(&mut info)), CKR_OK);
+    assert_eq!((info.cryptokiVersion.major, info.cryptokiVersion.minor), (3, 0));
+    let h = session(&r, true);
+    login(&r, h);
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+}
+
+#[test]
+fn a_forked_child_must_initialise_again_and_then_works() {
+    let _env = Env::new();
+    let r = raw();
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let h = session(&r, true);
+    login(&r, h);
+    // SAFETY: the child only calls into the module and then _exit()s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut n: CK_ULONG = 0;
+        let mut code = 0;
+        if call!(r, C_GetSlotList(0, null_mut(), &mut n)) != CKR_CRYPTOKI_NOT_INITIALIZED {
+            code |= 1;
+        }
+        let mut out = [0u8; 8];
+        if call!(r, C_GenerateRandom(h, out.as_mut_ptr(), 8)) != CKR_CRYPTOKI_NOT_INITIALIZED {
+            code |= 2;
+        }
+        if call!(r, C_Initialize(null_mut())) != CKR_OK {
+            code |= 4;
+        }
+        let mut s = 0;
+        let pin = USER_PIN.as_bytes();
+        if call!(
+            r,
+            C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, null_mut(), None, &mut s)
+        ) != CKR_OK
+            || call!(r, C_Login(s, CKU_USER, pin.as_ptr() as *mut u8, pin.len() as CK_ULONG)) != CKR_OK
+            || call!(r, C_GenerateRandom(s, out.as_mut_ptr(), 8)) != CKR_OK
+        {
+            code |= 8;
+        }
+        if call!(r, C_Finalize(null_mut())) != CKR_OK {
+            code |= 16;
+        }
+        // SAFETY: leaves the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status), "child crashed: {status:#x}");
+    assert_eq!(libc::WEXITSTATUS(status), 0, "child failure bits");
+    // The parent's session is untouched by the child.
+    let mut out = [0u8; 8];
+    assert_eq!(call!(r, C_GenerateRandom(h, out.as_mut_ptr(), 8)), CKR_OK);
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+}

@@ -54,6 +54,10 @@ pub fn initialize() -> Result<()> {
         if p.pid == std::process::id() {
             return Err(Error::CryptokiAlreadyInitialized);
         }
+        // A forked child: the parent's state (its sqlite connections, its HSM sessions) belongs
+        // to the parent. Closing it here could finalise the parent's HSM library state or
+        // checkpoint the parent's database from the wrong process, so it is left untouched.
+        std::mem::forget(g.take());
     }
     let slots = match Config::load() {
         Ok(cfg) => slots_from(&cfg),
