@@ -26,6 +26,17 @@ pub enum UserType {
     ContextSpecific,
 }
 
+impl UserType {
+    /// The name used in log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            UserType::So => "SO",
+            UserType::User => "user",
+            UserType::ContextSpecific => "context-specific user",
+        }
+    }
+}
+
 /// What `C_GetTokenInfo` needs from the backend.
 #[derive(Debug, Clone, Default)]
 pub struct TokenStatus {

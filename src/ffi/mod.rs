@@ -26,18 +26,23 @@ use crate::error::Result;
 /// Runs one entry point: logging set up, panics caught, the error mapped to its `CK_RV`.
 pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV {
     crate::logging::init();
+    log::trace!("{name}");
     match catch_unwind(AssertUnwindSafe(|| {
         injected_panic(name);
         f()
     })) {
-        Ok(Ok(())) => CKR_OK,
+        Ok(Ok(())) => {
+            log::trace!("{name}: CKR_OK");
+            CKR_OK
+        }
         Ok(Err(e)) => {
+            let rv = e.ck_rv();
             if e.is_fault() {
-                log::error!("{name}: {e}");
+                log::error!("{name}: {e} (CK_RV {rv:#x})");
             } else {
-                log::debug!("{name}: {e}");
+                log::debug!("{name}: {e} (CK_RV {rv:#x})");
             }
-            e.ck_rv()
+            rv
         }
         Err(_) => {
             log::error!("{name}: internal error (panic caught at the C boundary)");

@@ -107,7 +107,10 @@ pub unsafe fn template_in(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<AttrMap
         let v = unsafe { in_slice(a.pValue as *const u8, a.ulValueLen) }?;
         pairs.push((a.type_, v.to_vec()));
     }
-    AttrMap::from_pairs(pairs)
+    let t = AttrMap::from_pairs(pairs)?;
+    // The map's Debug output names the attribute types only, never a value.
+    log::trace!("template {t:?}");
+    Ok(t)
 }
 
 /// The caller's attribute array, as a slice.
@@ -203,6 +206,7 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
     }
     // SAFETY: non-null and readable per the caller's contract.
     let m = unsafe { p.read_unaligned() };
+    log::trace!("mechanism {:#x}, {} parameter bytes", m.mechanism, m.ulParameterLen);
     let bad = |_| Error::MechanismParamInvalid;
     Ok(match m.mechanism {
         mech::AES_GCM => {

@@ -244,7 +244,7 @@ impl Provider {
         }
         sl.backend.login(user, pin)?;
         *sl.login.lock() = Some(user);
-        log::info!("token {:?}: {user:?} logged in", sl.label);
+        log::info!("token {:?}: {} logged in", sl.label, user.name());
         Ok(())
     }
 

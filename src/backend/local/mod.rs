@@ -213,7 +213,7 @@ impl LocalBackend {
         };
         let cred = cred.ok_or(Error::UserPinNotInitialized)?;
         if failures >= max {
-            log::warn!("token {:?}: {role:?} PIN is locked", self.cfg.label);
+            log::warn!("token {:?}: {role} PIN is locked", self.cfg.label);
             return Err(Error::PinLocked);
         }
         // Argon2 and the HSM round trip run with no lock held.
@@ -230,7 +230,7 @@ impl LocalBackend {
             Ok(())
         })?;
         if !ok {
-            log::warn!("token {:?}: wrong {role:?} PIN", self.cfg.label);
+            log::warn!("token {:?}: wrong {role} PIN", self.cfg.label);
         }
         result
     }

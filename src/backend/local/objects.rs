@@ -124,6 +124,9 @@ impl LocalBackend {
         }
         if !rows.is_empty() {
             self.store()?.insert(&rows)?;
+            for (_, row) in &rows {
+                log::debug!("token {:?}: object {} stored", self.cfg.label, hex(&row.uid));
+            }
         }
         let mut map = self.session_objects.lock();
         for (l, r) in records {
@@ -179,7 +182,11 @@ impl LocalBackend {
                 }
                 Ok(())
             }
-            Lifetime::Token => self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?),
+            Lifetime::Token => {
+                self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?)?;
+                log::debug!("token {:?}: object {} updated", self.cfg.label, hex(id));
+                Ok(())
+            }
         }
     }
 
@@ -197,6 +204,7 @@ impl LocalBackend {
             return Ok(());
         }
         if self.store()?.delete(id)? {
+            log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex(id));
             Ok(())
         } else {
             Err(Error::ObjectHandleInvalid)

@@ -49,6 +49,15 @@ pub enum Role {
     So,
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::User => "user",
+            Role::So => "SO",
+        })
+    }
+}
+
 /// Argon2id parameters as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KdfParams {
