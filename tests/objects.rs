@@ -456,3 +456,113 @@ fn session_states_follow_login_across_every_session_of_the_token() {
         RvError::UserNotLoggedIn
     );
 }
+
+#[test]
+fn library_slot_and_token_info_and_random_seeding() {
+    let env = Env::new();
+    let p = env.load();
+    let info = p.get_library_info().unwrap();
+    assert_eq!(
+        (info.cryptoki_version().major(), info.cryptoki_version().minor()),
+        (3, 0)
+    );
+    assert_eq!(info.manufacturer_id(), "keygate");
+    let slot = Env::slot(&p);
+    assert_eq!(p.get_all_slots().unwrap(), vec![slot]);
+    let si = p.get_slot_info(slot).unwrap();
+    assert!(si.token_present() && !si.removable_device());
+    assert!(si.slot_description().contains("test"));
+    let s = Env::user_session(&p);
+    let _ro = p.open_ro_session(slot).unwrap();
+    let ti = p.get_token_info(slot).unwrap();
+    assert_eq!(ti.label(), "test");
+    assert_eq!(ti.model(), "self-managed");
+    assert!(!ti.serial_number().is_empty());
+    assert_eq!((ti.min_pin_length(), ti.max_pin_length()), (4, 255));
+    assert_eq!(ti.session_count(), Some(2));
+    assert_eq!(ti.rw_session_count(), Some(1));
+    // The OS generator takes no seed (CKR_RANDOM_SEED_NOT_SUPPORTED, as the spec allows).
+    assert_eq!(rv(s.seed_random(b"seed")), RvError::RandomSeedNotSupported);
+    assert_eq!(s.generate_random_vec(48).unwrap().len(), 48);
+    // An invalid slot is refused everywhere.
+    let bad = cryptoki::slot::Slot::try_from(9u64).unwrap();
+    assert_eq!(rv(p.get_slot_info(bad)), RvError::SlotIdInvalid);
+    assert_eq!(rv(p.get_token_info(bad)), RvError::SlotIdInvalid);
+    assert_eq!(rv(p.open_rw_session(bad)), RvError::SlotIdInvalid);
+}
+
+#[test]
+fn aes_keys_of_every_size_and_multi_part_verify() {
+    use hmac::Mac;
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for len in [16u64, 24, 32] {
+        let k = s
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::ValueLen(Ulong::from(len)),
+                    Attribute::Sensitive(false),
+                    Attribute::Extractable(true),
+                ],
+            )
+            .unwrap();
+        match s
+            .get_attributes(k, &[AttributeType::ValueLen, AttributeType::Value])
+            .unwrap()
+            .as_slice()
+        {
+            [Attribute::ValueLen(l), Attribute::Value(v)] => {
+                assert_eq!(u64::from(*l), len);
+                assert_eq!(v.len() as u64, len);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The generated key works with an independent AES-GCM for every size it can.
+        let mut iv = [4u8; 12];
+        let ct = gcm_encrypt(&s, k, &mut iv, b"sized").unwrap();
+        assert_eq!(gcm_decrypt(&s, k, &mut iv, &ct).unwrap(), b"sized");
+    }
+
+    // Multi-part verify: HMAC made outside, checked in pieces; a wrong tag is refused at the end.
+    let key = b"multi-part verify key 0123456789".to_vec();
+    let k = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Value(key.clone()),
+            Attribute::Verify(true),
+        ])
+        .unwrap();
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    m.update(b"in three parts");
+    let tag = m.finalize().into_bytes().to_vec();
+    s.verify_init(&Mechanism::Sha256Hmac, k).unwrap();
+    for part in [&b"in "[..], b"three", b" parts"] {
+        s.verify_update(part).unwrap();
+    }
+    s.verify_final(&tag).unwrap();
+    s.verify_init(&Mechanism::Sha256Hmac, k).unwrap();
+    s.verify_update(b"in three parts!").unwrap();
+    assert_eq!(rv(s.verify_final(&tag)), RvError::SignatureInvalid);
+
+    // Multi-part ECDSA-SHA256 verify of a signature made by p256 directly.
+    use p256::ecdsa::signature::Signer;
+    let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let sig: p256::ecdsa::Signature = sk.sign(b"signed outside");
+    let mut point = vec![0x04, 65];
+    point.extend_from_slice(sk.verifying_key().to_encoded_point(false).as_bytes());
+    let pubk = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::EcPoint(point),
+        ])
+        .unwrap();
+    s.verify_init(&Mechanism::EcdsaSha256, pubk).unwrap();
+    s.verify_update(b"signed ").unwrap();
+    s.verify_update(b"outside").unwrap();
+    s.verify_final(&sig.to_bytes()).unwrap();
+}
