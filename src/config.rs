@@ -35,6 +35,8 @@ pub struct TokenConfig {
     pub mirror: Option<PathBuf>,
     /// Where the root key lives (self-managed mode).
     pub root: Option<RootConfig>,
+    /// The HSM token every operation is forwarded to (hsm mode).
+    pub hsm: Option<HsmConfig>,
     /// Wrong PINs in a row before a PIN locks (default 10).
     #[serde(default = "default_max_failures")]
     pub max_pin_failures: u32,
@@ -63,6 +65,34 @@ pub struct RootConfig {
     pub pin_env: Option<String>,
     /// A file (mode 0600 or stricter) holding the HSM user PIN.
     pub pin_file: Option<PathBuf>,
+}
+
+/// An hsm-mode token: the HSM module and the token on it that keygate forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Path of the HSM's PKCS#11 module.
+    pub module: PathBuf,
+    /// Label of the token on the HSM.
+    pub token: String,
+    /// Who logs in to the HSM (default: the application, with its own PIN).
+    #[serde(default)]
+    pub login: LoginMode,
+    /// With `login = "held"`: the environment variable holding the HSM user PIN.
+    pub pin_env: Option<String>,
+    /// With `login = "held"`: a file (mode 0600 or stricter) holding the HSM user PIN.
+    pub pin_file: Option<PathBuf>,
+}
+
+/// How an hsm-mode token logs in to its HSM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginMode {
+    /// `C_Login` of the application goes to the HSM with the application's PIN.
+    #[default]
+    PassThrough,
+    /// keygate logs in with a credential of its own (`pin_env`/`pin_file`).
+    Held,
 }
 
 /// Argon2id parameters; bounded when read back from a store.
@@ -128,11 +158,36 @@ impl Config {
                     }
                 }
                 Mode::Hsm => {
-                    return Err(Error::Config(format!(
-                        "token {:?}: mode \"hsm\" is not available yet",
-                        t.label
-                    )))
+                    let Some(h) = &t.hsm else {
+                        return Err(Error::Config(format!("token {:?}: hsm mode needs `hsm`", t.label)));
+                    };
+                    if t.store.is_some() || t.root.is_some() || t.mirror.is_some() {
+                        return Err(Error::Config(format!(
+                            "token {:?}: `store`, `root` and `mirror` belong to self-managed tokens",
+                            t.label
+                        )));
+                    }
+                    let held = h.login == LoginMode::Held;
+                    let sources = usize::from(h.pin_env.is_some()) + usize::from(h.pin_file.is_some());
+                    if held && sources != 1 {
+                        return Err(Error::Config(format!(
+                            "token {:?}: login = \"held\" needs exactly one of `pin_env` or `pin_file`",
+                            t.label
+                        )));
+                    }
+                    if !held && sources != 0 {
+                        return Err(Error::Config(format!(
+                            "token {:?}: `pin_env`/`pin_file` are only for login = \"held\"",
+                            t.label
+                        )));
+                    }
                 }
+            }
+            if t.mode == Mode::SelfManaged && t.hsm.is_some() {
+                return Err(Error::Config(format!(
+                    "token {:?}: `hsm` belongs to hsm-mode tokens",
+                    t.label
+                )));
             }
             if !(1..=1000).contains(&t.max_pin_failures) {
                 return Err(Error::Config(format!(
@@ -247,6 +302,33 @@ root = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "root", pin_env = "
     fn self_managed_needs_root() {
         let bad = GOOD.replace("root = {", "#root = {");
         assert!(matches!(Config::parse(&bad), Err(Error::Config(_))));
+    }
+
+    const HSM: &str = r#"
+[[token]]
+label = "prod"
+mode = "hsm"
+hsm = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "prod" }
+"#;
+
+    #[test]
+    fn hsm_tokens() {
+        let c = Config::parse(HSM).unwrap();
+        assert_eq!(c.tokens[0].hsm.as_ref().unwrap().login, LoginMode::PassThrough);
+        let held = HSM.replace(
+            "token = \"prod\" }",
+            "token = \"prod\", login = \"held\", pin_env = \"P\" }",
+        );
+        assert_eq!(
+            Config::parse(&held).unwrap().tokens[0].hsm.as_ref().unwrap().login,
+            LoginMode::Held
+        );
+        let held_without_pin = HSM.replace("token = \"prod\" }", "token = \"prod\", login = \"held\" }");
+        assert!(Config::parse(&held_without_pin).is_err());
+        let pin_without_held = HSM.replace("token = \"prod\" }", "token = \"prod\", pin_env = \"P\" }");
+        assert!(Config::parse(&pin_without_held).is_err());
+        assert!(Config::parse(&HSM.replace("hsm = {", "#hsm = {")).is_err());
+        assert!(Config::parse(&format!("{HSM}{GOOD}")).is_ok(), "both modes in one file");
     }
 
     #[test]

@@ -15,6 +15,9 @@ use crate::error::Result;
 use crate::token::attributes::AttrMap;
 use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin};
 
+/// The session number the CLI uses for administrative work; PKCS#11 session handles start at 1.
+pub const ADMIN_SESSION: u64 = 0;
+
 /// A backend's stable identity for an object (random, never reused).
 pub type ObjectId = [u8; 16];
 
@@ -75,63 +78,74 @@ pub trait Backend: Send + Sync + Debug {
     /// `C_InitToken`: (re)creates the token; every object is destroyed.
     fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()>;
     /// Checks a PIN and unlocks the token's key material for the session's application.
-    fn login(&self, user: UserType, pin: &Pin) -> Result<()>;
+    fn login(&self, session: u64, user: UserType, pin: &Pin) -> Result<()>;
     /// Forgets the key material unlocked at login.
-    fn logout(&self);
+    fn logout(&self, session: u64);
     /// `C_InitPIN` (the SO is logged in).
-    fn init_pin(&self, pin: &Pin) -> Result<()>;
+    fn init_pin(&self, session: u64, pin: &Pin) -> Result<()>;
     /// `C_SetPIN` for the logged-in user (or SO).
-    fn set_pin(&self, user: UserType, old: &Pin, new: &Pin) -> Result<()>;
+    fn set_pin(&self, session: u64, user: UserType, old: &Pin, new: &Pin) -> Result<()>;
 
     /// Stores an object whose template `token/` has already completed and checked. Secret
     /// material (`CKA_VALUE` of a key) is inside `attrs` and is sealed by the backend.
-    fn create(&self, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
+    fn create(&self, session: u64, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
     /// Objects whose clear attributes match `template`; private ones only if `private_visible`.
-    fn find(&self, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>>;
+    fn find(&self, session: u64, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>>;
     /// The clear attributes of an object (never its secret material).
-    fn attributes(&self, id: &ObjectId) -> Result<AttrMap>;
+    fn attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap>;
     /// The lifetime of an object.
-    fn lifetime(&self, id: &ObjectId) -> Result<Lifetime>;
+    fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime>;
     /// The secret material (`CKA_VALUE`) of a key, for an extractable, non-sensitive key only;
     /// `token/` has checked that.
-    fn secret_value(&self, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>>;
+    fn secret_value(&self, session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>>;
     /// Replaces the clear attributes of an object (secret material unchanged).
-    fn update(&self, id: &ObjectId, attrs: AttrMap) -> Result<()>;
+    fn update(&self, session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()>;
     /// Copies an object, secret material included, under new clear attributes.
-    fn copy(&self, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
-    fn destroy(&self, id: &ObjectId) -> Result<()>;
+    fn copy(&self, session: u64, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId>;
+    fn destroy(&self, session: u64, id: &ObjectId) -> Result<()>;
+    /// A session opened (read/write or not); the hsm backend opens its HSM session here.
+    fn session_opened(&self, session: u64, rw: bool) -> Result<()>;
     /// A session closed: its session objects are destroyed.
     fn session_closed(&self, session: u64);
 
     /// Generates a secret key; `template` is complete except for the key material.
-    fn generate_key(&self, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId>;
+    fn generate_key(&self, session: u64, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId>;
     /// Generates a key pair; returns (public, private).
     fn generate_key_pair(
         &self,
+        session: u64,
         mech: &Mechanism,
         lifetimes: (Lifetime, Lifetime),
         public: AttrMap,
         private: AttrMap,
     ) -> Result<(ObjectId, ObjectId)>;
-    fn wrap_key(&self, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>>;
+    fn wrap_key(&self, session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>>;
     fn unwrap_key(
         &self,
+        session: u64,
         mech: &Mechanism,
         unwrapping: &ObjectId,
         wrapped: &[u8],
         lifetime: Lifetime,
         template: AttrMap,
     ) -> Result<ObjectId>;
-    fn derive_key(&self, mech: &Mechanism, base: &ObjectId, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId>;
+    fn derive_key(
+        &self,
+        session: u64,
+        mech: &Mechanism,
+        base: &ObjectId,
+        lifetime: Lifetime,
+        template: AttrMap,
+    ) -> Result<ObjectId>;
 
-    fn sign(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>>;
-    fn verify(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>>;
-    fn encrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
-    fn decrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
-    fn digest(&self, mech: &Mechanism) -> Result<Box<dyn DigestOp>>;
+    fn sign(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>>;
+    fn verify(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>>;
+    fn encrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
+    fn decrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>>;
+    fn digest(&self, session: u64, mech: &Mechanism) -> Result<Box<dyn DigestOp>>;
     /// The secret of a key fed to a running digest (`C_DigestKey`).
-    fn digest_key(&self, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()>;
-    fn random(&self, out: &mut [u8]) -> Result<()>;
+    fn digest_key(&self, session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()>;
+    fn random(&self, session: u64, out: &mut [u8]) -> Result<()>;
     /// Token objects in the store (for administration).
     fn object_count(&self) -> Result<u64>;
 }
@@ -140,12 +154,22 @@ pub trait Backend: Send + Sync + Debug {
 pub trait SignOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<Vec<u8>>;
+    /// The single-part form (`C_Sign`); a backend may do it in one step.
+    fn once(mut self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
+        self.update(data)?;
+        self.finish()
+    }
 }
 
 /// A verification in progress.
 pub trait VerifyOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()>;
+    /// The single-part form (`C_Verify`).
+    fn once(mut self: Box<Self>, data: &[u8], signature: &[u8]) -> Result<()> {
+        self.update(data)?;
+        self.finish(signature)
+    }
 }
 
 /// An encryption or decryption in progress. Outputs are zeroising: a decryption's plaintext
@@ -156,10 +180,21 @@ pub trait CipherOp: Send {
     /// The output length an `update` with `input_len` bytes will produce, answered without
     /// consuming input (a length query must not feed the cipher).
     fn update_len(&self, input_len: usize) -> usize;
+    /// The single-part form (`C_Encrypt`/`C_Decrypt`).
+    fn once(mut self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = self.update(data)?;
+        out.extend_from_slice(&self.finish()?);
+        Ok(out)
+    }
 }
 
 /// A digest in progress.
 pub trait DigestOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<Vec<u8>>;
+    /// The single-part form (`C_Digest`).
+    fn once(mut self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
+        self.update(data)?;
+        self.finish()
+    }
 }

@@ -80,12 +80,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let so = read_pin(&so_pin_env, &mut stdin, "SO PIN")?;
             let user = read_pin(&pin_env, &mut stdin, "user PIN")?;
             let b = &slot.backend;
+            let admin = keygate_pkcs11::backend::ADMIN_SESSION;
             b.init_token(&so, &token)
                 .map_err(|e| format!("cannot initialise {token:?}: {e}"))?;
-            b.login(keygate_pkcs11::backend::UserType::So, &so)
+            b.session_opened(admin, true)
+                .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+            b.login(admin, keygate_pkcs11::backend::UserType::So, &so)
                 .map_err(|e| format!("SO login failed: {e}"))?;
-            b.init_pin(&user).map_err(|e| format!("cannot set the user PIN: {e}"))?;
-            b.logout();
+            b.init_pin(admin, &user)
+                .map_err(|e| format!("cannot set the user PIN: {e}"))?;
+            b.logout(admin);
+            b.session_closed(admin);
             println!("token {token:?} initialised");
             Ok(())
         }

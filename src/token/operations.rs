@@ -124,16 +124,13 @@ impl Provider {
         if s.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        s.sign = Some(Active::Running(b.sign(mech, &id)?));
+        s.sign = Some(Active::Running(b.sign(h, mech, &id)?));
         Ok(())
     }
     pub fn sign(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
-        deliver(&mut s.sign, cap, |mut op| {
-            op.update(data)?;
-            op.finish().map(Zeroizing::new)
-        })
+        deliver(&mut s.sign, cap, |op| op.once(data).map(Zeroizing::new))
     }
     pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
@@ -156,14 +153,13 @@ impl Provider {
         if s.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        s.verify = Some(b.verify(mech, &id)?);
+        s.verify = Some(b.verify(h, mech, &id)?);
         Ok(())
     }
     pub fn verify(&self, h: u64, data: &[u8], signature: &[u8]) -> Result<()> {
         let s = self.session(h)?;
-        let mut op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
-        op.update(data)?;
-        op.finish(signature)
+        let op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
+        op.once(data, signature)
     }
     pub fn verify_update(&self, h: u64, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
@@ -193,9 +189,9 @@ impl Provider {
             return Err(Error::OperationActive);
         }
         let op = if encrypt {
-            b.encrypt(mech, &id)?
+            b.encrypt(h, mech, &id)?
         } else {
-            b.decrypt(mech, &id)?
+            b.decrypt(h, mech, &id)?
         };
         *slot = Some(Active::Running(op));
         Ok(())
@@ -204,11 +200,7 @@ impl Provider {
         let s = self.session(h)?;
         let mut s = s.lock();
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
-        deliver(slot, cap, |mut op| {
-            let mut out = op.update(data)?;
-            out.extend_from_slice(&op.finish()?);
-            Ok(out)
-        })
+        deliver(slot, cap, |op| op.once(data))
     }
     pub fn crypt_update(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
@@ -247,16 +239,13 @@ impl Provider {
         if s.digest.is_some() {
             return Err(Error::OperationActive);
         }
-        s.digest = Some(Active::Running(b.digest(mech)?));
+        s.digest = Some(Active::Running(b.digest(h, mech)?));
         Ok(())
     }
     pub fn digest(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
-        deliver(&mut s.digest, cap, |mut op| {
-            op.update(data)?;
-            op.finish().map(Zeroizing::new)
-        })
+        deliver(&mut s.digest, cap, |op| op.once(data).map(Zeroizing::new))
     }
     pub fn digest_update(&self, h: u64, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
@@ -276,7 +265,7 @@ impl Provider {
         }
         let b = self.slot_of(&s).backend.clone();
         let op = running(&mut s.digest)?;
-        b.digest_key(op.as_mut(), &id)
+        b.digest_key(h, op.as_mut(), &id)
     }
     pub fn digest_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
@@ -293,7 +282,7 @@ impl Provider {
         let t = object::implied(template, class::SECRET_KEY, kt)?;
         let t = object::complete(t, Origin::Generate(mech.ty()), false)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
-        let id = b.generate_key(mech, lifetime, t)?;
+        let id = b.generate_key(h, mech, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))
     }
 
@@ -322,7 +311,7 @@ impl Provider {
             return Err(Error::TemplateInconsistent("the two templates name different curves"));
         }
         let lifetimes = (self.lifetime_for(h, &s, &public)?, self.lifetime_for(h, &s, &private)?);
-        let (pu, pr) = b.generate_key_pair(mech, lifetimes, public, private)?;
+        let (pu, pr) = b.generate_key_pair(h, mech, lifetimes, public, private)?;
         Ok((self.handles.handle_for(s.slot, pu), self.handles.handle_for(s.slot, pr)))
     }
 
@@ -335,10 +324,10 @@ impl Provider {
         if !kattrs.flag(attr::EXTRACTABLE) {
             return Err(Error::KeyUnextractable);
         }
-        if kattrs.flag(attr::WRAP_WITH_TRUSTED) && !b.attributes(&wid)?.flag(attr::TRUSTED) {
+        if kattrs.flag(attr::WRAP_WITH_TRUSTED) && !b.attributes(h, &wid)?.flag(attr::TRUSTED) {
             return Err(Error::KeyNotWrappable);
         }
-        Ok(sized(cap, b.wrap_key(mech, &wid, &kid)?))
+        Ok(sized(cap, b.wrap_key(h, mech, &wid, &kid)?))
     }
 
     pub fn unwrap_key(
@@ -356,7 +345,7 @@ impl Provider {
         template.class()?;
         let t = object::complete(template, Origin::Unwrap, false)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
-        let id = b.unwrap_key(mech, &uid, wrapped, lifetime, t)?;
+        let id = b.unwrap_key(h, mech, &uid, wrapped, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))
     }
 
@@ -372,10 +361,10 @@ impl Provider {
         if template.class()? != class::SECRET_KEY {
             return Err(Error::TemplateInconsistent("derivation makes secret keys"));
         }
-        let base_attrs = b.attributes(&bid)?;
+        let base_attrs = b.attributes(h, &bid)?;
         let t = object::complete(template, Origin::Derive(&base_attrs), false)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
-        let id = b.derive_key(mech, &bid, lifetime, t)?;
+        let id = b.derive_key(h, mech, &bid, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))
     }
 }

@@ -152,9 +152,10 @@ impl Provider {
             return Err(Error::SessionReadWriteSoExists);
         }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        sl.backend.session_opened(h, rw)?;
         self.sessions
             .write()
-            .insert(h, Arc::new(Mutex::new(Session::new(slot as usize, rw))));
+            .insert(h, Arc::new(Mutex::new(Session::new(h, slot as usize, rw))));
         Ok(h)
     }
 
@@ -166,7 +167,7 @@ impl Provider {
             // The last session of an application closed: its login ends.
             let sl = &self.slots[slot];
             if sl.login.lock().take().is_some() {
-                sl.backend.logout();
+                sl.backend.logout(h);
             }
         }
         Ok(())
@@ -224,7 +225,7 @@ impl Provider {
         let sl = &self.slots[slot_ix];
         let current = *sl.login.lock();
         match (user, current) {
-            (UserType::ContextSpecific, Some(UserType::User)) => return sl.backend.login(UserType::User, pin),
+            (UserType::ContextSpecific, Some(UserType::User)) => return sl.backend.login(h, UserType::User, pin),
             (UserType::ContextSpecific, _) => return Err(Error::UserNotLoggedIn),
             (u, Some(c)) if u == c => return Err(Error::UserAlreadyLoggedIn),
             (_, Some(_)) => return Err(Error::UserAnotherAlreadyLoggedIn),
@@ -242,7 +243,7 @@ impl Provider {
         if !sl.backend.status()?.initialized {
             return Err(Error::UserPinNotInitialized);
         }
-        sl.backend.login(user, pin)?;
+        sl.backend.login(h, user, pin)?;
         *sl.login.lock() = Some(user);
         log::info!("token {:?}: {} logged in", sl.label, user.name());
         Ok(())
@@ -254,7 +255,7 @@ impl Provider {
         if sl.login.lock().take().is_none() {
             return Err(Error::UserNotLoggedIn);
         }
-        sl.backend.logout();
+        sl.backend.logout(h);
         Ok(())
     }
 
@@ -267,7 +268,7 @@ impl Provider {
         if !rw || *self.slots[slot].login.lock() != Some(UserType::So) {
             return Err(Error::UserNotLoggedIn);
         }
-        self.slots[slot].backend.init_pin(pin)
+        self.slots[slot].backend.init_pin(h, pin)
     }
 
     pub fn set_pin(&self, h: u64, old: &Pin, new: &Pin) -> Result<()> {
@@ -283,7 +284,7 @@ impl Provider {
             Some(UserType::So) => UserType::So,
             _ => UserType::User,
         };
-        self.slots[slot].backend.set_pin(who, old, new)
+        self.slots[slot].backend.set_pin(h, who, old, new)
     }
 
     /// Whether private objects are visible to sessions of this slot.
@@ -302,7 +303,7 @@ impl Provider {
         if slot != s.slot {
             return Err(invalid);
         }
-        let attrs = match self.slots[slot].backend.attributes(&id) {
+        let attrs = match self.slots[slot].backend.attributes(s.h, &id) {
             Err(Error::ObjectHandleInvalid) => return Err(invalid),
             other => other?,
         };
@@ -339,7 +340,7 @@ impl Provider {
         let s = s.lock();
         let attrs = object::complete(template, Origin::Create, self.is_so(s.slot))?;
         let lifetime = self.lifetime_for(h, &s, &attrs)?;
-        let id = self.slot_of(&s).backend.create(lifetime, attrs)?;
+        let id = self.slot_of(&s).backend.create(h, lifetime, attrs)?;
         Ok(self.handles.handle_for(s.slot, id))
     }
 
@@ -353,7 +354,7 @@ impl Provider {
         let mut new = object::apply_changes(&attrs, &template, true, self.is_so(s.slot))?;
         new.remove(attr::UNIQUE_ID);
         let lifetime = self.lifetime_for(h, &s, &new)?;
-        let id = self.slot_of(&s).backend.copy(&id, lifetime, new)?;
+        let id = self.slot_of(&s).backend.copy(h, &id, lifetime, new)?;
         Ok(self.handles.handle_for(s.slot, id))
     }
 
@@ -365,7 +366,7 @@ impl Provider {
         if !attrs.flag(attr::DESTROYABLE) {
             return Err(Error::ActionProhibited);
         }
-        self.slot_of(&s).backend.destroy(&id)?;
+        self.slot_of(&s).backend.destroy(h, &id)?;
         self.handles.forget(handle);
         Ok(())
     }
@@ -390,7 +391,7 @@ impl Provider {
             .map(|t| match object::readable(&attrs, *t) {
                 Readable::Value(v) => Ok(v.to_vec()),
                 Readable::Sensitive => Err(Error::AttributeSensitive(*t)),
-                Readable::Secret => backend.secret_value(&id).map(|v| v.to_vec()),
+                Readable::Secret => backend.secret_value(h, &id).map(|v| v.to_vec()),
                 Readable::Invalid => Err(Error::AttributeTypeInvalid(*t)),
             })
             .collect())
@@ -402,7 +403,7 @@ impl Provider {
         let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
         self.check_writable(&s, &attrs)?;
         let new = object::apply_changes(&attrs, &changes, false, self.is_so(s.slot))?;
-        self.slot_of(&s).backend.update(&id, new)
+        self.slot_of(&s).backend.update(h, &id, new)
     }
 
     pub fn find_init(&self, h: u64, template: AttrMap) -> Result<()> {
@@ -411,7 +412,10 @@ impl Provider {
         if s.find.is_some() {
             return Err(Error::OperationActive);
         }
-        let found = self.slot_of(&s).backend.find(&template, self.user_logged_in(s.slot))?;
+        let found = self
+            .slot_of(&s)
+            .backend
+            .find(h, &template, self.user_logged_in(s.slot))?;
         s.find = Some(super::session::Find { remaining: found });
         Ok(())
     }
@@ -435,7 +439,7 @@ impl Provider {
     pub fn random(&self, h: u64, out: &mut [u8]) -> Result<()> {
         let s = self.session(h)?;
         let backend = self.slot_of(&s.lock()).backend.clone();
-        backend.random(out)
+        backend.random(h, out)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Find {
 }
 
 pub struct Session {
+    /// This session's own handle.
+    pub h: u64,
     pub slot: usize,
     pub rw: bool,
     pub find: Option<Find>,
@@ -29,8 +31,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(slot: usize, rw: bool) -> Session {
+    pub fn new(h: u64, slot: usize, rw: bool) -> Session {
         Session {
+            h,
             slot,
             rw,
             find: None,

@@ -171,49 +171,52 @@ impl Backend for LocalBackend {
     fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()> {
         self.init_token_impl(so_pin, label)
     }
-    fn login(&self, user: UserType, pin: &Pin) -> Result<()> {
+    fn login(&self, _session: u64, user: UserType, pin: &Pin) -> Result<()> {
         self.login_impl(user, pin)
     }
-    fn logout(&self) {
+    fn logout(&self, _session: u64) {
         self.logout_impl()
     }
-    fn init_pin(&self, pin: &Pin) -> Result<()> {
+    fn init_pin(&self, _session: u64, pin: &Pin) -> Result<()> {
         self.init_pin_impl(pin)
     }
-    fn set_pin(&self, user: UserType, old: &Pin, new: &Pin) -> Result<()> {
+    fn set_pin(&self, _session: u64, user: UserType, old: &Pin, new: &Pin) -> Result<()> {
         self.set_pin_impl(user, old, new)
     }
 
-    fn create(&self, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
+    fn create(&self, _session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
         complete_material(&mut attrs)?;
         self.generated(lifetime, attrs)
     }
-    fn find(&self, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>> {
+    fn find(&self, _session: u64, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>> {
         self.find_impl(template, private_visible)
     }
-    fn attributes(&self, id: &ObjectId) -> Result<AttrMap> {
+    fn attributes(&self, _session: u64, id: &ObjectId) -> Result<AttrMap> {
         Ok(self.load(id)?.0.attrs.clone())
     }
-    fn lifetime(&self, id: &ObjectId) -> Result<Lifetime> {
+    fn lifetime(&self, _session: u64, id: &ObjectId) -> Result<Lifetime> {
         Ok(self.load(id)?.1)
     }
-    fn secret_value(&self, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
+    fn secret_value(&self, _session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
         self.unseal(&self.load(id)?.0)
     }
-    fn update(&self, id: &ObjectId, attrs: AttrMap) -> Result<()> {
+    fn update(&self, _session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
         self.update_impl(id, attrs)
     }
-    fn copy(&self, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+    fn copy(&self, _session: u64, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
         self.copy_impl(id, lifetime, attrs)
     }
-    fn destroy(&self, id: &ObjectId) -> Result<()> {
+    fn destroy(&self, _session: u64, id: &ObjectId) -> Result<()> {
         self.destroy_impl(id)
+    }
+    fn session_opened(&self, _session: u64, _rw: bool) -> Result<()> {
+        Ok(())
     }
     fn session_closed(&self, session: u64) {
         self.session_closed_impl(session)
     }
 
-    fn generate_key(&self, mech: &Mechanism, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
+    fn generate_key(&self, _session: u64, mech: &Mechanism, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
         let len = value_len(&t)?.ok_or(Error::TemplateIncomplete("CKA_VALUE_LEN missing"))?;
         match mech {
             Mechanism::AesKeyGen if matches!(len, 16 | 24 | 32) => {}
@@ -228,6 +231,7 @@ impl Backend for LocalBackend {
 
     fn generate_key_pair(
         &self,
+        _session: u64,
         mech: &Mechanism,
         lifetimes: (Lifetime, Lifetime),
         mut public: AttrMap,
@@ -254,7 +258,7 @@ impl Backend for LocalBackend {
         Ok((ids[0], ids[1]))
     }
 
-    fn wrap_key(&self, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
+    fn wrap_key(&self, _session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
         let kind = wrap_kind(mech)?;
         let (wr, _) = self.load(wrapping)?;
         expect_type(&wr.attrs, &[key_type::AES], Error::WrappingKeyTypeInconsistent)?;
@@ -268,6 +272,7 @@ impl Backend for LocalBackend {
 
     fn unwrap_key(
         &self,
+        _session: u64,
         mech: &Mechanism,
         unwrapping: &ObjectId,
         wrapped: &[u8],
@@ -286,7 +291,14 @@ impl Backend for LocalBackend {
         self.generated(lifetime, template)
     }
 
-    fn derive_key(&self, mech: &Mechanism, base: &ObjectId, lifetime: Lifetime, mut t: AttrMap) -> Result<ObjectId> {
+    fn derive_key(
+        &self,
+        _session: u64,
+        mech: &Mechanism,
+        base: &ObjectId,
+        lifetime: Lifetime,
+        mut t: AttrMap,
+    ) -> Result<ObjectId> {
         let Mechanism::Ecdh1Derive {
             kdf,
             shared_data,
@@ -320,7 +332,7 @@ impl Backend for LocalBackend {
         self.generated(lifetime, t)
     }
 
-    fn sign(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
+    fn sign(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
         let (r, _) = self.load(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
@@ -339,7 +351,7 @@ impl Backend for LocalBackend {
         })
     }
 
-    fn verify(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
+    fn verify(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
         let (r, _) = self.load(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
@@ -361,27 +373,27 @@ impl Backend for LocalBackend {
         })
     }
 
-    fn encrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+    fn encrypt(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
         self.gcm(mech, key, true)
     }
-    fn decrypt(&self, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+    fn decrypt(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
         self.gcm(mech, key, false)
     }
 
-    fn digest(&self, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
+    fn digest(&self, _session: u64, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
         match mech {
             Mechanism::Digest(alg) => Ok(Box::new(ops::Digest(crypto::digest::Hasher::new(*alg)))),
             other => Err(Error::MechanismInvalid(other.ty())),
         }
     }
-    fn digest_key(&self, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
+    fn digest_key(&self, _session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
         let (r, _) = self.load(key)?;
         if r.attrs.class()? != class::SECRET_KEY {
             return Err(Error::KeyIndigestible);
         }
         op.update(&self.unseal(&r)?)
     }
-    fn random(&self, out: &mut [u8]) -> Result<()> {
+    fn random(&self, _session: u64, out: &mut [u8]) -> Result<()> {
         crypto::random(out)
     }
     fn object_count(&self) -> Result<u64> {
