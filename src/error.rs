@@ -78,6 +78,11 @@ pub enum Error {
         rv: String,
     },
     ActionProhibited,
+    /// The HSM's own answer to an application's request, passed on unchanged (hsm mode).
+    Forwarded {
+        function: &'static str,
+        rv: u64,
+    },
     FunctionNotParallel,
     RandomSeedNotSupported,
     /// The HSM or its root key is unreachable.
@@ -162,6 +167,7 @@ impl Error {
             Error::Integrity(_) => ck::CKR_DEVICE_ERROR,
             Error::Store(_) => ck::CKR_DEVICE_ERROR,
             Error::Hsm { .. } => ck::CKR_DEVICE_ERROR,
+            Error::Forwarded { rv, .. } => *rv,
             Error::HsmUnavailable(_) => ck::CKR_DEVICE_ERROR,
             Error::Config(_) => ck::CKR_GENERAL_ERROR,
             Error::General(_) => ck::CKR_GENERAL_ERROR,
@@ -185,6 +191,12 @@ impl Error {
                 | Error::Config(_)
                 | Error::General(_)
                 | Error::TokenNotRecognized(_)
+        ) || matches!(
+            self,
+            Error::Forwarded { rv, .. }
+                if matches!(*rv, pkcs11_sys::CKR_DEVICE_ERROR | pkcs11_sys::CKR_GENERAL_ERROR
+                    | pkcs11_sys::CKR_DEVICE_REMOVED | pkcs11_sys::CKR_DEVICE_MEMORY
+                    | pkcs11_sys::CKR_TOKEN_NOT_PRESENT)
         )
     }
 }
@@ -203,6 +215,7 @@ impl fmt::Display for Error {
             Error::Integrity(why) => write!(f, "integrity check failed: {why}"),
             Error::Store(why) => write!(f, "store error: {why}"),
             Error::Hsm { function, rv } => write!(f, "HSM returned {rv} from {function}"),
+            Error::Forwarded { function, rv } => write!(f, "the HSM answered {function} with CK_RV {rv:#x}"),
             Error::HsmUnavailable(why) => write!(f, "HSM unavailable: {why}"),
             Error::Config(why) => write!(f, "configuration error: {why}"),
             Error::General(why) => write!(f, "{why}"),

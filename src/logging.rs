@@ -12,6 +12,11 @@ pub fn init() {
         let env = env_logger::Env::new()
             .filter_or("KEYGATE_LOG", "warn")
             .write_style("KEYGATE_LOG_STYLE");
-        let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+        // cryptoki logs at error level for things that are not errors here (a mechanism or
+        // return code it has no name for); keygate reports HSM failures itself.
+        let _ = env_logger::Builder::from_env(env)
+            .filter_module("cryptoki", log::LevelFilter::Off)
+            .format_timestamp_millis()
+            .try_init();
     });
 }

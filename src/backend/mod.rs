@@ -5,7 +5,9 @@
 //! asks the backend to store, find, generate and operate. Backends see decoded Rust values only;
 //! an operation is an object whose final call consumes it.
 
+pub mod hsm;
 pub mod local;
+pub mod module;
 
 use std::fmt::Debug;
 
@@ -73,7 +75,7 @@ pub trait Backend: Send + Sync + Debug {
     /// Token state for `C_GetTokenInfo`; re-read each time so other processes' changes show.
     fn status(&self) -> Result<TokenStatus>;
     /// The mechanisms this backend implements.
-    fn mechanisms(&self) -> &'static [(u64, MechanismInfo)];
+    fn mechanisms(&self) -> &[(u64, MechanismInfo)];
 
     /// `C_InitToken`: (re)creates the token; every object is destroyed.
     fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()>;

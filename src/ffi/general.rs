@@ -163,8 +163,8 @@ entry! {
     }
 
     fn C_GetMechanismInfo(slotID: CK_SLOT_ID, type_: CK_MECHANISM_TYPE, pInfo: CK_MECHANISM_INFO_PTR) {
-        let table = provider()?.mechanisms(slotID)?;
-        let i = lookup(table, type_).ok_or(Error::MechanismInvalid(type_))?;
+        let p = provider()?;
+        let i = lookup(p.mechanisms(slotID)?, type_).ok_or(Error::MechanismInvalid(type_))?;
         let info = CK_MECHANISM_INFO { ulMinKeySize: i.min_key_size, ulMaxKeySize: i.max_key_size, flags: i.flags };
         // SAFETY: caller-provided out-parameter.
         unsafe { raw::out(pInfo, info) }

@@ -86,7 +86,17 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
                 backend: Arc::new(LocalBackend::new(t.clone())) as Arc<dyn Backend>,
                 login: Mutex::new(None),
             }),
-            Mode::Hsm => None,
+            Mode::Hsm => match crate::backend::hsm::HsmBackend::new(t.clone()) {
+                Ok(b) => Some(Slot {
+                    label: t.label.clone(),
+                    backend: Arc::new(b) as Arc<dyn Backend>,
+                    login: Mutex::new(None),
+                }),
+                Err(e) => {
+                    log::error!("token {:?}: {e}", t.label);
+                    None
+                }
+            },
         })
         .collect()
 }
@@ -116,7 +126,7 @@ impl Provider {
         self.slot(id)?.backend.status()
     }
 
-    pub fn mechanisms(&self, id: u64) -> Result<&'static [(u64, MechanismInfo)]> {
+    pub fn mechanisms(&self, id: u64) -> Result<&[(u64, MechanismInfo)]> {
         Ok(self.slot(id)?.backend.mechanisms())
     }
 

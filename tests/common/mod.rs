@@ -89,6 +89,37 @@ impl Env {
         }
     }
 
+    /// An hsm-mode keygate token "test" forwarding to a fresh SoftHSM2 token "hsm-app" whose SO
+    /// and user PINs are the test PINs. `hsm_extra` is added inside the `hsm = { … }` table.
+    pub fn hsm_with(hsm_extra: &str) -> Env {
+        let env = Self::bare();
+        let ok = Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "hsm-app",
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "softhsm2-util --init-token failed");
+        let toml = format!(
+            "[[token]]\nlabel = \"test\"\nmode = \"hsm\"\nhsm = {{ module = \"{SOFTHSM}\", token = \"hsm-app\"{hsm_extra} }}\n"
+        );
+        std::fs::write(env.path().join("keygate.toml"), toml).unwrap();
+        env
+    }
+
+    pub fn hsm() -> Env {
+        Self::hsm_with("")
+    }
+
     /// A fresh, initialised token (SO and user PIN set) through the module's own C_InitToken,
     /// C_Login(SO) and C_InitPIN.
     pub fn new() -> Env {

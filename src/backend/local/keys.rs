@@ -165,7 +165,7 @@ impl Backend for LocalBackend {
     fn status(&self) -> Result<TokenStatus> {
         self.status_impl()
     }
-    fn mechanisms(&self) -> &'static [(u64, MechanismInfo)] {
+    fn mechanisms(&self) -> &[(u64, MechanismInfo)] {
         MECHANISMS
     }
     fn init_token(&self, so_pin: &Pin, label: &str) -> Result<()> {

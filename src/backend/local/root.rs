@@ -5,9 +5,7 @@
 //! HSM for HMAC_R(input) and never sees R. The HSM library is initialised with
 //! `CKF_OS_LOCKING_OK` (SoftHSM2 turns its locking off when given NULL arguments).
 
-use std::path::Path;
-
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism as CkMech;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
@@ -63,28 +61,8 @@ fn root_pin(cfg: &RootConfig) -> Result<AuthPin> {
 impl Root {
     /// Loads the HSM module, finds the token by label and logs in as its user.
     pub fn open(cfg: &RootConfig) -> Result<Root> {
-        if !Path::new(&cfg.module).exists() {
-            return Err(Error::HsmUnavailable(format!(
-                "HSM module {} not found",
-                cfg.module.display()
-            )));
-        }
-        let pkcs11 = Pkcs11::new(&cfg.module)
-            .map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", cfg.module.display())))?;
-        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(hsm("C_Initialize")(e)),
-        }
-        let slot = pkcs11
-            .get_slots_with_token()
-            .map_err(hsm("C_GetSlotList"))?
-            .into_iter()
-            .find(|s| {
-                pkcs11
-                    .get_token_info(*s)
-                    .map(|i| i.label().trim_end() == cfg.token)
-                    .unwrap_or(false)
-            })
+        let pkcs11 = crate::backend::module::open(&cfg.module)?;
+        let slot = crate::backend::module::find_token(&pkcs11, &cfg.token)?
             .ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
         let session = pkcs11.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
         match session.login(CkUser::User, Some(&root_pin(cfg)?)) {

@@ -1,0 +1,143 @@
+//! Between keygate's decoded values and cryptoki's: attributes (type + bytes, as `AttrMap`
+//! holds them) and mechanisms. Only mechanisms keygate can decode are forwarded.
+
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
+use cryptoki::mechanism::{Mechanism as CkMech, MechanismType};
+use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::types::Ulong;
+
+use crate::error::{Error, Result};
+use crate::token::attributes::AttrMap;
+use crate::token::mechanisms::{mech, DigestAlg, Mechanism};
+
+/// A keygate template as cryptoki attributes.
+pub fn attributes_out(t: &AttrMap) -> Result<Vec<Attribute>> {
+    t.iter()
+        .map(|(ty, v)| {
+            let raw = cryptoki_sys::CK_ATTRIBUTE {
+                type_: ty,
+                pValue: v.as_ptr() as *mut std::ffi::c_void,
+                ulValueLen: v.len() as cryptoki_sys::CK_ULONG,
+            };
+            Attribute::try_from(raw).map_err(|_| Error::AttributeTypeInvalid(ty))
+        })
+        .collect()
+}
+
+/// The type number and raw bytes of an attribute read from the HSM; `None` for kinds keygate
+/// does not keep.
+pub fn attribute_in(a: &Attribute) -> Option<(u64, Vec<u8>)> {
+    let ty: u64 = a.attribute_type().into();
+    let ulong = |u: u64| u.to_ne_bytes().to_vec();
+    let bytes = match a {
+        Attribute::Token(b)
+        | Attribute::Private(b)
+        | Attribute::Modifiable(b)
+        | Attribute::Copyable(b)
+        | Attribute::Destroyable(b)
+        | Attribute::Trusted(b)
+        | Attribute::Derive(b)
+        | Attribute::Local(b)
+        | Attribute::Encrypt(b)
+        | Attribute::Verify(b)
+        | Attribute::VerifyRecover(b)
+        | Attribute::Wrap(b)
+        | Attribute::Decrypt(b)
+        | Attribute::Sign(b)
+        | Attribute::SignRecover(b)
+        | Attribute::Unwrap(b)
+        | Attribute::Sensitive(b)
+        | Attribute::Extractable(b)
+        | Attribute::AlwaysSensitive(b)
+        | Attribute::NeverExtractable(b)
+        | Attribute::WrapWithTrusted(b)
+        | Attribute::AlwaysAuthenticate(b) => vec![u8::from(*b)],
+        Attribute::Label(v)
+        | Attribute::UniqueId(v)
+        | Attribute::Application(v)
+        | Attribute::ObjectId(v)
+        | Attribute::CheckValue(v)
+        | Attribute::Issuer(v)
+        | Attribute::SerialNumber(v)
+        | Attribute::Url(v)
+        | Attribute::HashOfSubjectPublicKey(v)
+        | Attribute::HashOfIssuerPublicKey(v)
+        | Attribute::Id(v)
+        | Attribute::Subject(v)
+        | Attribute::PublicKeyInfo(v)
+        | Attribute::EcParams(v)
+        | Attribute::EcPoint(v)
+        | Attribute::Value(v)
+        | Attribute::Modulus(v)
+        | Attribute::PublicExponent(v) => v.clone(),
+        Attribute::Class(c) => ulong((*c).into()),
+        Attribute::KeyType(k) => ulong((*k).into()),
+        Attribute::CertificateType(c) => ulong((*c).into()),
+        Attribute::KeyGenMechanism(m) => ulong((*m).into()),
+        Attribute::ValueLen(u) | Attribute::ModulusBits(u) => ulong((*u).into()),
+        Attribute::AllowedMechanisms(list) => list.iter().flat_map(|m| ulong((*m).into())).collect(),
+        Attribute::StartDate(d) | Attribute::EndDate(d) => {
+            if d.is_empty() {
+                Vec::new()
+            } else {
+                format!("{d}").replace('-', "").into_bytes()
+            }
+        }
+        _ => return None,
+    };
+    Some((ty, bytes))
+}
+
+/// The attribute type for a number keygate knows.
+pub fn attribute_type(ty: u64) -> Option<AttributeType> {
+    AttributeType::try_from(ty).ok()
+}
+
+/// A decoded mechanism as cryptoki's, borrowing its parameters from `m`; `scratch` holds a
+/// mutable copy of a GCM IV (cryptoki wants it mutable: the specification lets a token write a
+/// generated IV back, which keygate never asks for).
+pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<CkMech<'a>> {
+    Ok(match m {
+        Mechanism::AesKeyGen => CkMech::AesKeyGen,
+        Mechanism::GenericSecretKeyGen => CkMech::GenericSecretKeyGen,
+        Mechanism::EcKeyPairGen => CkMech::EccKeyPairGen,
+        Mechanism::EdwardsKeyPairGen => CkMech::EccEdwardsKeyPairGen,
+        Mechanism::Ecdsa => CkMech::Ecdsa,
+        Mechanism::EcdsaSha256 => CkMech::EcdsaSha256,
+        Mechanism::Eddsa => CkMech::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+        Mechanism::Ecdh1Derive {
+            kdf,
+            shared_data,
+            public_data,
+        } => {
+            if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
+                return Err(Error::MechanismParamInvalid);
+            }
+            CkMech::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), public_data))
+        }
+        Mechanism::AesGcm { iv, aad, tag_bits } => {
+            scratch.clear();
+            scratch.extend_from_slice(iv);
+            let p = GcmParams::new(scratch.as_mut_slice(), aad, Ulong::from(*tag_bits))
+                .map_err(|_| Error::MechanismParamInvalid)?;
+            CkMech::AesGcm(p)
+        }
+        Mechanism::AesKeyWrap { iv: None } => CkMech::AesKeyWrap,
+        Mechanism::AesKeyWrap { iv: Some(_) } => return Err(Error::MechanismParamInvalid),
+        Mechanism::AesKeyWrapPad => CkMech::AesKeyWrapPad,
+        Mechanism::AesKeyWrapKwp => {
+            let ty = MechanismType::try_from(mech::AES_KEY_WRAP_KWP)
+                .or_else(|_| MechanismType::new_vendor_defined(mech::AES_KEY_WRAP_KWP))
+                .map_err(|_| Error::MechanismInvalid(mech::AES_KEY_WRAP_KWP))?;
+            CkMech::VendorDefined(VendorDefinedMechanism::new::<()>(ty, None))
+        }
+        Mechanism::Digest(DigestAlg::Sha256) => CkMech::Sha256,
+        Mechanism::Digest(DigestAlg::Sha384) => CkMech::Sha384,
+        Mechanism::Digest(DigestAlg::Sha512) => CkMech::Sha512,
+        Mechanism::Sha256Hmac => CkMech::Sha256Hmac,
+        Mechanism::Other(ty) => return Err(Error::MechanismInvalid(*ty)),
+    })
+}

@@ -1,0 +1,758 @@
+//! hsm mode (DESIGN.md §5): every call forwarded to a token on a real HSM through cryptoki.
+//!
+//! Keys never leave the HSM; keygate holds handles only. Each keygate session has its own HSM
+//! session, so operation state lives in the HSM. HSM object handles are mapped to keygate's
+//! object ids and never shown to the application. The HSM is reached lazily and again after a
+//! failure, so a missing HSM gives `CKR_TOKEN_NOT_PRESENT`/`CKR_DEVICE_ERROR` on this slot only.
+
+mod convert;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::Error as CkError;
+use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::session::{Session as CkSession, UserType as CkUser};
+use cryptoki::slot::Slot as CkSlot;
+use once_cell::sync::OnceCell;
+use parking_lot::{Mutex, RwLock};
+use zeroize::Zeroizing;
+
+use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
+use crate::config::{HsmConfig, LoginMode, TokenConfig};
+use crate::error::{Error, Result};
+use crate::token::attributes::{attr, flag, rule_for, AttrMap, RULES};
+use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin, MECHANISMS};
+
+/// The HSM library and the slot of the configured token.
+struct Device {
+    pkcs11: Pkcs11,
+    slot: CkSlot,
+}
+
+type Shared = Arc<Mutex<CkSession>>;
+
+pub struct HsmBackend {
+    cfg: TokenConfig,
+    hsm: HsmConfig,
+    device: Mutex<Option<Arc<Device>>>,
+    mechanisms: OnceCell<Vec<(u64, MechanismInfo)>>,
+    sessions: RwLock<HashMap<u64, Shared>>,
+    objects: RwLock<HashMap<ObjectId, ObjectHandle>>,
+    session_objects: Mutex<HashMap<u64, Vec<ObjectHandle>>>,
+}
+
+impl std::fmt::Debug for HsmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HsmBackend").field("token", &self.cfg.label).finish()
+    }
+}
+
+/// The error for a failed HSM call: the HSM's own code for the application's request.
+fn fwd(function: &'static str) -> impl Fn(CkError) -> Error {
+    move |e| match e {
+        CkError::Pkcs11(rv, _) => Error::Forwarded {
+            function,
+            rv: super::module::rv_code(rv),
+        },
+        other => Error::HsmUnavailable(format!("{function}: {other}")),
+    }
+}
+
+fn id_of(h: ObjectHandle) -> ObjectId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&h.handle().to_le_bytes());
+    id
+}
+
+/// A PIN as cryptoki takes it (a zeroising box).
+fn raw_pin(p: &Pin) -> cryptoki::types::RawAuthPin {
+    cryptoki::types::RawAuthPin::new(Box::new(p.bytes().to_vec()))
+}
+
+fn user_of(u: UserType) -> CkUser {
+    match u {
+        UserType::So => CkUser::So,
+        UserType::User => CkUser::User,
+        UserType::ContextSpecific => CkUser::ContextSpecific,
+    }
+}
+
+/// Attributes keygate computes for its own store that an HSM sets itself.
+fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
+    let cls = t.class().ok();
+    let mut out = AttrMap::new();
+    for (ty, v) in t.iter() {
+        let token_set = cls
+            .and_then(|c| rule_for(ty, c))
+            .is_some_and(|r| r.flags & flag::TOKEN_ONLY != 0);
+        if !token_set {
+            out.set(ty, v.to_vec());
+        }
+    }
+    convert::attributes_out(&out)
+}
+
+impl HsmBackend {
+    pub fn new(cfg: TokenConfig) -> Result<HsmBackend> {
+        let hsm = cfg
+            .hsm
+            .clone()
+            .ok_or_else(|| Error::Config(format!("token {:?}: hsm mode needs `hsm`", cfg.label)))?;
+        Ok(HsmBackend {
+            cfg,
+            hsm,
+            device: Mutex::new(None),
+            mechanisms: OnceCell::new(),
+            sessions: RwLock::new(HashMap::new()),
+            objects: RwLock::new(HashMap::new()),
+            session_objects: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The device, reached now if it was not yet (or failed before).
+    fn device(&self) -> Result<Arc<Device>> {
+        let mut g = self.device.lock();
+        if let Some(d) = &*g {
+            return Ok(d.clone());
+        }
+        let pkcs11 = super::module::open(&self.hsm.module).inspect_err(|e| {
+            log::error!("token {:?}: {e}", self.cfg.label);
+        })?;
+        let slot = super::module::find_token(&pkcs11, &self.hsm.token)?.ok_or_else(|| {
+            log::error!(
+                "token {:?}: no token labelled {:?} on {}",
+                self.cfg.label,
+                self.hsm.token,
+                self.hsm.module.display()
+            );
+            Error::TokenNotPresent
+        })?;
+        let d = Arc::new(Device { pkcs11, slot });
+        *g = Some(d.clone());
+        Ok(d)
+    }
+
+    fn session(&self, s: u64) -> Result<Shared> {
+        self.sessions.read().get(&s).cloned().ok_or(Error::SessionHandleInvalid)
+    }
+
+    /// Any open HSM session (logout and login state are per application on the HSM).
+    fn any_session(&self) -> Option<Shared> {
+        self.sessions.read().values().next().cloned()
+    }
+
+    fn handle(&self, id: &ObjectId) -> Result<ObjectHandle> {
+        self.objects.read().get(id).copied().ok_or(Error::ObjectHandleInvalid)
+    }
+
+    fn register(&self, h: ObjectHandle) -> ObjectId {
+        let id = id_of(h);
+        self.objects.write().insert(id, h);
+        id
+    }
+
+    fn created(&self, s: u64, lifetime: Lifetime, h: ObjectHandle) -> ObjectId {
+        if let Lifetime::Session(_) = lifetime {
+            self.session_objects.lock().entry(s).or_default().push(h);
+        }
+        self.register(h)
+    }
+
+    fn held_pin(&self) -> Result<Pin> {
+        if let Some(var) = &self.hsm.pin_env {
+            let v = std::env::var(var).map_err(|_| {
+                Error::HsmUnavailable(format!("environment variable {var} (HSM credential) is not set"))
+            })?;
+            return Ok(Pin::new(v.as_bytes()));
+        }
+        if let Some(file) = &self.hsm.pin_file {
+            crate::config::check_private(file)?;
+            let v = Zeroizing::new(
+                std::fs::read(file)
+                    .map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
+            );
+            let end = v.iter().rposition(|b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+            return Ok(Pin::new(&v[..end]));
+        }
+        Err(Error::Config("login = \"held\" has no credential source".into()))
+    }
+
+    /// The types of the non-secret attributes an object of `class` may have.
+    fn readable_types(class: u64) -> Vec<AttributeType> {
+        let mut out: Vec<AttributeType> = RULES
+            .iter()
+            .filter_map(|r| {
+                rule_for(r.ty, class)
+                    .filter(|r| r.flags & flag::SECRET == 0)
+                    .map(|r| r.ty)
+            })
+            .filter_map(convert::attribute_type)
+            .collect();
+        if rule_for(attr::VALUE, class).is_some_and(|r| r.flags & flag::SECRET == 0) {
+            out.push(AttributeType::Value);
+        }
+        out
+    }
+}
+
+impl Backend for HsmBackend {
+    fn status(&self) -> Result<TokenStatus> {
+        let d = self.device()?;
+        let i = d.pkcs11.get_token_info(d.slot).map_err(fwd("C_GetTokenInfo"))?;
+        let max = self.cfg.max_pin_failures.max(3);
+        let failures = |locked: bool, last: bool, low: bool| {
+            if locked {
+                max
+            } else if last {
+                max - 1
+            } else if low {
+                1
+            } else {
+                0
+            }
+        };
+        Ok(TokenStatus {
+            initialized: i.token_initialized(),
+            user_pin_initialized: i.user_pin_initialized(),
+            label: self.cfg.label.clone(),
+            serial: i.serial_number().trim_end().to_string(),
+            user_failures: failures(i.user_pin_locked(), i.user_pin_final_try(), i.user_pin_count_low()),
+            so_failures: failures(i.so_pin_locked(), i.so_pin_final_try(), i.so_pin_count_low()),
+            max_failures: max,
+        })
+    }
+
+    fn mechanisms(&self) -> &[(u64, MechanismInfo)] {
+        let list = self
+            .mechanisms
+            .get_or_try_init(|| -> Result<Vec<(u64, MechanismInfo)>> {
+                let d = self.device()?;
+                let offered = d.pkcs11.get_mechanism_list(d.slot).map_err(fwd("C_GetMechanismList"))?;
+                let mut out = Vec::new();
+                for m in offered {
+                    let ty: u64 = m.into();
+                    if !MECHANISMS.iter().any(|(t, _)| *t == ty) {
+                        continue;
+                    }
+                    let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
+                        continue;
+                    };
+                    let mut flags = 0;
+                    use crate::token::mechanisms::mflag;
+                    for (on, f) in [
+                        (i.encrypt(), mflag::ENCRYPT),
+                        (i.decrypt(), mflag::DECRYPT),
+                        (i.digest(), mflag::DIGEST),
+                        (i.sign(), mflag::SIGN),
+                        (i.verify(), mflag::VERIFY),
+                        (i.generate(), mflag::GENERATE),
+                        (i.generate_key_pair(), mflag::GENERATE_KEY_PAIR),
+                        (i.wrap(), mflag::WRAP),
+                        (i.unwrap(), mflag::UNWRAP),
+                        (i.derive(), mflag::DERIVE),
+                    ] {
+                        if on {
+                            flags |= f;
+                        }
+                    }
+                    out.push((
+                        ty,
+                        MechanismInfo {
+                            min_key_size: i.min_key_size() as u64,
+                            max_key_size: i.max_key_size() as u64,
+                            flags,
+                        },
+                    ));
+                }
+                Ok(out)
+            });
+        match list {
+            Ok(l) => l,
+            Err(_) => &[],
+        }
+    }
+
+    fn init_token(&self, _so_pin: &Pin, _label: &str) -> Result<()> {
+        log::warn!(
+            "token {:?}: C_InitToken refused: an hsm-mode token is initialised on the HSM itself",
+            self.cfg.label
+        );
+        Err(Error::FunctionNotSupported)
+    }
+
+    fn login(&self, session: u64, user: UserType, pin: &Pin) -> Result<()> {
+        let s = self.session(session)?;
+        let s = s.lock();
+        if self.hsm.login == LoginMode::Held {
+            let held = self.held_pin()?;
+            return s.login_with_raw(user_of(user), &raw_pin(&held)).map_err(fwd("C_Login"));
+        }
+        s.login_with_raw(user_of(user), &raw_pin(pin)).map_err(fwd("C_Login"))
+    }
+
+    fn logout(&self, session: u64) {
+        let s = self.session(session).ok().or_else(|| self.any_session());
+        if let Some(s) = s {
+            if let Err(e) = s.lock().logout() {
+                log::debug!("token {:?}: HSM logout: {e}", self.cfg.label);
+            }
+        }
+    }
+
+    fn init_pin(&self, session: u64, pin: &Pin) -> Result<()> {
+        let s = self.session(session)?;
+        let pin =
+            cryptoki::types::AuthPin::from(String::from_utf8(pin.bytes().to_vec()).map_err(|_| Error::PinInvalid)?);
+        let r = s.lock().init_pin(&pin).map_err(fwd("C_InitPIN"));
+        r
+    }
+
+    fn set_pin(&self, session: u64, _user: UserType, old: &Pin, new: &Pin) -> Result<()> {
+        let s = self.session(session)?;
+        let text = |p: &Pin| -> Result<cryptoki::types::AuthPin> {
+            Ok(cryptoki::types::AuthPin::from(
+                String::from_utf8(p.bytes().to_vec()).map_err(|_| Error::PinInvalid)?,
+            ))
+        };
+        let r = s.lock().set_pin(&text(old)?, &text(new)?).map_err(fwd("C_SetPIN"));
+        r
+    }
+
+    fn create(&self, session: u64, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+        let s = self.session(session)?;
+        let h = s
+            .lock()
+            .create_object(&for_hsm(&attrs)?)
+            .map_err(fwd("C_CreateObject"))?;
+        Ok(self.created(session, lifetime, h))
+    }
+
+    fn find(&self, session: u64, template: &AttrMap, _private_visible: bool) -> Result<Vec<ObjectId>> {
+        let s = self.session(session)?;
+        let t = convert::attributes_out(template)?;
+        let found = s.lock().find_objects(&t).map_err(fwd("C_FindObjects"))?;
+        Ok(found.into_iter().map(|h| self.register(h)).collect())
+    }
+
+    fn attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap> {
+        let h = self.handle(id)?;
+        let s = self.session(session)?;
+        let s = s.lock();
+        let class = match s
+            .get_attributes(h, &[AttributeType::Class])
+            .map_err(fwd("C_GetAttributeValue"))?[..]
+        {
+            [Attribute::Class(c)] => u64::from(c),
+            _ => return Err(Error::ObjectHandleInvalid),
+        };
+        // CKA_KEY_GEN_MECHANISM is asked for alone: cryptoki cannot represent the
+        // CK_UNAVAILABLE_INFORMATION an imported key has there.
+        let (types, keygen): (Vec<_>, Vec<_>) = Self::readable_types(class)
+            .into_iter()
+            .partition(|t| *t != AttributeType::KeyGenMechanism);
+        let mut got = match s.get_attributes(h, &types) {
+            Ok(got) => got,
+            // Some HSMs fail a whole request over one attribute they handle badly (SoftHSM2
+            // 2.6.1 answers CKR_GENERAL_ERROR for some); ask one by one and keep what works.
+            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => types
+                .iter()
+                .filter_map(|t| s.get_attributes(h, &[*t]).ok())
+                .flatten()
+                .collect(),
+            Err(e) => return Err(fwd("C_GetAttributeValue")(e)),
+        };
+        let mut out = AttrMap::new();
+        if !keygen.is_empty() {
+            match s.get_attributes(h, &keygen) {
+                Ok(v) => got.extend(v),
+                Err(CkError::Pkcs11(..)) => {}
+                Err(_) => out.set_ulong(attr::KEY_GEN_MECHANISM, pkcs11_sys::CK_UNAVAILABLE_INFORMATION),
+            }
+        }
+        for a in &got {
+            if let Some((ty, v)) = convert::attribute_in(a) {
+                out.set(ty, v);
+            }
+        }
+        Ok(out)
+    }
+
+    fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime> {
+        let a = self.attributes(session, id)?;
+        Ok(if a.flag(attr::TOKEN) {
+            Lifetime::Token
+        } else {
+            Lifetime::Session(session)
+        })
+    }
+
+    fn secret_value(&self, session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
+        let h = self.handle(id)?;
+        let s = self.session(session)?;
+        let got = s
+            .lock()
+            .get_attributes(h, &[AttributeType::Value])
+            .map_err(fwd("C_GetAttributeValue"))?;
+        match got.into_iter().next() {
+            Some(Attribute::Value(v)) => Ok(Zeroizing::new(v)),
+            _ => Err(Error::AttributeSensitive(attr::VALUE)),
+        }
+    }
+
+    fn update(&self, session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
+        // Only what changed is sent: the HSM refuses writes to attributes it fixed.
+        let h = self.handle(id)?;
+        let before = self.attributes(session, id)?;
+        let mut changed = AttrMap::new();
+        for (ty, v) in attrs.iter() {
+            if before.get(ty) != Some(v) {
+                changed.set(ty, v.to_vec());
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let s = self.session(session)?;
+        let t = convert::attributes_out(&changed)?;
+        let r = s.lock().update_attributes(h, &t).map_err(fwd("C_SetAttributeValue"));
+        r
+    }
+
+    fn copy(&self, session: u64, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+        let h = self.handle(id)?;
+        let before = self.attributes(session, id)?;
+        let mut changed = AttrMap::new();
+        for (ty, v) in attrs.iter() {
+            if before.get(ty) != Some(v) {
+                changed.set(ty, v.to_vec());
+            }
+        }
+        let s = self.session(session)?;
+        let t = convert::attributes_out(&changed)?;
+        let new = s.lock().copy_object(h, &t).map_err(fwd("C_CopyObject"))?;
+        Ok(self.created(session, lifetime, new))
+    }
+
+    fn destroy(&self, session: u64, id: &ObjectId) -> Result<()> {
+        let h = self.handle(id)?;
+        let s = self.session(session)?;
+        s.lock().destroy_object(h).map_err(fwd("C_DestroyObject"))?;
+        self.objects.write().remove(id);
+        Ok(())
+    }
+
+    fn session_opened(&self, session: u64, rw: bool) -> Result<()> {
+        let d = self.device()?;
+        let s = if rw {
+            d.pkcs11.open_rw_session(d.slot)
+        } else {
+            d.pkcs11.open_ro_session(d.slot)
+        }
+        .map_err(fwd("C_OpenSession"))?;
+        if self.hsm.login == LoginMode::Held {
+            let pin = self.held_pin()?;
+            match s.login_with_raw(CkUser::User, &raw_pin(&pin)) {
+                Ok(()) => {}
+                Err(CkError::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+                Err(e) => {
+                    log::error!("token {:?}: the held HSM credential was refused: {e}", self.cfg.label);
+                    return Err(fwd("C_Login")(e));
+                }
+            }
+        }
+        self.sessions.write().insert(session, Arc::new(Mutex::new(s)));
+        Ok(())
+    }
+
+    fn session_closed(&self, session: u64) {
+        // The HSM destroys the session's objects when its session closes.
+        if let Some(list) = self.session_objects.lock().remove(&session) {
+            let mut objects = self.objects.write();
+            for h in list {
+                objects.remove(&id_of(h));
+            }
+        }
+        self.sessions.write().remove(&session);
+    }
+
+    fn generate_key(&self, session: u64, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId> {
+        let s = self.session(session)?;
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let h = s
+            .lock()
+            .generate_key(&m, &for_hsm(&template)?)
+            .map_err(fwd("C_GenerateKey"))?;
+        Ok(self.created(session, lifetime, h))
+    }
+
+    fn generate_key_pair(
+        &self,
+        session: u64,
+        mech: &Mechanism,
+        lifetimes: (Lifetime, Lifetime),
+        public: AttrMap,
+        private: AttrMap,
+    ) -> Result<(ObjectId, ObjectId)> {
+        let s = self.session(session)?;
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let (pu, pr) = s
+            .lock()
+            .generate_key_pair(&m, &for_hsm(&public)?, &for_hsm(&private)?)
+            .map_err(fwd("C_GenerateKeyPair"))?;
+        Ok((
+            self.created(session, lifetimes.0, pu),
+            self.created(session, lifetimes.1, pr),
+        ))
+    }
+
+    fn wrap_key(&self, session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
+        let (w, k) = (self.handle(wrapping)?, self.handle(key)?);
+        let s = self.session(session)?;
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let r = s.lock().wrap_key(&m, w, k).map_err(fwd("C_WrapKey"));
+        r
+    }
+
+    fn unwrap_key(
+        &self,
+        session: u64,
+        mech: &Mechanism,
+        unwrapping: &ObjectId,
+        wrapped: &[u8],
+        lifetime: Lifetime,
+        template: AttrMap,
+    ) -> Result<ObjectId> {
+        let u = self.handle(unwrapping)?;
+        let s = self.session(session)?;
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let h = s
+            .lock()
+            .unwrap_key(&m, u, wrapped, &for_hsm(&template)?)
+            .map_err(fwd("C_UnwrapKey"))?;
+        Ok(self.created(session, lifetime, h))
+    }
+
+    fn derive_key(
+        &self,
+        session: u64,
+        mech: &Mechanism,
+        base: &ObjectId,
+        lifetime: Lifetime,
+        template: AttrMap,
+    ) -> Result<ObjectId> {
+        let b = self.handle(base)?;
+        let s = self.session(session)?;
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let h = s
+            .lock()
+            .derive_key(&m, b, &for_hsm(&template)?)
+            .map_err(fwd("C_DeriveKey"))?;
+        Ok(self.created(session, lifetime, h))
+    }
+
+    fn sign(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
+        Ok(Box::new(Op::new(
+            self.session(session)?,
+            mech.clone(),
+            Some(self.handle(key)?),
+        )))
+    }
+
+    fn verify(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
+        Ok(Box::new(Op::new(
+            self.session(session)?,
+            mech.clone(),
+            Some(self.handle(key)?),
+        )))
+    }
+
+    fn encrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+        Ok(Box::new(Cipher {
+            op: Op::new(self.session(session)?, mech.clone(), Some(self.handle(key)?)),
+            encrypt: true,
+            input: Zeroizing::new(Vec::new()),
+        }))
+    }
+
+    fn decrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
+        Ok(Box::new(Cipher {
+            op: Op::new(self.session(session)?, mech.clone(), Some(self.handle(key)?)),
+            encrypt: false,
+            input: Zeroizing::new(Vec::new()),
+        }))
+    }
+
+    fn digest(&self, session: u64, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
+        Ok(Box::new(Op::new(self.session(session)?, mech.clone(), None)))
+    }
+
+    fn digest_key(&self, _session: u64, _op: &mut dyn DigestOp, _key: &ObjectId) -> Result<()> {
+        // cryptoki's digest_key needs the HSM-side digest already started, which keygate's
+        // lazily started forwarded digests cannot promise.
+        Err(Error::FunctionNotSupported)
+    }
+
+    fn random(&self, session: u64, out: &mut [u8]) -> Result<()> {
+        let s = self.session(session)?;
+        let r = s.lock().generate_random_slice(out).map_err(fwd("C_GenerateRandom"));
+        r
+    }
+
+    fn object_count(&self) -> Result<u64> {
+        Err(Error::FunctionNotSupported)
+    }
+}
+
+/// A forwarded sign, verify or digest. The HSM operation starts with the first data call:
+/// `C_Sign` in one step for the single-part form (mechanisms such as `CKM_ECDSA` have no
+/// multi-part form on many HSMs), `C_*Init` + `C_*Update` for the multi-part form.
+struct Op {
+    session: Shared,
+    mech: Mechanism,
+    key: Option<ObjectHandle>,
+    started: bool,
+}
+
+impl Op {
+    fn new(session: Shared, mech: Mechanism, key: Option<ObjectHandle>) -> Op {
+        Op {
+            session,
+            mech,
+            key,
+            started: false,
+        }
+    }
+
+    fn key(&self) -> Result<ObjectHandle> {
+        self.key.ok_or(Error::KeyHandleInvalid)
+    }
+}
+
+impl SignOp for Op {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let s = self.session.lock();
+        if !self.started {
+            s.sign_init(&m, self.key()?).map_err(fwd("C_SignInit"))?;
+            self.started = true;
+        }
+        s.sign_update(data).map_err(fwd("C_SignUpdate"))
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        if !self.started {
+            return SignOp::once(self, &[]);
+        }
+        let r = self.session.lock().sign_final().map_err(fwd("C_SignFinal"));
+        r
+    }
+    fn once(self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let r = self.session.lock().sign(&m, self.key()?, data).map_err(fwd("C_Sign"));
+        r
+    }
+}
+
+impl VerifyOp for Op {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let s = self.session.lock();
+        if !self.started {
+            s.verify_init(&m, self.key()?).map_err(fwd("C_VerifyInit"))?;
+            self.started = true;
+        }
+        s.verify_update(data).map_err(fwd("C_VerifyUpdate"))
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        if !self.started {
+            return VerifyOp::once(self, &[], signature);
+        }
+        let r = self
+            .session
+            .lock()
+            .verify_final(signature)
+            .map_err(fwd("C_VerifyFinal"));
+        r
+    }
+    fn once(self: Box<Self>, data: &[u8], signature: &[u8]) -> Result<()> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let r = self
+            .session
+            .lock()
+            .verify(&m, self.key()?, data, signature)
+            .map_err(fwd("C_Verify"));
+        r
+    }
+}
+
+impl DigestOp for Op {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let s = self.session.lock();
+        if !self.started {
+            s.digest_init(&m).map_err(fwd("C_DigestInit"))?;
+            self.started = true;
+        }
+        s.digest_update(data).map_err(fwd("C_DigestUpdate"))
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        if !self.started {
+            return DigestOp::once(self, &[]);
+        }
+        let r = self.session.lock().digest_final().map_err(fwd("C_DigestFinal"));
+        r
+    }
+    fn once(self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let r = self.session.lock().digest(&m, data).map_err(fwd("C_Digest"));
+        r
+    }
+}
+
+/// A forwarded encryption or decryption. Multi-part input is collected and sent as one
+/// `C_Encrypt`/`C_Decrypt` (as keygate's own AEAD does): `C_*Update` returns nothing, and an
+/// AEAD plaintext is never released before its tag is checked.
+struct Cipher {
+    op: Op,
+    encrypt: bool,
+    input: Zeroizing<Vec<u8>>,
+}
+
+impl CipherOp for Cipher {
+    fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        self.input.extend_from_slice(data);
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn finish(mut self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
+        let input = std::mem::take(&mut *self.input);
+        let r = self.once(&input);
+        drop(Zeroizing::new(input));
+        r
+    }
+    fn update_len(&self, _input_len: usize) -> usize {
+        0
+    }
+    fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.op.mech, &mut scratch)?;
+        let key = self.op.key()?;
+        let s = self.op.session.lock();
+        if self.encrypt {
+            s.encrypt(&m, key, data).map(Zeroizing::new).map_err(fwd("C_Encrypt"))
+        } else {
+            s.decrypt(&m, key, data).map(Zeroizing::new).map_err(fwd("C_Decrypt"))
+        }
+    }
+}

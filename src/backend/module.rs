@@ -1,0 +1,67 @@
+//! Loading an HSM's PKCS#11 module once per process.
+//!
+//! A self-managed root and an hsm-mode token may sit on the same HSM library, and the host may
+//! have loaded it too. The library is initialised with `CKF_OS_LOCKING_OK` (SoftHSM2 turns its
+//! own locking off when given NULL arguments); "already initialised" is accepted, since the
+//! library's state is per process. keygate never finalises it: another user in the process may
+//! still need it.
+
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::slot::Slot;
+
+use crate::error::{Error, Result};
+
+/// The module at `path`, loaded and initialised.
+pub fn open(path: &Path) -> Result<Pkcs11> {
+    if !path.exists() {
+        return Err(Error::HsmUnavailable(format!(
+            "HSM module {} not found",
+            path.display()
+        )));
+    }
+    let pkcs11 =
+        Pkcs11::new(path).map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", path.display())))?;
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(pkcs11),
+        Err(e) => Err(Error::HsmUnavailable(format!(
+            "C_Initialize of {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The slot whose token carries `label`.
+pub fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
+    let slots = pkcs11
+        .get_slots_with_token()
+        .map_err(|e| Error::HsmUnavailable(format!("C_GetSlotList: {e}")))?;
+    Ok(slots.into_iter().find(|s| {
+        pkcs11
+            .get_token_info(*s)
+            .map(|i| i.label().trim_end() == label)
+            .unwrap_or(false)
+    }))
+}
+
+/// The numeric `CK_RV` of a cryptoki error code (cryptoki keeps only the enum).
+pub fn rv_code(e: RvError) -> u64 {
+    use cryptoki::error::Rv;
+    static CODES: once_cell::sync::Lazy<Vec<(RvError, u64)>> = once_cell::sync::Lazy::new(|| {
+        (0..0x300u64)
+            .filter_map(|c| match Rv::from(c) {
+                Rv::Error(RvError::UnknownErrorCode(_)) | Rv::Ok => None,
+                Rv::Error(e) => Some((e, c)),
+            })
+            .collect()
+    });
+    if let RvError::UnknownErrorCode(c) = e {
+        return c;
+    }
+    CODES
+        .iter()
+        .find(|(k, _)| *k == e)
+        .map_or(pkcs11_sys::CKR_GENERAL_ERROR, |(_, c)| *c)
+}

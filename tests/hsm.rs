@@ -1,0 +1,182 @@
+//! hsm mode: a keygate token forwarding to a SoftHSM2 token. Results are checked by the
+//! RustCrypto crates, as for the self-managed token.
+
+mod common;
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::{AuthPin, Ulong};
+
+#[test]
+fn hsm_token_signs_encrypts_and_wraps_through_keygate() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let env = Env::hsm();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let info = p.get_token_info(slot).unwrap();
+    assert_eq!(info.label(), "test");
+    assert!(info.token_initialized() && info.user_pin_initialized());
+    let s = Env::user_session(&p);
+
+    // ECDSA P-256: generated in the HSM, verified by p256.
+    let (pu, pr) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::EcParams(P256_OID.to_vec()),
+                Attribute::Token(true),
+                Attribute::Label(b"ec".to_vec()),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Sign(true),
+                Attribute::Label(b"ec".to_vec()),
+            ],
+        )
+        .unwrap();
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(&s, pu)).unwrap();
+    let digest = [0x11u8; 32];
+    let sig = s.sign(&Mechanism::Ecdsa, pr, &digest).unwrap();
+    vk.verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&sig).unwrap())
+        .unwrap();
+    // The reverse: signed by p256, verified by keygate (forwarded), refused when altered.
+    // (SoftHSM2 2.6.1 offers CKM_ECDSA but not CKM_ECDSA_SHA256.)
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+    let mut point = vec![0x04, 65];
+    point.extend_from_slice(sk.verifying_key().to_encoded_point(false).as_bytes());
+    let imported = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::EcPoint(point),
+        ])
+        .unwrap();
+    let theirs: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
+    s.verify(&Mechanism::Ecdsa, imported, &digest, &theirs.to_bytes())
+        .unwrap();
+    let e = s
+        .verify(&Mechanism::Ecdsa, imported, &[0x12u8; 32], &theirs.to_bytes())
+        .unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::SignatureInvalid, _)), "{e:?}");
+    // Multi-part digest, forwarded, against sha2.
+    use sha2::Digest;
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    s.digest_update(b"two ").unwrap();
+    s.digest_update(b"parts").unwrap();
+    assert_eq!(s.digest_final().unwrap(), sha2::Sha256::digest(b"two parts")[..]);
+
+    // Ed25519.
+    let (epu, epr) = s
+        .generate_key_pair(
+            &Mechanism::EccEdwardsKeyPairGen,
+            &[Attribute::EcParams(ED25519_OID.to_vec())],
+            &[Attribute::Sign(true)],
+        )
+        .unwrap();
+    let point = match &s.get_attributes(epu, &[AttributeType::EcPoint]).unwrap()[0] {
+        Attribute::EcPoint(v) => v[2..].to_vec(),
+        other => panic!("{other:?}"),
+    };
+    let sig = s
+        .sign(
+            &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+            epr,
+            b"ed",
+        )
+        .unwrap();
+    use ed25519_dalek::Verifier;
+    ed25519_dalek::VerifyingKey::from_bytes(&point.try_into().unwrap())
+        .unwrap()
+        .verify(b"ed", &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+        .unwrap();
+
+    // AES-256-GCM against aes-gcm, with a key imported so the outside side knows it.
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let key = [0x24u8; 32];
+    let k = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(key.to_vec()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+        ])
+        .unwrap();
+    let mut iv = [7u8; 12];
+    let m = Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", Ulong::from(128)).unwrap());
+    let ct = s.encrypt(&m, k, b"forwarded").unwrap();
+    let outside = aes_gcm::Aes256Gcm::new_from_slice(&key)
+        .unwrap()
+        .decrypt((&[7u8; 12]).into(), Payload { msg: &ct, aad: b"aad" })
+        .unwrap();
+    assert_eq!(outside, b"forwarded");
+    assert_eq!(s.decrypt(&m, k, &ct).unwrap(), b"forwarded");
+
+    // AES key wrap (RFC 3394) of a generated extractable key, checked by aes-kw.
+    let target = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(16)),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ],
+        )
+        .unwrap();
+    let value = match &s.get_attributes(target, &[AttributeType::Value]).unwrap()[..] {
+        [Attribute::Value(v)] => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, k, target).unwrap();
+    let mut unwrapped = vec![0u8; value.len()];
+    aes_kw::KekAes256::from(key).unwrap(&wrapped, &mut unwrapped).unwrap();
+    assert_eq!(unwrapped, value);
+
+    // Token objects are found again by label in a new process of keygate.
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert_eq!(s.find_objects(&[Attribute::Label(b"ec".to_vec())]).unwrap().len(), 2);
+    assert!(s.generate_random_vec(32).unwrap().iter().any(|b| *b != 0));
+}
+
+#[test]
+fn hsm_login_is_passed_through_and_init_token_is_refused() {
+    let env = Env::hsm();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let s = p.open_rw_session(slot).unwrap();
+    let e = s
+        .login(UserType::User, Some(&AuthPin::from("wrong-pin-0000")))
+        .unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::PinIncorrect, _)), "{e:?}");
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    s.logout().unwrap();
+    drop(s);
+    let e = p.init_token(slot, &AuthPin::from(SO_PIN), "x").unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::FunctionNotSupported, _)), "{e:?}");
+}
+
+#[test]
+fn a_missing_hsm_token_is_token_not_present_and_logged() {
+    let env = Env::hsm();
+    let conf = env.path().join("keygate.toml");
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("hsm-app", "no-such-token");
+    std::fs::write(&conf, text).unwrap();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let e = p.open_rw_session(slot).unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::TokenNotPresent, _)), "{e:?}");
+}
