@@ -180,3 +180,38 @@ fn a_missing_hsm_token_is_token_not_present_and_logged() {
     let e = p.open_rw_session(slot).unwrap_err();
     assert!(matches!(e, CkError::Pkcs11(RvError::TokenNotPresent, _)), "{e:?}");
 }
+
+#[test]
+fn both_modes_in_one_configuration_and_the_cli_status() {
+    let env = Env::hsm();
+    let conf = env.path().join("keygate.toml");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!(
+        "[[token]]\nlabel = \"local\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n",
+        env.store().display()
+    ));
+    std::fs::write(&conf, text).unwrap();
+    let p = env.load();
+    let slots = p.get_slots_with_token().unwrap();
+    let labels: Vec<String> = slots
+        .iter()
+        .map(|s| p.get_token_info(*s).unwrap().label().to_string())
+        .collect();
+    assert_eq!(labels, ["test", "local"]);
+    // The self-managed slot works next to the hsm one.
+    p.init_token(slots[1], &AuthPin::from(SO_PIN), "local").unwrap();
+    let s = p.open_rw_session(slots[0]).unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    assert_eq!(s.generate_random_vec(16).unwrap().len(), 16);
+    let out = env.cli(&["status", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("\"token\":\"test\"") && text.contains("\"objects\":null"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"token\":\"local\"") && text.contains("\"objects\":0"),
+        "{text}"
+    );
+}

@@ -98,20 +98,25 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut rows = Vec::new();
             for s in &slots {
                 let st = s.backend.status().map_err(|e| format!("token {:?}: {e}", s.label))?;
-                let count = keygate_pkcs11::token::provider::object_count(s).unwrap_or(0);
+                // hsm-mode tokens do not count objects (that needs an HSM login).
+                let count = keygate_pkcs11::token::provider::object_count(s).ok();
                 rows.push((s.label.clone(), st, count));
             }
             for (label, st, count) in rows {
+                let (count_json, count_text) = match count {
+                    Some(n) => (n.to_string(), format!("{n} token objects")),
+                    None => ("null".to_string(), "token objects not counted".to_string()),
+                };
                 if json {
                     println!(
-                        "{{\"token\":{label:?},\"initialized\":{},\"user_pin_initialized\":{},\"user_pin_locked\":{},\"objects\":{count}}}",
+                        "{{\"token\":{label:?},\"initialized\":{},\"user_pin_initialized\":{},\"user_pin_locked\":{},\"objects\":{count_json}}}",
                         st.initialized,
                         st.user_pin_initialized,
                         st.user_locked()
                     );
                 } else {
                     println!(
-                        "{label}: {}, user PIN {}, {count} token objects",
+                        "{label}: {}, user PIN {}, {count_text}",
                         if st.initialized {
                             "initialised"
                         } else {
