@@ -508,7 +508,7 @@ fn aes_key_wrap_kwp_matches_rfc5649() {
         attr(CKA_SENSITIVE, &no),
     ];
     let mut k = 0;
-    assert_eq!(
+    let mut unwrap = |wrapped: &mut [u8], k: &mut CK_OBJECT_HANDLE| {
         call!(
             r,
             C_UnwrapKey(
@@ -519,11 +519,11 @@ fn aes_key_wrap_kwp_matches_rfc5649() {
                 wrapped.len() as CK_ULONG,
                 t.as_mut_ptr(),
                 t.len() as CK_ULONG,
-                &mut k
+                k
             )
-        ),
-        CKR_OK
-    );
+        )
+    };
+    assert_eq!(unwrap(&mut wrapped, &mut k), CKR_OK);
     let mut value = [0u8; 20];
     let mut a = [CK_ATTRIBUTE {
         type_: CKA_VALUE,
@@ -534,22 +534,7 @@ fn aes_key_wrap_kwp_matches_rfc5649() {
     assert_eq!(value, secret);
     // A tampered wrapping is refused.
     wrapped[3] ^= 1;
-    assert_eq!(
-        call!(
-            r,
-            C_UnwrapKey(
-                h,
-                &mut m,
-                wrapping,
-                wrapped.as_mut_ptr(),
-                wrapped.len() as CK_ULONG,
-                t.as_mut_ptr(),
-                t.len() as CK_ULONG,
-                &mut k
-            )
-        ),
-        CKR_WRAPPED_KEY_INVALID
-    );
+    assert_eq!(unwrap(&mut wrapped, &mut k), CKR_WRAPPED_KEY_INVALID);
 }
 
 #[test]

@@ -48,16 +48,7 @@ fn hsm_token_signs_encrypts_and_wraps_through_keygate() {
     // (SoftHSM2 2.6.1 offers CKM_ECDSA but not CKM_ECDSA_SHA256.)
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-    let mut point = vec![0x04, 65];
-    point.extend_from_slice(sk.verifying_key().to_encoded_point(false).as_bytes());
-    let imported = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::EC),
-            Attribute::EcParams(P256_OID.to_vec()),
-            Attribute::EcPoint(point),
-        ])
-        .unwrap();
+    let imported = import_p256_public(&s, sk.verifying_key());
     let theirs: p256::ecdsa::Signature = sk.sign_prehash(&digest).unwrap();
     s.verify(&Mechanism::Ecdsa, imported, &digest, &theirs.to_bytes())
         .unwrap();

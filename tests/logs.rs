@@ -80,12 +80,7 @@ fn leaks(log: &[u8], secret: &[u8]) -> bool {
 fn work(env: &Env) -> Vec<Vec<u8>> {
     let mut secrets = Vec::new();
     let p = env.load();
-    let slot = Env::slot(&p);
-    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
-    let s = p.open_rw_session(slot).unwrap();
-    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
-    s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
-    s.logout().unwrap();
+    let s = initialise_token(&p);
     assert!(s.login(UserType::User, Some(&AuthPin::from(WRONG_PIN))).is_err());
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
 

@@ -551,16 +551,7 @@ fn aes_keys_of_every_size_and_multi_part_verify() {
     use p256::ecdsa::signature::Signer;
     let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let sig: p256::ecdsa::Signature = sk.sign(b"signed outside");
-    let mut point = vec![0x04, 65];
-    point.extend_from_slice(sk.verifying_key().to_encoded_point(false).as_bytes());
-    let pubk = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::EC),
-            Attribute::EcParams(P256_OID.to_vec()),
-            Attribute::EcPoint(point),
-        ])
-        .unwrap();
+    let pubk = import_p256_public(&s, sk.verifying_key());
     s.verify_init(&Mechanism::EcdsaSha256, pubk).unwrap();
     s.verify_update(b"signed ").unwrap();
     s.verify_update(b"outside").unwrap();

@@ -187,11 +187,7 @@ fn pin_locks_for_every_process_until_the_so_resets_it() {
     let env = Env::bare_with("max_pin_failures = 3\n");
     let p = env.load();
     let slot = Env::slot(&p);
-    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
-    let s = p.open_rw_session(slot).unwrap();
-    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
-    s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
-    s.logout().unwrap();
+    let s = initialise_token(&p);
     for i in 0..3 {
         assert!(s.login(UserType::User, Some(&AuthPin::from("wrong-pin-0000"))).is_err());
         let info = p.get_token_info(slot).unwrap();

@@ -6,13 +6,14 @@
 //! library's state is per process. keygate never finalises it: another user in the process may
 //! still need it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::slot::Slot;
 
 use crate::error::{Error, Result};
+use crate::token::mechanisms::Pin;
 
 /// The module at `path`, loaded and initialised.
 pub fn open(path: &Path) -> Result<Pkcs11> {
@@ -31,6 +32,33 @@ pub fn open(path: &Path) -> Result<Pkcs11> {
             path.display()
         ))),
     }
+}
+
+/// An HSM PIN keygate holds itself (a self-managed root's, or an hsm token's with
+/// `login = "held"`): from the environment variable or the private file the configuration
+/// names. `what` names it in error messages; the value never appears in one.
+pub fn credential(env: Option<&String>, file: Option<&PathBuf>, what: &str) -> Result<Pin> {
+    if let Some(var) = env {
+        let v = zeroize::Zeroizing::new(
+            std::env::var(var)
+                .map_err(|_| Error::HsmUnavailable(format!("environment variable {var} ({what}) is not set")))?,
+        );
+        return Ok(Pin::new(v.as_bytes()));
+    }
+    if let Some(file) = file {
+        crate::config::check_private(file)?;
+        let v = zeroize::Zeroizing::new(
+            std::fs::read(file).map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
+        );
+        let end = v.iter().rposition(|b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
+        return Ok(Pin::new(&v[..end]));
+    }
+    Err(Error::Config(format!("{what}: no `pin_env` or `pin_file`")))
+}
+
+/// A PIN as cryptoki takes it (a zeroising box).
+pub fn raw_pin(p: &Pin) -> cryptoki::types::RawAuthPin {
+    cryptoki::types::RawAuthPin::new(Box::new(p.bytes().to_vec()))
 }
 
 /// The slot whose token carries `label`.

@@ -404,9 +404,10 @@ impl AttrMap {
         template.iter().all(|(t, v)| self.get(t) == Some(v))
     }
 
-    /// The allowed-mechanisms list, if the key has one.
+    /// The mechanisms a key is restricted to; `None` when it is not restricted. An empty
+    /// `CKA_ALLOWED_MECHANISMS` restricts nothing (SoftHSM2 and other HSMs report keys so).
     pub fn allowed_mechanisms(&self) -> Option<Vec<u64>> {
-        let v = self.get(attr::ALLOWED_MECHANISMS)?;
+        let v = self.get(attr::ALLOWED_MECHANISMS).filter(|v| !v.is_empty())?;
         Some(
             v.chunks_exact(8)
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))

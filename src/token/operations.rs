@@ -78,9 +78,8 @@ fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
     if !attrs.flag(usage) {
         return Err(Error::KeyFunctionNotPermitted);
     }
-    // An empty list restricts nothing (as SoftHSM2 and other HSMs report keys without one).
     if let Some(allowed) = attrs.allowed_mechanisms() {
-        if !allowed.is_empty() && !allowed.contains(&mech.ty()) {
+        if !allowed.contains(&mech.ty()) {
             return Err(Error::MechanismInvalid(mech.ty()));
         }
     }

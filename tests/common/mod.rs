@@ -39,7 +39,6 @@ pub fn module_path() -> PathBuf {
 
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub log: PathBuf,
 }
 
 impl Env {
@@ -59,22 +58,7 @@ impl Env {
         // SAFETY-free: tests run one per process (nextest), so setting the environment is sound.
         std::env::set_var("SOFTHSM2_CONF", d.join("softhsm2.conf"));
         std::env::set_var("KEYGATE_ROOT_PIN", ROOT_PIN);
-        let ok = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "keygate-root",
-                "--so-pin",
-                "root-so-1111",
-                "--pin",
-                ROOT_PIN,
-            ])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "softhsm2-util --init-token failed");
+        softhsm_token("keygate-root", "root-so-1111", ROOT_PIN);
         let toml = format!(
             "[[token]]\nlabel = \"test\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n{extra_token_config}",
             d.join("test.db").display()
@@ -83,32 +67,14 @@ impl Env {
         std::fs::write(&cfg, toml).unwrap();
         std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::env::set_var("KEYGATE_CONF", &cfg);
-        Env {
-            log: d.join("keygate.log"),
-            dir,
-        }
+        Env { dir }
     }
 
     /// An hsm-mode keygate token "test" forwarding to a fresh SoftHSM2 token "hsm-app" whose SO
     /// and user PINs are the test PINs. `hsm_extra` is added inside the `hsm = { … }` table.
     pub fn hsm_with(hsm_extra: &str) -> Env {
         let env = Self::bare();
-        let ok = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "hsm-app",
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                USER_PIN,
-            ])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(ok, "softhsm2-util --init-token failed");
+        softhsm_token("hsm-app", SO_PIN, USER_PIN);
         let toml = format!(
             "[[token]]\nlabel = \"test\"\nmode = \"hsm\"\nhsm = {{ module = \"{SOFTHSM}\", token = \"hsm-app\"{hsm_extra} }}\n"
         );
@@ -125,12 +91,7 @@ impl Env {
     pub fn new() -> Env {
         let env = Self::bare();
         let p = env.load();
-        let slot = p.get_slots_with_token().unwrap()[0];
-        p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
-        let s = p.open_rw_session(slot).unwrap();
-        s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
-        s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
-        drop(s);
+        drop(initialise_token(&p));
         p.finalize().unwrap();
         env
     }
@@ -167,6 +128,51 @@ impl Env {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_keygate"));
         Command::new(bin).args(args).output().unwrap()
     }
+}
+
+/// A fresh token on the SoftHSM2 configured by `SOFTHSM2_CONF`.
+fn softhsm_token(label: &str, so_pin: &str, pin: &str) {
+    let ok = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            so_pin,
+            "--pin",
+            pin,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "softhsm2-util --init-token failed");
+}
+
+/// C_InitToken with the SO PIN, then the SO sets the user PIN through C_InitPIN; returns the
+/// read/write session, with nobody logged in.
+pub fn initialise_token(p: &Pkcs11) -> Session {
+    let slot = Env::slot(p);
+    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    s.init_pin(&AuthPin::from(USER_PIN)).unwrap();
+    s.logout().unwrap();
+    s
+}
+
+/// Imports a P-256 public key (`CKA_EC_POINT` as a DER OCTET STRING).
+pub fn import_p256_public(s: &Session, vk: &p256::ecdsa::VerifyingKey) -> ObjectHandle {
+    let mut point = vec![0x04, 65];
+    point.extend_from_slice(vk.to_encoded_point(false).as_bytes());
+    s.create_object(&[
+        Attribute::Class(cryptoki::object::ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(cryptoki::object::KeyType::EC),
+        Attribute::EcParams(P256_OID.to_vec()),
+        Attribute::EcPoint(point),
+    ])
+    .unwrap()
 }
 
 pub fn find_one(s: &Session, label: &str) -> Option<ObjectHandle> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::Error as CkError;
+use cryptoki::mechanism::Mechanism as CkMech;
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use cryptoki::session::{Session as CkSession, UserType as CkUser};
 use cryptoki::slot::Slot as CkSlot;
@@ -19,6 +20,7 @@ use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
+use super::module::raw_pin;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
@@ -64,11 +66,6 @@ fn id_of(h: ObjectHandle) -> ObjectId {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&h.handle().to_le_bytes());
     id
-}
-
-/// A PIN as cryptoki takes it (a zeroising box).
-fn raw_pin(p: &Pin) -> cryptoki::types::RawAuthPin {
-    cryptoki::types::RawAuthPin::new(Box::new(p.bytes().to_vec()))
 }
 
 fn user_of(u: UserType) -> CkUser {
@@ -161,22 +158,20 @@ impl HsmBackend {
     }
 
     fn held_pin(&self) -> Result<Pin> {
-        if let Some(var) = &self.hsm.pin_env {
-            let v = std::env::var(var).map_err(|_| {
-                Error::HsmUnavailable(format!("environment variable {var} (HSM credential) is not set"))
-            })?;
-            return Ok(Pin::new(v.as_bytes()));
+        super::module::credential(self.hsm.pin_env.as_ref(), self.hsm.pin_file.as_ref(), "HSM credential")
+    }
+
+    /// The attributes of `attrs` that differ from the object's now: only those are sent, since
+    /// an HSM refuses writes to attributes it fixed, even with an unchanged value.
+    fn changes(&self, session: u64, id: &ObjectId, attrs: &AttrMap) -> Result<AttrMap> {
+        let before = self.attributes(session, id)?;
+        let mut changed = AttrMap::new();
+        for (ty, v) in attrs.iter() {
+            if before.get(ty) != Some(v) {
+                changed.set(ty, v.to_vec());
+            }
         }
-        if let Some(file) = &self.hsm.pin_file {
-            crate::config::check_private(file)?;
-            let v = Zeroizing::new(
-                std::fs::read(file)
-                    .map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
-            );
-            let end = v.iter().rposition(|b| !matches!(b, b'\n' | b'\r')).map_or(0, |i| i + 1);
-            return Ok(Pin::new(&v[..end]));
-        }
-        Err(Error::Config("login = \"held\" has no credential source".into()))
+        Ok(changed)
     }
 
     /// The types of the non-secret attributes an object of `class` may have.
@@ -402,15 +397,8 @@ impl Backend for HsmBackend {
     }
 
     fn update(&self, session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
-        // Only what changed is sent: the HSM refuses writes to attributes it fixed.
         let h = self.handle(id)?;
-        let before = self.attributes(session, id)?;
-        let mut changed = AttrMap::new();
-        for (ty, v) in attrs.iter() {
-            if before.get(ty) != Some(v) {
-                changed.set(ty, v.to_vec());
-            }
-        }
+        let changed = self.changes(session, id, &attrs)?;
         if changed.is_empty() {
             return Ok(());
         }
@@ -422,13 +410,7 @@ impl Backend for HsmBackend {
 
     fn copy(&self, session: u64, id: &ObjectId, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
         let h = self.handle(id)?;
-        let before = self.attributes(session, id)?;
-        let mut changed = AttrMap::new();
-        for (ty, v) in attrs.iter() {
-            if before.get(ty) != Some(v) {
-                changed.set(ty, v.to_vec());
-            }
-        }
+        let changed = self.changes(session, id, &attrs)?;
         let s = self.session(session)?;
         let t = convert::attributes_out(&changed)?;
         let new = s.lock().copy_object(h, &t).map_err(fwd("C_CopyObject"))?;
@@ -620,6 +602,8 @@ struct Op {
     started: bool,
 }
 
+type CkResult<T> = cryptoki::error::Result<T>;
+
 impl Op {
     fn new(session: Shared, mech: Mechanism, key: Option<ObjectHandle>) -> Op {
         Op {
@@ -633,91 +617,84 @@ impl Op {
     fn key(&self) -> Result<ObjectHandle> {
         self.key.ok_or(Error::KeyHandleInvalid)
     }
+
+    /// One HSM call on this operation's session, given its mechanism.
+    fn with<T>(&self, function: &'static str, f: impl FnOnce(&CkSession, &CkMech<'_>) -> CkResult<T>) -> Result<T> {
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
+        let s = self.session.lock();
+        f(&s, &m).map_err(fwd(function))
+    }
+
+    /// A multi-part data call, starting the HSM operation (`init`) on the first one.
+    fn feed(
+        &mut self,
+        init: (&'static str, impl FnOnce(&CkSession, &CkMech<'_>) -> CkResult<()>),
+        update: (&'static str, impl FnOnce(&CkSession) -> CkResult<()>),
+    ) -> Result<()> {
+        if !self.started {
+            self.with(init.0, init.1)?;
+            self.started = true;
+        }
+        self.with(update.0, |s, _| (update.1)(s))
+    }
 }
 
 impl SignOp for Op {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let s = self.session.lock();
-        if !self.started {
-            s.sign_init(&m, self.key()?).map_err(fwd("C_SignInit"))?;
-            self.started = true;
-        }
-        s.sign_update(data).map_err(fwd("C_SignUpdate"))
+        let key = self.key()?;
+        self.feed(
+            ("C_SignInit", |s, m| s.sign_init(m, key)),
+            ("C_SignUpdate", |s| s.sign_update(data)),
+        )
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
         if !self.started {
             return SignOp::once(self, &[]);
         }
-        let r = self.session.lock().sign_final().map_err(fwd("C_SignFinal"));
-        r
+        self.with("C_SignFinal", |s, _| s.sign_final())
     }
     fn once(self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let r = self.session.lock().sign(&m, self.key()?, data).map_err(fwd("C_Sign"));
-        r
+        let key = self.key()?;
+        self.with("C_Sign", |s, m| s.sign(m, key, data))
     }
 }
 
 impl VerifyOp for Op {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let s = self.session.lock();
-        if !self.started {
-            s.verify_init(&m, self.key()?).map_err(fwd("C_VerifyInit"))?;
-            self.started = true;
-        }
-        s.verify_update(data).map_err(fwd("C_VerifyUpdate"))
+        let key = self.key()?;
+        self.feed(
+            ("C_VerifyInit", |s, m| s.verify_init(m, key)),
+            ("C_VerifyUpdate", |s| s.verify_update(data)),
+        )
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
         if !self.started {
             return VerifyOp::once(self, &[], signature);
         }
-        let r = self
-            .session
-            .lock()
-            .verify_final(signature)
-            .map_err(fwd("C_VerifyFinal"));
-        r
+        self.with("C_VerifyFinal", |s, _| s.verify_final(signature))
     }
     fn once(self: Box<Self>, data: &[u8], signature: &[u8]) -> Result<()> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let r = self
-            .session
-            .lock()
-            .verify(&m, self.key()?, data, signature)
-            .map_err(fwd("C_Verify"));
-        r
+        let key = self.key()?;
+        self.with("C_Verify", |s, m| s.verify(m, key, data, signature))
     }
 }
 
 impl DigestOp for Op {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let s = self.session.lock();
-        if !self.started {
-            s.digest_init(&m).map_err(fwd("C_DigestInit"))?;
-            self.started = true;
-        }
-        s.digest_update(data).map_err(fwd("C_DigestUpdate"))
+        self.feed(
+            ("C_DigestInit", |s, m| s.digest_init(m)),
+            ("C_DigestUpdate", |s| s.digest_update(data)),
+        )
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
         if !self.started {
             return DigestOp::once(self, &[]);
         }
-        let r = self.session.lock().digest_final().map_err(fwd("C_DigestFinal"));
-        r
+        self.with("C_DigestFinal", |s, _| s.digest_final())
     }
     fn once(self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.mech, &mut scratch)?;
-        let r = self.session.lock().digest(&m, data).map_err(fwd("C_Digest"));
-        r
+        self.with("C_Digest", |s, m| s.digest(m, data))
     }
 }
 
@@ -745,14 +722,12 @@ impl CipherOp for Cipher {
         0
     }
     fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let mut scratch = Vec::new();
-        let m = convert::mechanism_out(&self.op.mech, &mut scratch)?;
         let key = self.op.key()?;
-        let s = self.op.session.lock();
         if self.encrypt {
-            s.encrypt(&m, key, data).map(Zeroizing::new).map_err(fwd("C_Encrypt"))
+            self.op.with("C_Encrypt", |s, m| s.encrypt(m, key, data))
         } else {
-            s.decrypt(&m, key, data).map(Zeroizing::new).map_err(fwd("C_Decrypt"))
+            self.op.with("C_Decrypt", |s, m| s.decrypt(m, key, data))
         }
+        .map(Zeroizing::new)
     }
 }

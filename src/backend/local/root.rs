@@ -10,11 +10,10 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism as CkMech;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType as CkUser};
-use cryptoki::types::AuthPin;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
-use crate::config::{check_private, RootConfig};
+use crate::config::RootConfig;
 use crate::error::{Error, Result};
 
 /// An open, logged-in session on the HSM token holding root keys.
@@ -40,24 +39,6 @@ fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
     }
 }
 
-/// The HSM PIN, from the environment variable or the private file the configuration names.
-fn root_pin(cfg: &RootConfig) -> Result<AuthPin> {
-    if let Some(var) = &cfg.pin_env {
-        let v = std::env::var(var)
-            .map_err(|_| Error::HsmUnavailable(format!("environment variable {var} (root token PIN) is not set")))?;
-        return Ok(AuthPin::from(v));
-    }
-    if let Some(file) = &cfg.pin_file {
-        check_private(file)?;
-        let v = Zeroizing::new(
-            std::fs::read_to_string(file)
-                .map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
-        );
-        return Ok(AuthPin::from(v.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    Err(Error::Config("root has no PIN source".into()))
-}
-
 impl Root {
     /// Loads the HSM module, finds the token by label and logs in as its user.
     pub fn open(cfg: &RootConfig) -> Result<Root> {
@@ -65,7 +46,8 @@ impl Root {
         let slot = crate::backend::module::find_token(&pkcs11, &cfg.token)?
             .ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
         let session = pkcs11.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
-        match session.login(CkUser::User, Some(&root_pin(cfg)?)) {
+        let pin = crate::backend::module::credential(cfg.pin_env.as_ref(), cfg.pin_file.as_ref(), "root token PIN")?;
+        match session.login_with_raw(CkUser::User, &crate::backend::module::raw_pin(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(hsm("C_Login")(e)),
         }
