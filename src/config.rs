@@ -43,6 +43,38 @@ pub struct TokenConfig {
     /// Argon2id cost for PINs of a newly initialised token.
     #[serde(default)]
     pub pin_kdf: KdfConfig,
+    /// What the token may do above the built-in floor (`token/policy.rs`).
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// A token's policy. It can only narrow what the built-in floor allows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Mechanism names (`CKM_…`) the token offers; absent: all that pass the floor.
+    pub allow: Option<Vec<String>>,
+    /// Whether private and secret keys may be made readable (`CKA_SENSITIVE=FALSE`) or
+    /// extractable (`CKA_EXTRACTABLE=TRUE`). Off by default.
+    #[serde(default)]
+    pub allow_export: bool,
+    /// The smallest RSA modulus accepted, in bits (at least, and by default, 2048).
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
+}
+
+impl std::default::Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            allow: None,
+            allow_export: false,
+            min_rsa_bits: default_min_rsa_bits(),
+        }
+    }
+}
+
+fn default_min_rsa_bits() -> u32 {
+    crate::token::policy::RSA_FLOOR_BITS as u32
 }
 
 /// Which kind of token.
@@ -204,6 +236,7 @@ impl Config {
                 }
             }
             crate::backend::local::vault::KdfParams::from(t.pin_kdf).check()?;
+            crate::token::policy::Policy::check_config(&t.label, &t.policy).map_err(Error::Config)?;
         }
         Ok(())
     }
@@ -329,6 +362,15 @@ hsm = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "prod" }
         assert!(Config::parse(&pin_without_held).is_err());
         assert!(Config::parse(&HSM.replace("hsm = {", "#hsm = {")).is_err());
         assert!(Config::parse(&format!("{HSM}{GOOD}")).is_ok(), "both modes in one file");
+    }
+
+    #[test]
+    fn policy_cannot_lower_the_floor() {
+        let with = |p: &str| GOOD.replace("store =", &format!("policy = {p}\nstore ="));
+        assert!(Config::parse(&with(r#"{ allow = ["CKM_ECDSA"], allow_export = true }"#)).is_ok());
+        let e = Config::parse(&with(r#"{ allow = ["CKM_DES3_CBC"] }"#)).unwrap_err();
+        assert!(e.to_string().contains("floor"), "{e}");
+        assert!(Config::parse(&with("{ min_rsa_bits = 1024 }")).is_err());
     }
 
     #[test]

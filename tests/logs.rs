@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
-
 use common::*;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
@@ -18,31 +16,6 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 
 const NEW_USER_PIN: &str = "rotated-user-2718";
 const WRONG_PIN: &str = "wrong-guess-8841";
-
-/// Sends this process's standard error (fd 2, which the module's logger and child processes
-/// write to) into `path` until dropped.
-struct Redirect(i32);
-
-impl Redirect {
-    fn to(path: &std::path::Path) -> Redirect {
-        let file = std::fs::File::create(path).unwrap();
-        // SAFETY: plain descriptor calls on descriptors this process owns.
-        let saved = unsafe { libc::dup(2) };
-        assert!(saved >= 0);
-        // SAFETY: as above.
-        assert!(unsafe { libc::dup2(file.as_raw_fd(), 2) } >= 0);
-        Redirect(saved)
-    }
-}
-
-impl Drop for Redirect {
-    fn drop(&mut self) {
-        // SAFETY: restores the descriptor saved in `to`.
-        unsafe { libc::dup2(self.0, 2) };
-        // SAFETY: closes the saved copy, which nothing else uses.
-        unsafe { libc::close(self.0) };
-    }
-}
 
 fn value(s: &Session, h: ObjectHandle) -> Vec<u8> {
     match s.get_attributes(h, &[AttributeType::Value]).unwrap().as_slice() {

@@ -99,7 +99,7 @@ pub trait Backend: Send + Sync + Debug {
     fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime>;
     /// The secret material (`CKA_VALUE`) of a key, for an extractable, non-sensitive key only;
     /// `token/` has checked that.
-    fn secret_value(&self, session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>>;
+    fn secret_value(&self, session: u64, id: &ObjectId, ty: u64) -> Result<Zeroizing<Vec<u8>>>;
     /// Replaces the clear attributes of an object (secret material unchanged).
     fn update(&self, session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()>;
     /// Copies an object, secret material included, under new clear attributes.

@@ -6,7 +6,7 @@ use pkcs11_sys::*;
 
 use crate::error::{Error, Result};
 use crate::token::attributes::AttrMap;
-use crate::token::mechanisms::{mech, Mechanism, Pin};
+use crate::token::mechanisms::{mech, DigestAlg, Mechanism, OaepParams, Pin, PssParams};
 
 /// Largest attribute value or input accepted through a pointer (sanity bound against lengths
 /// that do not describe the caller's memory).
@@ -251,6 +251,47 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
                 return Err(Error::MechanismParamInvalid);
             }
             Mechanism::Eddsa
+        }
+        mech::RSA_PKCS_PSS | mech::SHA256_RSA_PKCS_PSS | mech::SHA384_RSA_PKCS_PSS | mech::SHA512_RSA_PKCS_PSS => {
+            // SAFETY: forwarded contract.
+            let p: CK_RSA_PKCS_PSS_PARAMS = unsafe { param(&m) }?;
+            let pss = PssParams {
+                hash: p.hashAlg,
+                mgf: p.mgf,
+                salt_len: p.sLen,
+            };
+            match m.mechanism {
+                mech::SHA256_RSA_PKCS_PSS => Mechanism::RsaPssWith(DigestAlg::Sha256, pss),
+                mech::SHA384_RSA_PKCS_PSS => Mechanism::RsaPssWith(DigestAlg::Sha384, pss),
+                mech::SHA512_RSA_PKCS_PSS => Mechanism::RsaPssWith(DigestAlg::Sha512, pss),
+                _ => Mechanism::RsaPss(pss),
+            }
+        }
+        mech::RSA_PKCS_OAEP => {
+            // SAFETY: forwarded contract.
+            let p: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param(&m) }?;
+            let label = match p.source {
+                0 => Vec::new(),
+                // SAFETY: the caller promises the source data is readable.
+                CKZ_DATA_SPECIFIED => unsafe { in_slice(p.pSourceData as *const u8, p.ulSourceDataLen) }
+                    .map_err(bad)?
+                    .to_vec(),
+                _ => return Err(Error::MechanismParamInvalid),
+            };
+            Mechanism::RsaOaep(OaepParams {
+                hash: p.hashAlg,
+                mgf: p.mgf,
+                label,
+            })
+        }
+        mech::AES_CBC | mech::AES_CBC_PAD => {
+            // SAFETY: forwarded contract.
+            let iv: [u8; 16] = unsafe { param(&m) }?;
+            if m.mechanism == mech::AES_CBC {
+                Mechanism::AesCbc { iv }
+            } else {
+                Mechanism::AesCbcPad { iv }
+            }
         }
         ty => Mechanism::without_param(ty).unwrap_or(Mechanism::Other(ty)),
     })

@@ -65,6 +65,15 @@ pub mod attr {
     pub const HASH_OF_ISSUER_PUBLIC_KEY: u64 = ck::CKA_HASH_OF_ISSUER_PUBLIC_KEY;
     pub const JAVA_MIDP_SECURITY_DOMAIN: u64 = ck::CKA_JAVA_MIDP_SECURITY_DOMAIN;
     pub const NAME_HASH_ALGORITHM: u64 = ck::CKA_NAME_HASH_ALGORITHM;
+    pub const MODULUS: u64 = ck::CKA_MODULUS;
+    pub const MODULUS_BITS: u64 = ck::CKA_MODULUS_BITS;
+    pub const PUBLIC_EXPONENT: u64 = ck::CKA_PUBLIC_EXPONENT;
+    pub const PRIVATE_EXPONENT: u64 = ck::CKA_PRIVATE_EXPONENT;
+    pub const PRIME_1: u64 = ck::CKA_PRIME_1;
+    pub const PRIME_2: u64 = ck::CKA_PRIME_2;
+    pub const EXPONENT_1: u64 = ck::CKA_EXPONENT_1;
+    pub const EXPONENT_2: u64 = ck::CKA_EXPONENT_2;
+    pub const COEFFICIENT: u64 = ck::CKA_COEFFICIENT;
 }
 
 /// Object classes.
@@ -81,6 +90,7 @@ pub mod class {
 pub mod key_type {
     use pkcs11_sys as ck;
     pub const EC: u64 = ck::CKK_EC;
+    pub const RSA: u64 = ck::CKK_RSA;
     pub const EC_EDWARDS: u64 = ck::CKK_EC_EDWARDS;
     pub const GENERIC_SECRET: u64 = ck::CKK_GENERIC_SECRET;
     pub const AES: u64 = ck::CKK_AES;
@@ -261,6 +271,16 @@ pub static RULES: &[Rule] = &[
     rule!(EC_PARAMS, Bytes, PU.or(PR), IMMUTABLE, None),
     rule!(EC_POINT, Bytes, PU, GENERATED | IMMUTABLE, None),
     rule!(VALUE_LEN, Ulong, SE, IMMUTABLE, None),
+    // RSA key material (forwarded to an HSM; the self-managed token has no RSA).
+    rule!(MODULUS, Bytes, PU.or(PR), GENERATED | IMMUTABLE, None),
+    rule!(MODULUS_BITS, Ulong, PU, IMMUTABLE, None),
+    rule!(PUBLIC_EXPONENT, Bytes, PU.or(PR), IMMUTABLE, None),
+    rule!(PRIVATE_EXPONENT, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
+    rule!(PRIME_1, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
+    rule!(PRIME_2, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
+    rule!(EXPONENT_1, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
+    rule!(EXPONENT_2, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
+    rule!(COEFFICIENT, Bytes, PR, SECRET | GENERATED | IMMUTABLE, None),
 ];
 
 /// The rule for `ty`, if keygate knows the attribute at all.

@@ -16,6 +16,20 @@ pub mod mech {
     pub const EC_EDWARDS_KEY_PAIR_GEN: u64 = ck::CKM_EC_EDWARDS_KEY_PAIR_GEN;
     pub const ECDSA: u64 = ck::CKM_ECDSA;
     pub const ECDSA_SHA256: u64 = ck::CKM_ECDSA_SHA256;
+    pub const ECDSA_SHA384: u64 = ck::CKM_ECDSA_SHA384;
+    pub const ECDSA_SHA512: u64 = ck::CKM_ECDSA_SHA512;
+    pub const RSA_PKCS_KEY_PAIR_GEN: u64 = ck::CKM_RSA_PKCS_KEY_PAIR_GEN;
+    pub const RSA_PKCS: u64 = ck::CKM_RSA_PKCS;
+    pub const SHA256_RSA_PKCS: u64 = ck::CKM_SHA256_RSA_PKCS;
+    pub const SHA384_RSA_PKCS: u64 = ck::CKM_SHA384_RSA_PKCS;
+    pub const SHA512_RSA_PKCS: u64 = ck::CKM_SHA512_RSA_PKCS;
+    pub const RSA_PKCS_PSS: u64 = ck::CKM_RSA_PKCS_PSS;
+    pub const SHA256_RSA_PKCS_PSS: u64 = ck::CKM_SHA256_RSA_PKCS_PSS;
+    pub const SHA384_RSA_PKCS_PSS: u64 = ck::CKM_SHA384_RSA_PKCS_PSS;
+    pub const SHA512_RSA_PKCS_PSS: u64 = ck::CKM_SHA512_RSA_PKCS_PSS;
+    pub const RSA_PKCS_OAEP: u64 = ck::CKM_RSA_PKCS_OAEP;
+    pub const AES_CBC: u64 = ck::CKM_AES_CBC;
+    pub const AES_CBC_PAD: u64 = ck::CKM_AES_CBC_PAD;
     pub const EDDSA: u64 = ck::CKM_EDDSA;
     pub const ECDH1_DERIVE: u64 = ck::CKM_ECDH1_DERIVE;
     pub const AES_GCM: u64 = ck::CKM_AES_GCM;
@@ -26,6 +40,8 @@ pub mod mech {
     pub const SHA384: u64 = ck::CKM_SHA384;
     pub const SHA512: u64 = ck::CKM_SHA512;
     pub const SHA256_HMAC: u64 = ck::CKM_SHA256_HMAC;
+    pub const SHA384_HMAC: u64 = ck::CKM_SHA384_HMAC;
+    pub const SHA512_HMAC: u64 = ck::CKM_SHA512_HMAC;
 }
 
 /// Function flags of a mechanism (`CKF_*` of `CK_MECHANISM_INFO`).
@@ -95,6 +111,80 @@ pub enum DigestAlg {
     Sha512,
 }
 
+impl DigestAlg {
+    /// One of three values, by algorithm.
+    pub fn pick<T>(self, sha256: T, sha384: T, sha512: T) -> T {
+        match self {
+            DigestAlg::Sha256 => sha256,
+            DigestAlg::Sha384 => sha384,
+            DigestAlg::Sha512 => sha512,
+        }
+    }
+
+    /// The digest of a `CKM_SHA*` mechanism number.
+    pub fn from_mechanism(ty: u64) -> Option<DigestAlg> {
+        match ty {
+            mech::SHA256 => Some(DigestAlg::Sha256),
+            mech::SHA384 => Some(DigestAlg::Sha384),
+            mech::SHA512 => Some(DigestAlg::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// Every mechanism type keygate can decode and so forward to an HSM. What a token offers is
+/// the part of this its backend supports, less what its policy refuses.
+pub static FORWARDABLE: &[u64] = &[
+    mech::AES_KEY_GEN,
+    mech::GENERIC_SECRET_KEY_GEN,
+    mech::EC_KEY_PAIR_GEN,
+    mech::EC_EDWARDS_KEY_PAIR_GEN,
+    mech::RSA_PKCS_KEY_PAIR_GEN,
+    mech::ECDSA,
+    mech::ECDSA_SHA256,
+    mech::ECDSA_SHA384,
+    mech::ECDSA_SHA512,
+    mech::EDDSA,
+    mech::RSA_PKCS,
+    mech::SHA256_RSA_PKCS,
+    mech::SHA384_RSA_PKCS,
+    mech::SHA512_RSA_PKCS,
+    mech::RSA_PKCS_PSS,
+    mech::SHA256_RSA_PKCS_PSS,
+    mech::SHA384_RSA_PKCS_PSS,
+    mech::SHA512_RSA_PKCS_PSS,
+    mech::RSA_PKCS_OAEP,
+    mech::ECDH1_DERIVE,
+    mech::AES_GCM,
+    mech::AES_CBC,
+    mech::AES_CBC_PAD,
+    mech::AES_KEY_WRAP,
+    mech::AES_KEY_WRAP_PAD,
+    mech::AES_KEY_WRAP_KWP,
+    mech::SHA256,
+    mech::SHA384,
+    mech::SHA512,
+    mech::SHA256_HMAC,
+    mech::SHA384_HMAC,
+    mech::SHA512_HMAC,
+];
+
+/// `CK_RSA_PKCS_PSS_PARAMS`: the hash and MGF are mechanism / `CKG_*` numbers as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PssParams {
+    pub hash: u64,
+    pub mgf: u64,
+    pub salt_len: u64,
+}
+
+/// `CK_RSA_PKCS_OAEP_PARAMS`, with the label (source data) copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OaepParams {
+    pub hash: u64,
+    pub mgf: u64,
+    pub label: Vec<u8>,
+}
+
 /// A mechanism with its parameter decoded. Parameters are copied out of the caller's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mechanism {
@@ -102,8 +192,20 @@ pub enum Mechanism {
     GenericSecretKeyGen,
     EcKeyPairGen,
     EdwardsKeyPairGen,
+    RsaKeyPairGen,
+    /// ECDSA over a digest the caller made.
     Ecdsa,
-    EcdsaSha256,
+    /// ECDSA with the hash done by the token.
+    EcdsaWith(DigestAlg),
+    /// PKCS#1 v1.5 over a DigestInfo the caller made (signing; encryption is below the floor).
+    RsaPkcs,
+    /// PKCS#1 v1.5 signature with the hash done by the token.
+    RsaPkcsWith(DigestAlg),
+    /// RSA-PSS over a digest the caller made.
+    RsaPss(PssParams),
+    /// RSA-PSS with the hash done by the token.
+    RsaPssWith(DigestAlg, PssParams),
+    RsaOaep(OaepParams),
     /// Pure Ed25519 (no pre-hash, no context).
     Eddsa,
     Ecdh1Derive {
@@ -124,8 +226,15 @@ pub enum Mechanism {
     AesKeyWrapPad,
     /// RFC 5649.
     AesKeyWrapKwp,
+    AesCbc {
+        iv: [u8; 16],
+    },
+    /// AES-CBC with PKCS#7 padding.
+    AesCbcPad {
+        iv: [u8; 16],
+    },
     Digest(DigestAlg),
-    Sha256Hmac,
+    Hmac(DigestAlg),
     /// Known to PKCS#11 but not implemented here.
     Other(u64),
 }
@@ -138,18 +247,28 @@ impl Mechanism {
             Mechanism::GenericSecretKeyGen => mech::GENERIC_SECRET_KEY_GEN,
             Mechanism::EcKeyPairGen => mech::EC_KEY_PAIR_GEN,
             Mechanism::EdwardsKeyPairGen => mech::EC_EDWARDS_KEY_PAIR_GEN,
+            Mechanism::RsaKeyPairGen => mech::RSA_PKCS_KEY_PAIR_GEN,
             Mechanism::Ecdsa => mech::ECDSA,
-            Mechanism::EcdsaSha256 => mech::ECDSA_SHA256,
+            Mechanism::EcdsaWith(d) => d.pick(mech::ECDSA_SHA256, mech::ECDSA_SHA384, mech::ECDSA_SHA512),
+            Mechanism::RsaPkcs => mech::RSA_PKCS,
+            Mechanism::RsaPkcsWith(d) => d.pick(mech::SHA256_RSA_PKCS, mech::SHA384_RSA_PKCS, mech::SHA512_RSA_PKCS),
+            Mechanism::RsaPss(_) => mech::RSA_PKCS_PSS,
+            Mechanism::RsaPssWith(d, _) => d.pick(
+                mech::SHA256_RSA_PKCS_PSS,
+                mech::SHA384_RSA_PKCS_PSS,
+                mech::SHA512_RSA_PKCS_PSS,
+            ),
+            Mechanism::RsaOaep(_) => mech::RSA_PKCS_OAEP,
             Mechanism::Eddsa => mech::EDDSA,
             Mechanism::Ecdh1Derive { .. } => mech::ECDH1_DERIVE,
             Mechanism::AesGcm { .. } => mech::AES_GCM,
             Mechanism::AesKeyWrap { .. } => mech::AES_KEY_WRAP,
             Mechanism::AesKeyWrapPad => mech::AES_KEY_WRAP_PAD,
             Mechanism::AesKeyWrapKwp => mech::AES_KEY_WRAP_KWP,
-            Mechanism::Digest(DigestAlg::Sha256) => mech::SHA256,
-            Mechanism::Digest(DigestAlg::Sha384) => mech::SHA384,
-            Mechanism::Digest(DigestAlg::Sha512) => mech::SHA512,
-            Mechanism::Sha256Hmac => mech::SHA256_HMAC,
+            Mechanism::AesCbc { .. } => mech::AES_CBC,
+            Mechanism::AesCbcPad { .. } => mech::AES_CBC_PAD,
+            Mechanism::Digest(d) => d.pick(mech::SHA256, mech::SHA384, mech::SHA512),
+            Mechanism::Hmac(d) => d.pick(mech::SHA256_HMAC, mech::SHA384_HMAC, mech::SHA512_HMAC),
             Mechanism::Other(t) => *t,
         }
     }
@@ -161,8 +280,15 @@ impl Mechanism {
             mech::GENERIC_SECRET_KEY_GEN => Mechanism::GenericSecretKeyGen,
             mech::EC_KEY_PAIR_GEN => Mechanism::EcKeyPairGen,
             mech::EC_EDWARDS_KEY_PAIR_GEN => Mechanism::EdwardsKeyPairGen,
+            mech::RSA_PKCS_KEY_PAIR_GEN => Mechanism::RsaKeyPairGen,
             mech::ECDSA => Mechanism::Ecdsa,
-            mech::ECDSA_SHA256 => Mechanism::EcdsaSha256,
+            mech::ECDSA_SHA256 => Mechanism::EcdsaWith(DigestAlg::Sha256),
+            mech::ECDSA_SHA384 => Mechanism::EcdsaWith(DigestAlg::Sha384),
+            mech::ECDSA_SHA512 => Mechanism::EcdsaWith(DigestAlg::Sha512),
+            mech::RSA_PKCS => Mechanism::RsaPkcs,
+            mech::SHA256_RSA_PKCS => Mechanism::RsaPkcsWith(DigestAlg::Sha256),
+            mech::SHA384_RSA_PKCS => Mechanism::RsaPkcsWith(DigestAlg::Sha384),
+            mech::SHA512_RSA_PKCS => Mechanism::RsaPkcsWith(DigestAlg::Sha512),
             mech::EDDSA => Mechanism::Eddsa,
             mech::AES_KEY_WRAP => Mechanism::AesKeyWrap { iv: None },
             mech::AES_KEY_WRAP_PAD => Mechanism::AesKeyWrapPad,
@@ -170,7 +296,9 @@ impl Mechanism {
             mech::SHA256 => Mechanism::Digest(DigestAlg::Sha256),
             mech::SHA384 => Mechanism::Digest(DigestAlg::Sha384),
             mech::SHA512 => Mechanism::Digest(DigestAlg::Sha512),
-            mech::SHA256_HMAC => Mechanism::Sha256Hmac,
+            mech::SHA256_HMAC => Mechanism::Hmac(DigestAlg::Sha256),
+            mech::SHA384_HMAC => Mechanism::Hmac(DigestAlg::Sha384),
+            mech::SHA512_HMAC => Mechanism::Hmac(DigestAlg::Sha512),
             _ => return None,
         })
     }
@@ -213,6 +341,9 @@ mod tests {
     #[test]
     fn table_round_trips_through_without_param() {
         for (ty, _) in MECHANISMS {
+            assert!(FORWARDABLE.contains(ty), "{ty:#x} implemented but not forwardable");
+        }
+        for ty in FORWARDABLE {
             if let Some(m) = Mechanism::without_param(*ty) {
                 assert_eq!(m.ty(), *ty);
             }

@@ -6,6 +6,7 @@ pub mod handles;
 pub mod mechanisms;
 pub mod object;
 pub mod operations;
+pub mod policy;
 pub mod provider;
 pub mod session;
 

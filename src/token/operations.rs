@@ -103,8 +103,9 @@ impl Provider {
         let s = self.session(h)?;
         let (id, backend) = {
             let g = s.lock();
-            let backend = self.slot_of(&g).backend.clone();
-            mech.check(backend.mechanisms(), function)?;
+            let slot = self.slot_of(&g);
+            let backend = slot.backend.clone();
+            slot.check(mech, function)?;
             let (id, attrs) = self.object(&g, key, Error::KeyHandleInvalid)?;
             if !matches!(
                 attrs.class()?,
@@ -113,6 +114,7 @@ impl Provider {
                 return Err(Error::KeyHandleInvalid);
             }
             usage_permits(&attrs, usage, mech)?;
+            slot.policy.check_key_size(&attrs)?;
             (id, backend)
         };
         Ok((s, id, backend))
@@ -235,7 +237,7 @@ impl Provider {
         let s = self.session(h)?;
         let mut s = s.lock();
         let b = self.slot_of(&s).backend.clone();
-        mech.check(b.mechanisms(), mflag::DIGEST)?;
+        self.slot_of(&s).check(mech, mflag::DIGEST)?;
         if s.digest.is_some() {
             return Err(Error::OperationActive);
         }
@@ -276,11 +278,14 @@ impl Provider {
     pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
         let s = self.session(h)?;
         let s = s.lock();
-        let b = self.slot_of(&s).backend.clone();
-        mech.check(b.mechanisms(), mflag::GENERATE)?;
+        let slot = self.slot_of(&s);
+        let b = slot.backend.clone();
+        slot.check(mech, mflag::GENERATE)?;
         let kt = object::keygen_type(mech, &template)?;
         let t = object::implied(template, class::SECRET_KEY, kt)?;
         let t = object::complete(t, Origin::Generate(mech.ty()), false)?;
+        slot.policy.check_protection(&t)?;
+        slot.policy.check_key_size(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
         let id = b.generate_key(h, mech, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))
@@ -289,27 +294,39 @@ impl Provider {
     pub fn generate_key_pair(&self, h: u64, mech: &Mechanism, public: AttrMap, private: AttrMap) -> Result<(u64, u64)> {
         let s = self.session(h)?;
         let s = s.lock();
-        let b = self.slot_of(&s).backend.clone();
-        mech.check(b.mechanisms(), mflag::GENERATE_KEY_PAIR)?;
+        let slot = self.slot_of(&s);
+        let b = slot.backend.clone();
+        slot.check(mech, mflag::GENERATE_KEY_PAIR)?;
         let kt = match mech {
             Mechanism::EcKeyPairGen => key_type::EC,
             Mechanism::EdwardsKeyPairGen => key_type::EC_EDWARDS,
+            Mechanism::RsaKeyPairGen => key_type::RSA,
             other => return Err(Error::MechanismInvalid(other.ty())),
         };
         let origin = Origin::Generate(mech.ty());
         let public = object::complete(object::implied(public, class::PUBLIC_KEY, kt)?, origin, false)?;
         let private = object::complete(object::implied(private, class::PRIVATE_KEY, kt)?, origin, false)?;
-        if public.get(attr::EC_PARAMS).is_none() {
-            return Err(Error::TemplateIncomplete(
-                "CKA_EC_PARAMS missing from the public key template",
-            ));
+        if kt == key_type::RSA {
+            if public.ulong(attr::MODULUS_BITS)?.is_none() {
+                return Err(Error::TemplateIncomplete(
+                    "CKA_MODULUS_BITS missing from the public key template",
+                ));
+            }
+            slot.policy.check_key_size(&public)?;
+        } else {
+            if public.get(attr::EC_PARAMS).is_none() {
+                return Err(Error::TemplateIncomplete(
+                    "CKA_EC_PARAMS missing from the public key template",
+                ));
+            }
+            if private
+                .get(attr::EC_PARAMS)
+                .is_some_and(|p| Some(p) != public.get(attr::EC_PARAMS))
+            {
+                return Err(Error::TemplateInconsistent("the two templates name different curves"));
+            }
         }
-        if private
-            .get(attr::EC_PARAMS)
-            .is_some_and(|p| Some(p) != public.get(attr::EC_PARAMS))
-        {
-            return Err(Error::TemplateInconsistent("the two templates name different curves"));
-        }
+        slot.policy.check_protection(&private)?;
         let lifetimes = (self.lifetime_for(h, &s, &public)?, self.lifetime_for(h, &s, &private)?);
         let (pu, pr) = b.generate_key_pair(h, mech, lifetimes, public, private)?;
         Ok((self.handles.handle_for(s.slot, pu), self.handles.handle_for(s.slot, pr)))
@@ -344,6 +361,9 @@ impl Provider {
         let s = s.lock();
         template.class()?;
         let t = object::complete(template, Origin::Unwrap, false)?;
+        let policy = &self.slot_of(&s).policy;
+        policy.check_protection(&t)?;
+        policy.check_key_size(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
         let id = b.unwrap_key(h, mech, &uid, wrapped, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))
@@ -363,6 +383,7 @@ impl Provider {
         }
         let base_attrs = b.attributes(h, &bid)?;
         let t = object::complete(template, Origin::Derive(&base_attrs), false)?;
+        self.slot_of(&s).policy.check_protection(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
         let id = b.derive_key(h, mech, &bid, lifetime, t)?;
         Ok(self.handles.handle_for(s.slot, id))

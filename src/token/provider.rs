@@ -9,16 +9,18 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 
 use super::attributes::{attr, AttrMap};
 use super::handles::Handles;
-use super::mechanisms::{MechanismInfo, Pin};
+use super::mechanisms::{Mechanism, MechanismInfo, Pin};
 use super::object::{self, Origin, Readable};
+use super::policy::Policy;
 use super::session::{state, Session};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, Lifetime, ObjectId, TokenStatus, UserType};
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, TokenConfig};
 use crate::error::{Error, Result};
 
 /// One slot and its token.
@@ -27,6 +29,41 @@ pub struct Slot {
     pub label: String,
     pub backend: Arc<dyn Backend>,
     pub login: Mutex<Option<UserType>>,
+    pub policy: Policy,
+    /// What the token offers under its policy; filled once the backend can say.
+    offered: OnceCell<Vec<(u64, MechanismInfo)>>,
+}
+
+impl Slot {
+    fn new(t: &TokenConfig, backend: Arc<dyn Backend>) -> Slot {
+        Slot {
+            label: t.label.clone(),
+            backend,
+            login: Mutex::new(None),
+            policy: Policy::new(&t.label, &t.policy),
+            offered: OnceCell::new(),
+        }
+    }
+
+    /// The mechanisms this token offers: its backend's, less what the policy refuses.
+    pub fn mechanisms(&self) -> &[(u64, MechanismInfo)] {
+        if let Some(m) = self.offered.get() {
+            return m;
+        }
+        let from_backend = self.backend.mechanisms();
+        if from_backend.is_empty() {
+            // An HSM not reachable yet: ask again next time.
+            return &[];
+        }
+        self.offered.get_or_init(|| self.policy.mechanisms(from_backend))
+    }
+
+    /// Checks that the token offers `mech` for `function` (a `CKF_*` flag) with parameters
+    /// its policy accepts.
+    pub fn check(&self, mech: &Mechanism, function: u64) -> Result<()> {
+        mech.check(self.mechanisms(), function)?;
+        self.policy.check_params(mech)
+    }
 }
 
 pub struct Provider {
@@ -81,17 +118,9 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
     cfg.tokens
         .iter()
         .filter_map(|t| match t.mode {
-            Mode::SelfManaged => Some(Slot {
-                label: t.label.clone(),
-                backend: Arc::new(LocalBackend::new(t.clone())) as Arc<dyn Backend>,
-                login: Mutex::new(None),
-            }),
+            Mode::SelfManaged => Some(Slot::new(t, Arc::new(LocalBackend::new(t.clone())))),
             Mode::Hsm => match crate::backend::hsm::HsmBackend::new(t.clone()) {
-                Ok(b) => Some(Slot {
-                    label: t.label.clone(),
-                    backend: Arc::new(b) as Arc<dyn Backend>,
-                    login: Mutex::new(None),
-                }),
+                Ok(b) => Some(Slot::new(t, Arc::new(b))),
                 Err(e) => {
                     log::error!("token {:?}: {e}", t.label);
                     None
@@ -127,7 +156,7 @@ impl Provider {
     }
 
     pub fn mechanisms(&self, id: u64) -> Result<&[(u64, MechanismInfo)]> {
-        Ok(self.slot(id)?.backend.mechanisms())
+        Ok(self.slot(id)?.mechanisms())
     }
 
     /// (sessions, rw sessions) open on a slot.
@@ -349,6 +378,9 @@ impl Provider {
         let s = self.session(h)?;
         let s = s.lock();
         let attrs = object::complete(template, Origin::Create, self.is_so(s.slot))?;
+        let policy = &self.slot_of(&s).policy;
+        policy.check_protection(&attrs)?;
+        policy.check_key_size(&attrs)?;
         let lifetime = self.lifetime_for(h, &s, &attrs)?;
         let id = self.slot_of(&s).backend.create(h, lifetime, attrs)?;
         Ok(self.handles.handle_for(s.slot, id))
@@ -363,6 +395,7 @@ impl Provider {
         }
         let mut new = object::apply_changes(&attrs, &template, true, self.is_so(s.slot))?;
         new.remove(attr::UNIQUE_ID);
+        self.slot_of(&s).policy.check_protection(&new)?;
         let lifetime = self.lifetime_for(h, &s, &new)?;
         let id = self.slot_of(&s).backend.copy(h, &id, lifetime, new)?;
         Ok(self.handles.handle_for(s.slot, id))
@@ -401,7 +434,7 @@ impl Provider {
             .map(|t| match object::readable(&attrs, *t) {
                 Readable::Value(v) => Ok(v.to_vec()),
                 Readable::Sensitive => Err(Error::AttributeSensitive(*t)),
-                Readable::Secret => backend.secret_value(h, &id).map(|v| v.to_vec()),
+                Readable::Secret => backend.secret_value(h, &id, *t).map(|v| v.to_vec()),
                 Readable::Invalid => Err(Error::AttributeTypeInvalid(*t)),
             })
             .collect())

@@ -15,6 +15,7 @@ macro_rules! call {
 
 pub mod raw;
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -28,6 +29,8 @@ pub const SO_PIN: &str = "test-so-4821";
 pub const USER_PIN: &str = "test-user-9375";
 pub const ROOT_PIN: &str = "test-root-5519";
 pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The policy line of the suite's tokens (see [`Env::bare`]).
+pub const EXPORT_ALLOWED: &str = "policy = { allow_export = true }\n";
 
 pub fn module_path() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
@@ -42,9 +45,11 @@ pub struct Env {
 }
 
 impl Env {
-    /// A fresh root token and keygate config; the keygate token is NOT initialised.
+    /// A fresh root token and keygate config; the keygate token is NOT initialised. Its policy
+    /// allows export, because the suite exercises extractable and readable keys as PKCS#11
+    /// defines them; the policy tests make tokens without it.
     pub fn bare() -> Env {
-        Self::bare_with("")
+        Self::bare_with(EXPORT_ALLOWED)
     }
 
     pub fn bare_with(extra_token_config: &str) -> Env {
@@ -73,10 +78,15 @@ impl Env {
     /// An hsm-mode keygate token "test" forwarding to a fresh SoftHSM2 token "hsm-app" whose SO
     /// and user PINs are the test PINs. `hsm_extra` is added inside the `hsm = { … }` table.
     pub fn hsm_with(hsm_extra: &str) -> Env {
+        Self::hsm_token(hsm_extra, EXPORT_ALLOWED)
+    }
+
+    /// As [`Env::hsm_with`], with `token_extra` lines in the keygate token's table.
+    pub fn hsm_token(hsm_extra: &str, token_extra: &str) -> Env {
         let env = Self::bare();
         softhsm_token("hsm-app", SO_PIN, USER_PIN);
         let toml = format!(
-            "[[token]]\nlabel = \"test\"\nmode = \"hsm\"\nhsm = {{ module = \"{SOFTHSM}\", token = \"hsm-app\"{hsm_extra} }}\n"
+            "[[token]]\nlabel = \"test\"\nmode = \"hsm\"\nhsm = {{ module = \"{SOFTHSM}\", token = \"hsm-app\"{hsm_extra} }}\n{token_extra}"
         );
         std::fs::write(env.path().join("keygate.toml"), toml).unwrap();
         env
@@ -89,7 +99,13 @@ impl Env {
     /// A fresh, initialised token (SO and user PIN set) through the module's own C_InitToken,
     /// C_Login(SO) and C_InitPIN.
     pub fn new() -> Env {
-        let env = Self::bare();
+        Self::new_with(EXPORT_ALLOWED)
+    }
+
+    /// As [`Env::new`], with `token_extra` lines (in place of the export policy) in the token's
+    /// table.
+    pub fn new_with(token_extra: &str) -> Env {
+        let env = Self::bare_with(token_extra);
         let p = env.load();
         drop(initialise_token(&p));
         p.finalize().unwrap();
@@ -199,3 +215,28 @@ pub fn ec_point(s: &Session, key: ObjectHandle) -> Vec<u8> {
 
 pub const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// Sends this process's standard error (fd 2, which the module's logger and child processes
+/// write to) into `path` until dropped.
+pub struct Redirect(i32);
+
+impl Redirect {
+    pub fn to(path: &std::path::Path) -> Redirect {
+        let file = std::fs::File::create(path).unwrap();
+        // SAFETY: plain descriptor calls on descriptors this process owns.
+        let saved = unsafe { libc::dup(2) };
+        assert!(saved >= 0);
+        // SAFETY: as above.
+        assert!(unsafe { libc::dup2(file.as_raw_fd(), 2) } >= 0);
+        Redirect(saved)
+    }
+}
+
+impl Drop for Redirect {
+    fn drop(&mut self) {
+        // SAFETY: restores the descriptor saved in `to`.
+        unsafe { libc::dup2(self.0, 2) };
+        // SAFETY: closes the saved copy, which nothing else uses.
+        unsafe { libc::close(self.0) };
+    }
+}

@@ -4,6 +4,7 @@
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::vendor_defined::VendorDefinedMechanism;
 use cryptoki::mechanism::{Mechanism as CkMech, MechanismType};
 use cryptoki::object::{Attribute, AttributeType};
@@ -11,7 +12,7 @@ use cryptoki::types::Ulong;
 
 use crate::error::{Error, Result};
 use crate::token::attributes::AttrMap;
-use crate::token::mechanisms::{mech, DigestAlg, Mechanism};
+use crate::token::mechanisms::{mech, Mechanism, PssParams};
 
 /// A keygate template as cryptoki attributes.
 pub fn attributes_out(t: &AttrMap) -> Result<Vec<Attribute>> {
@@ -72,7 +73,13 @@ pub fn attribute_in(a: &Attribute) -> Option<(u64, Vec<u8>)> {
         | Attribute::EcPoint(v)
         | Attribute::Value(v)
         | Attribute::Modulus(v)
-        | Attribute::PublicExponent(v) => v.clone(),
+        | Attribute::PublicExponent(v)
+        | Attribute::PrivateExponent(v)
+        | Attribute::Prime1(v)
+        | Attribute::Prime2(v)
+        | Attribute::Exponent1(v)
+        | Attribute::Exponent2(v)
+        | Attribute::Coefficient(v) => v.clone(),
         Attribute::Class(c) => ulong((*c).into()),
         Attribute::KeyType(k) => ulong((*k).into()),
         Attribute::CertificateType(c) => ulong((*c).into()),
@@ -105,8 +112,28 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<C
         Mechanism::GenericSecretKeyGen => CkMech::GenericSecretKeyGen,
         Mechanism::EcKeyPairGen => CkMech::EccKeyPairGen,
         Mechanism::EdwardsKeyPairGen => CkMech::EccEdwardsKeyPairGen,
+        Mechanism::RsaKeyPairGen => CkMech::RsaPkcsKeyPairGen,
         Mechanism::Ecdsa => CkMech::Ecdsa,
-        Mechanism::EcdsaSha256 => CkMech::EcdsaSha256,
+        Mechanism::EcdsaWith(d) => d.pick(CkMech::EcdsaSha256, CkMech::EcdsaSha384, CkMech::EcdsaSha512),
+        Mechanism::RsaPkcs => CkMech::RsaPkcs,
+        Mechanism::RsaPkcsWith(d) => d.pick(CkMech::Sha256RsaPkcs, CkMech::Sha384RsaPkcs, CkMech::Sha512RsaPkcs),
+        Mechanism::RsaPss(p) => CkMech::RsaPkcsPss(pss(p)?),
+        Mechanism::RsaPssWith(d, p) => {
+            let p = pss(p)?;
+            d.pick(
+                CkMech::Sha256RsaPkcsPss(p),
+                CkMech::Sha384RsaPkcsPss(p),
+                CkMech::Sha512RsaPkcsPss(p),
+            )
+        }
+        Mechanism::RsaOaep(p) => {
+            let source = if p.label.is_empty() {
+                PkcsOaepSource::empty()
+            } else {
+                PkcsOaepSource::data_specified(&p.label)
+            };
+            CkMech::RsaPkcsOaep(PkcsOaepParams::new(mechanism_type(p.hash)?, mgf(p.mgf)?, source))
+        }
         Mechanism::Eddsa => CkMech::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
         Mechanism::Ecdh1Derive {
             kdf,
@@ -134,10 +161,26 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<C
                 .map_err(|_| Error::MechanismInvalid(mech::AES_KEY_WRAP_KWP))?;
             CkMech::VendorDefined(VendorDefinedMechanism::new::<()>(ty, None))
         }
-        Mechanism::Digest(DigestAlg::Sha256) => CkMech::Sha256,
-        Mechanism::Digest(DigestAlg::Sha384) => CkMech::Sha384,
-        Mechanism::Digest(DigestAlg::Sha512) => CkMech::Sha512,
-        Mechanism::Sha256Hmac => CkMech::Sha256Hmac,
+        Mechanism::AesCbc { iv } => CkMech::AesCbc(*iv),
+        Mechanism::AesCbcPad { iv } => CkMech::AesCbcPad(*iv),
+        Mechanism::Digest(d) => d.pick(CkMech::Sha256, CkMech::Sha384, CkMech::Sha512),
+        Mechanism::Hmac(d) => d.pick(CkMech::Sha256Hmac, CkMech::Sha384Hmac, CkMech::Sha512Hmac),
         Mechanism::Other(ty) => return Err(Error::MechanismInvalid(*ty)),
+    })
+}
+
+fn mechanism_type(ty: u64) -> Result<MechanismType> {
+    MechanismType::try_from(ty).map_err(|_| Error::MechanismParamInvalid)
+}
+
+fn mgf(g: u64) -> Result<PkcsMgfType> {
+    PkcsMgfType::try_from(g as cryptoki_sys::CK_RSA_PKCS_MGF_TYPE).map_err(|_| Error::MechanismParamInvalid)
+}
+
+fn pss(p: &PssParams) -> Result<PkcsPssParams> {
+    Ok(PkcsPssParams {
+        hash_alg: mechanism_type(p.hash)?,
+        mgf: mgf(p.mgf)?,
+        s_len: Ulong::from(p.salt_len),
     })
 }

@@ -25,7 +25,7 @@ use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
 use crate::token::attributes::{attr, flag, rule_for, AttrMap, RULES};
-use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin, MECHANISMS};
+use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin, FORWARDABLE};
 
 /// The HSM library and the slot of the configured token.
 struct Device {
@@ -228,7 +228,7 @@ impl Backend for HsmBackend {
                 let mut out = Vec::new();
                 for m in offered {
                     let ty: u64 = m.into();
-                    if !MECHANISMS.iter().any(|(t, _)| *t == ty) {
+                    if !FORWARDABLE.contains(&ty) {
                         continue;
                     }
                     let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
@@ -383,16 +383,14 @@ impl Backend for HsmBackend {
         })
     }
 
-    fn secret_value(&self, session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
+    fn secret_value(&self, session: u64, id: &ObjectId, ty: u64) -> Result<Zeroizing<Vec<u8>>> {
         let h = self.handle(id)?;
+        let at = convert::attribute_type(ty).ok_or(Error::AttributeTypeInvalid(ty))?;
         let s = self.session(session)?;
-        let got = s
-            .lock()
-            .get_attributes(h, &[AttributeType::Value])
-            .map_err(fwd("C_GetAttributeValue"))?;
-        match got.into_iter().next() {
-            Some(Attribute::Value(v)) => Ok(Zeroizing::new(v)),
-            _ => Err(Error::AttributeSensitive(attr::VALUE)),
+        let got = s.lock().get_attributes(h, &[at]).map_err(fwd("C_GetAttributeValue"))?;
+        match got.first().and_then(convert::attribute_in) {
+            Some((t, v)) if t == ty => Ok(Zeroizing::new(v)),
+            _ => Err(Error::AttributeSensitive(ty)),
         }
     }
 

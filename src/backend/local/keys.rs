@@ -197,7 +197,11 @@ impl Backend for LocalBackend {
     fn lifetime(&self, _session: u64, id: &ObjectId) -> Result<Lifetime> {
         Ok(self.load(id)?.1)
     }
-    fn secret_value(&self, _session: u64, id: &ObjectId) -> Result<Zeroizing<Vec<u8>>> {
+    fn secret_value(&self, _session: u64, id: &ObjectId, ty: u64) -> Result<Zeroizing<Vec<u8>>> {
+        // The only secret a self-managed key has is its CKA_VALUE (no RSA keys here).
+        if ty != attr::VALUE {
+            return Err(Error::AttributeTypeInvalid(ty));
+        }
         self.unseal(&self.load(id)?.0)
     }
     fn update(&self, _session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
@@ -337,14 +341,12 @@ impl Backend for LocalBackend {
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
             (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.unseal(&r)?, None)),
-            (Mechanism::EcdsaSha256, Some(key_type::EC)) => {
-                Box::new(ops::EcdsaSign::new(self.unseal(&r)?, Some(DigestAlg::Sha256)))
-            }
+            (Mechanism::EcdsaWith(d), Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.unseal(&r)?, Some(*d))),
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.unseal(&r)?)),
-            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => {
+            (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
                 Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
             }
-            (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
+            (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
                 return Err(Error::KeyTypeInconsistent)
             }
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -355,18 +357,21 @@ impl Backend for LocalBackend {
         let (r, _) = self.load(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
-            (Mechanism::Ecdsa | Mechanism::EcdsaSha256, Some(key_type::EC)) => {
+            (Mechanism::Ecdsa | Mechanism::EcdsaWith(_), Some(key_type::EC)) => {
                 let (_, point) = Self::ec_public_point(&r.attrs)?;
-                let pre = (*mech == Mechanism::EcdsaSha256).then_some(DigestAlg::Sha256);
+                let pre = match mech {
+                    Mechanism::EcdsaWith(d) => Some(*d),
+                    _ => None,
+                };
                 Box::new(ops::EcdsaVerify::new(point, pre))
             }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))
             }
-            (Mechanism::Sha256Hmac, Some(kt)) if HMAC_TYPES.contains(&kt) => {
+            (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
                 Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
             }
-            (Mechanism::Ecdsa | Mechanism::EcdsaSha256 | Mechanism::Eddsa | Mechanism::Sha256Hmac, _) => {
+            (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
                 return Err(Error::KeyTypeInconsistent)
             }
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
