@@ -353,3 +353,110 @@ fn rsa_aes_cbc_and_hmac_sha384_through_keygate() {
     assert_eq!(s.sign_final().unwrap(), want);
     s.verify(&Mechanism::Sha384Hmac, hk, b"mac me", &want).unwrap();
 }
+
+/// Runs `f` with standard error sent to a file; returns what was logged.
+fn logged(env: &Env, f: impl FnOnce()) -> String {
+    let path = env.path().join("stderr.log");
+    {
+        let _r = Redirect::to(&path);
+        f();
+    }
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// With `login = "held"` the application logs in without a PIN (protected authentication
+/// path) and keygate presents its own credential to the HSM.
+fn held_login_works(env: &Env) {
+    let p = env.load();
+    let slot = Env::slot(&p);
+    assert!(p.get_token_info(slot).unwrap().protected_authentication_path());
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::User, None).unwrap();
+    let k = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(32u64)),
+                Attribute::Token(true),
+                Attribute::Label(b"held".to_vec()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(s.encrypt(&Mechanism::AesCbcPad([0; 16]), k, b"x").unwrap().len(), 16);
+    s.logout().unwrap();
+    assert!(
+        s.find_objects(&[Attribute::Label(b"held".to_vec())])
+            .unwrap()
+            .is_empty(),
+        "private once logged out"
+    );
+}
+
+#[test]
+fn held_credential_from_the_environment() {
+    std::env::set_var("KG_HELD_PIN", USER_PIN);
+    let env = Env::hsm_with(", login = \"held\", pin_env = \"KG_HELD_PIN\"");
+    held_login_works(&env);
+}
+
+#[test]
+fn held_credential_from_a_private_file_and_not_from_a_readable_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hsm.pin");
+    std::fs::write(&file, format!("{USER_PIN}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = Env::hsm_with(&format!(", login = \"held\", pin_file = \"{}\"", file.display()));
+    held_login_works(&env);
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    let mut result = None;
+    let log = logged(&env, || result = Some(s.login(UserType::User, None)));
+    let e = result.unwrap().unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::GeneralError, _)), "{e:?}");
+    assert!(
+        log.contains("hsm.pin is readable by group or others; refusing it"),
+        "{log}"
+    );
+    assert!(!log.contains(USER_PIN), "the credential is never logged");
+}
+
+#[test]
+fn a_wrong_held_credential_is_a_clear_error_presented_once() {
+    std::env::set_var("KG_HELD_PIN", "wrong-credential-0000");
+    let env = Env::hsm_with(", login = \"held\", pin_env = \"KG_HELD_PIN\"");
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    let mut results = Vec::new();
+    let log = logged(&env, || {
+        for _ in 0..5 {
+            results.push(s.login(UserType::User, None));
+        }
+    });
+    for r in results {
+        assert!(matches!(r, Err(CkError::Pkcs11(RvError::PinIncorrect, _))), "{r:?}");
+    }
+    assert_eq!(log.matches("the HSM refused the held credential").count(), 1, "{log}");
+    assert_eq!(log.matches("refused before; fix it and restart").count(), 4, "{log}");
+    assert!(!log.contains("wrong-credential-0000"), "the credential is never logged");
+    drop(s);
+    p.finalize().unwrap();
+    // The HSM's user PIN is not locked: the right PIN still logs in on SoftHSM2 directly.
+    let direct = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
+    direct
+        .initialize(cryptoki::context::CInitializeArgs::new(
+            cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+        ))
+        .unwrap();
+    let slot = *direct
+        .get_slots_with_token()
+        .unwrap()
+        .iter()
+        .find(|s| direct.get_token_info(**s).unwrap().label() == "hsm-app")
+        .unwrap();
+    assert!(!direct.get_token_info(slot).unwrap().user_pin_locked());
+    let s = direct.open_ro_session(slot).unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+}

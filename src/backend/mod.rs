@@ -52,6 +52,9 @@ pub struct TokenStatus {
     pub user_failures: u32,
     pub so_failures: u32,
     pub max_failures: u32,
+    /// The user authenticates by other means than a PIN from the application
+    /// (`CKF_PROTECTED_AUTHENTICATION_PATH`): an hsm token with a held credential.
+    pub protected_path: bool,
 }
 
 impl TokenStatus {

@@ -113,6 +113,9 @@ entry! {
         let st = p.token_status(slotID)?;
         let (sessions, rw) = p.session_counts(slotID);
         let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+        if st.protected_path {
+            flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+        }
         if st.initialized {
             flags |= CKF_TOKEN_INITIALIZED;
         }

@@ -8,6 +8,7 @@
 mod convert;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cryptoki::context::Pkcs11;
@@ -43,6 +44,8 @@ pub struct HsmBackend {
     sessions: RwLock<HashMap<u64, Shared>>,
     objects: RwLock<HashMap<ObjectId, ObjectHandle>>,
     session_objects: Mutex<HashMap<u64, Vec<ObjectHandle>>>,
+    /// The HSM refused the held credential (`login = "held"`); it is not presented again.
+    held_refused: AtomicBool,
 }
 
 impl std::fmt::Debug for HsmBackend {
@@ -102,6 +105,7 @@ impl HsmBackend {
             hsm,
             device: Mutex::new(None),
             mechanisms: OnceCell::new(),
+            held_refused: AtomicBool::new(false),
             sessions: RwLock::new(HashMap::new()),
             objects: RwLock::new(HashMap::new()),
             session_objects: Mutex::new(HashMap::new()),
@@ -157,8 +161,33 @@ impl HsmBackend {
         self.register(h)
     }
 
-    fn held_pin(&self) -> Result<Pin> {
-        super::module::credential(self.hsm.pin_env.as_ref(), self.hsm.pin_file.as_ref(), "HSM credential")
+    /// `login = "held"`: the application's `C_Login` (its PIN, if any, is not used) logs the
+    /// HSM in with the credential keygate holds. A credential the HSM refuses is not presented
+    /// again by this process: keygate never adds tries to the HSM's own failure counter.
+    fn held_login(&self, s: &cryptoki::session::Session) -> Result<()> {
+        if self.held_refused.load(Ordering::Relaxed) {
+            log::error!(
+                "token {:?}: the held HSM credential was refused before; fix it and restart the application",
+                self.cfg.label
+            );
+            return Err(Error::PinIncorrect);
+        }
+        let pin = super::module::credential(self.hsm.pin_env.as_ref(), self.hsm.pin_file.as_ref(), "HSM credential")
+            .inspect_err(|e| log::error!("token {:?}: {e}", self.cfg.label))?;
+        match s.login_with_raw(CkUser::User, &raw_pin(&pin)) {
+            Ok(()) | Err(CkError::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(e) => {
+                let e = fwd("C_Login")(e);
+                if matches!(
+                    e.ck_rv(),
+                    pkcs11_sys::CKR_PIN_INCORRECT | pkcs11_sys::CKR_PIN_LOCKED | pkcs11_sys::CKR_PIN_EXPIRED
+                ) {
+                    self.held_refused.store(true, Ordering::Relaxed);
+                }
+                log::error!("token {:?}: the HSM refused the held credential: {e}", self.cfg.label);
+                Err(e)
+            }
+        }
     }
 
     /// The attributes of `attrs` that differ from the object's now: only those are sent, since
@@ -216,6 +245,7 @@ impl Backend for HsmBackend {
             user_failures: failures(i.user_pin_locked(), i.user_pin_final_try(), i.user_pin_count_low()),
             so_failures: failures(i.so_pin_locked(), i.so_pin_final_try(), i.so_pin_count_low()),
             max_failures: max,
+            protected_path: self.hsm.login == LoginMode::Held,
         })
     }
 
@@ -280,9 +310,8 @@ impl Backend for HsmBackend {
     fn login(&self, session: u64, user: UserType, pin: &Pin) -> Result<()> {
         let s = self.session(session)?;
         let s = s.lock();
-        if self.hsm.login == LoginMode::Held {
-            let held = self.held_pin()?;
-            return s.login_with_raw(user_of(user), &raw_pin(&held)).map_err(fwd("C_Login"));
+        if self.hsm.login == LoginMode::Held && user != UserType::So {
+            return self.held_login(&s);
         }
         s.login_with_raw(user_of(user), &raw_pin(pin)).map_err(fwd("C_Login"))
     }
@@ -431,17 +460,6 @@ impl Backend for HsmBackend {
             d.pkcs11.open_ro_session(d.slot)
         }
         .map_err(fwd("C_OpenSession"))?;
-        if self.hsm.login == LoginMode::Held {
-            let pin = self.held_pin()?;
-            match s.login_with_raw(CkUser::User, &raw_pin(&pin)) {
-                Ok(()) => {}
-                Err(CkError::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
-                Err(e) => {
-                    log::error!("token {:?}: the held HSM credential was refused: {e}", self.cfg.label);
-                    return Err(fwd("C_Login")(e));
-                }
-            }
-        }
         self.sessions.write().insert(session, Arc::new(Mutex::new(s)));
         Ok(())
     }

@@ -269,6 +269,7 @@ impl LocalBackend {
             None => TokenStatus {
                 label: self.cfg.label.clone(),
                 max_failures: max,
+                protected_path: false,
                 ..TokenStatus::default()
             },
             Some(h) => TokenStatus {
@@ -279,6 +280,7 @@ impl LocalBackend {
                 user_failures: h.user_failures,
                 so_failures: h.so_failures,
                 max_failures: max,
+                protected_path: false,
             },
         })
     }
