@@ -20,8 +20,10 @@ install_packages() {
     fi
 }
 
-# keygate_env DIR: a SoftHSM2 token "keygate-root" and a keygate config with one self-managed
-# token "demo" in DIR. Exports SOFTHSM2_CONF, KEYGATE_CONF, KEYGATE_ROOT_PIN.
+# keygate_env DIR [HSM_USER_PIN]: a SoftHSM2 token "keygate-root" and a keygate config with one
+# self-managed token "demo" in DIR. With HSM_USER_PIN, also a SoftHSM2 token "demo-backend"
+# (user PIN HSM_USER_PIN) and an hsm-mode keygate token "demo-hsm" forwarding to it.
+# Exports SOFTHSM2_CONF, KEYGATE_CONF, KEYGATE_ROOT_PIN.
 keygate_env() {
     local dir=$1 repo
     repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +39,16 @@ mode = "self-managed"
 store = "$dir/demo.db"
 root = { module = "$SOFTHSM_MODULE", token = "keygate-root", pin_env = "KEYGATE_ROOT_PIN" }
 TOML
+    if [ -n "${2:-}" ]; then
+        softhsm2-util --init-token --free --label demo-backend --so-pin hsm-so-0000 --pin "$2" >/dev/null
+        cat >> "$dir/keygate.toml" <<TOML
+
+[[token]]
+label = "demo-hsm"
+mode = "hsm"
+hsm = { module = "$SOFTHSM_MODULE", token = "demo-backend" }
+TOML
+    fi
     chmod 600 "$dir/keygate.toml"
     export KEYGATE_CONF="$dir/keygate.toml"
 }

@@ -1,5 +1,5 @@
 //! AES-256-GCM through keygate with the `cryptoki` crate, for `ci/demo` (Debian 12's
-//! pkcs11-tool has no AES-GCM). Usage: gcm_demo MODULE PIN KEY_LABEL
+//! pkcs11-tool has no AES-GCM). Usage: gcm_demo MODULE TOKEN_LABEL PIN KEY_LABEL
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
@@ -9,12 +9,16 @@ use cryptoki::types::AuthPin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, module, pin, label] = &args[..] else {
-        return Err("usage: gcm_demo MODULE PIN KEY_LABEL".into());
+    let [_, module, token, pin, label] = &args[..] else {
+        return Err("usage: gcm_demo MODULE TOKEN_LABEL PIN KEY_LABEL".into());
     };
     let p11 = Pkcs11::new(module)?;
     p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-    let slot = p11.get_slots_with_token()?[0];
+    let slot = *p11
+        .get_slots_with_token()?
+        .iter()
+        .find(|s| p11.get_token_info(**s).is_ok_and(|i| i.label() == token))
+        .ok_or("token not found")?;
     let session = p11.open_ro_session(slot)?;
     session.login(UserType::User, Some(&AuthPin::from(pin.clone())))?;
     let key = *session

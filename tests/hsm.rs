@@ -195,6 +195,20 @@ fn both_modes_in_one_configuration_and_the_cli_status() {
     let s = p.open_rw_session(slots[0]).unwrap();
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
     assert_eq!(s.generate_random_vec(16).unwrap().len(), 16);
+    // pkcs11-tool (OpenSC) in another process sees both slots too.
+    let out = std::process::Command::new("pkcs11-tool")
+        .args(["--module", module_path().to_str().unwrap(), "-L"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for label in ["test", "local"] {
+        assert!(
+            listing.contains(&format!("token label        : {label}\n")),
+            "{listing}"
+        );
+    }
+    assert!(listing.contains("token model        : hsm\n") && listing.contains("token model        : self-managed\n"));
     let out = env.cli(&["status", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");

@@ -55,6 +55,8 @@ pub struct TokenStatus {
     /// The user authenticates by other means than a PIN from the application
     /// (`CKF_PROTECTED_AUTHENTICATION_PATH`): an hsm token with a held credential.
     pub protected_path: bool,
+    /// `CK_TOKEN_INFO.model`: which kind of keygate token.
+    pub model: &'static str,
 }
 
 impl TokenStatus {

@@ -138,7 +138,7 @@ entry! {
         let info = CK_TOKEN_INFO {
             label: padded(&st.label),
             manufacturerID: padded("keygate"),
-            model: padded("self-managed"),
+            model: padded(st.model),
             serialNumber: padded(&st.serial),
             flags,
             ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,

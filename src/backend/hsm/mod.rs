@@ -246,6 +246,7 @@ impl Backend for HsmBackend {
             so_failures: failures(i.so_pin_locked(), i.so_pin_final_try(), i.so_pin_count_low()),
             max_failures: max,
             protected_path: self.hsm.login == LoginMode::Held,
+            model: "hsm",
         })
     }
 

@@ -270,6 +270,7 @@ impl LocalBackend {
                 label: self.cfg.label.clone(),
                 max_failures: max,
                 protected_path: false,
+                model: "self-managed",
                 ..TokenStatus::default()
             },
             Some(h) => TokenStatus {
@@ -281,6 +282,7 @@ impl LocalBackend {
                 so_failures: h.so_failures,
                 max_failures: max,
                 protected_path: false,
+                model: "self-managed",
             },
         })
     }
