@@ -147,11 +147,15 @@ impl std::default::Default for KdfConfig {
     }
 }
 
-/// The audit trail (not written yet by this version).
+/// The audit trail (`audit.rs`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
+    /// The JSON-lines file events are appended to.
     pub path: PathBuf,
+    /// When set, key operations fail (closed) while the trail cannot be written.
+    #[serde(default)]
+    pub required: bool,
 }
 
 fn default_max_failures() -> u32 {

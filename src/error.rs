@@ -263,3 +263,32 @@ mod tests {
         assert_eq!(Error::Crypto.to_string(), "cryptographic operation failed");
     }
 }
+
+/// The specification's name of a return value (`CKR_PIN_INCORRECT`), or its number in hex.
+pub fn rv_name(rv: Rv) -> String {
+    use cryptoki::error::{Rv as CkRv, RvError};
+    match CkRv::from(rv) {
+        CkRv::Ok => "CKR_OK".into(),
+        CkRv::Error(RvError::UnknownErrorCode(_) | RvError::VendorDefined(_)) => format!("{rv:#x}"),
+        CkRv::Error(e) => {
+            let mut name = String::from("CKR");
+            for c in format!("{e:?}").chars() {
+                if c.is_ascii_uppercase() {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            name
+        }
+    }
+}
+
+#[cfg(test)]
+mod rv_name_tests {
+    #[test]
+    fn names_follow_the_specification() {
+        assert_eq!(super::rv_name(pkcs11_sys::CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+        assert_eq!(super::rv_name(pkcs11_sys::CKR_KEY_SIZE_RANGE), "CKR_KEY_SIZE_RANGE");
+        assert_eq!(super::rv_name(0x8000_1234), "0x80001234");
+    }
+}

@@ -8,6 +8,7 @@
 //! HSM. Only `ffi` touches raw pointers and may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod error;

@@ -95,6 +95,8 @@ pub mod key_type {
     pub const GENERIC_SECRET: u64 = ck::CKK_GENERIC_SECRET;
     pub const AES: u64 = ck::CKK_AES;
     pub const SHA256_HMAC: u64 = ck::CKK_SHA256_HMAC;
+    pub const SHA384_HMAC: u64 = ck::CKK_SHA384_HMAC;
+    pub const SHA512_HMAC: u64 = ck::CKK_SHA512_HMAC;
 }
 
 /// `CK_UNAVAILABLE_INFORMATION`.

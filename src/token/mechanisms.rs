@@ -303,6 +303,29 @@ impl Mechanism {
         })
     }
 
+    /// The key types this mechanism works with (`None`: it takes no key).
+    pub fn key_types(&self) -> Option<&'static [u64]> {
+        use crate::token::attributes::key_type as k;
+        const HMAC: &[u64] = &[k::GENERIC_SECRET, k::SHA256_HMAC, k::SHA384_HMAC, k::SHA512_HMAC];
+        Some(match self {
+            Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Ecdh1Derive { .. } => &[k::EC],
+            Mechanism::Eddsa => &[k::EC_EDWARDS],
+            Mechanism::RsaPkcs
+            | Mechanism::RsaPkcsWith(_)
+            | Mechanism::RsaPss(_)
+            | Mechanism::RsaPssWith(..)
+            | Mechanism::RsaOaep(_) => &[k::RSA],
+            Mechanism::AesGcm { .. }
+            | Mechanism::AesCbc { .. }
+            | Mechanism::AesCbcPad { .. }
+            | Mechanism::AesKeyWrap { .. }
+            | Mechanism::AesKeyWrapPad
+            | Mechanism::AesKeyWrapKwp => &[k::AES],
+            Mechanism::Hmac(_) => HMAC,
+            _ => return None,
+        })
+    }
+
     /// Checks that this mechanism supports `function` (a `CKF_*` function flag) in `table`.
     pub fn check(&self, table: &[(u64, MechanismInfo)], function: u64) -> Result<()> {
         match lookup(table, self.ty()) {

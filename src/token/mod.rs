@@ -2,6 +2,7 @@
 //! handles, the attribute and usage policy, and operations. Guards both backends alike.
 
 pub mod attributes;
+mod audited;
 pub mod handles;
 pub mod mechanisms;
 pub mod object;

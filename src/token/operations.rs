@@ -113,6 +113,13 @@ impl Provider {
             ) {
                 return Err(Error::KeyHandleInvalid);
             }
+            // Checked here, at initialisation, for both modes: an HSM reached lazily would
+            // only notice at the first data call.
+            if let Some(types) = mech.key_types() {
+                if !attrs.key_type().is_some_and(|k| types.contains(&k)) {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+            }
             usage_permits(&attrs, usage, mech)?;
             slot.policy.check_key_size(&attrs)?;
             (id, backend)
@@ -120,7 +127,7 @@ impl Provider {
         Ok((s, id, backend))
     }
 
-    pub fn sign_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub(super) fn sign_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
         let (s, id, b) = self.keyed(h, mech, mflag::SIGN, key, attr::SIGN)?;
         let mut s = s.lock();
         if s.sign.is_some() {
@@ -149,7 +156,7 @@ impl Provider {
         deliver(&mut s.sign, cap, |op| op.finish().map(Zeroizing::new))
     }
 
-    pub fn verify_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub(super) fn verify_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
         let (s, id, b) = self.keyed(h, mech, mflag::VERIFY, key, attr::VERIFY)?;
         let mut s = s.lock();
         if s.verify.is_some() {
@@ -178,7 +185,7 @@ impl Provider {
         op.finish(signature)
     }
 
-    pub fn crypt_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+    pub(super) fn crypt_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
         let (function, usage) = if encrypt {
             (mflag::ENCRYPT, attr::ENCRYPT)
         } else {
@@ -275,7 +282,7 @@ impl Provider {
         deliver(&mut s.digest, cap, |op| op.finish().map(Zeroizing::new))
     }
 
-    pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
+    pub(super) fn generate_key_unaudited(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
         let s = self.session(h)?;
         let s = s.lock();
         let slot = self.slot_of(&s);
@@ -291,7 +298,13 @@ impl Provider {
         Ok(self.handles.handle_for(s.slot, id))
     }
 
-    pub fn generate_key_pair(&self, h: u64, mech: &Mechanism, public: AttrMap, private: AttrMap) -> Result<(u64, u64)> {
+    pub(super) fn generate_key_pair_unaudited(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        public: AttrMap,
+        private: AttrMap,
+    ) -> Result<(u64, u64)> {
         let s = self.session(h)?;
         let s = s.lock();
         let slot = self.slot_of(&s);
@@ -332,7 +345,14 @@ impl Provider {
         Ok((self.handles.handle_for(s.slot, pu), self.handles.handle_for(s.slot, pr)))
     }
 
-    pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
+    pub(super) fn wrap_key_unaudited(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        wrapping: u64,
+        key: u64,
+        cap: Option<usize>,
+    ) -> Result<Out> {
         let (s, wid, b) = self
             .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
             .map_err(|e| key_handle_as(e, Error::WrappingKeyHandleInvalid))?;
@@ -347,7 +367,7 @@ impl Provider {
         Ok(sized(cap, b.wrap_key(h, mech, &wid, &kid)?))
     }
 
-    pub fn unwrap_key(
+    pub(super) fn unwrap_key_unaudited(
         &self,
         h: u64,
         mech: &Mechanism,
@@ -369,7 +389,13 @@ impl Provider {
         Ok(self.handles.handle_for(s.slot, id))
     }
 
-    pub fn derive_key(&self, h: u64, mech: &Mechanism, base: u64, mut template: AttrMap) -> Result<u64> {
+    pub(super) fn derive_key_unaudited(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        base: u64,
+        mut template: AttrMap,
+    ) -> Result<u64> {
         let (s, bid, b) = self.keyed(h, mech, mflag::DERIVE, base, attr::DERIVE)?;
         let s = s.lock();
         if !template.contains(attr::CLASS) {

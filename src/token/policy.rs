@@ -245,7 +245,8 @@ impl Policy {
                 }
                 None => attrs.ulong(attr::MODULUS_BITS)?,
             },
-            Some(key_type::AES) => attrs.ulong(attr::VALUE_LEN)?.map(|n| n * 8),
+            // Some HSMs (SoftHSM2 2.6.1 for unwrapped keys) report CKA_VALUE_LEN 0: unknown.
+            Some(key_type::AES) => attrs.ulong(attr::VALUE_LEN)?.filter(|n| *n != 0).map(|n| n * 8),
             _ => None,
         })
     }

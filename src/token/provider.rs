@@ -72,6 +72,8 @@ pub struct Provider {
     pub handles: Handles,
     next_session: AtomicU64,
     pid: u32,
+    /// The audit trail, when the configuration has one.
+    pub(super) audit: Option<crate::audit::Audit>,
 }
 
 static PROVIDER: RwLock<Option<Arc<Provider>>> = RwLock::new(None);
@@ -96,11 +98,11 @@ pub fn initialize() -> Result<()> {
         // checkpoint the parent's database from the wrong process, so it is left untouched.
         std::mem::forget(g.take());
     }
-    let slots = match Config::load() {
-        Ok(cfg) => slots_from(&cfg),
+    let (slots, audit) = match Config::load() {
+        Ok(cfg) => (slots_from(&cfg), cfg.audit.as_ref().map(crate::audit::Audit::new)),
         Err(e) => {
             log::error!("keygate: {e}; the module has no slots");
-            Vec::new()
+            (Vec::new(), None)
         }
     };
     *g = Some(Arc::new(Provider {
@@ -109,6 +111,7 @@ pub fn initialize() -> Result<()> {
         handles: Handles::default(),
         next_session: AtomicU64::new(0),
         pid: std::process::id(),
+        audit,
     }));
     Ok(())
 }
@@ -255,7 +258,7 @@ impl Provider {
         Ok(())
     }
 
-    pub fn login(&self, h: u64, user: UserType, pin: &Pin) -> Result<()> {
+    pub(super) fn login_unaudited(&self, h: u64, user: UserType, pin: &Pin) -> Result<()> {
         let (slot_ix, _) = {
             let s = self.session(h)?;
             let s = s.lock();
@@ -288,7 +291,7 @@ impl Provider {
         Ok(())
     }
 
-    pub fn logout(&self, h: u64) -> Result<()> {
+    pub(super) fn logout_unaudited(&self, h: u64) -> Result<()> {
         let slot = self.session(h)?.lock().slot;
         let sl = &self.slots[slot];
         if sl.login.lock().take().is_none() {
@@ -374,7 +377,7 @@ impl Provider {
         Ok(())
     }
 
-    pub fn create_object(&self, h: u64, template: AttrMap) -> Result<u64> {
+    pub(super) fn create_object_unaudited(&self, h: u64, template: AttrMap) -> Result<u64> {
         let s = self.session(h)?;
         let s = s.lock();
         let attrs = object::complete(template, Origin::Create, self.is_so(s.slot))?;
@@ -386,7 +389,7 @@ impl Provider {
         Ok(self.handles.handle_for(s.slot, id))
     }
 
-    pub fn copy_object(&self, h: u64, handle: u64, template: AttrMap) -> Result<u64> {
+    pub(super) fn copy_object_unaudited(&self, h: u64, handle: u64, template: AttrMap) -> Result<u64> {
         let s = self.session(h)?;
         let s = s.lock();
         let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
@@ -401,7 +404,7 @@ impl Provider {
         Ok(self.handles.handle_for(s.slot, id))
     }
 
-    pub fn destroy_object(&self, h: u64, handle: u64) -> Result<()> {
+    pub(super) fn destroy_object_unaudited(&self, h: u64, handle: u64) -> Result<()> {
         let s = self.session(h)?;
         let s = s.lock();
         let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;

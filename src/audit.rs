@@ -1,0 +1,200 @@
+//! The audit trail (DESIGN.md §6 `[audit]`): one JSON line per security-relevant event — logins
+//! and logouts, key generation, object creation, copy and destruction, wrapping, unwrapping and
+//! derivation, and every operation initialised with a key — with its result.
+//!
+//! A line holds the time, the process, the token, the session, the operation, the mechanism,
+//! the key's label and `CKA_ID` (hex) and the result; never a PIN, a credential or key bytes.
+//! Each line goes to the file in one `write(2)` on a descriptor opened with `O_APPEND`, so lines
+//! from several processes sharing the file never interleave. When a line cannot be written, the
+//! failure is logged; with `required = true`, key operations then fail closed: nothing is done
+//! that the trail cannot record.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::config::AuditConfig;
+use crate::error::{Error, Result};
+
+/// The key an event concerns: what identifies it, never what it is.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct KeyRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// One audit line.
+#[derive(Debug, Serialize)]
+pub struct Event<'a> {
+    pub time: String,
+    pub pid: u32,
+    pub token: &'a str,
+    pub session: u64,
+    pub op: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyRef>,
+    pub result: String,
+}
+
+/// The audit trail of a configuration.
+#[derive(Debug)]
+pub struct Audit {
+    path: PathBuf,
+    required: bool,
+    file: Mutex<Option<File>>,
+}
+
+impl Audit {
+    pub fn new(cfg: &AuditConfig) -> Audit {
+        Audit {
+            path: cfg.path.clone(),
+            required: cfg.required,
+            file: Mutex::new(None),
+        }
+    }
+
+    /// Whether key operations must stop when the trail cannot be written.
+    pub fn required(&self) -> bool {
+        self.required
+    }
+
+    /// Opens the file if it is not open yet.
+    fn open<'g>(&self, slot: &'g mut Option<File>) -> std::io::Result<&'g mut File> {
+        if slot.is_none() {
+            *slot = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        }
+        Ok(slot.as_mut().expect("just opened"))
+    }
+
+    /// Before a key operation: with `required`, refuses when the trail cannot be opened.
+    pub fn ready(&self) -> Result<()> {
+        if !self.required {
+            return Ok(());
+        }
+        let mut g = self.file.lock();
+        self.open(&mut g).map(|_| ()).map_err(|e| self.failed(&e))
+    }
+
+    /// Appends one line. An error means the line is not in the trail (already logged).
+    pub fn write(&self, event: &Event<'_>) -> Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(|e| Error::General(format!("audit line: {e}")))?;
+        line.push(b'\n');
+        let mut g = self.file.lock();
+        let r = self.open(&mut g).and_then(|f| f.write_all(&line));
+        if let Err(e) = r {
+            // Reopen next time: the file may have been rotated away or the disk freed.
+            *g = None;
+            return Err(self.failed(&e));
+        }
+        Ok(())
+    }
+
+    fn failed(&self, e: &std::io::Error) -> Error {
+        let consequence = if self.required {
+            "audit.required is set: key operations are refused until it can be written"
+        } else {
+            "the event is not recorded"
+        };
+        log::error!("audit trail {}: cannot write: {e}; {consequence}", self.path.display());
+        Error::General(format!("audit trail {} cannot be written", self.path.display()))
+    }
+}
+
+/// The current time as RFC 3339 UTC with milliseconds (`2026-11-22T17:45:10.583Z`).
+pub fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The name of a result for the trail: `"ok"` or the `CKR_*` name (or number).
+pub fn result_name<T>(r: &Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => crate::error::rv_name(e.ck_rv()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_is_rfc3339_utc() {
+        let t = now();
+        assert_eq!(t.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T", "{t}");
+    }
+
+    #[test]
+    fn lines_are_appended_and_required_fails_closed() {
+        let dir = tempfile_dir();
+        let path = dir.join("audit.jsonl");
+        let a = Audit::new(&AuditConfig {
+            path: path.clone(),
+            required: true,
+        });
+        a.ready().unwrap();
+        let e = Event {
+            time: now(),
+            pid: 1,
+            token: "t",
+            session: 2,
+            op: "C_SignInit",
+            mechanism: Some("CKM_ECDSA".into()),
+            keys: vec![KeyRef {
+                label: Some("k".into()),
+                id: None,
+            }],
+            result: "ok".into(),
+        };
+        a.write(&e).unwrap();
+        a.write(&e).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.starts_with("{\"time\":"), "{text}");
+        let full = Audit::new(&AuditConfig {
+            path: "/dev/full".into(),
+            required: true,
+        });
+        assert!(full.write(&e).is_err());
+        let missing = Audit::new(&AuditConfig {
+            path: dir.join("no/such/dir/audit.jsonl"),
+            required: true,
+        });
+        assert!(missing.ready().is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("keygate-audit-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

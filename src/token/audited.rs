@@ -1,0 +1,207 @@
+//! The audited entry points of the provider: each runs its unaudited counterpart and records
+//! the event and its result in the audit trail (`audit.rs`), when one is configured.
+//!
+//! With `audit.required = true` a key operation whose line cannot be written fails closed: an
+//! operation initialised is ended again, objects just made are destroyed, and the caller gets
+//! `CKR_GENERAL_ERROR`. Nothing here holds a session lock while it writes.
+
+use super::attributes::{attr, AttrMap};
+use super::mechanisms::{mflag, Mechanism, Pin};
+use super::operations::Out;
+use super::policy;
+use super::provider::Provider;
+use crate::audit::{self, Event, KeyRef};
+use crate::backend::UserType;
+use crate::error::Result;
+
+fn hex(v: &[u8]) -> String {
+    v.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Provider {
+    /// The label and `CKA_ID` of the key behind `handle`, as far as the session can see it.
+    fn key_ref(&self, h: u64, handle: u64) -> KeyRef {
+        let Ok(s) = self.session(h) else {
+            return KeyRef::default();
+        };
+        let attrs = {
+            let g = s.lock();
+            match self.object(&g, handle, crate::error::Error::KeyHandleInvalid) {
+                Ok((_, a)) => a,
+                Err(_) => return KeyRef::default(),
+            }
+        };
+        let text = |t| attrs.get(t).filter(|v| !v.is_empty());
+        KeyRef {
+            label: text(attr::LABEL).map(|v| String::from_utf8_lossy(v).into_owned()),
+            id: text(attr::ID).map(hex),
+        }
+    }
+
+    fn token_of(&self, h: u64) -> String {
+        self.session(h)
+            .map(|s| self.slots[s.lock().slot].label.clone())
+            .unwrap_or_default()
+    }
+
+    /// Writes one line; `Ok` when there is no trail.
+    fn record<T>(&self, h: u64, op: &str, mech: Option<u64>, keys: Vec<KeyRef>, r: &Result<T>) -> Result<()> {
+        let Some(a) = &self.audit else { return Ok(()) };
+        a.write(&Event {
+            time: audit::now(),
+            pid: std::process::id(),
+            token: &self.token_of(h),
+            session: h,
+            op,
+            mechanism: mech.map(policy::name),
+            keys,
+            result: audit::result_name(r),
+        })
+    }
+
+    /// Runs a key operation (`op` with `mech` on the keys `inputs`) under the trail. `inputs` are the keys it uses (identified before it
+    /// runs: it may destroy them), `outputs` the objects it made, `undo` takes its effect back
+    /// when the trail is required and cannot take the line.
+    fn audited<T>(
+        &self,
+        h: u64,
+        (op, mech, inputs): (&str, Option<&Mechanism>, &[u64]),
+        run: impl FnOnce() -> Result<T>,
+        outputs: impl Fn(&T) -> Vec<u64>,
+        undo: impl FnOnce(&T),
+    ) -> Result<T> {
+        let Some(a) = &self.audit else { return run() };
+        a.ready()?;
+        let mut keys: Vec<KeyRef> = inputs.iter().map(|k| self.key_ref(h, *k)).collect();
+        let r = run();
+        if let Ok(v) = &r {
+            keys.extend(outputs(v).into_iter().map(|k| self.key_ref(h, k)));
+        }
+        let written = self.record(h, op, mech.map(Mechanism::ty), keys, &r);
+        match (written, r) {
+            (Err(e), Ok(v)) if a.required() => {
+                undo(&v);
+                Err(e)
+            }
+            (_, r) => r,
+        }
+    }
+
+    pub fn login(&self, h: u64, user: UserType, pin: &Pin) -> Result<()> {
+        let r = self.login_unaudited(h, user, pin);
+        let op = match user {
+            UserType::So => "C_Login(SO)",
+            UserType::User => "C_Login(user)",
+            UserType::ContextSpecific => "C_Login(context-specific)",
+        };
+        let _ = self.record(h, op, None, Vec::new(), &r);
+        r
+    }
+
+    pub fn logout(&self, h: u64) -> Result<()> {
+        let r = self.logout_unaudited(h);
+        let _ = self.record(h, "C_Logout", None, Vec::new(), &r);
+        r
+    }
+
+    pub fn sign_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let cancel = |_: &()| drop(self.session_cancel(h, mflag::SIGN));
+        let run = || self.sign_init_unaudited(h, mech, key);
+        self.audited(h, ("C_SignInit", Some(mech), &[key]), run, |_| Vec::new(), cancel)
+    }
+
+    pub fn verify_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let cancel = |_: &()| drop(self.session_cancel(h, mflag::VERIFY));
+        let run = || self.verify_init_unaudited(h, mech, key);
+        self.audited(h, ("C_VerifyInit", Some(mech), &[key]), run, |_| Vec::new(), cancel)
+    }
+
+    pub fn crypt_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+        let (op, flag) = if encrypt {
+            ("C_EncryptInit", mflag::ENCRYPT)
+        } else {
+            ("C_DecryptInit", mflag::DECRYPT)
+        };
+        let cancel = |_: &()| drop(self.session_cancel(h, flag));
+        let run = || self.crypt_init_unaudited(h, mech, key, encrypt);
+        self.audited(h, (op, Some(mech), &[key]), run, |_| Vec::new(), cancel)
+    }
+
+    /// Destroys objects made by an operation the trail could not record.
+    fn unmake(&self, h: u64, handles: &[u64]) {
+        for k in handles {
+            if let Err(e) = self.destroy_object_unaudited(h, *k) {
+                log::error!("audit: could not take back an unrecorded object: {e}");
+            }
+        }
+    }
+
+    pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
+        let run = || self.generate_key_unaudited(h, mech, template);
+        let undo = |k: &u64| self.unmake(h, &[*k]);
+        self.audited(h, ("C_GenerateKey", Some(mech), &[]), run, |k| vec![*k], undo)
+    }
+
+    pub fn generate_key_pair(&self, h: u64, mech: &Mechanism, public: AttrMap, private: AttrMap) -> Result<(u64, u64)> {
+        let run = || self.generate_key_pair_unaudited(h, mech, public, private);
+        let undo = |k: &(u64, u64)| self.unmake(h, &[k.0, k.1]);
+        self.audited(h, ("C_GenerateKeyPair", Some(mech), &[]), run, |k| vec![k.0, k.1], undo)
+    }
+
+    pub fn create_object(&self, h: u64, template: AttrMap) -> Result<u64> {
+        let run = || self.create_object_unaudited(h, template);
+        let undo = |k: &u64| self.unmake(h, &[*k]);
+        self.audited(h, ("C_CreateObject", None, &[]), run, |k| vec![*k], undo)
+    }
+
+    pub fn copy_object(&self, h: u64, handle: u64, template: AttrMap) -> Result<u64> {
+        let run = || self.copy_object_unaudited(h, handle, template);
+        let undo = |k: &u64| self.unmake(h, &[*k]);
+        self.audited(h, ("C_CopyObject", None, &[handle]), run, |k| vec![*k], undo)
+    }
+
+    /// Destruction cannot be taken back: with a required trail that cannot be opened it is
+    /// refused beforehand; a line that fails after it is logged.
+    pub fn destroy_object(&self, h: u64, handle: u64) -> Result<()> {
+        let run = || self.destroy_object_unaudited(h, handle);
+        self.audited(h, ("C_DestroyObject", None, &[handle]), run, |_| Vec::new(), |_| ())
+    }
+
+    pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
+        // Length queries are not events: the line is written when the wrapped key is handed out.
+        let run = || self.wrap_key_unaudited(h, mech, wrapping, key, cap);
+        if self.audit.is_none() {
+            return run();
+        }
+        match run() {
+            Ok(out @ (Out::Len(_) | Out::TooSmall(_))) => Ok(out),
+            r => {
+                let keys = vec![self.key_ref(h, wrapping), self.key_ref(h, key)];
+                let written = self.record(h, "C_WrapKey", Some(mech.ty()), keys, &r);
+                match written {
+                    Err(e) if r.is_ok() && self.audit.as_ref().is_some_and(|a| a.required()) => Err(e),
+                    _ => r,
+                }
+            }
+        }
+    }
+
+    pub fn unwrap_key(
+        &self,
+        h: u64,
+        mech: &Mechanism,
+        unwrapping: u64,
+        wrapped: &[u8],
+        template: AttrMap,
+    ) -> Result<u64> {
+        let run = || self.unwrap_key_unaudited(h, mech, unwrapping, wrapped, template);
+        let undo = |k: &u64| self.unmake(h, &[*k]);
+        self.audited(h, ("C_UnwrapKey", Some(mech), &[unwrapping]), run, |k| vec![*k], undo)
+    }
+
+    pub fn derive_key(&self, h: u64, mech: &Mechanism, base: u64, template: AttrMap) -> Result<u64> {
+        let run = || self.derive_key_unaudited(h, mech, base, template);
+        let undo = |k: &u64| self.unmake(h, &[*k]);
+        self.audited(h, ("C_DeriveKey", Some(mech), &[base]), run, |k| vec![*k], undo)
+    }
+}
