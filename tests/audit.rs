@@ -12,18 +12,9 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::{AuthPin, Ulong};
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    SelfManaged,
-    Hsm,
-}
-
 /// An initialised token of `mode` whose configuration ends with `[audit]` `audit_lines`.
 fn env(mode: Mode, audit_lines: &str) -> Env {
-    let env = match mode {
-        Mode::SelfManaged => Env::new(),
-        Mode::Hsm => Env::hsm(),
-    };
+    let env = Env::of(mode, EXPORT_ALLOWED);
     let conf = env.path().join("keygate.toml");
     let mut text = std::fs::read_to_string(&conf).unwrap();
     text.push_str(&format!("\n[audit]\n{audit_lines}"));

@@ -322,15 +322,12 @@ fn rsa_aes_cbc_and_hmac_sha384_through_keygate() {
     use cbc::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
     let key = [0x5au8; 32];
     let iv = [0x11u8; 16];
-    let k = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Value(key.to_vec()),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-        ])
-        .unwrap();
+    let k = import_secret(
+        &s,
+        KeyType::AES,
+        &key,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
     let ct = s
         .encrypt(&Mechanism::AesCbcPad(iv), k, b"not a multiple of 16")
         .unwrap();
@@ -348,15 +345,12 @@ fn rsa_aes_cbc_and_hmac_sha384_through_keygate() {
     // HMAC-SHA384 against `hmac`, single- and multi-part.
     use hmac::Mac;
     let mac_key = [0x33u8; 48];
-    let hk = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::Value(mac_key.to_vec()),
-            Attribute::Sign(true),
-            Attribute::Verify(true),
-        ])
-        .unwrap();
+    let hk = import_secret(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &mac_key,
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
     let mut mac = hmac::Hmac::<Sha384>::new_from_slice(&mac_key).unwrap();
     mac.update(b"mac me");
     let want = mac.finalize().into_bytes().to_vec();

@@ -16,18 +16,9 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::{AuthPin, Ulong};
 use pkcs11_sys as ck;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    SelfManaged,
-    Hsm,
-}
-
 /// An initialised token of `mode` whose table has `policy_line`.
 fn env(mode: Mode, policy_line: &str) -> Env {
-    match mode {
-        Mode::SelfManaged => Env::new_with(policy_line),
-        Mode::Hsm => Env::hsm_token("", policy_line),
-    }
+    Env::of(mode, policy_line)
 }
 
 fn rv(e: CkError) -> RvError {

@@ -40,6 +40,13 @@ pub fn module_path() -> PathBuf {
     p
 }
 
+/// The two kinds of keygate token, for tests that run against both.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    SelfManaged,
+    Hsm,
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
 }
@@ -90,6 +97,14 @@ impl Env {
         );
         std::fs::write(env.path().join("keygate.toml"), toml).unwrap();
         env
+    }
+
+    /// An initialised token of `mode` with `token_extra` lines (in place of the export policy).
+    pub fn of(mode: Mode, token_extra: &str) -> Env {
+        match mode {
+            Mode::SelfManaged => Self::new_with(token_extra),
+            Mode::Hsm => Self::hsm_token("", token_extra),
+        }
     }
 
     pub fn hsm() -> Env {
@@ -189,6 +204,17 @@ pub fn import_p256_public(s: &Session, vk: &p256::ecdsa::VerifyingKey) -> Object
         Attribute::EcPoint(point),
     ])
     .unwrap()
+}
+
+/// Imports a secret key of `kt` with a known value, plus `extra` attributes (usage flags…).
+pub fn import_secret(s: &Session, kt: cryptoki::object::KeyType, value: &[u8], extra: &[Attribute]) -> ObjectHandle {
+    let mut t = vec![
+        Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+        Attribute::KeyType(kt),
+        Attribute::Value(value.to_vec()),
+    ];
+    t.extend_from_slice(extra);
+    s.create_object(&t).unwrap()
 }
 
 pub fn find_one(s: &Session, label: &str) -> Option<ObjectHandle> {
