@@ -63,18 +63,18 @@ fn scripted_session(mode: Mode) {
         .unwrap_err();
     assert!(matches!(e, CkError::Pkcs11(RvError::PinIncorrect, _)), "{e:?}");
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
-    let kek = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Value(KEY.to_vec()),
+    let kek = import_secret(
+        &s,
+        KeyType::AES,
+        &KEY,
+        &[
             Attribute::Label(b"kek".to_vec()),
             Attribute::Id(vec![0xa1]),
             Attribute::Wrap(true),
             Attribute::Unwrap(true),
             Attribute::Encrypt(true),
-        ])
-        .unwrap();
+        ],
+    );
     let data = s
         .generate_key(
             &Mechanism::AesKeyGen,

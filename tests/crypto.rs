@@ -137,18 +137,19 @@ fn ed25519_both_ways_and_curve_name_params() {
 }
 
 fn import_aes(s: &cryptoki::session::Session, key: &[u8], extractable: bool) -> cryptoki::object::ObjectHandle {
-    s.create_object(&[
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Value(key.to_vec()),
-        Attribute::Encrypt(true),
-        Attribute::Decrypt(true),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Sensitive(!extractable),
-        Attribute::Extractable(extractable),
-    ])
-    .unwrap()
+    import_secret(
+        s,
+        KeyType::AES,
+        key,
+        &[
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Sensitive(!extractable),
+            Attribute::Extractable(extractable),
+        ],
+    )
 }
 
 #[test]
@@ -302,15 +303,12 @@ fn hmac_sha256_both_ways() {
     let p = env.load();
     let s = Env::user_session(&p);
     let key = b"an hmac key of thirty-two bytes!".to_vec();
-    let k = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::Value(key.clone()),
-            Attribute::Sign(true),
-            Attribute::Verify(true),
-        ])
-        .unwrap();
+    let k = import_secret(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &key,
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
     let tag = s.sign(&Mechanism::Sha256Hmac, k, b"data").unwrap();
     let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     m.update(b"data");

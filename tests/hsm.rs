@@ -92,17 +92,17 @@ fn hsm_token_signs_encrypts_and_wraps_through_keygate() {
     // AES-256-GCM against aes-gcm, with a key imported so the outside side knows it.
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let key = [0x24u8; 32];
-    let k = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Value(key.to_vec()),
+    let k = import_secret(
+        &s,
+        KeyType::AES,
+        &key,
+        &[
             Attribute::Encrypt(true),
             Attribute::Decrypt(true),
             Attribute::Wrap(true),
             Attribute::Unwrap(true),
-        ])
-        .unwrap();
+        ],
+    );
     let mut iv = [7u8; 12];
     let m = Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", Ulong::from(128)).unwrap());
     let ct = s.encrypt(&m, k, b"forwarded").unwrap();

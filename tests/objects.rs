@@ -21,16 +21,13 @@ fn rv<T: std::fmt::Debug>(r: Result<T, CkError>) -> RvError {
 
 fn aes_key(s: &Session, label: &str, value: &[u8], extra: &[Attribute]) -> ObjectHandle {
     let mut t = vec![
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
         Attribute::Token(true),
         Attribute::Label(label.as_bytes().to_vec()),
-        Attribute::Value(value.to_vec()),
         Attribute::Encrypt(true),
         Attribute::Decrypt(true),
     ];
     t.extend_from_slice(extra);
-    s.create_object(&t).unwrap()
+    import_secret(s, KeyType::AES, value, &t)
 }
 
 fn flag(s: &Session, h: ObjectHandle, ty: AttributeType) -> bool {
@@ -527,14 +524,7 @@ fn aes_keys_of_every_size_and_multi_part_verify() {
 
     // Multi-part verify: HMAC made outside, checked in pieces; a wrong tag is refused at the end.
     let key = b"multi-part verify key 0123456789".to_vec();
-    let k = s
-        .create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::Value(key.clone()),
-            Attribute::Verify(true),
-        ])
-        .unwrap();
+    let k = import_secret(&s, KeyType::GENERIC_SECRET, &key, &[Attribute::Verify(true)]);
     let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
     m.update(b"in three parts");
     let tag = m.finalize().into_bytes().to_vec();

@@ -170,16 +170,15 @@ impl Provider {
     pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
         // Length queries are not events: the line is written when the wrapped key is handed out.
         let run = || self.wrap_key_unaudited(h, mech, wrapping, key, cap);
-        if self.audit.is_none() {
-            return run();
-        }
+        let Some(a) = &self.audit else { return run() };
+        a.ready()?;
         match run() {
             Ok(out @ (Out::Len(_) | Out::TooSmall(_))) => Ok(out),
             r => {
                 let keys = vec![self.key_ref(h, wrapping), self.key_ref(h, key)];
                 let written = self.record(h, "C_WrapKey", Some(mech.ty()), keys, &r);
                 match written {
-                    Err(e) if r.is_ok() && self.audit.as_ref().is_some_and(|a| a.required()) => Err(e),
+                    Err(e) if r.is_ok() && a.required() => Err(e),
                     _ => r,
                 }
             }
