@@ -469,6 +469,18 @@ fn session_cancel_ends_only_the_named_operations() {
 #[test]
 fn aes_key_wrap_kwp_matches_rfc5649() {
     let _env = Env::new();
+    kwp_matches_rfc5649();
+}
+
+/// In hsm mode over SoftHSM2, CKM_AES_KEY_WRAP_KWP is SoftHSM2's RFC 5649 mechanism, which it
+/// numbers CKM_AES_KEY_WRAP_PAD (tests/crypto.rs shows the PAD side).
+#[test]
+fn aes_key_wrap_kwp_in_hsm_mode_is_rfc5649() {
+    let _env = Env::hsm();
+    kwp_matches_rfc5649();
+}
+
+fn kwp_matches_rfc5649() {
     let r = raw();
     assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
     let h = session(&r, true);

@@ -99,21 +99,15 @@ fn copy_object_keeps_the_secret_and_the_one_way_attributes() {
         RvError::AttributeReadOnly
     );
 
-    // The token copy is a token object: another process (the CLI) counts it.
-    let before = env.cli(&["status", "--json"]);
+    // The token copy is a token object: the module loaded afresh still finds it.
     s.copy_object(key, &[Attribute::Label(b"copy2".to_vec())]).unwrap();
-    let after = env.cli(&["status", "--json"]);
-    let count = |o: &std::process::Output| {
-        let t = String::from_utf8_lossy(&o.stdout).to_string();
-        let i = t.find("\"objects\":").unwrap() + 10;
-        t[i..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse::<u64>()
-            .unwrap()
-    };
-    assert_eq!(count(&after), count(&before) + 1);
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let copy2 = find_one(&s, "copy2").expect("the token copy persists");
+    assert_eq!(gcm_decrypt(&s, copy2, &mut iv, &ct).unwrap(), b"copied keys decrypt");
+    assert!(find_one(&s, "copy").is_none(), "the session copy is gone");
 }
 
 #[test]
@@ -248,7 +242,8 @@ fn generated_and_imported_keys_carry_the_spec_attributes() {
     // Contradictory or wrongly sized templates.
     assert_eq!(
         rv(s.generate_key(&Mechanism::AesKeyGen, &[Attribute::ValueLen(Ulong::from(20))])),
-        RvError::KeySizeRange
+        // Both codes fit; keygate answers with the one for a size the mechanism cannot make.
+        unless_softhsm(RvError::KeySizeRange, RvError::AttributeValueInvalid)
     );
     assert_eq!(
         rv(s.generate_key(
@@ -258,16 +253,21 @@ fn generated_and_imported_keys_carry_the_spec_attributes() {
                 Attribute::Class(ObjectClass::PUBLIC_KEY)
             ]
         )),
-        RvError::TemplateInconsistent
+        // The class contradicts the mechanism, which is what TEMPLATE_INCONSISTENT means;
+        // SoftHSM2 2.6.1 calls the class value invalid.
+        unless_softhsm(RvError::TemplateInconsistent, RvError::AttributeValueInvalid)
     );
-    assert_eq!(
-        rv(s.create_object(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::AES),
-            Attribute::Value(vec![0u8; 15]),
-        ])),
-        RvError::AttributeValueInvalid
-    );
+    // A 15-byte AES key is no AES key; SoftHSM2 2.6.1 stores it (and fails later, at use).
+    let aes15 = s.create_object(&[
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Value(vec![0u8; 15]),
+    ]);
+    if target() == Target::SoftHsm {
+        aes15.unwrap();
+    } else {
+        assert_eq!(rv(aes15), RvError::AttributeValueInvalid);
+    }
     assert_eq!(
         rv(s.create_object(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -300,9 +300,15 @@ fn digest_key_hashes_the_secret_and_refuses_sensitive_keys() {
         .finalize();
     assert_eq!(got, want[..]);
 
+    // A sensitive key is not digested: its hash would let anyone test guesses of it offline.
+    // SoftHSM2 2.6.1 digests it.
     let sensitive = aes_key(&s, "s", &value, &[Attribute::Sensitive(true)]);
     s.digest_init(&Mechanism::Sha256).unwrap();
-    assert_eq!(rv(s.digest_key(sensitive)), RvError::KeyIndigestible);
+    if target() == Target::SoftHsm {
+        s.digest_key(sensitive).unwrap();
+    } else {
+        assert_eq!(rv(s.digest_key(sensitive)), RvError::KeyIndigestible);
+    }
 }
 
 #[test]
@@ -359,31 +365,45 @@ fn mechanism_list_and_info_carry_sizes_and_flags() {
     let p = env.load();
     let slot = Env::slot(&p);
     let list = p.get_mechanism_list(slot).unwrap();
-    for m in [
+    let mut want = vec![
         MechanismType::AES_KEY_GEN,
         MechanismType::GENERIC_SECRET_KEY_GEN,
         MechanismType::ECC_KEY_PAIR_GEN,
         MechanismType::ECC_EDWARDS_KEY_PAIR_GEN,
         MechanismType::ECDSA,
-        MechanismType::ECDSA_SHA256,
         MechanismType::EDDSA,
         MechanismType::AES_GCM,
         MechanismType::AES_KEY_WRAP,
-        MechanismType::AES_KEY_WRAP_PAD,
         MechanismType::SHA256,
         MechanismType::SHA384,
         MechanismType::SHA512,
         MechanismType::SHA256_HMAC,
         MechanismType::ECDH1_DERIVE,
-    ] {
+    ];
+    // SoftHSM2 2.6.1 has no CKM_ECDSA_SHA256 (keygate's hsm mode hashes for it), and its
+    // CKM_AES_KEY_WRAP_PAD is RFC 5649 (keygate's hsm mode offers it as KWP; tests/crypto.rs).
+    match target() {
+        Target::SelfManaged => want.extend([MechanismType::ECDSA_SHA256, MechanismType::AES_KEY_WRAP_PAD]),
+        Target::Hsm => want.push(MechanismType::ECDSA_SHA256),
+        Target::SoftHsm => want.push(MechanismType::AES_KEY_WRAP_PAD),
+    }
+    for m in want {
         assert!(list.contains(&m), "{m} missing from C_GetMechanismList");
+    }
+    if target() == Target::Hsm {
+        assert!(!list.contains(&MechanismType::AES_KEY_WRAP_PAD));
     }
     let gcm = p.get_mechanism_info(slot, MechanismType::AES_GCM).unwrap();
     assert!(gcm.encrypt() && gcm.decrypt() && !gcm.sign());
     assert_eq!((gcm.min_key_size(), gcm.max_key_size()), (16, 32));
     let ec = p.get_mechanism_info(slot, MechanismType::ECC_KEY_PAIR_GEN).unwrap();
     assert!(ec.generate_key_pair() && !ec.generate());
-    assert_eq!((ec.min_key_size(), ec.max_key_size()), (256, 256));
+    // keygate's own tokens do P-256 only; an HSM states its own range.
+    if target() == Target::SelfManaged {
+        assert_eq!((ec.min_key_size(), ec.max_key_size()), (256, 256));
+    } else {
+        assert!(ec.min_key_size() <= 256 && ec.max_key_size() >= 256);
+    }
     assert!(ec.ec_from_oid() && ec.ec_uncompressed());
     let ecdsa = p.get_mechanism_info(slot, MechanismType::ECDSA).unwrap();
     assert!(ecdsa.sign() && ecdsa.verify() && !ecdsa.encrypt());
@@ -393,10 +413,13 @@ fn mechanism_list_and_info_carry_sizes_and_flags() {
     assert!(sha.digest());
     let derive = p.get_mechanism_info(slot, MechanismType::ECDH1_DERIVE).unwrap();
     assert!(derive.derive());
-    assert_eq!(
-        rv(p.get_mechanism_info(slot, MechanismType::DES3_CBC)),
-        RvError::MechanismInvalid
-    );
+    // 3DES is below keygate's floor (tests/policy.rs); SoftHSM2 offers it.
+    let des3 = p.get_mechanism_info(slot, MechanismType::DES3_CBC);
+    if target() == Target::SoftHsm {
+        assert!(des3.unwrap().encrypt());
+    } else {
+        assert_eq!(rv(des3), RvError::MechanismInvalid);
+    }
     // The token flags a client checks before logging in.
     let info = p.get_token_info(slot).unwrap();
     assert!(info.token_initialized() && info.login_required() && info.user_pin_initialized() && info.rng());
@@ -428,13 +451,20 @@ fn session_states_follow_login_across_every_session_of_the_token() {
         rv(rw.login(UserType::User, Some(&AuthPin::from(USER_PIN)))),
         RvError::UserAlreadyLoggedIn
     );
+    // Two reasons apply (the user is logged in, a read-only session is open); the
+    // specification does not order them, and SoftHSM2 2.6.1 gives the other one.
     assert_eq!(
         rv(rw.login(UserType::So, Some(&AuthPin::from(SO_PIN)))),
-        RvError::UserAnotherAlreadyLoggedIn
+        unless_softhsm(RvError::UserAnotherAlreadyLoggedIn, RvError::SessionReadOnlyExists)
     );
     rw.logout().unwrap();
     assert_eq!(ro.get_session_info().unwrap().session_state(), SessionState::RoPublic);
-    assert_eq!(rv(rw.logout()), RvError::UserNotLoggedIn);
+    if target() == Target::SoftHsm {
+        // SoftHSM2 2.6.1's C_Logout succeeds when nobody is logged in.
+        rw.logout().unwrap();
+    } else {
+        assert_eq!(rv(rw.logout()), RvError::UserNotLoggedIn);
+    }
 
     // The SO's sessions are read/write only.
     drop(ro);
@@ -459,27 +489,42 @@ fn library_slot_and_token_info_and_random_seeding() {
     let env = Env::new();
     let p = env.load();
     let info = p.get_library_info().unwrap();
-    assert_eq!(
-        (info.cryptoki_version().major(), info.cryptoki_version().minor()),
-        (3, 0)
-    );
-    assert_eq!(info.manufacturer_id(), "keygate");
     let slot = Env::slot(&p);
-    assert_eq!(p.get_all_slots().unwrap(), vec![slot]);
     let si = p.get_slot_info(slot).unwrap();
     assert!(si.token_present() && !si.removable_device());
-    assert!(si.slot_description().contains("test"));
+    let version = (info.cryptoki_version().major(), info.cryptoki_version().minor());
+    if target() == Target::SoftHsm {
+        // SoftHSM2 2.6.1 implements PKCS#11 2.40 and shows a free slot besides its tokens.
+        assert_eq!(version, (2, 40));
+        assert!(info.manufacturer_id().starts_with("SoftHSM"));
+    } else {
+        assert_eq!(version, (3, 0));
+        assert_eq!(info.manufacturer_id(), "keygate");
+        assert_eq!(p.get_all_slots().unwrap(), vec![slot]);
+        assert!(si.slot_description().contains("test"));
+    }
     let s = Env::user_session(&p);
     let _ro = p.open_ro_session(slot).unwrap();
     let ti = p.get_token_info(slot).unwrap();
     assert_eq!(ti.label(), "test");
-    assert_eq!(ti.model(), "self-managed");
+    match target() {
+        Target::SelfManaged => assert_eq!(ti.model(), "self-managed"),
+        Target::Hsm => assert_eq!(ti.model(), "hsm"),
+        Target::SoftHsm => assert_eq!(ti.model(), "SoftHSM v2"),
+    }
     assert!(!ti.serial_number().is_empty());
     assert_eq!((ti.min_pin_length(), ti.max_pin_length()), (4, 255));
-    assert_eq!(ti.session_count(), Some(2));
-    assert_eq!(ti.rw_session_count(), Some(1));
-    // The OS generator takes no seed (CKR_RANDOM_SEED_NOT_SUPPORTED, as the spec allows).
-    assert_eq!(rv(s.seed_random(b"seed")), RvError::RandomSeedNotSupported);
+    // SoftHSM2 2.6.1 does not count sessions (CK_UNAVAILABLE_INFORMATION).
+    assert_eq!(ti.session_count(), unless_softhsm(Some(2), None));
+    assert_eq!(ti.rw_session_count(), unless_softhsm(Some(1), None));
+    // keygate's generator (the OS's, or the HSM's) takes no seed: CKR_RANDOM_SEED_NOT_SUPPORTED,
+    // as the spec allows. SoftHSM2 mixes the seed in.
+    let seeded = s.seed_random(b"seed");
+    if target() == Target::SoftHsm {
+        seeded.unwrap();
+    } else {
+        assert_eq!(rv(seeded), RvError::RandomSeedNotSupported);
+    }
     assert_eq!(s.generate_random_vec(48).unwrap().len(), 48);
     // An invalid slot is refused everywhere.
     let bad = cryptoki::slot::Slot::try_from(9u64).unwrap();
@@ -537,11 +582,19 @@ fn aes_keys_of_every_size_and_multi_part_verify() {
     s.verify_update(b"in three parts!").unwrap();
     assert_eq!(rv(s.verify_final(&tag)), RvError::SignatureInvalid);
 
-    // Multi-part ECDSA-SHA256 verify of a signature made by p256 directly.
+    // Multi-part ECDSA-SHA256 verify of a signature made by p256 directly (SoftHSM2 2.6.1 has
+    // no CKM_ECDSA_SHA256; keygate's hsm mode hashes for it).
     use p256::ecdsa::signature::Signer;
     let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
     let sig: p256::ecdsa::Signature = sk.sign(b"signed outside");
     let pubk = import_p256_public(&s, sk.verifying_key());
+    if target() == Target::SoftHsm {
+        assert_eq!(
+            rv(s.verify_init(&Mechanism::EcdsaSha256, pubk)),
+            RvError::MechanismInvalid
+        );
+        return;
+    }
     s.verify_init(&Mechanism::EcdsaSha256, pubk).unwrap();
     s.verify_update(b"signed ").unwrap();
     s.verify_update(b"outside").unwrap();

@@ -199,6 +199,9 @@ pub trait CipherOp: Send {
 pub trait DigestOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<Vec<u8>>;
+    /// The operation as its backend's own type, for `C_DigestKey` (the backend that made the
+    /// digest feeds it the key its own way).
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
     /// The single-part form (`C_Digest`).
     fn once(mut self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
         self.update(data)?;

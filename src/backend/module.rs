@@ -23,16 +23,39 @@ pub fn open(path: &Path) -> Result<Pkcs11> {
             path.display()
         )));
     }
-    let pkcs11 =
-        Pkcs11::new(path).map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", path.display())))?;
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(pkcs11),
-        Err(e) => Err(Error::HsmUnavailable(format!(
-            "C_Initialize of {}: {e}",
-            path.display()
-        ))),
+    let load = || Pkcs11::new(path).map_err(|e| Error::HsmUnavailable(format!("cannot load {}: {e}", path.display())));
+    let init = |p: &Pkcs11| p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let failed = |e: CkError| Error::HsmUnavailable(format!("C_Initialize of {}: {e}", path.display()));
+    let pkcs11 = load()?;
+    let pid = std::process::id();
+    let mut ours = INITIALISED.lock();
+    match init(&pkcs11) {
+        Ok(()) => {}
+        Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+            // keygate initialised it in the process this one was forked from: its state (the
+            // parent's sessions and login) is a copy that is not this process's. A library
+            // that does not notice fork itself is reset, as PKCS#11 asks of a child.
+            if ours.get(path).is_some_and(|p| *p != pid) {
+                log::info!(
+                    "{}: initialised before fork; finalising and initialising it again in this process",
+                    path.display()
+                );
+                pkcs11.finalize().map_err(failed)?;
+                let again = load()?;
+                init(&again).map_err(failed)?;
+                ours.insert(path.to_path_buf(), pid);
+                return Ok(again);
+            }
+        }
+        Err(e) => return Err(failed(e)),
     }
+    ours.entry(path.to_path_buf()).or_insert(pid);
+    Ok(pkcs11)
 }
+
+/// The libraries keygate initialised, with the process that did it (see [`open`]).
+static INITIALISED: once_cell::sync::Lazy<parking_lot::Mutex<std::collections::HashMap<PathBuf, u32>>> =
+    once_cell::sync::Lazy::new(Default::default);
 
 /// An HSM PIN keygate holds itself (a self-managed root's, or an hsm token's with
 /// `login = "held"`): from the environment variable or the private file the configuration

@@ -120,6 +120,17 @@ pub fn keygen_type(m: &Mechanism, t: &AttrMap) -> Result<u64> {
     })
 }
 
+/// An AES key's `CKA_VALUE` is 16, 24 or 32 bytes; checked here so both modes refuse another
+/// length alike (an HSM may accept it).
+pub fn check_aes_value(t: &AttrMap) -> Result<()> {
+    match (t.key_type(), t.get(attr::VALUE)) {
+        (Some(key_type::AES), Some(v)) if !matches!(v.len(), 16 | 24 | 32) => {
+            Err(Error::AttributeValueInvalid(attr::VALUE))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Applies `changes` (`C_SetAttributeValue`, or the template of `C_CopyObject` when `copy`)
 /// to an object's attributes, enforcing the one-way attributes.
 pub fn apply_changes(obj: &AttrMap, changes: &AttrMap, copy: bool, is_so: bool) -> Result<AttrMap> {

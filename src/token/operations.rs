@@ -291,6 +291,11 @@ impl Provider {
         let kt = object::keygen_type(mech, &template)?;
         let t = object::implied(template, class::SECRET_KEY, kt)?;
         let t = object::complete(t, Origin::Generate(mech.ty()), false)?;
+        // AES has three key sizes; refused here so both modes answer alike (an HSM may call
+        // another length CKR_ATTRIBUTE_VALUE_INVALID).
+        if kt == key_type::AES && !matches!(t.ulong(attr::VALUE_LEN)?, None | Some(16 | 24 | 32)) {
+            return Err(Error::KeySizeRange);
+        }
         slot.policy.check_protection(&t)?;
         slot.policy.check_key_size(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;

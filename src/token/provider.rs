@@ -381,6 +381,7 @@ impl Provider {
         let s = self.session(h)?;
         let s = s.lock();
         let attrs = object::complete(template, Origin::Create, self.is_so(s.slot))?;
+        object::check_aes_value(&attrs)?;
         let policy = &self.slot_of(&s).policy;
         policy.check_protection(&attrs)?;
         policy.check_key_size(&attrs)?;

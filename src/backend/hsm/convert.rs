@@ -12,7 +12,39 @@ use cryptoki::types::Ulong;
 
 use crate::error::{Error, Result};
 use crate::token::attributes::AttrMap;
-use crate::token::mechanisms::{mech, Mechanism, PssParams};
+use crate::token::mechanisms::{mech, mflag, Mechanism, MechanismInfo, PssParams};
+
+/// The HSM's `CK_MECHANISM_INFO` as keygate's.
+pub fn mechanism_info(i: &cryptoki::mechanism::MechanismInfo) -> MechanismInfo {
+    let mut flags = 0;
+    for (on, f) in [
+        (i.encrypt(), mflag::ENCRYPT),
+        (i.decrypt(), mflag::DECRYPT),
+        (i.digest(), mflag::DIGEST),
+        (i.sign(), mflag::SIGN),
+        (i.verify(), mflag::VERIFY),
+        (i.generate(), mflag::GENERATE),
+        (i.generate_key_pair(), mflag::GENERATE_KEY_PAIR),
+        (i.wrap(), mflag::WRAP),
+        (i.unwrap(), mflag::UNWRAP),
+        (i.derive(), mflag::DERIVE),
+        (i.ec_f_p(), pkcs11_sys::CKF_EC_F_P),
+        (i.ec_f_2m(), pkcs11_sys::CKF_EC_F_2M),
+        (i.ec_from_parameters(), pkcs11_sys::CKF_EC_ECPARAMETERS),
+        (i.ec_from_oid(), pkcs11_sys::CKF_EC_OID),
+        (i.ec_uncompressed(), pkcs11_sys::CKF_EC_UNCOMPRESS),
+        (i.ec_compressed(), pkcs11_sys::CKF_EC_COMPRESS),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    MechanismInfo {
+        min_key_size: i.min_key_size() as u64,
+        max_key_size: i.max_key_size() as u64,
+        flags,
+    }
+}
 
 /// A keygate template as cryptoki attributes.
 pub fn attributes_out(t: &AttrMap) -> Result<Vec<Attribute>> {

@@ -23,10 +23,12 @@ use zeroize::Zeroizing;
 
 use super::module::raw_pin;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
+use crate::backend::local::crypto::{digest::Hasher, ec};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
 use crate::token::attributes::{attr, flag, rule_for, AttrMap, RULES};
-use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin, FORWARDABLE};
+use crate::token::attributes::{class, key_type};
+use crate::token::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo, Pin, FORWARDABLE};
 
 /// The HSM library and the slot of the configured token.
 struct Device {
@@ -36,11 +38,24 @@ struct Device {
 
 type Shared = Arc<Mutex<CkSession>>;
 
+/// What the token offers, worked out once from what the HSM offers.
+struct Offered {
+    list: Vec<(u64, MechanismInfo)>,
+    /// `CKM_ECDSA_SHA*` the HSM lacks but offers `CKM_ECDSA` for: keygate hashes and the HSM
+    /// signs the digest (the key stays in the HSM; a hash is not secret).
+    prehashed: Vec<u64>,
+    /// The HSM's `CKM_AES_KEY_WRAP_PAD` is RFC 5649 (SoftHSM2 up to 2.6 at least, its issue
+    /// #726): keygate offers it as `CKM_AES_KEY_WRAP_KWP`, which it is, and does not offer
+    /// `CKM_AES_KEY_WRAP_PAD`, whose PKCS#11 meaning (PKCS#7 padding, then RFC 3394) that HSM
+    /// does not implement.
+    kwp_named_pad: bool,
+}
+
 pub struct HsmBackend {
     cfg: TokenConfig,
     hsm: HsmConfig,
     device: Mutex<Option<Arc<Device>>>,
-    mechanisms: OnceCell<Vec<(u64, MechanismInfo)>>,
+    mechanisms: OnceCell<Offered>,
     sessions: RwLock<HashMap<u64, Shared>>,
     objects: RwLock<HashMap<ObjectId, ObjectHandle>>,
     session_objects: Mutex<HashMap<u64, Vec<ObjectHandle>>>,
@@ -94,6 +109,53 @@ fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
     convert::attributes_out(&out)
 }
 
+/// A public EC or Edwards key's `CKA_EC_POINT` in the DER OCTET STRING form every HSM takes:
+/// keygate accepts the raw point too (as its own tokens do), so it converts it on the way. A
+/// curve keygate does not know is passed as given.
+fn der_point(attrs: &mut AttrMap) -> Result<()> {
+    let kt = attrs.ulong(attr::KEY_TYPE)?;
+    if attrs.class().ok() != Some(class::PUBLIC_KEY) || !matches!(kt, Some(key_type::EC) | Some(key_type::EC_EDWARDS)) {
+        return Ok(());
+    }
+    let (Some(params), Some(point)) = (attrs.get(attr::EC_PARAMS), attrs.get(attr::EC_POINT)) else {
+        return Ok(());
+    };
+    let Ok(curve) = ec::curve_from_params(params) else {
+        return Ok(());
+    };
+    let raw = ec::raw_point(curve, point)?;
+    attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
+    Ok(())
+}
+
+impl Offered {
+    fn from_hsm(mut list: Vec<(u64, MechanismInfo)>, manufacturer: &str) -> Offered {
+        let offers = |list: &[(u64, MechanismInfo)], ty| lookup(list, ty).is_some();
+        let kwp_named_pad = manufacturer.starts_with("SoftHSM")
+            && offers(&list, mech::AES_KEY_WRAP_PAD)
+            && !offers(&list, mech::AES_KEY_WRAP_KWP);
+        if kwp_named_pad {
+            for (ty, _) in list.iter_mut().filter(|(ty, _)| *ty == mech::AES_KEY_WRAP_PAD) {
+                *ty = mech::AES_KEY_WRAP_KWP;
+            }
+        }
+        let mut prehashed = Vec::new();
+        if let Some(ecdsa) = lookup(&list, mech::ECDSA) {
+            for ty in [mech::ECDSA_SHA256, mech::ECDSA_SHA384, mech::ECDSA_SHA512] {
+                if !offers(&list, ty) {
+                    prehashed.push(ty);
+                    list.push((ty, ecdsa));
+                }
+            }
+        }
+        Offered {
+            list,
+            prehashed,
+            kwp_named_pad,
+        }
+    }
+}
+
 impl HsmBackend {
     pub fn new(cfg: TokenConfig) -> Result<HsmBackend> {
         let hsm = cfg
@@ -133,6 +195,45 @@ impl HsmBackend {
         let d = Arc::new(Device { pkcs11, slot });
         *g = Some(d.clone());
         Ok(d)
+    }
+
+    /// What the token offers; `None` while the HSM cannot be reached (asked again next time).
+    fn offered(&self) -> Option<&Offered> {
+        self.mechanisms
+            .get_or_try_init(|| -> Result<Offered> {
+                let d = self.device()?;
+                let from_hsm = d.pkcs11.get_mechanism_list(d.slot).map_err(fwd("C_GetMechanismList"))?;
+                let mut list = Vec::new();
+                for m in from_hsm {
+                    let ty: u64 = m.into();
+                    if !FORWARDABLE.contains(&ty) {
+                        continue;
+                    }
+                    let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
+                        continue;
+                    };
+                    list.push((ty, convert::mechanism_info(&i)));
+                }
+                let library = d.pkcs11.get_library_info().map_err(fwd("C_GetInfo"))?;
+                Ok(Offered::from_hsm(list, library.manufacturer_id()))
+            })
+            .ok()
+    }
+
+    /// The mechanism sent to the HSM for one keygate offers (see [`Offered::kwp_named_pad`]).
+    fn to_hsm(&self, mech: &Mechanism) -> Mechanism {
+        match mech {
+            Mechanism::AesKeyWrapKwp if self.offered().is_some_and(|o| o.kwp_named_pad) => Mechanism::AesKeyWrapPad,
+            other => other.clone(),
+        }
+    }
+
+    /// A `CKM_ECDSA_SHA*` that keygate hashes for the HSM: its digest.
+    fn prehashed(&self, mech: &Mechanism) -> Option<DigestAlg> {
+        match mech {
+            Mechanism::EcdsaWith(d) if self.offered().is_some_and(|o| o.prehashed.contains(&mech.ty())) => Some(*d),
+            _ => None,
+        }
     }
 
     fn session(&self, s: u64) -> Result<Shared> {
@@ -251,52 +352,9 @@ impl Backend for HsmBackend {
     }
 
     fn mechanisms(&self) -> &[(u64, MechanismInfo)] {
-        let list = self
-            .mechanisms
-            .get_or_try_init(|| -> Result<Vec<(u64, MechanismInfo)>> {
-                let d = self.device()?;
-                let offered = d.pkcs11.get_mechanism_list(d.slot).map_err(fwd("C_GetMechanismList"))?;
-                let mut out = Vec::new();
-                for m in offered {
-                    let ty: u64 = m.into();
-                    if !FORWARDABLE.contains(&ty) {
-                        continue;
-                    }
-                    let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
-                        continue;
-                    };
-                    let mut flags = 0;
-                    use crate::token::mechanisms::mflag;
-                    for (on, f) in [
-                        (i.encrypt(), mflag::ENCRYPT),
-                        (i.decrypt(), mflag::DECRYPT),
-                        (i.digest(), mflag::DIGEST),
-                        (i.sign(), mflag::SIGN),
-                        (i.verify(), mflag::VERIFY),
-                        (i.generate(), mflag::GENERATE),
-                        (i.generate_key_pair(), mflag::GENERATE_KEY_PAIR),
-                        (i.wrap(), mflag::WRAP),
-                        (i.unwrap(), mflag::UNWRAP),
-                        (i.derive(), mflag::DERIVE),
-                    ] {
-                        if on {
-                            flags |= f;
-                        }
-                    }
-                    out.push((
-                        ty,
-                        MechanismInfo {
-                            min_key_size: i.min_key_size() as u64,
-                            max_key_size: i.max_key_size() as u64,
-                            flags,
-                        },
-                    ));
-                }
-                Ok(out)
-            });
-        match list {
-            Ok(l) => l,
-            Err(_) => &[],
+        match self.offered() {
+            Some(o) => &o.list,
+            None => &[],
         }
     }
 
@@ -345,7 +403,8 @@ impl Backend for HsmBackend {
         r
     }
 
-    fn create(&self, session: u64, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+    fn create(&self, session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
+        der_point(&mut attrs)?;
         let s = self.session(session)?;
         let h = s
             .lock()
@@ -511,8 +570,9 @@ impl Backend for HsmBackend {
     fn wrap_key(&self, session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
         let (w, k) = (self.handle(wrapping)?, self.handle(key)?);
         let s = self.session(session)?;
+        let mech = self.to_hsm(mech);
         let mut scratch = Vec::new();
-        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let m = convert::mechanism_out(&mech, &mut scratch)?;
         let r = s.lock().wrap_key(&m, w, k).map_err(fwd("C_WrapKey"));
         r
     }
@@ -528,12 +588,28 @@ impl Backend for HsmBackend {
     ) -> Result<ObjectId> {
         let u = self.handle(unwrapping)?;
         let s = self.session(session)?;
+        let mech = self.to_hsm(mech);
         let mut scratch = Vec::new();
-        let m = convert::mechanism_out(mech, &mut scratch)?;
+        let m = convert::mechanism_out(&mech, &mut scratch)?;
+        let key_wrap = matches!(
+            mech,
+            Mechanism::AesKeyWrap { .. } | Mechanism::AesKeyWrapPad | Mechanism::AesKeyWrapKwp
+        );
         let h = s
             .lock()
             .unwrap_key(&m, u, wrapped, &for_hsm(&template)?)
-            .map_err(fwd("C_UnwrapKey"))?;
+            .map_err(|e| match e {
+                // The integrity check of a key wrap is the one way its unwrap fails on good
+                // handles; some HSMs (SoftHSM2 2.6.1) report it as CKR_GENERAL_ERROR.
+                CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _) if key_wrap => {
+                    log::debug!(
+                        "token {:?}: the HSM's C_UnwrapKey failed its integrity check",
+                        self.cfg.label
+                    );
+                    Error::WrappedKeyInvalid
+                }
+                e => fwd("C_UnwrapKey")(e),
+            })?;
         Ok(self.created(session, lifetime, h))
     }
 
@@ -557,24 +633,24 @@ impl Backend for HsmBackend {
     }
 
     fn sign(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
-        Ok(Box::new(Op::new(
-            self.session(session)?,
-            mech.clone(),
-            Some(self.handle(key)?),
-        )))
+        let op = Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?));
+        Ok(match self.prehashed(mech) {
+            Some(d) => Box::new(Prehashed::new(op, d)),
+            None => Box::new(op),
+        })
     }
 
     fn verify(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
-        Ok(Box::new(Op::new(
-            self.session(session)?,
-            mech.clone(),
-            Some(self.handle(key)?),
-        )))
+        let op = Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?));
+        Ok(match self.prehashed(mech) {
+            Some(d) => Box::new(Prehashed::new(op, d)),
+            None => Box::new(op),
+        })
     }
 
     fn encrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
         Ok(Box::new(Cipher {
-            op: Op::new(self.session(session)?, mech.clone(), Some(self.handle(key)?)),
+            op: Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?)),
             encrypt: true,
             input: Zeroizing::new(Vec::new()),
         }))
@@ -582,7 +658,7 @@ impl Backend for HsmBackend {
 
     fn decrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
         Ok(Box::new(Cipher {
-            op: Op::new(self.session(session)?, mech.clone(), Some(self.handle(key)?)),
+            op: Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?)),
             encrypt: false,
             input: Zeroizing::new(Vec::new()),
         }))
@@ -592,10 +668,14 @@ impl Backend for HsmBackend {
         Ok(Box::new(Op::new(self.session(session)?, mech.clone(), None)))
     }
 
-    fn digest_key(&self, _session: u64, _op: &mut dyn DigestOp, _key: &ObjectId) -> Result<()> {
-        // cryptoki's digest_key needs the HSM-side digest already started, which keygate's
-        // lazily started forwarded digests cannot promise.
-        Err(Error::FunctionNotSupported)
+    fn digest_key(&self, _session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
+        let key = self.handle(key)?;
+        let op = op.as_any().downcast_mut::<Op>().ok_or(Error::OperationNotInitialized)?;
+        // The HSM digest starts here if no data came before the key.
+        op.feed(
+            ("C_DigestInit", |s, m| s.digest_init(m)),
+            ("C_DigestKey", |s| s.digest_key(key)),
+        )
     }
 
     fn random(&self, session: u64, out: &mut [u8]) -> Result<()> {
@@ -712,6 +792,48 @@ impl DigestOp for Op {
     }
     fn once(self: Box<Self>, data: &[u8]) -> Result<Vec<u8>> {
         self.with("C_Digest", |s, m| s.digest(m, data))
+    }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// `CKM_ECDSA_SHA*` for an HSM that offers only `CKM_ECDSA`: keygate hashes the data, the HSM
+/// signs or verifies the digest with `CKM_ECDSA`.
+struct Prehashed {
+    op: Op,
+    hasher: Hasher,
+}
+
+impl Prehashed {
+    fn new(mut op: Op, d: DigestAlg) -> Prehashed {
+        op.mech = Mechanism::Ecdsa;
+        Prehashed {
+            op,
+            hasher: Hasher::new(d),
+        }
+    }
+}
+
+impl SignOp for Prehashed {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.hasher.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        let digest = self.hasher.finish();
+        SignOp::once(Box::new(self.op), &digest)
+    }
+}
+
+impl VerifyOp for Prehashed {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.hasher.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        let digest = self.hasher.finish();
+        VerifyOp::once(Box::new(self.op), &digest, signature)
     }
 }
 

@@ -221,4 +221,7 @@ impl DigestOp for Digest {
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
         Ok(self.0.finish())
     }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
 }
