@@ -26,6 +26,9 @@ pub struct KeyRef {
     pub label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// `sha256:…` (a key pair's public key) or `kcv:…` (a secret key), as pins name keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// One audit line.
@@ -171,6 +174,7 @@ mod tests {
             keys: vec![KeyRef {
                 label: Some("k".into()),
                 id: None,
+                fingerprint: None,
             }],
             result: "ok".into(),
         };

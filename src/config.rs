@@ -46,6 +46,20 @@ pub struct TokenConfig {
     /// What the token may do above the built-in floor (`token/policy.rs`).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Identifiers tied to one key each (`token/pinning.rs`).
+    #[serde(default)]
+    pub pins: Vec<PinConfig>,
+}
+
+/// One pin: a label or `CKA_ID` (hex) and the fingerprint of the only key it may name, as
+/// `keygate fingerprint` prints it: `sha256` for key pairs, `kcv` for secret keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinConfig {
+    pub label: Option<String>,
+    pub id: Option<String>,
+    pub sha256: Option<String>,
+    pub kcv: Option<String>,
 }
 
 /// A token's policy. It can only narrow what the built-in floor allows.
@@ -241,6 +255,7 @@ impl Config {
             }
             crate::backend::local::vault::KdfParams::from(t.pin_kdf).check()?;
             crate::token::policy::Policy::check_config(&t.label, &t.policy).map_err(Error::Config)?;
+            crate::token::pinning::Pins::check_config(&t.label, &t.pins).map_err(Error::Config)?;
         }
         Ok(())
     }

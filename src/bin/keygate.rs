@@ -1,5 +1,5 @@
-//! `keygate`: token administration. This version has `init` and `status`; the full CLI is a
-//! later issue.
+//! `keygate`: token administration. This version has `init`, `status` and `fingerprint`; the
+//! full CLI is a later issue.
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -41,6 +41,112 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the fingerprint of each key with a label or CKA_ID, and the `pins` entry that ties
+    /// the identifier to it: SHA-256 of the public key (DER SubjectPublicKeyInfo) for key pairs,
+    /// the key check value for secret keys.
+    Fingerprint {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// The keys' CKA_LABEL.
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        label: Option<String>,
+        /// The keys' CKA_ID, in hex.
+        #[arg(long)]
+        id: Option<String>,
+        /// Environment variable holding the user PIN (the HSM's, for an hsm-mode token with
+        /// pass-through login), to see private objects too.
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `keygate fingerprint`: the keys with an identifier and the fingerprint to pin each by.
+fn fingerprint(
+    slot: &keygate_pkcs11::token::provider::Slot,
+    ident: (u64, Vec<u8>, String),
+    pin_env: &Option<String>,
+    json: bool,
+) -> Result<(), String> {
+    use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
+    use keygate_pkcs11::token::attributes::{attr, class, AttrMap};
+    use keygate_pkcs11::token::pinning::of_attrs;
+    let b = &slot.backend;
+    let token = &slot.label;
+    b.session_opened(ADMIN_SESSION, false)
+        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+    let logged_in = match pin_env {
+        Some(_) => {
+            let pin = read_pin(pin_env, &mut std::iter::empty(), "user PIN")?;
+            b.login(ADMIN_SESSION, UserType::User, &pin)
+                .map_err(|e| format!("login to {token:?} failed: {e}"))?;
+            true
+        }
+        None => false,
+    };
+    let (ty, value, name) = ident;
+    let mut template = AttrMap::new();
+    template.set(ty, value);
+    let found = b.find(ADMIN_SESSION, &template, logged_in);
+    let mut rows = Vec::new();
+    for id in found.map_err(|e| format!("cannot search {token:?}: {e}"))? {
+        let a = b
+            .attributes(ADMIN_SESSION, &id)
+            .map_err(|e| format!("cannot read a key: {e}"))?;
+        let kind = match a.class() {
+            Ok(class::PUBLIC_KEY) => "public key",
+            Ok(class::PRIVATE_KEY) => "private key",
+            Ok(class::SECRET_KEY) => "secret key",
+            _ => continue,
+        };
+        let label = String::from_utf8_lossy(a.get(attr::LABEL).unwrap_or_default()).into_owned();
+        let cka_id = hex::encode(a.get(attr::ID).unwrap_or_default());
+        rows.push((kind, label, cka_id, of_attrs(&a)));
+    }
+    if logged_in {
+        b.logout(ADMIN_SESSION);
+    }
+    b.session_closed(ADMIN_SESSION);
+    if rows.is_empty() {
+        return Err(format!(
+            "no key with {name} on {token:?}{}",
+            if logged_in {
+                ""
+            } else {
+                " (private keys need --pin-env)"
+            }
+        ));
+    }
+    for (kind, label, cka_id, f) in rows {
+        let (ident_key, ident_value) = if ty == attr::LABEL {
+            ("label", label.clone())
+        } else {
+            ("id", cka_id.clone())
+        };
+        if json {
+            let mut o = serde_json::json!({"token": token, "class": kind, "label": label, "id": cka_id});
+            if let Some(f) = &f {
+                o["fingerprint"] = f.to_string().into();
+                o["pin"] = serde_json::json!({ ident_key: ident_value, f.config_key(): f.hex() });
+            }
+            println!("{o}");
+        } else {
+            match f {
+                Some(f) => println!(
+                    "{kind} {label:?} (CKA_ID {cka_id}): {f}\n  pins = [{{ {ident_key} = {ident_value:?}, {} = \"{}\" }}]",
+                    f.config_key(),
+                    f.hex()
+                ),
+                None => println!(
+                    "{kind} {label:?} (CKA_ID {cka_id}): pinned by its public key's fingerprint"
+                ),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_pin(
@@ -93,6 +199,31 @@ fn run(cli: Cli) -> Result<(), String> {
             b.session_closed(admin);
             println!("token {token:?} initialised");
             Ok(())
+        }
+        Command::Fingerprint {
+            token,
+            label,
+            id,
+            pin_env,
+            json,
+        } => {
+            let slot = slots
+                .iter()
+                .find(|s| s.label == token)
+                .ok_or(format!("no token {token:?} in the configuration"))?;
+            let ident = match (label, id) {
+                (Some(l), _) => (
+                    keygate_pkcs11::token::attributes::attr::LABEL,
+                    l.as_bytes().to_vec(),
+                    format!("label {l:?}"),
+                ),
+                (None, Some(i)) => {
+                    let v = hex::decode(i.replace(':', "")).map_err(|_| format!("--id {i:?} is not hex"))?;
+                    (keygate_pkcs11::token::attributes::attr::ID, v, format!("CKA_ID {i}"))
+                }
+                (None, None) => return Err("give --label or --id".into()),
+            };
+            fingerprint(slot, ident, &pin_env, json)
         }
         Command::Status { json } => {
             let mut rows = Vec::new();

@@ -8,33 +8,34 @@
 use super::attributes::{attr, AttrMap};
 use super::mechanisms::{mflag, Mechanism, Pin};
 use super::operations::Out;
+use super::pinning::of_attrs;
 use super::policy;
 use super::provider::Provider;
 use crate::audit::{self, Event, KeyRef};
 use crate::backend::UserType;
 use crate::error::Result;
 
-fn hex(v: &[u8]) -> String {
-    v.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Provider {
-    /// The label and `CKA_ID` of the key behind `handle`, as far as the session can see it.
+    /// The label, `CKA_ID` and fingerprint of the key behind `handle`, as far as the session
+    /// can see it. An EC or Edwards private key has a fingerprint here once a pin proved it.
     fn key_ref(&self, h: u64, handle: u64) -> KeyRef {
         let Ok(s) = self.session(h) else {
             return KeyRef::default();
         };
-        let attrs = {
+        let (id, attrs, slot) = {
             let g = s.lock();
             match self.object(&g, handle, crate::error::Error::KeyHandleInvalid) {
-                Ok((_, a)) => a,
+                Ok((id, a)) => (id, a, g.slot),
                 Err(_) => return KeyRef::default(),
             }
         };
         let text = |t| attrs.get(t).filter(|v| !v.is_empty());
         KeyRef {
             label: text(attr::LABEL).map(|v| String::from_utf8_lossy(v).into_owned()),
-            id: text(attr::ID).map(hex),
+            id: text(attr::ID).map(hex::encode),
+            fingerprint: of_attrs(&attrs)
+                .or_else(|| self.slots[slot].pins.proven_fingerprint(&id))
+                .map(|f| f.to_string()),
         }
     }
 
@@ -72,8 +73,13 @@ impl Provider {
     ) -> Result<T> {
         let Some(a) = &self.audit else { return run() };
         a.ready()?;
+        // Named before the call (a destroyed key is gone after it); a private key's fingerprint
+        // may only be known after it (a pin proved it).
         let mut keys: Vec<KeyRef> = inputs.iter().map(|k| self.key_ref(h, *k)).collect();
         let r = run();
+        for (k, handle) in keys.iter_mut().zip(inputs).filter(|(k, _)| k.fingerprint.is_none()) {
+            k.fingerprint = self.key_ref(h, *handle).fingerprint;
+        }
         if let Ok(v) = &r {
             keys.extend(outputs(v).into_iter().map(|k| self.key_ref(h, k)));
         }

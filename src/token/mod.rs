@@ -7,6 +7,7 @@ pub mod handles;
 pub mod mechanisms;
 pub mod object;
 pub mod operations;
+pub mod pinning;
 pub mod policy;
 pub mod provider;
 pub mod session;

@@ -122,6 +122,7 @@ impl Provider {
             }
             usage_permits(&attrs, usage, mech)?;
             slot.policy.check_key_size(&attrs)?;
+            slot.pins.check(&*backend, &id, &attrs)?;
             (id, backend)
         };
         Ok((s, id, backend))
@@ -369,6 +370,7 @@ impl Provider {
         if kattrs.flag(attr::WRAP_WITH_TRUSTED) && !b.attributes(h, &wid)?.flag(attr::TRUSTED) {
             return Err(Error::KeyNotWrappable);
         }
+        self.slot_of(&s).pins.check(&*b, &kid, &kattrs)?;
         Ok(sized(cap, b.wrap_key(h, mech, &wid, &kid)?))
     }
 

@@ -16,6 +16,7 @@ use super::attributes::{attr, AttrMap};
 use super::handles::Handles;
 use super::mechanisms::{Mechanism, MechanismInfo, Pin};
 use super::object::{self, Origin, Readable};
+use super::pinning::Pins;
 use super::policy::Policy;
 use super::session::{state, Session};
 use crate::backend::local::LocalBackend;
@@ -30,6 +31,7 @@ pub struct Slot {
     pub backend: Arc<dyn Backend>,
     pub login: Mutex<Option<UserType>>,
     pub policy: Policy,
+    pub pins: Pins,
     /// What the token offers under its policy; filled once the backend can say.
     offered: OnceCell<Vec<(u64, MechanismInfo)>>,
 }
@@ -41,6 +43,7 @@ impl Slot {
             backend,
             login: Mutex::new(None),
             policy: Policy::new(&t.label, &t.policy),
+            pins: Pins::new(&t.label, &t.pins),
             offered: OnceCell::new(),
         }
     }

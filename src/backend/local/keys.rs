@@ -42,17 +42,25 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
             if value_len(attrs)?.is_some_and(|l| l != len) {
                 return Err(Error::TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE"));
             }
-            match kt {
-                key_type::AES if matches!(len, 16 | 24 | 32) => {
-                    let kcv = aes::check_value(attrs.get(attr::VALUE).unwrap_or_default())?;
-                    attrs.set(attr::CHECK_VALUE, kcv);
+            let value = attrs.get(attr::VALUE).unwrap_or_default();
+            let kcv = match kt {
+                key_type::AES if matches!(len, 16 | 24 | 32) => aes::check_value(value)?,
+                key_type::GENERIC_SECRET | key_type::SHA256_HMAC if (1..=512).contains(&len) => {
+                    <sha1::Sha1 as sha2::Digest>::digest(value)[..3].to_vec()
                 }
-                key_type::GENERIC_SECRET | key_type::SHA256_HMAC if (1..=512).contains(&len) => {}
                 key_type::AES | key_type::GENERIC_SECRET | key_type::SHA256_HMAC => {
                     return Err(Error::AttributeValueInvalid(attr::VALUE))
                 }
                 _ => return Err(Error::TemplateInconsistent("unsupported secret key type")),
+            };
+            // A check value the caller supplies must be the key's (PKCS#11 3.0 §4.10).
+            if attrs
+                .get(attr::CHECK_VALUE)
+                .is_some_and(|c| !c.is_empty() && c != kcv.as_slice())
+            {
+                return Err(Error::AttributeValueInvalid(attr::CHECK_VALUE));
             }
+            attrs.set(attr::CHECK_VALUE, kcv);
             attrs.set_ulong(attr::VALUE_LEN, len as u64);
         }
         (class::PRIVATE_KEY, Some(key_type::EC)) | (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {

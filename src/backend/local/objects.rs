@@ -13,10 +13,6 @@ use crate::token::attributes::{attr, class, AttrMap};
 
 const OBJECT_DOMAIN: &[u8] = b"keygate/v1/object";
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn has_secret(attrs: &AttrMap) -> bool {
     matches!(
         attrs.ulong(attr::CLASS),
@@ -54,7 +50,11 @@ impl LocalBackend {
                 }
             });
         checked.inspect_err(|e| {
-            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex(&row.uid));
+            log::error!(
+                "token {:?}: object {} refused: {e}",
+                self.cfg.label,
+                hex::encode(row.uid)
+            );
         })
     }
 
@@ -74,14 +74,14 @@ impl LocalBackend {
         let dek = self.dek()?;
         let (uuid, _) = self.current()?;
         vault::unseal(&dek, &vault::aad(&uuid, &r.uid, &r.attrs), sealed).inspect_err(|e| {
-            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex(&r.uid));
+            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(r.uid));
         })
     }
 
     /// Builds a record: the secret (`CKA_VALUE` of a key) moves out of the clear attributes
     /// into the sealed blob.
     fn seal_record(&self, uid: ObjectId, mut attrs: AttrMap) -> Result<Record> {
-        attrs.set(attr::UNIQUE_ID, hex(&uid).into_bytes());
+        attrs.set(attr::UNIQUE_ID, hex::encode(uid).into_bytes());
         let secret = if has_secret(&attrs) {
             attrs.remove(attr::VALUE).map(Zeroizing::new)
         } else {
@@ -125,7 +125,7 @@ impl LocalBackend {
         if !rows.is_empty() {
             self.store()?.insert(&rows)?;
             for (_, row) in &rows {
-                log::debug!("token {:?}: object {} stored", self.cfg.label, hex(&row.uid));
+                log::debug!("token {:?}: object {} stored", self.cfg.label, hex::encode(row.uid));
             }
         }
         let mut map = self.session_objects.lock();
@@ -184,7 +184,7 @@ impl LocalBackend {
             }
             Lifetime::Token => {
                 self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?)?;
-                log::debug!("token {:?}: object {} updated", self.cfg.label, hex(id));
+                log::debug!("token {:?}: object {} updated", self.cfg.label, hex::encode(id));
                 Ok(())
             }
         }
@@ -204,7 +204,7 @@ impl LocalBackend {
             return Ok(());
         }
         if self.store()?.delete(id)? {
-            log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex(id));
+            log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex::encode(id));
             Ok(())
         } else {
             Err(Error::ObjectHandleInvalid)
