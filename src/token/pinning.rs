@@ -261,7 +261,11 @@ impl Pins {
                     self.token,
                     e.ident,
                     e.want,
-                    found.map_or("no fingerprint of that kind".into(), |f| f.to_string())
+                    match (found, attrs.class()?) {
+                        (Some(f), _) => f.to_string(),
+                        (None, class::PRIVATE_KEY) => "a private key that did not prove it holds the pinned key".into(),
+                        (None, _) => "no fingerprint of that kind".into(),
+                    }
                 );
                 return Err(Error::KeyFunctionNotPermitted);
             }
