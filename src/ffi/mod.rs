@@ -7,6 +7,8 @@
 
 mod crypt;
 mod digest;
+#[doc(hidden)]
+pub mod fuzz;
 mod general;
 pub mod interface;
 mod key;

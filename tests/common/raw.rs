@@ -45,3 +45,37 @@ pub fn attr<T>(ty: CK_ATTRIBUTE_TYPE, v: &T) -> CK_ATTRIBUTE {
         ulValueLen: std::mem::size_of::<T>() as CK_ULONG,
     }
 }
+
+pub type GetInterface = unsafe extern "C" fn(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS) -> CK_RV;
+pub type GetInterfaceList = unsafe extern "C" fn(CK_INTERFACE_PTR, CK_ULONG_PTR) -> CK_RV;
+
+/// `C_GetInterface(name, version)`: the interface found, or the call's error.
+pub fn get_interface(r: &Raw, name: Option<&std::ffi::CStr>, version: Option<(u8, u8)>) -> Result<CK_INTERFACE, CK_RV> {
+    // SAFETY: the exported symbol has this signature.
+    let get: libloading::Symbol<GetInterface> = unsafe { r._lib.get(b"C_GetInterface") }.unwrap();
+    let name = name.map_or(null_mut(), |n| n.as_ptr() as CK_UTF8CHAR_PTR);
+    let mut v = version.map(|(major, minor)| CK_VERSION { major, minor });
+    let vp = v.as_mut().map_or(null_mut(), |v| v as CK_VERSION_PTR);
+    let mut i: CK_INTERFACE_PTR = null_mut();
+    // SAFETY: a NUL-terminated name or NULL, a version or NULL, a valid out-pointer.
+    let rv = unsafe { get(name, vp, &mut i, 0) };
+    if rv != CKR_OK {
+        return Err(rv);
+    }
+    // SAFETY: on CKR_OK the module points at one of its static interfaces.
+    Ok(unsafe { i.read() })
+}
+
+/// The version at the head of an interface's function list.
+pub fn version_of(i: &CK_INTERFACE) -> (u8, u8) {
+    // SAFETY: every PKCS#11 function list begins with its CK_VERSION.
+    let v = unsafe { (i.pFunctionList as *const CK_VERSION).read() };
+    (v.major, v.minor)
+}
+
+/// The 3.0 function list, through `C_GetInterface`.
+pub fn list_3_0(r: &Raw) -> &'static CK_FUNCTION_LIST_3_0 {
+    let i = get_interface(r, Some(c"PKCS 11"), Some((3, 0))).unwrap();
+    // SAFETY: the list is a static of the loaded module, alive while the library is loaded.
+    unsafe { &*(i.pFunctionList as *const CK_FUNCTION_LIST_3_0) }
+}
