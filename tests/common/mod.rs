@@ -187,10 +187,7 @@ impl Env {
 
     /// The module, loaded and initialised like a client does it.
     pub fn load(&self) -> Pkcs11 {
-        let p = Pkcs11::new(target_module()).unwrap();
-        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .unwrap();
-        p
+        load_module()
     }
 
     /// The slot of the token labelled "test" (keygate has one slot per token; SoftHSM2 also
@@ -218,6 +215,15 @@ impl Env {
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_keygate"));
         Command::new(bin).args(args).output().unwrap()
     }
+}
+
+/// The target module, loaded and initialised like a client does it, with the configuration
+/// the environment names (a child process inherits its parent's [`Env`] this way).
+pub fn load_module() -> Pkcs11 {
+    let p = Pkcs11::new(target_module()).unwrap();
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    p
 }
 
 /// A fresh token on the SoftHSM2 configured by `SOFTHSM2_CONF`.
