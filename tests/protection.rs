@@ -206,6 +206,32 @@ fn pin_locks_for_every_process_until_the_so_resets_it() {
         String::from_utf8_lossy(&out.stdout).contains("\"user_pin_locked\":true"),
         "{out:?}"
     );
+    // Restarting does not reset it.
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = p.open_rw_session(slot).unwrap();
+    let e = s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap_err();
+    assert!(
+        matches!(e, CkError::Pkcs11(RvError::PinLocked, _)),
+        "after a restart: {e:?}"
+    );
+    // Nor does editing the counter in the store without the HSM: the header's MAC no longer
+    // matches and the token refuses to open, rather than unlocking.
+    let db = rows(&env);
+    let body: Vec<u8> = db.query_row("SELECT body FROM header", [], |r| r.get(0)).unwrap();
+    let mut zeroed = body.clone();
+    let n = zeroed.len();
+    zeroed[n - 4..].copy_from_slice(&0u32.to_be_bytes());
+    db.execute("UPDATE header SET body = ?1", [&zeroed]).unwrap();
+    let e = s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap_err();
+    assert!(
+        !matches!(e, CkError::Pkcs11(RvError::PinIncorrect, _)),
+        "an edited counter: {e:?}"
+    );
+    db.execute("UPDATE header SET body = ?1", [&body]).unwrap();
+    let e = s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap_err();
+    assert!(matches!(e, CkError::Pkcs11(RvError::PinLocked, _)), "restored: {e:?}");
     // The SO resets it.
     s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
     s.init_pin(&AuthPin::from("new-user-pin-77")).unwrap();
