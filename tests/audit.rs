@@ -47,12 +47,13 @@ fn summary(v: &serde_json::Value) -> (String, String, Vec<String>, String) {
 const KEY: [u8; 32] = [0x5c; 32];
 
 fn scripted_session(mode: Mode) {
+    // Before the first load: the module sets its logger up once per process.
+    std::env::set_var("KEYGATE_LOG", "trace");
     let env = env(mode, "");
     let trail = env.path().join("audit.jsonl");
     let conf = env.path().join("keygate.toml");
     let text = std::fs::read_to_string(&conf).unwrap();
     std::fs::write(&conf, format!("{text}path = \"{}\"\n", trail.display())).unwrap();
-    std::env::set_var("KEYGATE_LOG", "trace");
     let log = env.path().join("trace.log");
     let redirect = Redirect::to(&log);
     let p = env.load();

@@ -398,6 +398,8 @@ fn held_login_works(env: &Env) {
             .is_empty(),
         "private once logged out"
     );
+    drop(s);
+    p.finalize().unwrap();
 }
 
 #[test]
