@@ -11,6 +11,7 @@ pub mod header;
 mod keys;
 mod objects;
 pub mod root;
+mod secret_page;
 pub mod store;
 pub mod vault;
 
@@ -21,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 
 use self::header::{Credential, Header};
 use self::root::Root;
+use self::secret_page::HeldKey;
 use self::store::Store;
 use self::vault::{KdfParams, Key32, Purpose, Role};
 use crate::backend::{TokenStatus, UserType};
@@ -35,8 +37,8 @@ const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
 #[derive(Default)]
 struct Unlocked {
     uuid: Option<[u8; 16]>,
-    k_int: Option<Key32>,
-    dek: Option<Key32>,
+    k_int: Option<HeldKey>,
+    dek: Option<HeldKey>,
 }
 
 /// A session object: same shape as a stored record, kept in memory.
@@ -128,7 +130,7 @@ impl LocalBackend {
             let u = self.unlocked.read();
             if u.uuid == Some(h.uuid) {
                 if let Some(k) = &u.k_int {
-                    return Ok(k.clone());
+                    return Ok(k.key());
                 }
             }
         }
@@ -140,7 +142,7 @@ impl LocalBackend {
                 ..Unlocked::default()
             };
         }
-        u.k_int = Some(k.clone());
+        u.k_int = Some(HeldKey::new(&k));
         Ok(k)
     }
 
@@ -188,7 +190,12 @@ impl LocalBackend {
     }
 
     fn dek(&self) -> Result<Key32> {
-        self.unlocked.read().dek.clone().ok_or(Error::UserNotLoggedIn)
+        self.unlocked
+            .read()
+            .dek
+            .as_ref()
+            .map(HeldKey::key)
+            .ok_or(Error::UserNotLoggedIn)
     }
 
     fn new_credential(&self, h: &Header, pin: &Pin, dek: &Key32, role: Role, kdf: KdfParams) -> Result<Credential> {
@@ -326,7 +333,7 @@ impl LocalBackend {
             UserType::User | UserType::ContextSpecific => Role::User,
         };
         let dek = self.check_pin(role, pin)?;
-        self.unlocked.write().dek = Some(dek);
+        self.unlocked.write().dek = Some(HeldKey::new(&dek));
         Ok(())
     }
 

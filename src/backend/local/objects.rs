@@ -26,7 +26,7 @@ impl LocalBackend {
         {
             let u = self.unlocked.read();
             if let (Some(uuid), Some(k)) = (u.uuid, &u.k_int) {
-                return Ok((uuid, k.clone()));
+                return Ok((uuid, k.key()));
             }
         }
         let h = self.header()?;

@@ -1,0 +1,156 @@
+//! Where an unlocked token keeps its long-lived keys (the DEK while someone is logged in, the
+//! integrity key while the token is open): a page of its own, mapped for this purpose, which
+//! the OS is asked to keep out of core dumps (`MADV_DONTDUMP`), out of swap (`mlock`) and out of
+//! a forked child (`MADV_WIPEONFORK`: the child sees zeros). Each request is best effort — an
+//! OS or a `RLIMIT_MEMLOCK` that refuses one is logged once at debug level, and the key is
+//! still zeroised when dropped. A key taken out for an operation is an ordinary zeroising copy
+//! that lives for that operation only (SECURITY.md says what this does and does not cover).
+//!
+//! The only `unsafe` outside `ffi/`: the OS calls that map, advise, lock and unmap the page,
+//! and the reads and writes of the 32 bytes inside it.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use zeroize::Zeroize;
+
+use super::vault::Key32;
+
+const LEN: usize = 32;
+
+/// A 32-byte key in a page of its own.
+pub struct SecretPage {
+    page: NonNull<u8>,
+    size: usize,
+    locked: bool,
+}
+
+// SAFETY: the page is owned by this value alone; it is written only in `new` and `drop`, and
+// read through `&self`, so sharing and sending it is as safe as for a `[u8; 32]`.
+unsafe impl Send for SecretPage {}
+// SAFETY: as above.
+unsafe impl Sync for SecretPage {}
+
+/// Logs a refused request once per process.
+fn refused(what: &str, flag: &AtomicBool) {
+    if !flag.swap(true, Ordering::Relaxed) {
+        log::debug!(
+            "{what} refused for the page holding unlocked keys: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+static NO_DONTDUMP: AtomicBool = AtomicBool::new(false);
+static NO_WIPEONFORK: AtomicBool = AtomicBool::new(false);
+static NO_MLOCK: AtomicBool = AtomicBool::new(false);
+
+impl SecretPage {
+    /// A page holding `key`, or `None` if no page can be mapped (the caller keeps the key in
+    /// ordinary zeroising memory).
+    pub fn new(key: &[u8; LEN]) -> Option<SecretPage> {
+        // SAFETY: sysconf has no preconditions.
+        let size = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|s| *s >= LEN)?;
+        // SAFETY: an anonymous private mapping of `size` bytes; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            log::debug!(
+                "cannot map a page for unlocked keys: {}",
+                std::io::Error::last_os_error()
+            );
+            return None;
+        }
+        // SAFETY: `p` is the mapping made above, `size` bytes long.
+        if unsafe { libc::madvise(p, size, libc::MADV_DONTDUMP) } != 0 {
+            refused("MADV_DONTDUMP", &NO_DONTDUMP);
+        }
+        // SAFETY: as above.
+        if unsafe { libc::madvise(p, size, libc::MADV_WIPEONFORK) } != 0 {
+            refused("MADV_WIPEONFORK", &NO_WIPEONFORK);
+        }
+        // SAFETY: as above.
+        let locked = unsafe { libc::mlock(p, size) } == 0;
+        if !locked {
+            refused("mlock", &NO_MLOCK);
+        }
+        let page = NonNull::new(p as *mut u8)?;
+        // SAFETY: the page is writable and at least LEN bytes long.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), page.as_ptr(), LEN) };
+        Some(SecretPage { page, size, locked })
+    }
+
+    /// A zeroising copy of the key, for one operation.
+    pub fn key(&self) -> Key32 {
+        let mut k = Key32::new([0u8; LEN]);
+        // SAFETY: the page holds LEN initialised bytes for as long as `self` lives.
+        unsafe { std::ptr::copy_nonoverlapping(self.page.as_ptr(), k.as_mut_ptr(), LEN) };
+        k
+    }
+}
+
+impl Drop for SecretPage {
+    fn drop(&mut self) {
+        // SAFETY: the page is ours, mapped and writable until the munmap below.
+        unsafe { std::slice::from_raw_parts_mut(self.page.as_ptr(), LEN) }.zeroize();
+        if self.locked {
+            // SAFETY: the range locked in `new`.
+            unsafe { libc::munlock(self.page.as_ptr() as *const libc::c_void, self.size) };
+        }
+        // SAFETY: the mapping made in `new`; nothing refers to it after this.
+        unsafe { libc::munmap(self.page.as_ptr() as *mut libc::c_void, self.size) };
+    }
+}
+
+/// A long-lived key: in a [`SecretPage`] where one can be had, else in zeroising memory.
+pub enum HeldKey {
+    Page(SecretPage),
+    Heap(Key32),
+}
+
+impl HeldKey {
+    pub fn new(key: &Key32) -> HeldKey {
+        match SecretPage::new(key) {
+            Some(p) => HeldKey::Page(p),
+            None => HeldKey::Heap(key.clone()),
+        }
+    }
+    pub fn key(&self) -> Key32 {
+        match self {
+            HeldKey::Page(p) => p.key(),
+            HeldKey::Heap(k) => k.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_comes_back_and_the_page_is_excluded_from_dumps() {
+        let held = HeldKey::new(&Key32::new([0x5a; 32]));
+        assert_eq!(*held.key(), [0x5a; 32]);
+        let HeldKey::Page(page) = &held else {
+            panic!("no page could be mapped")
+        };
+        // /proc/self/smaps flags the mapping "dd" (do not dump) and "wf" (wipe on fork).
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{:x}-", page.page.as_ptr() as usize);
+        let block = smaps.split(&start).nth(1).expect("the page is mapped");
+        let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap();
+        assert!(flags.contains(" dd"), "{flags}");
+        assert!(flags.contains(" wf"), "{flags}");
+    }
+}
