@@ -85,16 +85,30 @@ pub fn raw_pin(p: &Pin) -> cryptoki::types::RawAuthPin {
 }
 
 /// The slot whose token carries `label`.
+///
+/// Asked a few times over about half a second before the answer is "none": a file-backed HSM
+/// such as SoftHSM2 can miss a token for a moment while another process rewrites the token's
+/// file (seen with several processes logging in at once, tests/concurrency.rs).
 pub fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
-    let slots = pkcs11
-        .get_slots_with_token()
-        .map_err(|e| Error::HsmUnavailable(format!("C_GetSlotList: {e}")))?;
-    Ok(slots.into_iter().find(|s| {
-        pkcs11
-            .get_token_info(*s)
-            .map(|i| i.label().trim_end() == label)
-            .unwrap_or(false)
-    }))
+    for attempt in 0..8u64 {
+        if attempt > 0 {
+            log::debug!("no token labelled {label:?} yet; asking the HSM again");
+            std::thread::sleep(std::time::Duration::from_millis(15 * attempt));
+        }
+        let slots = pkcs11
+            .get_slots_with_token()
+            .map_err(|e| Error::HsmUnavailable(format!("C_GetSlotList: {e}")))?;
+        let found = slots.into_iter().find(|s| {
+            pkcs11
+                .get_token_info(*s)
+                .map(|i| i.label().trim_end() == label)
+                .unwrap_or(false)
+        });
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// The numeric `CK_RV` of a cryptoki error code (cryptoki keeps only the enum).
