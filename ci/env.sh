@@ -23,6 +23,7 @@ install_packages() {
 # keygate_env DIR [HSM_USER_PIN]: a SoftHSM2 token "keygate-root" and a keygate config with one
 # self-managed token "demo" in DIR. With HSM_USER_PIN, also a SoftHSM2 token "demo-backend"
 # (user PIN HSM_USER_PIN) and an hsm-mode keygate token "demo-hsm" forwarding to it.
+# KEYGATE_ENV_TOKEN_LINES, if set, is added to each token's table (a policy line, say).
 # Exports SOFTHSM2_CONF, KEYGATE_CONF, KEYGATE_ROOT_PIN.
 keygate_env() {
     local dir=$1 repo
@@ -38,6 +39,7 @@ label = "demo"
 mode = "self-managed"
 store = "$dir/demo.db"
 root = { module = "$SOFTHSM_MODULE", token = "keygate-root", pin_env = "KEYGATE_ROOT_PIN" }
+${KEYGATE_ENV_TOKEN_LINES:-}
 TOML
     if [ -n "${2:-}" ]; then
         softhsm2-util --init-token --free --label demo-backend --so-pin hsm-so-0000 --pin "$2" >/dev/null
@@ -47,6 +49,7 @@ TOML
 label = "demo-hsm"
 mode = "hsm"
 hsm = { module = "$SOFTHSM_MODULE", token = "demo-backend" }
+${KEYGATE_ENV_TOKEN_LINES:-}
 TOML
     fi
     chmod 600 "$dir/keygate.toml"
