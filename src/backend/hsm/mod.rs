@@ -863,10 +863,31 @@ impl CipherOp for Cipher {
     fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let key = self.op.key()?;
         if self.encrypt {
-            self.op.with("C_Encrypt", |s, m| s.encrypt(m, key, data))
-        } else {
-            self.op.with("C_Decrypt", |s, m| s.decrypt(m, key, data))
+            return self
+                .op
+                .with("C_Encrypt", |s, m| s.encrypt(m, key, data))
+                .map(Zeroizing::new);
         }
-        .map(Zeroizing::new)
+        // AES-GCM decryption answers as keygate's own does: input shorter than the tag is
+        // CKR_ENCRYPTED_DATA_LEN_RANGE, and a failed tag check CKR_ENCRYPTED_DATA_INVALID
+        // (SoftHSM2 2.6.1 says CKR_GENERAL_ERROR for both; its tag check is the only way a
+        // decryption fails on good handles and parameters).
+        let gcm_tag = match &self.op.mech {
+            Mechanism::AesGcm { tag_bits, .. } => Some((*tag_bits / 8) as usize),
+            _ => None,
+        };
+        if gcm_tag.is_some_and(|t| data.len() < t) {
+            return Err(Error::EncryptedDataLenRange);
+        }
+        let mut scratch = Vec::new();
+        let m = convert::mechanism_out(&self.op.mech, &mut scratch)?;
+        let r = self.op.session.lock().decrypt(&m, key, data);
+        match r {
+            Ok(v) => Ok(Zeroizing::new(v)),
+            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) if gcm_tag.is_some() => {
+                Err(Error::EncryptedDataInvalid)
+            }
+            Err(e) => Err(fwd("C_Decrypt")(e)),
+        }
     }
 }
