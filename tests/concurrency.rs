@@ -17,10 +17,7 @@ const PROCESSES: usize = 4;
 const THREADS: usize = 2;
 
 fn seconds() -> u64 {
-    std::env::var("KEYGATE_LOAD_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
+    env_number("KEYGATE_LOAD_SECONDS", 5)
 }
 
 /// One worker process: THREADS sessions working until the deadline; writes the labels it kept

@@ -18,10 +18,7 @@ use cryptoki::types::Ulong;
 
 /// Kills per run: `KEYGATE_CRASH_KILLS`, else 50.
 fn kills() -> usize {
-    std::env::var("KEYGATE_CRASH_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
+    env_number("KEYGATE_CRASH_KILLS", 50)
 }
 
 /// The child: generate a key, record it; every third round destroy the oldest live one and

@@ -226,6 +226,12 @@ pub fn load_module() -> Pkcs11 {
     p
 }
 
+/// A number from the environment variable `name` (the long variants in ci/stress set them),
+/// else `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// A fresh token on the SoftHSM2 configured by `SOFTHSM2_CONF`.
 fn softhsm_token(label: &str, so_pin: &str, pin: &str) {
     let ok = Command::new("softhsm2-util")
