@@ -89,6 +89,9 @@ pub fn provider() -> Result<Arc<Provider>> {
     }
 }
 
+/// The state a forked child inherited from its parent (see [`initialize`]).
+static FORKED_FROM: Mutex<Vec<Arc<Provider>>> = Mutex::new(Vec::new());
+
 /// `C_Initialize`. A missing or broken configuration is logged and gives a module with no slots.
 pub fn initialize() -> Result<()> {
     let mut g = PROVIDER.write();
@@ -98,8 +101,11 @@ pub fn initialize() -> Result<()> {
         }
         // A forked child: the parent's state (its sqlite connections, its HSM sessions) belongs
         // to the parent. Closing it here could finalise the parent's HSM library state or
-        // checkpoint the parent's database from the wrong process, so it is left untouched.
-        std::mem::forget(g.take());
+        // checkpoint the parent's database from the wrong process, so it is kept, untouched
+        // and never dropped, for the life of this process.
+        if let Some(inherited) = g.take() {
+            FORKED_FROM.lock().push(inherited);
+        }
     }
     let (slots, audit) = match Config::load() {
         Ok(cfg) => (slots_from(&cfg), cfg.audit.as_ref().map(crate::audit::Audit::new)),
