@@ -1,0 +1,427 @@
+//! `keygate bench`: named workloads against any PKCS#11 module (keygate itself, SoftHSM2, an
+//! operator's own HSM), each first checked for correctness by an independent implementation
+//! (the RustCrypto crates), then timed for a fixed duration with one session per thread.
+//! Reports ops/s, p50/p99 latency and MB/s where it applies.
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::{AuthPin, Ulong};
+
+/// Every workload, in the order they run.
+pub const WORKLOADS: &[&str] = &[
+    "ecdsa-sign",
+    "ecdsa-verify",
+    "ed25519-sign",
+    "ed25519-verify",
+    "aes-gcm-64",
+    "aes-gcm-4k",
+    "aes-gcm-1m",
+    "aes-wrap",
+    "sha256-64",
+    "random-32",
+    "aes-keygen",
+    "p256-keygen",
+    "find-10k",
+    "login-logout",
+];
+
+/// Objects `find-10k` looks among.
+const FIND_OBJECTS: usize = 10_000;
+
+pub struct Options {
+    pub module: std::path::PathBuf,
+    pub token: String,
+    pub pin: String,
+    pub seconds: f64,
+    pub threads: usize,
+    pub workloads: Vec<String>,
+}
+
+/// One workload's result.
+pub struct Outcome {
+    pub workload: String,
+    pub threads: usize,
+    pub ops: u64,
+    pub seconds: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub bytes_per_op: usize,
+}
+
+impl Outcome {
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+    pub fn mb_per_s(&self) -> Option<f64> {
+        (self.bytes_per_op > 0).then(|| self.ops_per_s() * self.bytes_per_op as f64 / 1e6)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "workload": self.workload, "threads": self.threads, "ops": self.ops,
+            "seconds": self.seconds, "ops_per_s": self.ops_per_s(),
+            "p50_us": self.p50_us, "p99_us": self.p99_us, "mb_per_s": self.mb_per_s(),
+        })
+    }
+}
+
+type BenchResult<T> = Result<T, String>;
+
+fn ck<T>(r: cryptoki::error::Result<T>, what: &str) -> BenchResult<T> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+
+/// What one thread does per operation, given its session and its index of operation.
+type Step<'a> = Box<dyn Fn(&Session, u64) -> BenchResult<()> + Send + Sync + 'a>;
+
+struct Prepared<'a> {
+    step: Step<'a>,
+    bytes_per_op: usize,
+    /// Workloads whose state is per application (login) run on one thread only.
+    single_thread: bool,
+}
+
+pub fn run(o: &Options) -> BenchResult<Vec<Outcome>> {
+    let p = ck(Pkcs11::new(&o.module), "loading the module")?;
+    ck(
+        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)),
+        "C_Initialize",
+    )?;
+    let slot = find_slot(&p, &o.token)?;
+    let admin = ck(p.open_rw_session(slot), "C_OpenSession")?;
+    ck(
+        admin.login(UserType::User, Some(&AuthPin::from(o.pin.clone()))),
+        "C_Login",
+    )?;
+    let mut out = Vec::new();
+    for w in &o.workloads {
+        let prepared = prepare(&admin, w, &o.pin)?;
+        let threads = if prepared.single_thread { 1 } else { o.threads };
+        out.push(time(&p, slot, w, threads, o.seconds, &prepared)?);
+        if w == "aes-keygen" {
+            // The keys it made, untimed.
+            let made = ck(
+                admin.find_objects(&[Attribute::Label(b"bench-keygen".to_vec())]),
+                "C_FindObjects",
+            )?;
+            for k in made {
+                ck(admin.destroy_object(k), "C_DestroyObject")?;
+            }
+        }
+    }
+    drop(admin);
+    let _ = p.finalize();
+    Ok(out)
+}
+
+fn find_slot(p: &Pkcs11, label: &str) -> BenchResult<Slot> {
+    for s in ck(p.get_slots_with_token(), "C_GetSlotList")? {
+        if ck(p.get_token_info(s), "C_GetTokenInfo")?.label().trim_end() == label {
+            return Ok(s);
+        }
+    }
+    Err(format!("no token labelled {label:?}"))
+}
+
+fn p256_pair(s: &Session) -> BenchResult<(ObjectHandle, ObjectHandle)> {
+    ck(
+        s.generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[Attribute::EcParams(P256_OID.to_vec()), Attribute::Verify(true)],
+            &[Attribute::Sign(true), Attribute::Sensitive(true)],
+        ),
+        "C_GenerateKeyPair (P-256)",
+    )
+}
+
+fn point(s: &Session, public: ObjectHandle) -> BenchResult<Vec<u8>> {
+    match ck(s.get_attributes(public, &[AttributeType::EcPoint]), "CKA_EC_POINT")?.as_slice() {
+        [Attribute::EcPoint(v)] if v.len() > 2 && v[0] == 0x04 => Ok(v[2..].to_vec()),
+        _ => Err("CKA_EC_POINT is not a DER OCTET STRING".into()),
+    }
+}
+
+fn aes_key(s: &Session, value: &[u8], extra: &[Attribute]) -> BenchResult<ObjectHandle> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Value(value.to_vec()),
+        Attribute::Sensitive(true),
+    ];
+    t.extend_from_slice(extra);
+    ck(s.create_object(&t), "C_CreateObject (AES)")
+}
+
+fn gcm_iv(i: u64) -> [u8; 12] {
+    let mut iv = [0u8; 12];
+    iv[4..].copy_from_slice(&i.to_be_bytes());
+    iv
+}
+
+/// Makes a workload's objects in the admin session, checks one operation against an
+/// independent implementation, and returns the timed step.
+fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let plain = |step: Step<'a>| Prepared {
+        step,
+        bytes_per_op: 0,
+        single_thread: false,
+    };
+    Ok(match w {
+        "ecdsa-sign" | "ecdsa-verify" => {
+            let (public, private) = p256_pair(s)?;
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point(s, public)?).map_err(|e| e.to_string())?;
+            let digest = [0x5au8; 32];
+            let sig = ck(s.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign (ECDSA)")?;
+            let parsed = p256::ecdsa::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+            vk.verify_prehash(&digest, &parsed)
+                .map_err(|_| "the ECDSA signature does not verify".to_string())?;
+            if w == "ecdsa-sign" {
+                plain(Box::new(move |t, _| {
+                    ck(t.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign").map(drop)
+                }))
+            } else {
+                plain(Box::new(move |t, _| {
+                    ck(t.verify(&Mechanism::Ecdsa, public, &digest, &sig), "C_Verify")
+                }))
+            }
+        }
+        "ed25519-sign" | "ed25519-verify" => {
+            let (public, private) = ck(
+                s.generate_key_pair(
+                    &Mechanism::EccEdwardsKeyPairGen,
+                    &[Attribute::EcParams(ED25519_OID.to_vec()), Attribute::Verify(true)],
+                    &[Attribute::Sign(true), Attribute::Sensitive(true)],
+                ),
+                "C_GenerateKeyPair (Ed25519)",
+            )?;
+            let raw: [u8; 32] = point(s, public)?
+                .try_into()
+                .map_err(|_| "an Ed25519 point is 32 bytes".to_string())?;
+            let vk = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?;
+            let msg = [0x33u8; 64];
+            let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            let sig = ck(s.sign(&m, private, &msg), "C_Sign (EdDSA)")?;
+            let parsed = ed25519_dalek::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+            vk.verify_strict(&msg, &parsed)
+                .map_err(|_| "the Ed25519 signature does not verify".to_string())?;
+            if w == "ed25519-sign" {
+                plain(Box::new(move |t, _| {
+                    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                    ck(t.sign(&m, private, &msg), "C_Sign").map(drop)
+                }))
+            } else {
+                plain(Box::new(move |t, _| {
+                    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                    ck(t.verify(&m, public, &msg, &sig), "C_Verify")
+                }))
+            }
+        }
+        "aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m" => {
+            use aes_gcm::aead::{Aead, KeyInit, Payload};
+            let len = match w {
+                "aes-gcm-64" => 64,
+                "aes-gcm-4k" => 4096,
+                _ => 1 << 20,
+            };
+            let value = [0x42u8; 32];
+            let key = aes_key(s, &value, &[Attribute::Encrypt(true), Attribute::Decrypt(true)])?;
+            let data = vec![0x17u8; len];
+            let mut iv = gcm_iv(0);
+            let ct = ck(
+                s.encrypt(
+                    &Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?),
+                    key,
+                    &data,
+                ),
+                "C_Encrypt (GCM)",
+            )?;
+            let outside = aes_gcm::Aes256Gcm::new_from_slice(&value).map_err(|e| e.to_string())?;
+            let pt = outside
+                .decrypt(&gcm_iv(0).into(), Payload { msg: &ct, aad: &[] })
+                .map_err(|_| "aes-gcm cannot open the token's ciphertext".to_string())?;
+            if pt != data {
+                return Err("the token's AES-GCM does not round-trip".into());
+            }
+            Prepared {
+                step: Box::new(move |t, i| {
+                    let mut iv = gcm_iv(i);
+                    let m = Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?);
+                    ck(t.encrypt(&m, key, &data), "C_Encrypt").map(drop)
+                }),
+                bytes_per_op: len,
+                single_thread: false,
+            }
+        }
+        "aes-wrap" => {
+            let kek_value = [0x11u8; 32];
+            let target_value = [0x22u8; 32];
+            let kek = aes_key(s, &kek_value, &[Attribute::Wrap(true), Attribute::Extractable(false)])?;
+            let target = aes_key(s, &target_value, &[Attribute::Extractable(true)])?;
+            let wrapped = ck(s.wrap_key(&Mechanism::AesKeyWrap, kek, target), "C_WrapKey")?;
+            let outside = aes_kw::KekAes256::from(kek_value);
+            if outside.unwrap_vec(&wrapped).ok().as_deref() != Some(&target_value[..]) {
+                return Err("C_WrapKey is not RFC 3394".into());
+            }
+            plain(Box::new(move |t, _| {
+                ck(t.wrap_key(&Mechanism::AesKeyWrap, kek, target), "C_WrapKey").map(drop)
+            }))
+        }
+        "sha256-64" => {
+            let data = [0x61u8; 64];
+            let d = ck(s.digest(&Mechanism::Sha256, &data), "C_Digest")?;
+            if d != <sha2::Sha256 as sha2::Digest>::digest(data).to_vec() {
+                return Err("C_Digest is not SHA-256".into());
+            }
+            Prepared {
+                step: Box::new(move |t, _| ck(t.digest(&Mechanism::Sha256, &data), "C_Digest").map(drop)),
+                bytes_per_op: 64,
+                single_thread: false,
+            }
+        }
+        "random-32" => {
+            let a = ck(s.generate_random_vec(32), "C_GenerateRandom")?;
+            let b = ck(s.generate_random_vec(32), "C_GenerateRandom")?;
+            if a == b || a == [0u8; 32] {
+                return Err("C_GenerateRandom repeats itself".into());
+            }
+            plain(Box::new(|t, _| {
+                ck(t.generate_random_vec(32), "C_GenerateRandom").map(drop)
+            }))
+        }
+        "aes-keygen" => plain(Box::new(|t, _| {
+            // A token object: durable once C_GenerateKey returns.
+            let k = ck(
+                t.generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::ValueLen(Ulong::from(32)),
+                        Attribute::Token(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Encrypt(true),
+                        Attribute::Label(b"bench-keygen".to_vec()),
+                    ],
+                ),
+                "C_GenerateKey",
+            )?;
+            let _ = k;
+            Ok(())
+        })),
+        "p256-keygen" => plain(Box::new(|t, _| {
+            let (a, b) = p256_pair(t)?;
+            let _ = (t.destroy_object(a), t.destroy_object(b));
+            Ok(())
+        })),
+        "find-10k" => {
+            ensure_objects(s)?;
+            plain(Box::new(|t, i| {
+                let label = format!("bench-find-{}", (i * 7919) % FIND_OBJECTS as u64);
+                let found = ck(t.find_objects(&[Attribute::Label(label.into_bytes())]), "C_FindObjects")?;
+                if found.len() != 1 {
+                    return Err(format!("found {} objects for one label", found.len()));
+                }
+                Ok(())
+            }))
+        }
+        "login-logout" => {
+            // Login state belongs to the application: one thread, and the admin session is
+            // logged in again at the end of each step like every other.
+            let pin = AuthPin::from(pin.to_string());
+            Prepared {
+                step: Box::new(move |t, _| {
+                    ck(t.logout(), "C_Logout")?;
+                    ck(t.login(UserType::User, Some(&pin)), "C_Login")
+                }),
+                bytes_per_op: 0,
+                single_thread: true,
+            }
+        }
+        other => return Err(format!("no workload {other:?} (known: {})", WORKLOADS.join(", "))),
+    })
+}
+
+/// The `find-10k` objects (data objects labelled bench-find-N), made once per token.
+fn ensure_objects(s: &Session) -> BenchResult<()> {
+    let last = format!("bench-find-{}", FIND_OBJECTS - 1);
+    if !ck(s.find_objects(&[Attribute::Label(last.into_bytes())]), "C_FindObjects")?.is_empty() {
+        return Ok(());
+    }
+    for i in 0..FIND_OBJECTS {
+        ck(
+            s.create_object(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Label(format!("bench-find-{i}").into_bytes()),
+                Attribute::Value(vec![0u8; 16]),
+            ]),
+            "C_CreateObject (find-10k)",
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `prepared` on `threads` sessions for `seconds`.
+fn time(
+    p: &Pkcs11,
+    slot: Slot,
+    w: &str,
+    threads: usize,
+    seconds: f64,
+    prepared: &Prepared<'_>,
+) -> BenchResult<Outcome> {
+    let deadline = Duration::from_secs_f64(seconds);
+    let barrier = Barrier::new(threads);
+    let per_thread: Vec<BenchResult<Vec<u32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let barrier = &barrier;
+                scope.spawn(move || -> BenchResult<Vec<u32>> {
+                    let t = ck(p.open_rw_session(slot), "C_OpenSession")?;
+                    let mut lat = Vec::with_capacity(1 << 16);
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut i = (n as u64) << 40;
+                    while start.elapsed() < deadline {
+                        let t0 = Instant::now();
+                        (prepared.step)(&t, i)?;
+                        lat.push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32);
+                        i += 1;
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a bench thread panicked"))
+            .collect()
+    });
+    let mut all = Vec::new();
+    for r in per_thread {
+        all.extend(r?);
+    }
+    all.sort_unstable();
+    let pct = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |ns| *ns as f64 / 1000.0)
+    };
+    Ok(Outcome {
+        workload: w.to_string(),
+        threads,
+        ops: all.len() as u64,
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        bytes_per_op: prepared.bytes_per_op,
+    })
+}
