@@ -213,7 +213,7 @@ fn run_bench(
             .with_file_name("libkeygate_pkcs11.so"),
     };
     let pin = std::env::var(&pin_env).map_err(|_| format!("environment variable {pin_env} (user PIN) is not set"))?;
-    if !(seconds > 0.0) || threads == 0 {
+    if seconds.is_nan() || seconds <= 0.0 || threads == 0 {
         return Err("--seconds and --threads must be positive".into());
     }
     let workloads = if workloads.is_empty() {
