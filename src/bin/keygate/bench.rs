@@ -91,7 +91,10 @@ struct Prepared<'a> {
     single_thread: bool,
 }
 
-pub fn run(o: &Options) -> BenchResult<Vec<Outcome>> {
+/// Runs every workload of `o`, reporting each as it finishes: its result, or why it could not
+/// run (the module refused a step, or a result was wrong). Fails only if the module cannot be
+/// used at all.
+pub fn run(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) -> BenchResult<()> {
     let p = ck(Pkcs11::new(&o.module), "loading the module")?;
     ck(
         p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)),
@@ -103,25 +106,25 @@ pub fn run(o: &Options) -> BenchResult<Vec<Outcome>> {
         admin.login(UserType::User, Some(&AuthPin::from(o.pin.clone()))),
         "C_Login",
     )?;
-    let mut out = Vec::new();
     for w in &o.workloads {
-        let prepared = prepare(&admin, w, &o.pin)?;
-        let threads = if prepared.single_thread { 1 } else { o.threads };
-        out.push(time(&p, slot, w, threads, o.seconds, &prepared)?);
+        let outcome = prepare(&admin, w, &o.pin).and_then(|prepared| {
+            let threads = if prepared.single_thread { 1 } else { o.threads };
+            time(&p, slot, w, threads, o.seconds, &prepared)
+        });
         if w == "aes-keygen" {
             // The keys it made, untimed.
-            let made = ck(
-                admin.find_objects(&[Attribute::Label(b"bench-keygen".to_vec())]),
-                "C_FindObjects",
-            )?;
-            for k in made {
-                ck(admin.destroy_object(k), "C_DestroyObject")?;
+            for k in admin
+                .find_objects(&[Attribute::Label(b"bench-keygen".to_vec())])
+                .unwrap_or_default()
+            {
+                let _ = admin.destroy_object(k);
             }
         }
+        report(w, outcome);
     }
     drop(admin);
     let _ = p.finalize();
-    Ok(out)
+    Ok(())
 }
 
 fn find_slot(p: &Pkcs11, label: &str) -> BenchResult<Slot> {

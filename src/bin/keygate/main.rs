@@ -235,22 +235,32 @@ fn run_bench(
             "workload", "threads", "ops/s", "p50 us", "p99 us", "MB/s"
         );
     }
-    for r in bench::run(&o)? {
-        if json {
-            println!("{}", r.json());
-        } else {
-            println!(
-                "{:<16} {:>7} {:>12.0} {:>10.1} {:>10.1} {:>10}",
-                r.workload,
-                r.threads,
-                r.ops_per_s(),
-                r.p50_us,
-                r.p99_us,
-                r.mb_per_s().map_or("-".to_string(), |m| format!("{m:.1}"))
-            );
+    let mut incomplete = Vec::new();
+    bench::run(&o, |w, r| match r {
+        Ok(r) if json => println!("{}", r.json()),
+        Ok(r) => println!(
+            "{:<16} {:>7} {:>12.0} {:>10.1} {:>10.1} {:>10}",
+            r.workload,
+            r.threads,
+            r.ops_per_s(),
+            r.p50_us,
+            r.p99_us,
+            r.mb_per_s().map_or("-".to_string(), |m| format!("{m:.1}"))
+        ),
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"workload": w, "error": e}));
+            } else {
+                println!("{w:<16} not run: {e}");
+            }
+            incomplete.push(w.to_string());
         }
+    })?;
+    if incomplete.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not every workload ran: {}", incomplete.join(", ")))
     }
-    Ok(())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
