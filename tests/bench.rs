@@ -91,7 +91,8 @@ fn a_wrong_workload_or_pin_is_a_clear_error() {
         "nope",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no workload \"nope\""));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nope             not run: no workload \"nope\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not every workload ran: nope"));
     std::env::set_var("BENCH_TEST_PIN", "wrong-pin-0000");
     let out = env.cli(&[
         "bench",

@@ -17,6 +17,39 @@ use crate::error::Result;
 use crate::token::attributes::AttrMap;
 use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin};
 
+/// What [`Backend::key_attributes`] returns at least.
+pub const KEY_USE: &[u64] = {
+    use crate::token::attributes::attr::*;
+    &[
+        CLASS,
+        KEY_TYPE,
+        PRIVATE,
+        TOKEN,
+        LABEL,
+        ID,
+        SIGN,
+        VERIFY,
+        ENCRYPT,
+        DECRYPT,
+        WRAP,
+        UNWRAP,
+        DERIVE,
+        VALUE_LEN,
+        MODULUS,
+        MODULUS_BITS,
+        PUBLIC_EXPONENT,
+        EC_PARAMS,
+        EC_POINT,
+        CHECK_VALUE,
+        SENSITIVE,
+        EXTRACTABLE,
+        ALLOWED_MECHANISMS,
+        WRAP_WITH_TRUSTED,
+        TRUSTED,
+        ALWAYS_AUTHENTICATE,
+    ]
+};
+
 /// The session number the CLI uses for administrative work; PKCS#11 session handles start at 1.
 pub const ADMIN_SESSION: u64 = 0;
 
@@ -100,6 +133,12 @@ pub trait Backend: Send + Sync + Debug {
     fn find(&self, session: u64, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>>;
     /// The clear attributes of an object (never its secret material).
     fn attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap>;
+    /// The attributes a key operation checks before it starts (class, type, visibility, usage,
+    /// size, identity, protection; [`KEY_USE`]); a backend may read these faster than all of
+    /// them. An attribute the object lacks is absent.
+    fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap> {
+        self.attributes(session, id)
+    }
     /// The lifetime of an object.
     fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime>;
     /// The secret material (`CKA_VALUE`) of a key, for an extractable, non-sensitive key only;

@@ -106,7 +106,7 @@ impl Provider {
             let slot = self.slot_of(&g);
             let backend = slot.backend.clone();
             slot.check(mech, function)?;
-            let (id, attrs) = self.object(&g, key, Error::KeyHandleInvalid)?;
+            let (id, attrs) = self.key_object(&g, key, Error::KeyHandleInvalid)?;
             if !matches!(
                 attrs.class()?,
                 class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY
@@ -363,7 +363,7 @@ impl Provider {
             .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
             .map_err(|e| key_handle_as(e, Error::WrappingKeyHandleInvalid))?;
         let s = s.lock();
-        let (kid, kattrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
+        let (kid, kattrs) = self.key_object(&s, key, Error::KeyHandleInvalid)?;
         if !kattrs.flag(attr::EXTRACTABLE) {
             return Err(Error::KeyUnextractable);
         }

@@ -350,11 +350,27 @@ impl Provider {
     /// Resolves an object handle for a session: the object must be on the session's slot and
     /// visible to it. Returns its id and attributes.
     pub(super) fn object(&self, s: &Session, handle: u64, invalid: Error) -> Result<(ObjectId, AttrMap)> {
+        self.object_with(s, handle, invalid, |b, h, id| b.attributes(h, id))
+    }
+
+    /// As [`Provider::object`], with only the attributes a key operation checks
+    /// ([`crate::backend::KEY_USE`]).
+    pub(super) fn key_object(&self, s: &Session, handle: u64, invalid: Error) -> Result<(ObjectId, AttrMap)> {
+        self.object_with(s, handle, invalid, |b, h, id| b.key_attributes(h, id))
+    }
+
+    fn object_with(
+        &self,
+        s: &Session,
+        handle: u64,
+        invalid: Error,
+        read: impl Fn(&dyn Backend, u64, &ObjectId) -> Result<AttrMap>,
+    ) -> Result<(ObjectId, AttrMap)> {
         let (slot, id) = self.handles.resolve(handle).ok_or_else(|| invalid.clone())?;
         if slot != s.slot {
             return Err(invalid);
         }
-        let attrs = match self.slots[slot].backend.attributes(s.h, &id) {
+        let attrs = match read(&*self.slots[slot].backend, s.h, &id) {
             Err(Error::ObjectHandleInvalid) => return Err(invalid),
             other => other?,
         };
