@@ -7,25 +7,34 @@ mod common;
 
 use common::*;
 
-fn bench(env: &Env, module: Option<&str>, token: &str, workloads: &[&str]) -> Vec<serde_json::Value> {
-    std::env::set_var("BENCH_TEST_PIN", USER_PIN);
-    let mut args = vec![
-        "bench",
-        "--token",
-        token,
-        "--pin-env",
-        "BENCH_TEST_PIN",
-        "--seconds",
-        "0.05",
-        "--json",
-    ];
-    if let Some(m) = module {
-        args.extend(["--module", m]);
-    }
+/// Runs `keygate bench` with the test PIN (or `pin`), the module, and `extra` arguments.
+fn cli(env: &Env, pin: &str, module: &str, extra: &[&str]) -> std::process::Output {
+    std::env::set_var("BENCH_TEST_PIN", pin);
+    let mut args = vec!["bench", "--pin-env", "BENCH_TEST_PIN", "--module", module];
+    args.extend_from_slice(extra);
+    env.cli(&args)
+}
+
+/// The workloads `keygate bench --list` names, less `find-10k` unless `with_find` (making
+/// its 10,000 objects on SoftHSM2 takes a minute).
+fn workloads(env: &Env, with_find: bool) -> Vec<String> {
+    let out = env.cli(&["bench", "--list"]);
+    assert!(out.status.success());
+    let all: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(all.len() >= 14 && all.contains(&"find-10k".to_string()), "{all:?}");
+    all.into_iter().filter(|w| with_find || w != "find-10k").collect()
+}
+
+fn bench(env: &Env, module: &str, token: &str, workloads: &[String]) -> Vec<serde_json::Value> {
+    let mut args = vec!["--token", token, "--seconds", "0.05", "--json"];
     for w in workloads {
         args.extend(["--workload", w]);
     }
-    let out = env.cli(&args);
+    let out = cli(env, USER_PIN, module, &args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -34,35 +43,18 @@ fn bench(env: &Env, module: Option<&str>, token: &str, workloads: &[&str]) -> Ve
         .collect();
     assert_eq!(rows.len(), workloads.len());
     for (r, w) in rows.iter().zip(workloads) {
-        assert_eq!(r["workload"], *w);
+        assert_eq!(r["workload"], w.as_str());
         assert!(r["ops"].as_u64().unwrap() > 0, "{r}");
         assert!(r["p99_us"].as_f64().unwrap() >= r["p50_us"].as_f64().unwrap(), "{r}");
     }
     rows
 }
 
-const QUICK: &[&str] = &[
-    "ecdsa-sign",
-    "ecdsa-verify",
-    "ed25519-sign",
-    "ed25519-verify",
-    "aes-gcm-64",
-    "aes-gcm-4k",
-    "aes-gcm-1m",
-    "aes-wrap",
-    "sha256-64",
-    "random-32",
-    "aes-keygen",
-    "p256-keygen",
-    "login-logout",
-];
-
 #[test]
 fn every_workload_on_a_self_managed_token() {
     let env = Env::new();
-    let mut all = QUICK.to_vec();
-    all.push("find-10k");
-    let rows = bench(&env, Some(module_path().to_str().unwrap()), "test", &all);
+    let all = workloads(&env, true);
+    let rows = bench(&env, module_path().to_str().unwrap(), "test", &all);
     let gcm = rows.iter().find(|r| r["workload"] == "aes-gcm-4k").unwrap();
     assert!(gcm["mb_per_s"].as_f64().unwrap() > 0.0);
 }
@@ -70,39 +62,22 @@ fn every_workload_on_a_self_managed_token() {
 #[test]
 fn every_workload_in_hsm_mode_and_on_softhsm_directly() {
     let env = Env::hsm();
-    bench(&env, Some(module_path().to_str().unwrap()), "test", QUICK);
+    let quick = workloads(&env, false);
+    bench(&env, module_path().to_str().unwrap(), "test", &quick);
     // The same SoftHSM2 token keygate forwards to, loaded without keygate.
-    bench(&env, Some(SOFTHSM), "hsm-app", QUICK);
+    bench(&env, SOFTHSM, "hsm-app", &quick);
 }
 
 #[test]
 fn a_wrong_workload_or_pin_is_a_clear_error() {
     let env = Env::new();
-    std::env::set_var("BENCH_TEST_PIN", USER_PIN);
-    let out = env.cli(&[
-        "bench",
-        "--token",
-        "test",
-        "--pin-env",
-        "BENCH_TEST_PIN",
-        "--module",
-        module_path().to_str().unwrap(),
-        "--workload",
-        "nope",
-    ]);
+    let module = module_path();
+    let module = module.to_str().unwrap();
+    let out = cli(&env, USER_PIN, module, &["--token", "test", "--workload", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nope             not run: no workload \"nope\""));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not every workload ran: nope"));
-    std::env::set_var("BENCH_TEST_PIN", "wrong-pin-0000");
-    let out = env.cli(&[
-        "bench",
-        "--token",
-        "test",
-        "--pin-env",
-        "BENCH_TEST_PIN",
-        "--module",
-        module_path().to_str().unwrap(),
-    ]);
+    let out = cli(&env, "wrong-pin-0000", module, &["--token", "test"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("C_Login"),

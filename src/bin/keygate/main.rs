@@ -48,31 +48,7 @@ enum Command {
     /// decrypt, outside keygate), then timed with one session per thread. Prints ops/s, p50/p99
     /// latency and MB/s. It creates objects on the token (find-10k leaves 10,000 data objects):
     /// use a token made for measuring.
-    Bench {
-        /// The PKCS#11 module (default: libkeygate_pkcs11.so beside this program).
-        #[arg(long)]
-        module: Option<std::path::PathBuf>,
-        /// Label of the token to measure.
-        #[arg(long)]
-        token: String,
-        /// Environment variable holding the token's user PIN.
-        #[arg(long)]
-        pin_env: String,
-        /// Seconds each workload is timed for.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Threads (one session each).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// A workload to run (repeatable; default: all): ecdsa-sign, ecdsa-verify, ed25519-sign,
-        /// ed25519-verify, aes-gcm-64, aes-gcm-4k, aes-gcm-1m, aes-wrap, sha256-64, random-32,
-        /// aes-keygen, p256-keygen, find-10k, login-logout.
-        #[arg(long = "workload")]
-        workloads: Vec<String>,
-        /// Machine-readable output, one JSON object per workload.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(BenchArgs),
     /// Print the fingerprint of each key with a label or CKA_ID, and the `pins` entry that ties
     /// the identifier to it: SHA-256 of the public key (DER SubjectPublicKeyInfo) for key pairs,
     /// the key check value for secret keys.
@@ -181,6 +157,34 @@ fn fingerprint(
     Ok(())
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The PKCS#11 module (default: libkeygate_pkcs11.so beside this program).
+    #[arg(long)]
+    module: Option<std::path::PathBuf>,
+    /// Label of the token to measure.
+    #[arg(long, required_unless_present = "list")]
+    token: Option<String>,
+    /// Environment variable holding the token's user PIN.
+    #[arg(long, required_unless_present = "list")]
+    pin_env: Option<String>,
+    /// Seconds each workload is timed for.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Threads (one session each).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// A workload to run (repeatable; default: all; `--list` names them).
+    #[arg(long = "workload")]
+    workloads: Vec<String>,
+    /// Print the workloads' names and stop.
+    #[arg(long)]
+    list: bool,
+    /// Machine-readable output, one JSON object per workload.
+    #[arg(long)]
+    json: bool,
+}
+
 fn read_pin(
     env: &Option<String>,
     stdin: &mut impl Iterator<Item = std::io::Result<String>>,
@@ -197,15 +201,24 @@ fn read_pin(
     Ok(Pin::new(line.trim_end_matches(['\r', '\n']).as_bytes()))
 }
 
-fn run_bench(
-    module: Option<std::path::PathBuf>,
-    token: String,
-    pin_env: String,
-    seconds: f64,
-    threads: usize,
-    workloads: Vec<String>,
-    json: bool,
-) -> Result<(), String> {
+fn run_bench(a: BenchArgs) -> Result<(), String> {
+    if a.list {
+        for w in bench::WORKLOADS {
+            println!("{w}");
+        }
+        return Ok(());
+    }
+    let BenchArgs {
+        module,
+        token,
+        pin_env,
+        seconds,
+        threads,
+        workloads,
+        json,
+        ..
+    } = a;
+    let (token, pin_env) = (token.unwrap_or_default(), pin_env.unwrap_or_default());
     let module = match module {
         Some(m) => m,
         None => std::env::current_exe()
@@ -264,18 +277,9 @@ fn run_bench(
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Bench {
-        module,
-        token,
-        pin_env,
-        seconds,
-        threads,
-        workloads,
-        json,
-    } = cli.command
-    {
+    if let Command::Bench(a) = cli.command {
         // Any module, keygate's configuration or not.
-        return run_bench(module, token, pin_env, seconds, threads, workloads, json);
+        return run_bench(a);
     }
     let cfg = match &cli.config {
         Some(p) => Config::load_from(p),
@@ -336,7 +340,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             fingerprint(slot, ident, &pin_env, json)
         }
-        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Bench(_) => unreachable!("handled above"),
         Command::Status { json } => {
             let mut rows = Vec::new();
             for s in &slots {
