@@ -47,9 +47,7 @@ fn calls_before_initialize_and_initialize_arguments() {
 fn two_call_convention_short_buffers_and_wrong_handles() {
     let _env = Env::new();
     let r = raw();
-    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
-    let h = session(&r, true);
-    login(&r, h);
+    let h = logged_in(&r);
     // A P-256 session key pair.
     let mut mech = CK_MECHANISM {
         mechanism: CKM_EC_KEY_PAIR_GEN,
@@ -297,9 +295,7 @@ fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
 fn object_size_close_all_sessions_and_logout_by_closing() {
     let _env = Env::new();
     let r = raw();
-    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
-    let h = session(&r, true);
-    login(&r, h);
+    let h = logged_in(&r);
     let k = raw_aes(&r, h, &[1u8; 32]);
     let mut size: CK_ULONG = 0;
     assert_eq!(call!(r, C_GetObjectSize(h, k, &mut size)), CKR_OK);
@@ -392,9 +388,7 @@ fn session_cancel_ends_only_the_named_operations() {
     let _env = Env::new();
     let r = raw();
     let f3 = list_3_0(&r);
-    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
-    let h = session(&r, true);
-    login(&r, h);
+    let h = logged_in(&r);
     let k = raw_aes(&r, h, &[2u8; 16]);
     let mut sha = mech(CKM_SHA256);
     let mut iv = [0u8; 12];
@@ -448,9 +442,7 @@ fn aes_key_wrap_kwp_in_hsm_mode_is_rfc5649() {
 
 fn kwp_matches_rfc5649() {
     let r = raw();
-    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
-    let h = session(&r, true);
-    login(&r, h);
+    let h = logged_in(&r);
     let kek = [0x17u8; 32];
     let wrapping = raw_aes(&r, h, &kek);
     // KWP output carries the RFC 5649 alternative IV with the length; 20 bytes below also need padding.
@@ -538,9 +530,7 @@ fn a_panic_inside_the_module_becomes_general_error() {
 fn a_forked_child_must_initialise_again_and_then_works() {
     let _env = Env::new();
     let r = raw();
-    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
-    let h = session(&r, true);
-    login(&r, h);
+    let h = logged_in(&r);
     // SAFETY: the child only calls into the module and then _exit()s.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);

@@ -1,7 +1,9 @@
 //! The C ABI: the ONLY place raw pointers are read or written, and the only module allowed
 //! `unsafe`. Every entry point runs inside [`guard`]: pointers are decoded at the top by
 //! `raw.rs`, the call goes to `token/`, the result maps to a `CK_RV` once, and a panic never
-//! crosses the C boundary (it becomes `CKR_GENERAL_ERROR`).
+//! crosses the C boundary (it becomes `CKR_GENERAL_ERROR`). The calls keygate makes into the
+//! OS's C interface for locked, undumpable memory are here too (`secret_page`), behind a safe
+//! type the backends use.
 #![allow(unsafe_code)]
 #![allow(non_snake_case)]
 
@@ -15,6 +17,7 @@ mod key;
 mod object;
 mod random;
 pub mod raw;
+pub mod secret_page;
 mod session;
 mod sign;
 mod unsupported;

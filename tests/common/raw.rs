@@ -30,6 +30,14 @@ pub fn session(r: &Raw, rw: bool) -> CK_SESSION_HANDLE {
     h
 }
 
+/// C_Initialize, a read/write session, and the user logged in on it.
+pub fn logged_in(r: &Raw) -> CK_SESSION_HANDLE {
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let h = session(r, true);
+    login(r, h);
+    h
+}
+
 pub fn login(r: &Raw, h: CK_SESSION_HANDLE) {
     let pin = USER_PIN.as_bytes();
     assert_eq!(

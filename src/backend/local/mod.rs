@@ -11,7 +11,6 @@ pub mod header;
 mod keys;
 mod objects;
 pub mod root;
-mod secret_page;
 pub mod store;
 pub mod vault;
 
@@ -22,12 +21,12 @@ use parking_lot::{Mutex, RwLock};
 
 use self::header::{Credential, Header};
 use self::root::Root;
-use self::secret_page::HeldKey;
 use self::store::Store;
 use self::vault::{KdfParams, Key32, Purpose, Role};
 use crate::backend::{TokenStatus, UserType};
 use crate::config::TokenConfig;
 use crate::error::{Error, Result};
+use crate::ffi::secret_page::HeldKey;
 use crate::token::mechanisms::{Pin, PIN_MAX, PIN_MIN};
 
 const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";

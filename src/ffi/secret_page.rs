@@ -6,16 +6,16 @@
 //! still zeroised when dropped. A key taken out for an operation is an ordinary zeroising copy
 //! that lives for that operation only (SECURITY.md says what this does and does not cover).
 //!
-//! The only `unsafe` outside `ffi/`: the OS calls that map, advise, lock and unmap the page,
-//! and the reads and writes of the 32 bytes inside it.
-#![allow(unsafe_code)]
+//! It lives in `ffi/` because it is the other direction of foreign calls, keygate calling the
+//! OS's C interface (mmap, madvise, mlock): `ffi/` is where every `unsafe` is, and this module
+//! gives the backends a safe type.
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use zeroize::Zeroize;
 
-use super::vault::Key32;
+use crate::backend::local::vault::Key32;
 
 const LEN: usize = 32;
 
