@@ -37,6 +37,10 @@ pub struct TokenConfig {
     pub root: Option<RootConfig>,
     /// The HSM token every operation is forwarded to (hsm mode).
     pub hsm: Option<HsmConfig>,
+    /// Self-managed mode: keep a key's secret unsealed in this process from its first use until
+    /// logout, instead of unsealing it for every operation (SECURITY.md; default off).
+    #[serde(default)]
+    pub key_cache: bool,
     /// Wrong PINs in a row before a PIN locks (default 10).
     #[serde(default = "default_max_failures")]
     pub max_pin_failures: u32,

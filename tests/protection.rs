@@ -257,3 +257,88 @@ fn reinitialising_destroys_every_object() {
     assert!(find_one(&s, "doomed").is_none());
     let _ = (ObjectClass::SECRET_KEY, KeyType::AES);
 }
+
+/// A process keeps the objects it has used open (and their secrets unsealed while logged in);
+/// a change another process commits to the store must still be seen at the next operation.
+#[test]
+fn a_process_with_keys_open_sees_changes_committed_elsewhere() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for label in ["deleted", "tampered", "bystander"] {
+        aes_token_key(&s, label);
+        assert!(gcm_works(&s, label), "{label} works before the change");
+    }
+    let (deleted, tampered) = (find_one(&s, "deleted").unwrap(), find_one(&s, "tampered").unwrap());
+    let c = rows(&env);
+    c.execute("DELETE FROM objects WHERE uid = ?1", [uid_of(&c, "deleted")])
+        .unwrap();
+    let uid = uid_of(&c, "tampered");
+    let mut mac: Vec<u8> = c
+        .query_row("SELECT mac FROM objects WHERE uid = ?1", [&uid], |r| r.get(0))
+        .unwrap();
+    mac[0] ^= 1;
+    c.execute(
+        "UPDATE objects SET mac = ?1 WHERE uid = ?2",
+        rusqlite::params![mac, uid],
+    )
+    .unwrap();
+    drop(c);
+    let mut iv = [1u8; 12];
+    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+    assert!(
+        matches!(
+            s.encrypt(&gcm, deleted, b"x"),
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid, _))
+        ),
+        "a key deleted by another process must be gone here too"
+    );
+    assert!(
+        s.encrypt(&gcm, tampered, b"x").is_err(),
+        "a record tampered with by another process must be refused here too"
+    );
+    assert!(gcm_works(&s, "bystander"), "the other objects still work");
+}
+
+/// Secrets unsealed while the user was logged in are not usable after logout, even for keys
+/// that stay visible (CKA_PRIVATE=FALSE), token and session objects alike.
+#[test]
+fn unsealed_secrets_are_unusable_after_logout() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let mut keys = Vec::new();
+    for token in [true, false] {
+        let k = s
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Token(token),
+                    Attribute::Private(false),
+                    Attribute::Encrypt(true),
+                ],
+            )
+            .unwrap();
+        keys.push(k);
+    }
+    let mut iv = [1u8; 12];
+    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+    for &k in &keys {
+        s.encrypt(&gcm, k, b"x").unwrap();
+    }
+    s.logout().unwrap();
+    for &k in &keys {
+        assert!(
+            matches!(
+                s.encrypt(&gcm, k, b"x"),
+                Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _))
+            ),
+            "a key unsealed before logout must need the login again"
+        );
+    }
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    for &k in &keys {
+        s.encrypt(&gcm, k, b"x").unwrap();
+    }
+}

@@ -136,8 +136,8 @@ pub trait Backend: Send + Sync + Debug {
     /// The attributes a key operation checks before it starts (class, type, visibility, usage,
     /// size, identity, protection; [`KEY_USE`]); a backend may read these faster than all of
     /// them. An attribute the object lacks is absent.
-    fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap> {
-        self.attributes(session, id)
+    fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<std::sync::Arc<AttrMap>> {
+        self.attributes(session, id).map(std::sync::Arc::new)
     }
     /// The lifetime of an object.
     fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime>;

@@ -5,6 +5,7 @@
 //! Locking: the provider is behind an `RwLock` read by every call; each session has its own
 //! mutex; no shared lock is held across Argon2 or an HSM round trip.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -355,17 +356,22 @@ impl Provider {
 
     /// As [`Provider::object`], with only the attributes a key operation checks
     /// ([`crate::backend::KEY_USE`]).
-    pub(super) fn key_object(&self, s: &Session, handle: u64, invalid: Error) -> Result<(ObjectId, AttrMap)> {
-        self.object_with(s, handle, invalid, |b, h, id| b.key_attributes(h, id))
-    }
-
-    fn object_with(
+    pub(super) fn key_object(
         &self,
         s: &Session,
         handle: u64,
         invalid: Error,
-        read: impl Fn(&dyn Backend, u64, &ObjectId) -> Result<AttrMap>,
-    ) -> Result<(ObjectId, AttrMap)> {
+    ) -> Result<(ObjectId, std::sync::Arc<AttrMap>)> {
+        self.object_with(s, handle, invalid, |b, h, id| b.key_attributes(h, id))
+    }
+
+    fn object_with<A: Borrow<AttrMap>>(
+        &self,
+        s: &Session,
+        handle: u64,
+        invalid: Error,
+        read: impl Fn(&dyn Backend, u64, &ObjectId) -> Result<A>,
+    ) -> Result<(ObjectId, A)> {
         let (slot, id) = self.handles.resolve(handle).ok_or_else(|| invalid.clone())?;
         if slot != s.slot {
             return Err(invalid);
@@ -374,7 +380,7 @@ impl Provider {
             Err(Error::ObjectHandleInvalid) => return Err(invalid),
             other => other?,
         };
-        if attrs.flag(attr::PRIVATE) && !self.user_logged_in(slot) {
+        if attrs.borrow().flag(attr::PRIVATE) && !self.user_logged_in(slot) {
             return Err(invalid);
         }
         Ok((id, attrs))

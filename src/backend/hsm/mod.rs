@@ -476,7 +476,7 @@ impl Backend for HsmBackend {
     /// One C_GetAttributeValue for what a key operation checks, instead of the class and then
     /// every attribute of the class (keygate bench: the attribute reads were most of a forwarded
     /// operation's cost).
-    fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap> {
+    fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<std::sync::Arc<AttrMap>> {
         let h = self.handle(id)?;
         static TYPES: once_cell::sync::Lazy<Vec<AttributeType>> = once_cell::sync::Lazy::new(|| {
             super::KEY_USE
@@ -500,10 +500,12 @@ impl Backend for HsmBackend {
                 if out.class().is_err() {
                     return Err(Error::ObjectHandleInvalid);
                 }
-                Ok(out)
+                Ok(std::sync::Arc::new(out))
             }
             // An HSM that fails the request as a whole: the careful way.
-            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => self.attributes(session, id),
+            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => {
+                self.attributes(session, id).map(std::sync::Arc::new)
+            }
             Err(e) => Err(fwd("C_GetAttributeValue")(e)),
         }
     }

@@ -96,17 +96,17 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
 }
 
 /// Serialises a key's secret for wrapping: raw bytes for secret keys, PKCS#8 for private keys.
-fn wrappable(attrs: &AttrMap, secret: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>> {
+fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     match (attrs.class()?, attrs.key_type()) {
-        (class::SECRET_KEY, _) => Ok(secret),
+        (class::SECRET_KEY, _) => Ok(Zeroizing::new(secret.to_vec())),
         (class::PRIVATE_KEY, Some(key_type::EC)) => {
-            let sk = p256::SecretKey::from_slice(&secret).map_err(|_| Error::KeyNotWrappable)?;
+            let sk = p256::SecretKey::from_slice(secret).map_err(|_| Error::KeyNotWrappable)?;
             let der = sk.to_pkcs8_der().map_err(|_| Error::KeyNotWrappable)?;
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
             let mut v = Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
-            v.extend_from_slice(&secret);
+            v.extend_from_slice(secret);
             Ok(v)
         }
         _ => Err(Error::KeyNotWrappable),
@@ -200,17 +200,20 @@ impl Backend for LocalBackend {
         self.find_impl(template, private_visible)
     }
     fn attributes(&self, _session: u64, id: &ObjectId) -> Result<AttrMap> {
-        Ok(self.load(id)?.0.attrs.clone())
+        Ok((*self.opened(id)?.attrs).clone())
+    }
+    fn key_attributes(&self, _session: u64, id: &ObjectId) -> Result<std::sync::Arc<AttrMap>> {
+        Ok(self.opened(id)?.attrs.clone())
     }
     fn lifetime(&self, _session: u64, id: &ObjectId) -> Result<Lifetime> {
-        Ok(self.load(id)?.1)
+        Ok(self.opened(id)?.lifetime)
     }
     fn secret_value(&self, _session: u64, id: &ObjectId, ty: u64) -> Result<Zeroizing<Vec<u8>>> {
         // The only secret a self-managed key has is its CKA_VALUE (no RSA keys here).
         if ty != attr::VALUE {
             return Err(Error::AttributeTypeInvalid(ty));
         }
-        self.unseal(&self.load(id)?.0)
+        Ok(Zeroizing::new(self.secret(&*self.opened(id)?)?.to_vec()))
     }
     fn update(&self, _session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
         self.update_impl(id, attrs)
@@ -272,11 +275,11 @@ impl Backend for LocalBackend {
 
     fn wrap_key(&self, _session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
         let kind = wrap_kind(mech)?;
-        let (wr, _) = self.load(wrapping)?;
+        let wr = self.opened(wrapping)?;
         expect_type(&wr.attrs, &[key_type::AES], Error::WrappingKeyTypeInconsistent)?;
-        let (kr, _) = self.load(key)?;
-        let data = wrappable(&kr.attrs, self.unseal(&kr)?)?;
-        aes::wrap(kind, &self.unseal(&wr)?, &data).map_err(|e| match e {
+        let kr = self.opened(key)?;
+        let data = wrappable(&kr.attrs, &self.secret(&kr)?)?;
+        aes::wrap(kind, &self.secret(&wr)?, &data).map_err(|e| match e {
             Error::KeySizeRange => Error::KeyNotWrappable,
             other => other,
         })
@@ -292,9 +295,9 @@ impl Backend for LocalBackend {
         mut template: AttrMap,
     ) -> Result<ObjectId> {
         let kind = wrap_kind(mech)?;
-        let (ur, _) = self.load(unwrapping)?;
+        let ur = self.opened(unwrapping)?;
         expect_type(&ur.attrs, &[key_type::AES], Error::UnwrappingKeyTypeInconsistent)?;
-        let bytes = aes::unwrap(kind, &self.unseal(&ur)?, wrapped)?;
+        let bytes = aes::unwrap(kind, &self.secret(&ur)?, wrapped)?;
         unwrapped_into(&mut template, bytes)?;
         complete_material(&mut template).map_err(|e| match e {
             Error::AttributeValueInvalid(_) => Error::WrappedKeyInvalid,
@@ -322,12 +325,12 @@ impl Backend for LocalBackend {
         if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
             return Err(Error::MechanismParamInvalid);
         }
-        let (br, _) = self.load(base)?;
+        let br = self.opened(base)?;
         if br.attrs.class()? != class::PRIVATE_KEY || br.attrs.key_type() != Some(key_type::EC) {
             return Err(Error::KeyTypeInconsistent);
         }
         let peer = ec::raw_point(ec::Curve::P256, public_data).map_err(|_| Error::MechanismParamInvalid)?;
-        let z = ec::p256_ecdh(&self.unseal(&br)?, &peer)?;
+        let z = ec::p256_ecdh(&self.secret(&br)?, &peer)?;
         let len = match (value_len(&t)?, t.key_type()) {
             (Some(l), _) => l,
             (None, Some(key_type::AES)) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),
@@ -345,14 +348,14 @@ impl Backend for LocalBackend {
     }
 
     fn sign(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
-        let (r, _) = self.load(key)?;
+        let r = self.opened(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
-            (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.unseal(&r)?, None)),
-            (Mechanism::EcdsaWith(d), Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.unseal(&r)?, Some(*d))),
-            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.unseal(&r)?)),
+            (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, None)),
+            (Mechanism::EcdsaWith(d), Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, Some(*d))),
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.secret(&r)?)),
             (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
-                Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
+                Box::new(ops::Hmac::new(&self.secret(&r)?)?)
             }
             (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
                 return Err(Error::KeyTypeInconsistent)
@@ -362,7 +365,7 @@ impl Backend for LocalBackend {
     }
 
     fn verify(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
-        let (r, _) = self.load(key)?;
+        let r = self.opened(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
             (Mechanism::Ecdsa | Mechanism::EcdsaWith(_), Some(key_type::EC)) => {
@@ -377,7 +380,7 @@ impl Backend for LocalBackend {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))
             }
             (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
-                Box::new(ops::Hmac::new(&self.unseal(&r)?)?)
+                Box::new(ops::Hmac::new(&self.secret(&r)?)?)
             }
             (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
                 return Err(Error::KeyTypeInconsistent)
@@ -400,11 +403,11 @@ impl Backend for LocalBackend {
         }
     }
     fn digest_key(&self, _session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
-        let (r, _) = self.load(key)?;
+        let r = self.opened(key)?;
         if r.attrs.class()? != class::SECRET_KEY {
             return Err(Error::KeyIndigestible);
         }
-        op.update(&self.unseal(&r)?)
+        op.update(&self.secret(&r)?)
     }
     fn random(&self, _session: u64, out: &mut [u8]) -> Result<()> {
         crypto::random(out)
@@ -419,10 +422,10 @@ impl LocalBackend {
         let Mechanism::AesGcm { iv, aad, tag_bits } = mech else {
             return Err(Error::MechanismInvalid(mech.ty()));
         };
-        let (r, _) = self.load(key)?;
+        let r = self.opened(key)?;
         expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
         Ok(Box::new(ops::Gcm::new(
-            self.unseal(&r)?,
+            self.secret(&r)?,
             iv.clone(),
             aad.clone(),
             *tag_bits,

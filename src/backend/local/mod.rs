@@ -43,7 +43,7 @@ struct Unlocked {
 /// A session object: same shape as a stored record, kept in memory.
 struct SessionObject {
     session: u64,
-    record: codec::Record,
+    opened: Arc<objects::Opened>,
 }
 
 /// One self-managed token.
@@ -53,6 +53,7 @@ pub struct LocalBackend {
     root: Mutex<Option<Arc<Root>>>,
     unlocked: RwLock<Unlocked>,
     session_objects: Mutex<HashMap<crate::backend::ObjectId, SessionObject>>,
+    opened: Mutex<objects::OpenedCache>,
 }
 
 impl std::fmt::Debug for LocalBackend {
@@ -79,6 +80,7 @@ impl LocalBackend {
             root: Mutex::new(None),
             unlocked: RwLock::new(Unlocked::default()),
             session_objects: Mutex::new(HashMap::new()),
+            opened: Mutex::new(objects::OpenedCache::default()),
         }
     }
 
@@ -314,6 +316,7 @@ impl LocalBackend {
             return Err(e);
         }
         self.session_objects.lock().clear();
+        self.opened.lock().clear();
         if let Some(old) = old {
             if let Err(e) = self.root()?.destroy_key(&old.root_id) {
                 log::warn!(
@@ -337,7 +340,13 @@ impl LocalBackend {
     }
 
     pub(crate) fn logout_impl(&self) {
-        self.unlocked.write().dek = None;
+        let mut unlocked = self.unlocked.write();
+        unlocked.dek = None;
+        // The secrets unsealed while logged in are forgotten with the objects that held them.
+        self.opened.lock().clear();
+        for o in self.session_objects.lock().values() {
+            o.opened.forget_secret();
+        }
     }
 
     pub(crate) fn init_pin_impl(&self, pin: &Pin) -> Result<()> {

@@ -1,9 +1,13 @@
 //! Objects of the self-managed token: records in and out of the store (MAC-checked), session
 //! objects in memory, and sealing of secret material.
 
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use super::codec::{self, Record};
+use super::crypto::ops::Secret;
 use super::store::{IndexColumns, Row};
 use super::vault::{self, Key32};
 use super::{crypto, LocalBackend, SessionObject};
@@ -12,6 +16,65 @@ use crate::error::{Error, Result};
 use crate::token::attributes::{attr, class, AttrMap};
 
 const OBJECT_DOMAIN: &[u8] = b"keygate/v1/object";
+
+/// An object as this process last read it: its clear attributes (MAC checked) and, once an
+/// operation has needed it while a user is logged in, its secret unsealed. Operations share
+/// it, so that starting one neither reads the store nor unseals again.
+pub(super) struct Opened {
+    pub uid: ObjectId,
+    pub attrs: Arc<AttrMap>,
+    /// The sealed secret and the additional data it is bound to.
+    sealed: Option<(Vec<u8>, Vec<u8>)>,
+    pub lifetime: Lifetime,
+    /// The secret, unsealed, when the token's `key_cache` is on and a user is logged in.
+    secret: Mutex<Option<Secret>>,
+}
+
+impl Opened {
+    fn new(r: Record, lifetime: Lifetime, uuid: &[u8; 16]) -> Opened {
+        let sealed = r.sealed.map(|blob| (blob, vault::aad(uuid, &r.uid, &r.attrs)));
+        Opened {
+            uid: r.uid,
+            attrs: Arc::new(r.attrs),
+            sealed,
+            lifetime,
+            secret: Mutex::new(None),
+        }
+    }
+
+    /// Drops the unsealed secret (zeroised when the last operation using it ends).
+    pub(super) fn forget_secret(&self) {
+        *self.secret.lock() = None;
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            uid: self.uid,
+            attrs: (*self.attrs).clone(),
+            sealed: self.sealed.as_ref().map(|(blob, _)| blob.clone()),
+        }
+    }
+}
+
+/// The token objects this process has opened, valid while the store's data version is the one
+/// they were read at: a change committed by another process empties it (DESIGN.md §4).
+#[derive(Default)]
+pub(super) struct OpenedCache {
+    version: Option<i64>,
+    map: std::collections::HashMap<ObjectId, Arc<Opened>>,
+}
+
+/// At most this many token objects stay open; beyond it the cache starts again empty (a token
+/// used with more keys than this reads them from the store more often, nothing else).
+const OPENED_MAX: usize = 4096;
+
+impl OpenedCache {
+    /// Forgets every object, and with them every unsealed secret (logout, re-initialisation).
+    pub(super) fn clear(&mut self) {
+        self.map.clear();
+        self.version = None;
+    }
+}
 
 fn has_secret(attrs: &AttrMap) -> bool {
     matches!(
@@ -58,24 +121,70 @@ impl LocalBackend {
         })
     }
 
-    /// An object's record and lifetime.
-    pub(super) fn load(&self, id: &ObjectId) -> Result<(Record, Lifetime)> {
+    /// An object, from this process's cache when the store has not changed since it was read.
+    pub(super) fn opened(&self, id: &ObjectId) -> Result<Arc<Opened>> {
         if let Some(o) = self.session_objects.lock().get(id) {
-            return Ok((o.record.clone(), Lifetime::Session(o.session)));
+            return Ok(o.opened.clone());
         }
         let store = self.store()?;
+        let version = store.data_version()?;
+        {
+            let mut cache = self.opened.lock();
+            if cache.version != Some(version) {
+                cache.map.clear();
+                cache.version = Some(version);
+            }
+            if let Some(o) = cache.map.get(id) {
+                return Ok(o.clone());
+            }
+        }
+        // Read and checked without the cache's lock (opening takes the unlock state's lock,
+        // which logout holds while it empties the cache).
         let row = store.get(id)?.ok_or(Error::ObjectHandleInvalid)?;
-        Ok((self.open_row(&row)?, Lifetime::Token))
+        let (uuid, _) = self.current()?;
+        let o = Arc::new(Opened::new(self.open_row(&row)?, Lifetime::Token, &uuid));
+        let mut cache = self.opened.lock();
+        if cache.version == Some(version) {
+            if cache.map.len() >= OPENED_MAX {
+                cache.map.clear();
+            }
+            cache.map.insert(*id, o.clone());
+        }
+        Ok(o)
     }
 
-    /// The secret material of a record, unsealed under the DEK (login required).
-    pub(super) fn unseal(&self, r: &Record) -> Result<Zeroizing<Vec<u8>>> {
-        let sealed = r.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        let dek = self.dek()?;
-        let (uuid, _) = self.current()?;
-        vault::unseal(&dek, &vault::aad(&uuid, &r.uid, &r.attrs), sealed).inspect_err(|e| {
-            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(r.uid));
-        })
+    /// An object's record (a copy, to change) and lifetime.
+    pub(super) fn load(&self, id: &ObjectId) -> Result<(Record, Lifetime)> {
+        let o = self.opened(id)?;
+        Ok((o.record(), o.lifetime))
+    }
+
+    /// Forgets what this process has cached of an object (it changed or is gone).
+    fn forget(&self, id: &ObjectId) {
+        self.opened.lock().map.remove(id);
+    }
+
+    /// The secret material of a key, unsealed under the DEK (login required). With the token's
+    /// `key_cache` on, it is unsealed on first use and kept with the opened object until logout
+    /// or until the object changes; otherwise for each operation.
+    pub(super) fn secret(&self, o: &Opened) -> Result<Secret> {
+        // Held across the unsealing, so that a logout (which takes it to write) cannot happen
+        // between the check and the caching.
+        let unlocked = self.unlocked.read();
+        let dek = unlocked.dek.as_ref().ok_or(Error::UserNotLoggedIn)?;
+        let mut slot = o.secret.lock();
+        if let Some(s) = &*slot {
+            return Ok(s.clone());
+        }
+        let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
+        let secret = vault::unseal(&dek.key(), aad, blob).inspect_err(|e| {
+            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(o.uid));
+        })?;
+        let secret = Arc::new(secret);
+        if self.cfg.key_cache {
+            *slot = Some(secret.clone());
+        }
+        Ok(secret)
     }
 
     /// Builds a record: the secret (`CKA_VALUE` of a key) moves out of the clear attributes
@@ -128,10 +237,16 @@ impl LocalBackend {
                 log::debug!("token {:?}: object {} stored", self.cfg.label, hex::encode(row.uid));
             }
         }
+        let uuid = if records.iter().any(|(l, _)| *l != Lifetime::Token) {
+            self.current()?.0
+        } else {
+            [0; 16]
+        };
         let mut map = self.session_objects.lock();
         for (l, r) in records {
             if let Lifetime::Session(s) = l {
-                map.insert(r.uid, SessionObject { session: s, record: r });
+                let opened = Arc::new(Opened::new(r, l, &uuid));
+                map.insert(opened.uid, SessionObject { session: s, opened });
             }
         }
         Ok(ids)
@@ -150,7 +265,7 @@ impl LocalBackend {
             .session_objects
             .lock()
             .iter()
-            .filter(|(_, o)| visible(&o.record.attrs))
+            .filter(|(_, o)| visible(&o.opened.attrs))
             .map(|(id, _)| *id)
             .collect();
         if template.bool(attr::TOKEN)? == Some(false) {
@@ -177,13 +292,16 @@ impl LocalBackend {
         r.attrs = attrs;
         match lifetime {
             Lifetime::Session(_) => {
+                let (uuid, _) = self.current()?;
                 if let Some(o) = self.session_objects.lock().get_mut(id) {
-                    o.record = r;
+                    o.opened = Arc::new(Opened::new(r, lifetime, &uuid));
                 }
                 Ok(())
             }
             Lifetime::Token => {
+                self.forget(id);
                 self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?)?;
+                self.forget(id);
                 log::debug!("token {:?}: object {} updated", self.cfg.label, hex::encode(id));
                 Ok(())
             }
@@ -191,9 +309,9 @@ impl LocalBackend {
     }
 
     pub(crate) fn copy_impl(&self, id: &ObjectId, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
-        let (r, _) = self.load(id)?;
-        if r.sealed.is_some() {
-            attrs.set(attr::VALUE, self.unseal(&r)?.to_vec());
+        let o = self.opened(id)?;
+        if o.sealed.is_some() {
+            attrs.set(attr::VALUE, self.secret(&o)?.to_vec());
         }
         let new = self.new_record(attrs)?;
         Ok(self.put_new(vec![(lifetime, new)])?[0])
@@ -203,7 +321,10 @@ impl LocalBackend {
         if self.session_objects.lock().remove(id).is_some() {
             return Ok(());
         }
-        if self.store()?.delete(id)? {
+        self.forget(id);
+        let deleted = self.store()?.delete(id)?;
+        self.forget(id);
+        if deleted {
             log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex::encode(id));
             Ok(())
         } else {

@@ -162,8 +162,9 @@ impl Store {
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
         let conn = self.conn.lock();
-        let row = conn
-            .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
+        let mut stmt = conn.prepare_cached("SELECT body, mac FROM objects WHERE uid = ?1")?;
+        let row = stmt
+            .query_row(params![&uid[..]], |r| {
                 Ok(Row {
                     uid: *uid,
                     body: r.get(0)?,
@@ -172,6 +173,15 @@ impl Store {
             })
             .optional()?;
         Ok(row)
+    }
+
+    /// A number that changes whenever another connection (another process, or the CLI) has
+    /// committed a change to the database since this connection last looked (SQLite's
+    /// `PRAGMA data_version`); this connection's own commits leave it unchanged.
+    pub fn data_version(&self) -> Result<i64> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
     /// Deletes an object; false if it was not there.

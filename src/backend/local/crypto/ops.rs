@@ -1,7 +1,12 @@
 //! The operation objects of the self-managed token. Each holds the key material it needs, in
 //! zeroising buffers, only for the operation's lifetime.
 
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
+
+/// A key's secret as the token holds it while a user is logged in, shared by its operations.
+pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 
 use super::digest::{Hasher, HmacSha256};
 use super::{aes, ec, eddsa};
@@ -40,12 +45,12 @@ impl Input {
 
 /// ECDSA on P-256 with a private scalar.
 pub struct EcdsaSign {
-    scalar: Zeroizing<Vec<u8>>,
+    scalar: Secret,
     input: Input,
 }
 
 impl EcdsaSign {
-    pub fn new(scalar: Zeroizing<Vec<u8>>, prehash: Option<DigestAlg>) -> Self {
+    pub fn new(scalar: Secret, prehash: Option<DigestAlg>) -> Self {
         Self {
             scalar,
             input: Input::new(prehash),
@@ -92,12 +97,12 @@ impl VerifyOp for EcdsaVerify {
 
 /// Ed25519 signing. EdDSA needs the whole message, so multi-part input is buffered.
 pub struct EddsaSign {
-    seed: Zeroizing<Vec<u8>>,
+    seed: Secret,
     msg: Zeroizing<Vec<u8>>,
 }
 
 impl EddsaSign {
-    pub fn new(seed: Zeroizing<Vec<u8>>) -> Self {
+    pub fn new(seed: Secret) -> Self {
         Self {
             seed,
             msg: Zeroizing::new(Vec::new()),
@@ -171,7 +176,7 @@ impl VerifyOp for Hmac {
 /// AES-GCM. GCM releases plaintext only after the tag checks, and the crate is one-shot, so
 /// multi-part input is buffered and `update` returns nothing; `finish` returns everything.
 pub struct Gcm {
-    key: Zeroizing<Vec<u8>>,
+    key: Secret,
     iv: Vec<u8>,
     aad: Vec<u8>,
     buf: Zeroizing<Vec<u8>>,
@@ -179,7 +184,7 @@ pub struct Gcm {
 }
 
 impl Gcm {
-    pub fn new(key: Zeroizing<Vec<u8>>, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
+    pub fn new(key: Secret, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
         if iv.len() != aes::IV_LEN || tag_bits != (aes::TAG_LEN * 8) as u64 {
             return Err(Error::MechanismParamInvalid);
         }
@@ -207,6 +212,14 @@ impl CipherOp for Gcm {
     }
     fn update_len(&self, _input_len: usize) -> usize {
         0
+    }
+    /// Single-part: straight from the caller's data, without the multi-part buffer.
+    fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if self.encrypt {
+            aes::gcm_encrypt(&self.key, &self.iv, &self.aad, data).map(Zeroizing::new)
+        } else {
+            aes::gcm_decrypt(&self.key, &self.iv, &self.aad, data)
+        }
     }
 }
 
