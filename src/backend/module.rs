@@ -15,8 +15,35 @@ use cryptoki::slot::Slot;
 use crate::error::{Error, Result};
 use crate::token::mechanisms::Pin;
 
-/// The module at `path`, loaded and initialised.
-pub fn open(path: &Path) -> Result<Pkcs11> {
+/// The module at `path`, loaded and initialised, and the slot of its token labelled `label`.
+///
+/// SoftHSM2 reads its tokens once, at `C_Initialize`, and leaves out for the life of the
+/// process a token whose file it read while another process was rewriting it (it rewrites the
+/// token file on every `C_Login`: several processes starting at once, tests/concurrency.rs).
+/// So when keygate has just initialised the library itself — nobody in the process has a
+/// session on it yet — and the token is missing, it finalises and initialises again, a few
+/// times, before it concludes that there is no such token.
+pub fn open_token(path: &Path, label: &str) -> Result<(Pkcs11, Option<Slot>)> {
+    let (mut pkcs11, mut fresh) = open(path)?;
+    for attempt in 1..=5u64 {
+        if !fresh || scan(&pkcs11, label)?.is_some() {
+            break;
+        }
+        log::debug!(
+            "no token labelled {label:?} after C_Initialize; initialising {} again",
+            path.display()
+        );
+        let _ = pkcs11.finalize();
+        INITIALISED.lock().remove(path);
+        std::thread::sleep(std::time::Duration::from_millis(20 * attempt));
+        (pkcs11, fresh) = open(path)?;
+    }
+    let slot = find_token(&pkcs11, label)?;
+    Ok((pkcs11, slot))
+}
+
+/// The module at `path`, loaded and initialised; true if keygate initialised it just now.
+fn open(path: &Path) -> Result<(Pkcs11, bool)> {
     if !path.exists() {
         return Err(Error::HsmUnavailable(format!(
             "HSM module {} not found",
@@ -44,13 +71,15 @@ pub fn open(path: &Path) -> Result<Pkcs11> {
                 let again = load()?;
                 init(&again).map_err(failed)?;
                 ours.insert(path.to_path_buf(), pid);
-                return Ok(again);
+                return Ok((again, true));
             }
+            ours.entry(path.to_path_buf()).or_insert(pid);
+            return Ok((pkcs11, false));
         }
         Err(e) => return Err(failed(e)),
     }
-    ours.entry(path.to_path_buf()).or_insert(pid);
-    Ok(pkcs11)
+    ours.insert(path.to_path_buf(), pid);
+    Ok((pkcs11, true))
 }
 
 /// The libraries keygate initialised, with the process that did it (see [`open`]).
@@ -89,26 +118,30 @@ pub fn raw_pin(p: &Pin) -> cryptoki::types::RawAuthPin {
 /// Asked a few times over about half a second before the answer is "none": a file-backed HSM
 /// such as SoftHSM2 can miss a token for a moment while another process rewrites the token's
 /// file (seen with several processes logging in at once, tests/concurrency.rs).
-pub fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
+fn find_token(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
     for attempt in 0..8u64 {
         if attempt > 0 {
             log::debug!("no token labelled {label:?} yet; asking the HSM again");
             std::thread::sleep(std::time::Duration::from_millis(15 * attempt));
         }
-        let slots = pkcs11
-            .get_slots_with_token()
-            .map_err(|e| Error::HsmUnavailable(format!("C_GetSlotList: {e}")))?;
-        let found = slots.into_iter().find(|s| {
-            pkcs11
-                .get_token_info(*s)
-                .map(|i| i.label().trim_end() == label)
-                .unwrap_or(false)
-        });
-        if found.is_some() {
-            return Ok(found);
+        if let Some(found) = scan(pkcs11, label)? {
+            return Ok(Some(found));
         }
     }
     Ok(None)
+}
+
+/// The slot whose token carries `label`, asked once.
+fn scan(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
+    let slots = pkcs11
+        .get_slots_with_token()
+        .map_err(|e| Error::HsmUnavailable(format!("C_GetSlotList: {e}")))?;
+    Ok(slots.into_iter().find(|s| {
+        pkcs11
+            .get_token_info(*s)
+            .map(|i| i.label().trim_end() == label)
+            .unwrap_or(false)
+    }))
 }
 
 /// The numeric `CK_RV` of a cryptoki error code (cryptoki keeps only the enum).

@@ -42,9 +42,8 @@ fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
 impl Root {
     /// Loads the HSM module, finds the token by label and logs in as its user.
     pub fn open(cfg: &RootConfig) -> Result<Root> {
-        let pkcs11 = crate::backend::module::open(&cfg.module)?;
-        let slot = crate::backend::module::find_token(&pkcs11, &cfg.token)?
-            .ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
+        let (pkcs11, slot) = crate::backend::module::open_token(&cfg.module, &cfg.token)?;
+        let slot = slot.ok_or_else(|| Error::HsmUnavailable(format!("no HSM token labelled {:?}", cfg.token)))?;
         let session = pkcs11.open_rw_session(slot).map_err(hsm("C_OpenSession"))?;
         let pin = crate::backend::module::credential(cfg.pin_env.as_ref(), cfg.pin_file.as_ref(), "root token PIN")?;
         match session.login_with_raw(CkUser::User, &crate::backend::module::raw_pin(&pin)) {
