@@ -6,7 +6,10 @@ pub mod aes;
 pub mod digest;
 pub mod ec;
 pub mod eddsa;
+#[cfg(feature = "openssl")]
+pub mod openssl;
 pub mod ops;
+pub mod provider;
 
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;

@@ -8,8 +8,9 @@ use zeroize::Zeroizing;
 /// A key's secret as the token holds it while a user is logged in, shared by its operations.
 pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 
+use super::aes;
 use super::digest::{Hasher, HmacSha256};
-use super::{aes, ec, eddsa};
+use super::provider::provider;
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::error::{Error, Result};
 use crate::token::mechanisms::DigestAlg;
@@ -65,7 +66,7 @@ impl SignOp for EcdsaSign {
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
         let digest = self.input.finish();
-        ec::p256_sign_prehash(&self.scalar, &digest)
+        provider().p256_sign_prehash(&self.scalar, &digest)
     }
 }
 
@@ -91,7 +92,7 @@ impl VerifyOp for EcdsaVerify {
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
         let digest = self.input.finish();
-        ec::p256_verify_prehash(&self.point, &digest, signature)
+        provider().p256_verify_prehash(&self.point, &digest, signature)
     }
 }
 
@@ -116,7 +117,7 @@ impl SignOp for EddsaSign {
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
-        eddsa::sign(&self.seed, &self.msg)
+        provider().ed25519_sign(&self.seed, &self.msg)
     }
 }
 
@@ -140,7 +141,7 @@ impl VerifyOp for EddsaVerify {
         Ok(())
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
-        eddsa::verify(&self.public, &self.msg, signature)
+        provider().ed25519_verify(&self.public, &self.msg, signature)
     }
 }
 
@@ -205,9 +206,11 @@ impl CipherOp for Gcm {
     }
     fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
         if self.encrypt {
-            aes::gcm_encrypt(&self.key, &self.iv, &self.aad, &self.buf).map(Zeroizing::new)
+            provider()
+                .gcm_encrypt(&self.key, &self.iv, &self.aad, &self.buf)
+                .map(Zeroizing::new)
         } else {
-            aes::gcm_decrypt(&self.key, &self.iv, &self.aad, &self.buf)
+            provider().gcm_decrypt(&self.key, &self.iv, &self.aad, &self.buf)
         }
     }
     fn update_len(&self, _input_len: usize) -> usize {
@@ -216,9 +219,11 @@ impl CipherOp for Gcm {
     /// Single-part: straight from the caller's data, without the multi-part buffer.
     fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if self.encrypt {
-            aes::gcm_encrypt(&self.key, &self.iv, &self.aad, data).map(Zeroizing::new)
+            provider()
+                .gcm_encrypt(&self.key, &self.iv, &self.aad, data)
+                .map(Zeroizing::new)
         } else {
-            aes::gcm_decrypt(&self.key, &self.iv, &self.aad, data)
+            provider().gcm_decrypt(&self.key, &self.iv, &self.aad, data)
         }
     }
 }

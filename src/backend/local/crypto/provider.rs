@@ -1,0 +1,82 @@
+//! The crypto-provider seam of the self-managed token (rustls's `CryptoProvider` is the model):
+//! the operations whose speed differs between implementations go through [`CryptoProvider`];
+//! everything else (key generation, key wrap, digests, HMAC, ECDH, sealing records) stays with
+//! the RustCrypto crates whatever the provider.
+//!
+//! Two providers: [`RustCrypto`] (always built) and, with the cargo feature `openssl` (on by
+//! default), OpenSSL through the `openssl` crate. Each method has the RustCrypto version as its
+//! default, so a provider overrides only what it does better; the README's Performance section
+//! says which and why. `KEYGATE_CRYPTO_PROVIDER=rustcrypto|openssl` chooses one for the process
+//! (read once); without it, OpenSSL where it is built, else RustCrypto.
+
+use once_cell::sync::Lazy;
+use zeroize::Zeroizing;
+
+use super::{aes, ec, eddsa};
+use crate::error::Result;
+
+pub trait CryptoProvider: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// ECDSA on P-256 over a digest (`CKM_ECDSA` signs the caller's digest): `r‖s`, 64 bytes.
+    fn p256_sign_prehash(&self, scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
+        ec::p256_sign_prehash(scalar, digest)
+    }
+    /// Checks `r‖s` over a digest with an uncompressed point.
+    fn p256_verify_prehash(&self, point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
+        ec::p256_verify_prehash(point, digest, sig)
+    }
+    fn ed25519_sign(&self, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+        eddsa::sign(seed, msg)
+    }
+    fn ed25519_verify(&self, public: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+        eddsa::verify(public, msg, sig)
+    }
+    /// AES-GCM, 96-bit IV, 128-bit tag appended.
+    fn gcm_encrypt(&self, key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u8>> {
+        aes::gcm_encrypt(key, iv, aad, pt)
+    }
+    fn gcm_decrypt(&self, key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        aes::gcm_decrypt(key, iv, aad, ct)
+    }
+}
+
+/// The RustCrypto crates (`p256`, `ed25519-dalek`, `aes-gcm`): pure Rust, no C toolchain.
+pub struct RustCrypto;
+
+impl CryptoProvider for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+}
+
+/// The provider of this process.
+pub fn provider() -> &'static dyn CryptoProvider {
+    *CHOSEN
+}
+
+static CHOSEN: Lazy<&'static dyn CryptoProvider> = Lazy::new(|| {
+    let chosen = match std::env::var("KEYGATE_CRYPTO_PROVIDER").ok().as_deref() {
+        None => default_provider(),
+        Some("rustcrypto") => &RustCrypto,
+        #[cfg(feature = "openssl")]
+        Some("openssl") => &super::openssl::OpenSsl,
+        Some(other) => {
+            let chosen = default_provider();
+            log::error!(
+                "KEYGATE_CRYPTO_PROVIDER={other:?} names no provider built into this module; using {}",
+                chosen.name()
+            );
+            chosen
+        }
+    };
+    log::debug!("crypto provider: {}", chosen.name());
+    chosen
+});
+
+fn default_provider() -> &'static dyn CryptoProvider {
+    #[cfg(feature = "openssl")]
+    return &super::openssl::OpenSsl;
+    #[cfg(not(feature = "openssl"))]
+    return &RustCrypto;
+}
