@@ -69,11 +69,11 @@ pub struct HsmBackend {
 }
 
 /// How long the attributes a key operation checks are taken from memory instead of asking the
-/// HSM again (keygate bench: asking SoftHSM2 cost 6 of every 7 µs of a forwarded AES-GCM
-/// encryption). A change made through keygate is seen at once; one made by another application
-/// of the HSM within this time. The HSM checks its own usage attributes on every operation
-/// anyway; what the time bounds is keygate's own checks (policy, pinning) on a key changed
-/// behind its back (docs/decisions.md).
+/// HSM again, on a token without pins (keygate bench: asking SoftHSM2 cost 6 of every 7 µs of a
+/// forwarded AES-GCM encryption). A change made through keygate is seen at once; one made by
+/// another application of the HSM within this time. The HSM checks its own usage attributes on
+/// every operation anyway, and the attributes keygate checks on its own (size, extractable,
+/// sensitive) cannot change in the direction that would matter (docs/decisions.md).
 const KEY_ATTRIBUTES_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for HsmBackend {
@@ -525,6 +525,12 @@ impl Backend for HsmBackend {
     /// What a key operation checks: from memory within [`KEY_ATTRIBUTES_TTL`], else read with
     /// one C_GetAttributeValue.
     fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<Arc<AttrMap>> {
+        // A token with pins reads them every time: another application of the HSM could
+        // relabel a key keygate has in memory under another label, and a substitute would pass
+        // as unpinned for the rest of the time (docs/decisions.md).
+        if !self.cfg.pins.is_empty() {
+            return self.read_key_attributes(session, id);
+        }
         let now = Instant::now();
         if let Some((at, a)) = self.key_attrs.lock().get(id) {
             if now.duration_since(*at) < KEY_ATTRIBUTES_TTL {
