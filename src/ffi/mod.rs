@@ -15,6 +15,7 @@ mod general;
 pub mod interface;
 mod key;
 mod object;
+pub mod process;
 mod random;
 pub mod raw;
 pub mod secret_page;

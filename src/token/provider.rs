@@ -85,7 +85,7 @@ static PROVIDER: RwLock<Option<Arc<Provider>>> = RwLock::new(None);
 /// The initialised provider, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child).
 pub fn provider() -> Result<Arc<Provider>> {
     match &*PROVIDER.read() {
-        Some(p) if p.pid == std::process::id() => Ok(p.clone()),
+        Some(p) if p.pid == crate::ffi::process::id() => Ok(p.clone()),
         _ => Err(Error::CryptokiNotInitialized),
     }
 }
@@ -97,7 +97,7 @@ static FORKED_FROM: Mutex<Vec<Arc<Provider>>> = Mutex::new(Vec::new());
 pub fn initialize() -> Result<()> {
     let mut g = PROVIDER.write();
     if let Some(p) = &*g {
-        if p.pid == std::process::id() {
+        if p.pid == crate::ffi::process::id() {
             return Err(Error::CryptokiAlreadyInitialized);
         }
         // A forked child: the parent's state (its sqlite connections, its HSM sessions) belongs
@@ -120,7 +120,7 @@ pub fn initialize() -> Result<()> {
         sessions: RwLock::new(HashMap::new()),
         handles: Handles::default(),
         next_session: AtomicU64::new(0),
-        pid: std::process::id(),
+        pid: crate::ffi::process::id(),
         audit,
     }));
     Ok(())
@@ -147,7 +147,7 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
 pub fn finalize() -> Result<()> {
     let mut g = PROVIDER.write();
     match g.take() {
-        Some(p) if p.pid == std::process::id() => Ok(()),
+        Some(p) if p.pid == crate::ffi::process::id() => Ok(()),
         _ => Err(Error::CryptokiNotInitialized),
     }
 }
