@@ -299,8 +299,8 @@ impl LocalBackend {
                 Ok(())
             }
             Lifetime::Token => {
-                self.forget(id);
                 self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?)?;
+                // After the commit: a reader in between still saw the old, committed record.
                 self.forget(id);
                 log::debug!("token {:?}: object {} updated", self.cfg.label, hex::encode(id));
                 Ok(())
@@ -321,7 +321,6 @@ impl LocalBackend {
         if self.session_objects.lock().remove(id).is_some() {
             return Ok(());
         }
-        self.forget(id);
         let deleted = self.store()?.delete(id)?;
         self.forget(id);
         if deleted {

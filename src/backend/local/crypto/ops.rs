@@ -199,32 +199,33 @@ impl Gcm {
     }
 }
 
+impl Gcm {
+    /// The whole operation on the whole input.
+    fn run(&self, input: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if self.encrypt {
+            provider()
+                .gcm_encrypt(&self.key, &self.iv, &self.aad, input)
+                .map(Zeroizing::new)
+        } else {
+            provider().gcm_decrypt(&self.key, &self.iv, &self.aad, input)
+        }
+    }
+}
+
 impl CipherOp for Gcm {
     fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         self.buf.extend_from_slice(data);
         Ok(Zeroizing::new(Vec::new()))
     }
     fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
-        if self.encrypt {
-            provider()
-                .gcm_encrypt(&self.key, &self.iv, &self.aad, &self.buf)
-                .map(Zeroizing::new)
-        } else {
-            provider().gcm_decrypt(&self.key, &self.iv, &self.aad, &self.buf)
-        }
+        self.run(&self.buf)
     }
     fn update_len(&self, _input_len: usize) -> usize {
         0
     }
     /// Single-part: straight from the caller's data, without the multi-part buffer.
     fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        if self.encrypt {
-            provider()
-                .gcm_encrypt(&self.key, &self.iv, &self.aad, data)
-                .map(Zeroizing::new)
-        } else {
-            provider().gcm_decrypt(&self.key, &self.iv, &self.aad, data)
-        }
+        self.run(data)
     }
 }
 
