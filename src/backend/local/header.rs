@@ -1,7 +1,10 @@
 //! The token header: identity, the wrapped DEK per role, and the PIN failure counters. It is
-//! MAC'd like every record, so the retry counter cannot be reset without the HSM.
+//! MAC'd like every record, so the retry counter cannot be reset without the HSM. It also
+//! vouches for the set of objects (their number and an XOR of one MAC per identifier), so that a
+//! record deleted from the database behind keygate's back is noticed, and it identifies the DEK
+//! the records are sealed under, so that a process still holding a rotated-out DEK notices.
 
-use super::codec::{Reader, Writer, FORMAT_VERSION};
+use super::codec::{Reader, Writer};
 use super::vault::KdfParams;
 use crate::error::{Error, Result};
 
@@ -13,6 +16,10 @@ pub struct Credential {
     pub wrapped_dek: Vec<u8>,
 }
 
+/// The header format written by this code. Version 1 (before object membership and the DEK
+/// check) was a development format only; such a store is refused with a clear message.
+pub const HEADER_VERSION: u8 = 2;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     pub uuid: [u8; 16],
@@ -23,6 +30,12 @@ pub struct Header {
     pub user: Option<Credential>,
     pub so_failures: u32,
     pub user_failures: u32,
+    /// How many token objects the store holds.
+    pub objects: u64,
+    /// XOR over the objects of HMAC(K_int, member domain ‖ uuid ‖ uid) (`vault::member_tag`).
+    pub members: [u8; 32],
+    /// Identifies the DEK (`vault::dek_check`), not secret.
+    pub dek_check: [u8; 16],
 }
 
 fn put_cred(w: &mut Writer, c: &Credential) {
@@ -50,7 +63,7 @@ fn get_cred(r: &mut Reader<'_>) -> Result<Credential> {
 impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(FORMAT_VERSION);
+        w.u8(HEADER_VERSION);
         w.bytes(&self.uuid);
         w.bytes(self.label.as_bytes());
         w.bytes(&self.root_id);
@@ -64,13 +77,34 @@ impl Header {
         }
         w.u32(self.so_failures);
         w.u32(self.user_failures);
+        w.u64(self.objects);
+        w.bytes(&self.members);
+        w.bytes(&self.dek_check);
         w.0
+    }
+
+    /// Counts an object in: its member tag XORed into the digest.
+    pub fn add_member(&mut self, tag: &[u8; 32]) {
+        super::vault::xor_into(&mut self.members, tag);
+        self.objects = self.objects.saturating_add(1);
+    }
+
+    /// Counts an object out.
+    pub fn remove_member(&mut self, tag: &[u8; 32]) {
+        super::vault::xor_into(&mut self.members, tag);
+        self.objects = self.objects.saturating_sub(1);
     }
 
     pub fn decode(buf: &[u8]) -> Result<Header> {
         let mut r = Reader::new(buf);
-        if r.u8()? != FORMAT_VERSION {
-            return Err(Error::Integrity("unknown header version".into()));
+        match r.u8()? {
+            HEADER_VERSION => {}
+            1 => {
+                return Err(Error::Integrity(
+                    "the token header is of version 1, a development format this keygate no longer reads; re-initialise the token".into(),
+                ))
+            }
+            v => return Err(Error::Integrity(format!("unknown token header version {v}"))),
         }
         let uuid = r.fixed::<16>()?;
         let label = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| Error::Integrity("label not UTF-8".into()))?;
@@ -79,6 +113,9 @@ impl Header {
         let user = if r.bool()? { Some(get_cred(&mut r)?) } else { None };
         let so_failures = r.u32()?;
         let user_failures = r.u32()?;
+        let objects = r.u64()?;
+        let members = r.fixed::<32>()?;
+        let dek_check = r.fixed::<16>()?;
         r.finish()?;
         Ok(Header {
             uuid,
@@ -88,6 +125,9 @@ impl Header {
             user,
             so_failures,
             user_failures,
+            objects,
+            members,
+            dek_check,
         })
     }
 }
@@ -115,6 +155,9 @@ mod tests {
             user: Some(c),
             so_failures: 1,
             user_failures: 2,
+            objects: 3,
+            members: [5; 32],
+            dek_check: [6; 16],
         };
         let enc = h.encode();
         assert_eq!(Header::decode(&enc).unwrap(), h);

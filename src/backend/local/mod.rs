@@ -5,6 +5,7 @@
 //! (records and login state) ↔ `token/` (PKCS#11 semantics). Secrets are unsealed per
 //! operation and live in zeroising buffers.
 
+pub mod admin;
 pub mod codec;
 pub mod crypto;
 pub mod header;
@@ -29,13 +30,13 @@ use crate::error::{Error, Result};
 use crate::ffi::secret_page::HeldKey;
 use crate::token::mechanisms::{Pin, PIN_MAX, PIN_MIN};
 
-const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
+pub(super) const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
 
-/// Key material unlocked for this process: the integrity key (needs only the HSM) and, while
-/// someone is logged in, the DEK.
+/// Key material unlocked for this process: the integrity key (needs only the HSM) of the token
+/// with this identity (uuid, root key id) and, while someone is logged in, the DEK.
 #[derive(Default)]
 struct Unlocked {
-    uuid: Option<[u8; 16]>,
+    ident: Option<([u8; 16], [u8; 16])>,
     k_int: Option<HeldKey>,
     dek: Option<HeldKey>,
 }
@@ -125,11 +126,14 @@ impl LocalBackend {
         self.root()?.hmac(&h.root_id, &vault::hw_input(&h.uuid, purpose))
     }
 
-    /// K_int for the token `h` describes (cached per token identity).
+    /// K_int for the token `h` describes, cached per token identity. A new root key (`keygate
+    /// rotate-root`) gives a new K_int and keeps the DEK; another token (re-initialised) drops
+    /// the DEK too.
     fn k_int(&self, h: &Header) -> Result<Key32> {
+        let ident = (h.uuid, h.root_id);
         {
             let u = self.unlocked.read();
-            if u.uuid == Some(h.uuid) {
+            if u.ident == Some(ident) {
                 if let Some(k) = &u.k_int {
                     return Ok(k.key());
                 }
@@ -137,12 +141,10 @@ impl LocalBackend {
         }
         let k = vault::integrity_key(&*self.hw(h, Purpose::Integrity)?);
         let mut u = self.unlocked.write();
-        if u.uuid != Some(h.uuid) {
-            *u = Unlocked {
-                uuid: Some(h.uuid),
-                ..Unlocked::default()
-            };
+        if u.ident.map(|(uuid, _)| uuid) != Some(h.uuid) {
+            *u = Unlocked::default();
         }
+        u.ident = Some(ident);
         u.k_int = Some(HeldKey::new(&k));
         Ok(k)
     }
@@ -180,14 +182,42 @@ impl LocalBackend {
         self.header_opt()?.ok_or(Error::UserPinNotInitialized)
     }
 
+    /// Runs `f` in one store transaction with the verified header and its K_int; the header,
+    /// if `f` changed it, is sealed and written in the same transaction. Every change to the
+    /// token's objects goes through here, so the header's member digest moves with them.
+    pub(super) fn transact<T>(&self, f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>) -> Result<T> {
+        self.store()?.write(|tx| {
+            let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
+            let mut h = self.verify_header(&body, &mac)?;
+            let k = self.k_int(&h)?;
+            let out = f(tx, &mut h, &k)?;
+            let new_body = h.encode();
+            if new_body != body {
+                let mac = vault::mac(&k, HEADER_DOMAIN, &[&new_body])?;
+                tx.set_header(&new_body, &mac)?;
+            }
+            Ok(out)
+        })
+    }
+
     /// Changes the header atomically against other processes.
     fn change_header<T>(&self, f: impl FnOnce(&mut Header) -> Result<T>) -> Result<T> {
-        self.store()?.update_header(|cur| {
-            let (body, mac) = cur.ok_or(Error::UserPinNotInitialized)?;
-            let mut h = self.verify_header(&body, &mac)?;
-            let out = f(&mut h)?;
-            Ok((Some(self.seal_header(&h)?), out))
-        })
+        self.transact(|_, h, _| f(h))
+    }
+
+    /// Refuses to write records sealed under a DEK that is no longer the token's (another
+    /// process ran `keygate rotate-dek` since this one logged in): such records could never
+    /// be opened again. This process's login ends; the application has to log in again.
+    fn check_dek_current(&self, h: &Header, dek: &Key32) -> Result<()> {
+        if vault::dek_check(dek)? == h.dek_check {
+            return Ok(());
+        }
+        log::error!(
+            "token {:?}: the token's data key was rotated since this process logged in; log in again",
+            self.cfg.label
+        );
+        self.unlocked.write().dek = None;
+        Err(Error::UserNotLoggedIn)
     }
 
     fn dek(&self) -> Result<Key32> {
@@ -264,6 +294,9 @@ impl LocalBackend {
             user: None,
             so_failures: 0,
             user_failures: 0,
+            objects: 0,
+            members: [0; 32],
+            dek_check: vault::dek_check(&dek)?,
         };
         h.so = self.new_credential(&h, so_pin, &dek, Role::So, kdf)?;
         Ok(h)

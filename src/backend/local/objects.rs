@@ -88,7 +88,7 @@ impl LocalBackend {
     pub(super) fn current(&self) -> Result<([u8; 16], Key32)> {
         {
             let u = self.unlocked.read();
-            if let (Some(uuid), Some(k)) = (u.uuid, &u.k_int) {
+            if let (Some((uuid, _)), Some(k)) = (u.ident, &u.k_int) {
                 return Ok((uuid, k.key()));
             }
         }
@@ -100,18 +100,32 @@ impl LocalBackend {
         vault::mac(k, OBJECT_DOMAIN, &[uuid, uid, body])
     }
 
-    /// Decodes a stored row after checking its MAC; failures are logged and refused.
+    /// Decodes a row under the integrity key `k` of token `uuid`, checking its MAC and that
+    /// the record is the one its identifier names.
+    pub(super) fn check_row(k: &Key32, uuid: &[u8; 16], row: &Row) -> Result<Record> {
+        vault::verify_mac(k, OBJECT_DOMAIN, &[uuid, &row.uid, &row.body], &row.mac)?;
+        let r = codec::decode_record(&row.body)?;
+        if r.uid == row.uid {
+            Ok(r)
+        } else {
+            Err(Error::Integrity("record moved to another identifier".into()))
+        }
+    }
+
+    /// Decodes a stored row after checking its MAC; failures are logged and refused. A MAC
+    /// that fails under the integrity key this process holds is tried once more after reading
+    /// the header, in case another process rotated the root key (and with it K_int).
     fn open_row(&self, row: &Row) -> Result<Record> {
         let (uuid, k) = self.current()?;
-        let checked = vault::verify_mac(&k, OBJECT_DOMAIN, &[&uuid, &row.uid, &row.body], &row.mac)
-            .and_then(|()| codec::decode_record(&row.body))
-            .and_then(|r| {
-                if r.uid == row.uid {
-                    Ok(r)
-                } else {
-                    Err(Error::Integrity("record moved to another identifier".into()))
+        let mut checked = Self::check_row(&k, &uuid, row);
+        if checked.is_err() {
+            let ident = self.unlocked.read().ident;
+            if let Ok(h) = self.header() {
+                if ident != Some((h.uuid, h.root_id)) {
+                    checked = self.k_int(&h).and_then(|k| Self::check_row(&k, &h.uuid, row));
                 }
-            });
+            }
+        }
         checked.inspect_err(|e| {
             log::error!(
                 "token {:?}: object {} refused: {e}",
@@ -177,9 +191,20 @@ impl LocalBackend {
             return Ok(s.clone());
         }
         let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        let secret = vault::unseal(&dek.key(), aad, blob).inspect_err(|e| {
-            log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(o.uid));
-        })?;
+        let dek = dek.key();
+        let secret = match vault::unseal(&dek, aad, blob) {
+            Ok(s) => s,
+            Err(e) => {
+                drop(slot);
+                drop(unlocked);
+                // Sealed under a newer DEK (`keygate rotate-dek` in another process)?
+                if let Ok(h) = self.header() {
+                    self.check_dek_current(&h, &dek)?;
+                }
+                log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(o.uid));
+                return Err(e);
+            }
+        };
         let secret = Arc::new(secret);
         if self.cfg.key_cache {
             *slot = Some(secret.clone());
@@ -207,7 +232,7 @@ impl LocalBackend {
         Ok(Record { uid, attrs, sealed })
     }
 
-    fn index_of(r: &Record) -> IndexColumns<'_> {
+    pub(super) fn index_of(r: &Record) -> IndexColumns<'_> {
         IndexColumns {
             class: r.attrs.ulong(attr::CLASS).ok().flatten().unwrap_or(u64::MAX),
             label: r.attrs.get(attr::LABEL),
@@ -215,26 +240,37 @@ impl LocalBackend {
         }
     }
 
-    fn row_of(&self, r: &Record) -> Result<Row> {
-        let (uuid, k) = self.current()?;
+    pub(super) fn row_of(k: &Key32, uuid: &[u8; 16], r: &Record) -> Result<Row> {
         let body = codec::encode_record(r);
-        let mac = Self::row_mac(&k, &uuid, &r.uid, &body)?.to_vec();
+        let mac = Self::row_mac(k, uuid, &r.uid, &body)?.to_vec();
         Ok(Row { uid: r.uid, body, mac })
     }
 
     /// Stores new records, all or none (a key pair is written in one transaction).
     pub(super) fn put_new(&self, records: Vec<(Lifetime, Record)>) -> Result<Vec<ObjectId>> {
         let ids = records.iter().map(|(_, r)| r.uid).collect();
-        let mut rows = Vec::new();
-        for (l, r) in &records {
-            if *l == Lifetime::Token {
-                rows.push((Self::index_of(r), self.row_of(r)?));
-            }
-        }
-        if !rows.is_empty() {
-            self.store()?.insert(&rows)?;
-            for (_, row) in &rows {
-                log::debug!("token {:?}: object {} stored", self.cfg.label, hex::encode(row.uid));
+        let token: Vec<&Record> = records
+            .iter()
+            .filter(|(l, _)| *l == Lifetime::Token)
+            .map(|(_, r)| r)
+            .collect();
+        if !token.is_empty() {
+            let dek = match token.iter().any(|r| r.sealed.is_some()) {
+                true => Some(self.dek()?),
+                false => None,
+            };
+            self.transact(|tx, h, k| {
+                if let Some(dek) = &dek {
+                    self.check_dek_current(h, dek)?;
+                }
+                for r in &token {
+                    tx.insert(&Self::index_of(r), &Self::row_of(k, &h.uuid, r)?)?;
+                    h.add_member(&vault::member_tag(k, &h.uuid, &r.uid)?);
+                }
+                Ok(())
+            })?;
+            for r in &token {
+                log::debug!("token {:?}: object {} stored", self.cfg.label, hex::encode(r.uid));
             }
         }
         let uuid = if records.iter().any(|(l, _)| *l != Lifetime::Token) {
@@ -299,7 +335,18 @@ impl LocalBackend {
                 Ok(())
             }
             Lifetime::Token => {
-                self.store()?.replace(Self::index_of(&r), &self.row_of(&r)?)?;
+                // The sealed secret is taken from the record as it is inside the transaction, so
+                // that a concurrent `rotate-dek` can never be undone by a stale copy.
+                self.transact(|tx, h, k| {
+                    let row = tx.get(id)?.ok_or(Error::ObjectHandleInvalid)?;
+                    let current = Self::check_row(k, &h.uuid, &row)?;
+                    let new = Record {
+                        uid: *id,
+                        attrs: r.attrs,
+                        sealed: current.sealed,
+                    };
+                    tx.replace(&Self::index_of(&new), &Self::row_of(k, &h.uuid, &new)?)
+                })?;
                 // After the commit: a reader in between still saw the old, committed record.
                 self.forget(id);
                 log::debug!("token {:?}: object {} updated", self.cfg.label, hex::encode(id));
@@ -321,7 +368,13 @@ impl LocalBackend {
         if self.session_objects.lock().remove(id).is_some() {
             return Ok(());
         }
-        let deleted = self.store()?.delete(id)?;
+        let deleted = self.transact(|tx, h, k| {
+            let deleted = tx.delete(id)?;
+            if deleted {
+                h.remove_member(&vault::member_tag(k, &h.uuid, id)?);
+            }
+            Ok(deleted)
+        })?;
         self.forget(id);
         if deleted {
             log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex::encode(id));

@@ -53,7 +53,111 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_label ON objects(label);
 CREATE INDEX IF NOT EXISTS objects_ckid ON objects(ckid);
 CREATE INDEX IF NOT EXISTS objects_class ON objects(class);
+CREATE TABLE IF NOT EXISTS members (
+    uid    BLOB PRIMARY KEY
+) WITHOUT ROWID;
 ";
+
+/// The writes of one transaction ([`Store::write`]).
+pub struct Tx<'a>(&'a rusqlite::Transaction<'a>);
+
+impl Tx<'_> {
+    pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .0
+            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    pub fn set_header(&self, body: &[u8], mac: &[u8]) -> Result<()> {
+        self.0.execute(
+            "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
+            params![body, mac],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a new object and lists it among the token's members.
+    pub fn insert(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
+        )?;
+        self.0
+            .execute("INSERT INTO members (uid) VALUES (?1)", params![&row.uid[..]])?;
+        Ok(())
+    }
+
+    /// Rewrites an existing object; `ObjectHandleInvalid` if it is not there.
+    pub fn replace(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
+        let n = self.0.execute(
+            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
+            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
+        )?;
+        if n == 0 {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
+        Ok(self
+            .0
+            .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
+                Ok(Row {
+                    uid: *uid,
+                    body: r.get(0)?,
+                    mac: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Deletes an object and its membership; false if it was not there.
+    pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
+        let n = self
+            .0
+            .execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])?;
+        self.0
+            .execute("DELETE FROM members WHERE uid = ?1", params![&uid[..]])?;
+        Ok(n > 0)
+    }
+
+    /// Every object row (rotation re-seals them all in one transaction).
+    pub fn all(&self) -> Result<Vec<Row>> {
+        all_rows(self.0)
+    }
+
+    /// The identifiers the members table lists.
+    pub fn members(&self) -> Result<Vec<Vec<u8>>> {
+        member_ids(self.0)
+    }
+}
+
+fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
+    let mut stmt = conn.prepare("SELECT uid FROM members")?;
+    let ids = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
+    let mut stmt = conn.prepare("SELECT uid, body, mac FROM objects")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|(uid, body, mac)| {
+            let uid = uid
+                .try_into()
+                .map_err(|_| Error::Integrity("an object identifier is not 16 bytes".into()))?;
+            Ok(Row { uid, body, mac })
+        })
+        .collect()
+}
 
 impl Store {
     /// Opens an existing store, or creates it (mode 0600) when `create` is set.
@@ -81,6 +185,14 @@ impl Store {
         })
     }
 
+    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        f(&self.conn.lock())
+    }
+
+    pub(super) fn with_conn_mut<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        f(&mut self.conn.lock())
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -95,69 +207,23 @@ impl Store {
             .optional()?)
     }
 
-    /// Reads, changes and writes the header in one immediate transaction, so that concurrent
-    /// processes (counting wrong PINs, say) never lose an update. `change` returns the new
-    /// header, or `None` to leave it as it is; its error aborts the transaction.
-    pub fn update_header<T>(
-        &self,
-        change: impl FnOnce(Option<(Vec<u8>, Vec<u8>)>) -> Result<(Option<(Vec<u8>, Vec<u8>)>, T)>,
-    ) -> Result<T> {
+    /// Runs `f` in one immediate transaction: everything it writes is committed together, or
+    /// nothing is (an error from `f` rolls back). Writers from other processes wait.
+    pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current = tx
-            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let (new, out) = change(current)?;
-        if let Some((body, mac)) = new {
-            tx.execute(
-                "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
-                params![body, mac],
-            )?;
-        }
+        let out = f(&Tx(&tx))?;
         tx.commit()?;
         Ok(out)
     }
 
     /// Replaces the header and deletes every object, in one transaction (`C_InitToken`).
     pub fn reinitialise(&self, body: &[u8], mac: &[u8]) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM objects", [])?;
-        tx.execute(
-            "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
-            params![body, mac],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Inserts new objects, all or none.
-    pub fn insert(&self, rows: &[(IndexColumns<'_>, Row)]) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for (ix, row) in rows {
-            tx.execute(
-                "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Rewrites an existing object; `ObjectHandleInvalid` if another process destroyed it.
-    pub fn replace(&self, ix: IndexColumns<'_>, row: &Row) -> Result<()> {
-        let conn = self.conn.lock();
-        let n = conn.execute(
-            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
-            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
-        )?;
-        if n == 0 {
-            return Err(Error::ObjectHandleInvalid);
-        }
-        Ok(())
+        self.write(|tx| {
+            tx.0.execute("DELETE FROM objects", [])?;
+            tx.0.execute("DELETE FROM members", [])?;
+            tx.set_header(body, mac)
+        })
     }
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
@@ -182,12 +248,6 @@ impl Store {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
         Ok(stmt.query_row([], |r| r.get(0))?)
-    }
-
-    /// Deletes an object; false if it was not there.
-    pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
-        let conn = self.conn.lock();
-        Ok(conn.execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])? > 0)
     }
 
     /// Candidate rows for a search, narrowed by whichever indexed column the search names.
@@ -229,6 +289,67 @@ impl Store {
                 })
             })
             .collect())
+    }
+
+    /// Every object row, and the identifiers the members table lists, read in one
+    /// transaction (`keygate verify`).
+    pub fn snapshot(&self) -> Result<(Vec<Row>, Vec<Vec<u8>>)> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let rows = all_rows(&tx)?;
+        let members = member_ids(&tx)?;
+        tx.commit()?;
+        Ok((rows, members))
+    }
+
+    /// SQLite's own structural check of the file (`PRAGMA quick_check`): empty when sound, else
+    /// what it found.
+    pub fn structural_problems(&self) -> Result<Vec<String>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare("PRAGMA quick_check")?;
+        let lines = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(lines.into_iter().filter(|l| l != "ok").collect())
+    }
+
+    /// Writes a consistent copy of the database to `to` (which must not exist), as of one
+    /// moment, while other connections go on reading and writing (`VACUUM INTO` reads inside
+    /// one transaction). The copy is created mode 0600, synced, and only then given its name.
+    pub fn copy_to(&self, to: &Path) -> Result<()> {
+        if to.exists() {
+            return Err(Error::Store(format!("{} already exists", to.display())));
+        }
+        let dir = to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = to
+            .file_name()
+            .ok_or_else(|| Error::Store(format!("{} is not a file name", to.display())))?;
+        let tmp = dir.join(format!(".{}.partial", name.to_string_lossy()));
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::Store(format!("cannot create {}: {e}", tmp.display())))?;
+        let copied = (|| -> Result<()> {
+            let target = tmp
+                .to_str()
+                .ok_or_else(|| Error::Store(format!("{} is not UTF-8", tmp.display())))?;
+            self.conn.lock().execute("VACUUM INTO ?1", params![target])?;
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, to))
+                .and_then(|()| std::fs::File::open(dir).and_then(|d| d.sync_all()))
+                .map_err(|e| Error::Store(format!("cannot write {}: {e}", to.display())))
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        copied
     }
 
     /// How many objects the token holds.

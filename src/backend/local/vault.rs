@@ -147,6 +147,27 @@ pub fn unwrap_dek(kek: &Key32, wrapped: &[u8]) -> Result<Key32> {
     Ok(Zeroizing::new(arr))
 }
 
+/// Identifies a DEK without revealing it: the first 16 bytes of HMAC-SHA256(DEK, domain).
+pub fn dek_check(dek: &Key32) -> Result<[u8; 16]> {
+    let tag = mac(dek, b"keygate/v1/dek-check", &[])?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&tag[..16]);
+    Ok(out)
+}
+
+/// One object's share of the header's member digest: HMAC-SHA256(K_int, domain ‖ uuid ‖ uid).
+/// The digest is the XOR of the shares, so adding and removing an object are each one XOR.
+pub fn member_tag(k_int: &Key32, uuid: &[u8; 16], uid: &ObjectId) -> Result<[u8; 32]> {
+    mac(k_int, b"keygate/v1/member", &[uuid, uid])
+}
+
+/// XORs `tag` into `digest`.
+pub fn xor_into(digest: &mut [u8; 32], tag: &[u8; 32]) {
+    for (d, t) in digest.iter_mut().zip(tag) {
+        *d ^= t;
+    }
+}
+
 /// The AAD binding a sealed secret to its record: format version, token, object, class, key
 /// type and a hash of the object's immutable clear attributes.
 pub fn aad(uuid: &[u8; 16], uid: &ObjectId, attrs: &AttrMap) -> Vec<u8> {

@@ -1,12 +1,15 @@
-//! `keygate`: token administration. This version has `init`, `status` and `fingerprint`; the
-//! full CLI is a later issue.
+//! `keygate`: token administration (DESIGN.md §7). Errors are one sentence on standard error
+//! and exit code 1; listings have `--json`.
 
 use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admin;
 mod bench;
 
 use clap::{Parser, Subcommand};
+use keygate_pkcs11::backend::Backend;
 use keygate_pkcs11::config::Config;
 use keygate_pkcs11::token::mechanisms::Pin;
 use keygate_pkcs11::token::provider::slots_from;
@@ -42,6 +45,105 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// List the token's objects: identifier, class, key type, label, CKA_ID and flags. Without
+    /// a PIN, public objects only.
+    List {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// Environment variable holding the user PIN, to see private objects too.
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a self-managed token's store: the file's structure, the header's MAC, every
+    /// record's MAC, and that the objects are exactly those the header vouches for; with the
+    /// user PIN, also that every sealed secret opens. Exit code 0 only if everything passes.
+    Verify {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// Environment variable holding the user PIN (a wrong one counts as a wrong PIN).
+        #[arg(long)]
+        pin_env: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of a self-managed token's store while the token stays in use, and
+    /// verify it. The copy is as sealed as the store: useless without the HSM root and a PIN.
+    Backup {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// The file to create (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a self-managed token's store with a backup, after checking that the backup
+    /// verifies under this token's HSM root.
+    Restore {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the user PIN (or with --so the SO PIN). Only the data key is re-wrapped. PINs come
+    /// from the variables named, else from standard input: old PIN first, new PIN second.
+    ChangePin {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// Change the SO PIN instead of the user PIN.
+        #[arg(long)]
+        so: bool,
+        /// Environment variable holding the current PIN.
+        #[arg(long)]
+        old_pin_env: Option<String>,
+        /// Environment variable holding the new PIN.
+        #[arg(long)]
+        new_pin_env: Option<String>,
+    },
+    /// Re-seal every secret of a self-managed token under a new data key, in one transaction.
+    /// Needs both PINs (the data key is wrapped for each): SO PIN first, user PIN second on
+    /// standard input, or the variables named. Processes logged in with the old key must log in
+    /// again.
+    RotateDek {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// Environment variable holding the SO PIN.
+        #[arg(long)]
+        so_pin_env: Option<String>,
+        /// Environment variable holding the user PIN.
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
+    /// Create a new root key in the HSM, move the self-managed token onto it (every record
+    /// re-MACed, the data key re-wrapped, in one transaction) and destroy the old root key.
+    /// Backups made before stay tied to the old root key, and so become unusable. PINs as for
+    /// rotate-dek.
+    RotateRoot {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// Environment variable holding the SO PIN.
+        #[arg(long)]
+        so_pin_env: Option<String>,
+        /// Environment variable holding the user PIN.
+        #[arg(long)]
+        pin_env: Option<String>,
     },
     /// Measure a PKCS#11 module (keygate by default, or any other: SoftHSM2, your HSM) on named
     /// workloads. Each workload is checked for correctness first (signatures verify, ciphertexts
@@ -341,6 +443,82 @@ fn run(cli: Cli) -> Result<(), String> {
             fingerprint(slot, ident, &pin_env, json)
         }
         Command::Bench(_) => unreachable!("handled above"),
+        Command::List { token, pin_env, json } => {
+            let slot = slots
+                .iter()
+                .find(|s| s.label == token)
+                .ok_or(format!("no token {token:?} in the configuration"))?;
+            let pin = match pin_env {
+                Some(_) => Some(admin::Pins::new().get(&pin_env, "user PIN")?),
+                None => None,
+            };
+            admin::list(slot, pin, json)
+        }
+        Command::Verify { token, pin_env, json } => {
+            let b = admin::local(&cfg, &token)?;
+            let pin = match pin_env {
+                Some(_) => Some(admin::Pins::new().get(&pin_env, "user PIN")?),
+                None => None,
+            };
+            admin::verify(&b, &token, pin, json)
+        }
+        Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
+        Command::Restore { token, from, json } => admin::restore(&admin::local(&cfg, &token)?, &token, &from, json),
+        Command::ChangePin {
+            token,
+            so,
+            old_pin_env,
+            new_pin_env,
+        } => {
+            let b = admin::local(&cfg, &token)?;
+            let mut pins = admin::Pins::new();
+            let who = if so { "SO PIN" } else { "user PIN" };
+            let old = pins.get(&old_pin_env, &format!("current {who}"))?;
+            let new = pins.get(&new_pin_env, &format!("new {who}"))?;
+            b.change_pin(so, &old, &new)
+                .map_err(|e| format!("cannot change the {who} of {token:?}: {e}"))?;
+            println!("{who} of {token:?} changed");
+            Ok(())
+        }
+        Command::RotateDek {
+            token,
+            so_pin_env,
+            pin_env,
+        } => {
+            let b = admin::local(&cfg, &token)?;
+            let mut pins = admin::Pins::new();
+            let so = pins.get(&so_pin_env, "SO PIN")?;
+            let user = b
+                .status()
+                .map_err(|e| format!("cannot open {token:?}: {e}"))?
+                .user_pin_initialized
+                .then(|| pins.get(&pin_env, "user PIN"))
+                .transpose()?;
+            let n = b
+                .rotate_dek(&so, user.as_ref(), &admin::progress("re-sealing"))
+                .map_err(|e| format!("cannot rotate the data key of {token:?}: {e}"))?;
+            println!("data key of {token:?} rotated: {n} secrets re-sealed");
+            Ok(())
+        }
+        Command::RotateRoot {
+            token,
+            so_pin_env,
+            pin_env,
+        } => {
+            let b = admin::local(&cfg, &token)?;
+            let mut pins = admin::Pins::new();
+            let so = pins.get(&so_pin_env, "SO PIN")?;
+            let user = b
+                .status()
+                .map_err(|e| format!("cannot open {token:?}: {e}"))?
+                .user_pin_initialized
+                .then(|| pins.get(&pin_env, "user PIN"))
+                .transpose()?;
+            b.rotate_root(&so, user.as_ref(), &admin::progress("re-MACing"))
+                .map_err(|e| format!("cannot rotate the root key of {token:?}: {e}"))?;
+            println!("root key of {token:?} rotated");
+            Ok(())
+        }
         Command::Status { json } => {
             let mut rows = Vec::new();
             for s in &slots {

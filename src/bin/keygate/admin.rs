@@ -1,0 +1,242 @@
+//! The token-administration subcommands: list, verify, backup, restore, change-pin, rotate-dek,
+//! rotate-root. Each returns one clear sentence as its error; `main` prints it and exits 1.
+
+use std::path::Path;
+
+use keygate_pkcs11::backend::local::admin::VerifyReport;
+use keygate_pkcs11::backend::local::LocalBackend;
+use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
+use keygate_pkcs11::config::{Config, Mode};
+use keygate_pkcs11::token::attributes::{attr, class, key_type, AttrMap};
+use keygate_pkcs11::token::mechanisms::Pin;
+use keygate_pkcs11::token::provider::Slot;
+
+use crate::read_pin;
+
+/// Where PINs come from: the environment variables named, else standard input, one per line
+/// in the order the command asks for them.
+pub struct Pins {
+    stdin: std::io::Lines<std::io::StdinLock<'static>>,
+}
+
+impl Pins {
+    pub fn new() -> Pins {
+        use std::io::BufRead;
+        Pins {
+            stdin: std::io::stdin().lock().lines(),
+        }
+    }
+
+    pub fn get(&mut self, env: &Option<String>, what: &str) -> Result<Pin, String> {
+        read_pin(env, &mut self.stdin, what)
+    }
+}
+
+/// The self-managed token `label` of the configuration, for commands that work on its store.
+pub fn local(cfg: &Config, label: &str) -> Result<LocalBackend, String> {
+    let t = cfg
+        .tokens
+        .iter()
+        .find(|t| t.label == label)
+        .ok_or(format!("no token {label:?} in the configuration"))?;
+    if t.mode != Mode::SelfManaged {
+        return Err(format!(
+            "token {label:?} is in hsm mode: its keys live in the HSM, which has its own tools for this"
+        ));
+    }
+    Ok(LocalBackend::new(t.clone()))
+}
+
+/// A bar on standard error while `total` items are worked through, when standard error is a
+/// terminal; nothing on a pipe.
+pub fn progress(what: &str) -> impl Fn(u64, u64) {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+        if done == total {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn class_name(c: u64) -> &'static str {
+    match c {
+        class::DATA => "data",
+        class::CERTIFICATE => "certificate",
+        class::PUBLIC_KEY => "public-key",
+        class::PRIVATE_KEY => "private-key",
+        class::SECRET_KEY => "secret-key",
+        _ => "other",
+    }
+}
+
+fn key_type_name(t: u64) -> &'static str {
+    match t {
+        key_type::EC => "ec",
+        key_type::EC_EDWARDS => "ec-edwards",
+        key_type::RSA => "rsa",
+        key_type::AES => "aes",
+        key_type::GENERIC_SECRET => "generic-secret",
+        key_type::SHA256_HMAC => "sha256-hmac",
+        key_type::SHA384_HMAC => "sha384-hmac",
+        key_type::SHA512_HMAC => "sha512-hmac",
+        _ => "other",
+    }
+}
+
+/// `keygate list`: the token objects, public ones only without a PIN.
+pub fn list(slot: &Slot, pin: Option<Pin>, json: bool) -> Result<(), String> {
+    let b = &slot.backend;
+    let token = &slot.label;
+    b.session_opened(ADMIN_SESSION, false)
+        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+    let result = (|| -> Result<Vec<serde_json::Value>, String> {
+        if let Some(pin) = &pin {
+            b.login(ADMIN_SESSION, UserType::User, pin)
+                .map_err(|e| format!("login to {token:?} failed: {e}"))?;
+        }
+        let mut template = AttrMap::new();
+        template.set_bool(attr::TOKEN, true);
+        let ids = b
+            .find(ADMIN_SESSION, &template, pin.is_some())
+            .map_err(|e| format!("cannot search {token:?}: {e}"))?;
+        let mut rows = Vec::new();
+        for id in ids {
+            let a = b
+                .attributes(ADMIN_SESSION, &id)
+                .map_err(|e| format!("cannot read object {}: {e}", hex::encode(id)))?;
+            let c = a.class().unwrap_or(u64::MAX);
+            let text = |t| String::from_utf8_lossy(a.get(t).unwrap_or_default()).into_owned();
+            let flags: Vec<&str> = [
+                (attr::PRIVATE, "private"),
+                (attr::SENSITIVE, "sensitive"),
+                (attr::EXTRACTABLE, "extractable"),
+                (attr::MODIFIABLE, "modifiable"),
+                (attr::SIGN, "sign"),
+                (attr::VERIFY, "verify"),
+                (attr::ENCRYPT, "encrypt"),
+                (attr::DECRYPT, "decrypt"),
+                (attr::WRAP, "wrap"),
+                (attr::UNWRAP, "unwrap"),
+                (attr::DERIVE, "derive"),
+            ]
+            .into_iter()
+            .filter(|(t, _)| a.flag(*t))
+            .map(|(_, n)| n)
+            .collect();
+            rows.push(serde_json::json!({
+                "uid": hex::encode(id),
+                "class": class_name(c),
+                "key_type": a.key_type().map(key_type_name),
+                "label": text(attr::LABEL),
+                "id": hex::encode(a.get(attr::ID).unwrap_or_default()),
+                "flags": flags,
+            }));
+        }
+        Ok(rows)
+    })();
+    if pin.is_some() {
+        b.logout(ADMIN_SESSION);
+    }
+    b.session_closed(ADMIN_SESSION);
+    let rows = result?;
+    for r in &rows {
+        if json {
+            println!("{r}");
+        } else {
+            println!(
+                "{} {:<12} {:<14} label {:?} id {} [{}]",
+                r["uid"].as_str().unwrap_or_default(),
+                r["class"].as_str().unwrap_or_default(),
+                r["key_type"].as_str().unwrap_or("-"),
+                r["label"].as_str().unwrap_or_default(),
+                r["id"].as_str().filter(|s| !s.is_empty()).unwrap_or("-"),
+                r["flags"]
+                    .as_array()
+                    .map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !json {
+        println!(
+            "{} objects{}",
+            rows.len(),
+            if pin.is_some() {
+                ""
+            } else {
+                " (public only: give the user PIN to see private ones)"
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Prints a verification report; an error when anything failed.
+pub fn report(what: &str, token: &str, rep: &VerifyReport, json: bool) -> Result<(), String> {
+    if json {
+        let mut o = serde_json::to_value(rep).map_err(|e| e.to_string())?;
+        o["token"] = token.into();
+        o["ok"] = rep.ok().into();
+        println!("{o}");
+    } else {
+        println!(
+            "{what} {token:?}: {} objects checked, {} sealed secrets opened",
+            rep.objects, rep.secrets_opened
+        );
+        for p in &rep.store_problems {
+            println!("  store file damaged: {p}");
+        }
+        if let Some(p) = &rep.header_problem {
+            println!("  header: {p}");
+        }
+        if let Some(p) = &rep.membership_problem {
+            println!("  object set: {p}");
+        }
+        for f in &rep.failed {
+            println!("  object {}: {}", f.id, f.reason);
+        }
+        for m in &rep.missing {
+            println!("  object {m}: missing (the header vouches for it; its record is gone)");
+        }
+        for u in &rep.unlisted {
+            println!("  object {u}: not vouched for by the header (added behind keygate's back)");
+        }
+        println!("  {}", if rep.ok() { "ok" } else { "FAILED" });
+    }
+    if rep.ok() {
+        Ok(())
+    } else {
+        let bad = rep.failed.len() + rep.missing.len() + rep.unlisted.len();
+        Err(format!(
+            "{what} of {token:?} failed: {bad} objects in error (see above)"
+        ))
+    }
+}
+
+pub fn verify(b: &LocalBackend, token: &str, pin: Option<Pin>, json: bool) -> Result<(), String> {
+    let rep = b
+        .verify(pin.as_ref())
+        .map_err(|e| format!("cannot verify {token:?}: {e}"))?;
+    report("verify", token, &rep, json)
+}
+
+pub fn backup(b: &LocalBackend, token: &str, to: &Path, json: bool) -> Result<(), String> {
+    let rep = b
+        .backup(to)
+        .map_err(|e| format!("cannot back {token:?} up to {}: {e}", to.display()))?;
+    report("backup", token, &rep, json)
+}
+
+pub fn restore(b: &LocalBackend, token: &str, from: &Path, json: bool) -> Result<(), String> {
+    let rep = b
+        .restore(from)
+        .map_err(|e| format!("cannot restore {token:?} from {}: {e}", from.display()))?;
+    report("restore", token, &rep, json)
+}
