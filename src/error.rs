@@ -220,6 +220,12 @@ impl fmt::Display for Error {
             Error::Config(why) => write!(f, "configuration error: {why}"),
             Error::General(why) => write!(f, "{why}"),
             Error::Crypto => write!(f, "cryptographic operation failed"),
+            Error::PinIncorrect => write!(f, "wrong PIN"),
+            Error::PinLocked => write!(f, "the PIN is locked after too many wrong PINs"),
+            Error::PinLenRange => write!(f, "the PIN is too short or too long"),
+            Error::UserNotLoggedIn => write!(f, "not logged in"),
+            Error::UserPinNotInitialized => write!(f, "the token or its user PIN is not initialised"),
+            Error::ObjectHandleInvalid => write!(f, "no such object"),
             other => write!(f, "{other:?}"),
         }
     }

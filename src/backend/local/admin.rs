@@ -304,6 +304,10 @@ impl LocalBackend {
             let rows = tx.all()?;
             check_membership(k, cur, &rows, &tx.members()?)?;
             let total = rows.len() as u64;
+            log::info!(
+                "token {:?}: re-sealing {total} records under a new data key, in one transaction",
+                self.cfg.label
+            );
             let mut resealed = 0;
             for (i, row) in rows.iter().enumerate() {
                 let mut r = Self::check_row(k, &cur.uuid, row)?;
@@ -358,6 +362,10 @@ impl LocalBackend {
                 let members = tx.members()?;
                 check_membership(&k_old, &cur, &rows, &members)?;
                 let total = rows.len() as u64;
+                log::info!(
+                    "token {:?}: re-MACing {total} records under a new root key, in one transaction",
+                    self.cfg.label
+                );
                 for (i, row) in rows.iter().enumerate() {
                     let r = Self::check_row(&k_old, &cur.uuid, row)?;
                     tx.replace(&Self::index_of(&r), &Self::row_of(&k_new, &cur.uuid, &r)?)?;

@@ -358,3 +358,28 @@ impl Store {
         Ok(conn.query_row("SELECT count(*) FROM objects", [], |r| r.get::<_, i64>(0))? as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_version_sees_another_connections_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let a = Store::open(&path, true).unwrap();
+        let b = Store::open(&path, false).unwrap();
+        a.write(|tx| tx.set_header(b"h0", b"m")).unwrap();
+        a.candidates(Some(1), None, None).unwrap();
+        a.candidates(None, Some(b"x"), None).unwrap();
+        a.get(&[0; 16]).unwrap();
+        a.header().unwrap();
+        let before = a.data_version().unwrap();
+        assert_eq!(a.data_version().unwrap(), before);
+        b.write(|tx| tx.set_header(b"h", b"m")).unwrap();
+        assert_ne!(a.data_version().unwrap(), before, "another connection committed");
+        let seen = a.data_version().unwrap();
+        a.write(|tx| tx.set_header(b"h2", b"m")).unwrap();
+        assert_eq!(a.data_version().unwrap(), seen, "its own commits do not count");
+    }
+}

@@ -1,0 +1,755 @@
+//! The `keygate` CLI on real tokens (SoftHSM2 root): list, verify, backup, restore, change-pin,
+//! rotate-dek and rotate-root, their output, `--json` shape and exit codes, failure cases
+//! included. Keys are checked afterwards through the built module, as a client uses them.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+
+/// The PINs reach the CLI through these variables (throw-away values, as everywhere here).
+fn pins_in_env() {
+    std::env::set_var("KG_SO", SO_PIN);
+    std::env::set_var("KG_USER", USER_PIN);
+    std::env::set_var("KG_WRONG", "not-the-pin-0000");
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the CLI and expects success.
+fn ok(env: &Env, args: &[&str]) -> String {
+    let o = env.cli(args);
+    assert!(o.status.success(), "keygate {args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs the CLI and expects exit code 1 with one `keygate: ...` line naming `why`.
+fn fails(env: &Env, args: &[&str], why: &str) -> Output {
+    let o = env.cli(args);
+    assert_eq!(o.status.code(), Some(1), "keygate {args:?}: {o:?}");
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("keygate: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains(why), "{line:?} should say {why:?}");
+    o
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn aes_key(s: &Session, label: &str) {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ],
+    )
+    .unwrap();
+}
+
+/// Encrypts and decrypts with the key labelled `label`; checks the round trip.
+fn gcm_works(s: &Session, label: &str) -> bool {
+    let Some(k) = find_one(s, label) else { return false };
+    let mut iv = [7u8; 12];
+    let ct = match s.encrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()),
+        k,
+        b"plaintext",
+    ) {
+        Ok(ct) => ct,
+        Err(_) => return false,
+    };
+    let pt = s.decrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()),
+        k,
+        &ct,
+    );
+    pt.map(|p| p == b"plaintext").unwrap_or(false)
+}
+
+/// An initialised token holding AES keys "a", "b", "c" and a P-256 pair "pub"/"priv"; the module
+/// is finalised again, so the store is one closed file.
+fn populated() -> Env {
+    pins_in_env();
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for l in ["a", "b", "c"] {
+        aes_key(&s, l);
+    }
+    s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::Token(true),
+            Attribute::Label("pub".into()),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Label("priv".into()),
+            Attribute::Sign(true),
+        ],
+    )
+    .unwrap();
+    drop(s);
+    p.finalize().unwrap();
+    env
+}
+
+/// Every AES key of `labels` works through a fresh load of the module.
+fn all_work(labels: &[&str]) -> bool {
+    let p = load_module();
+    let s = Env::user_session(&p);
+    let ok = labels.iter().all(|l| gcm_works(&s, l));
+    drop(s);
+    p.finalize().unwrap();
+    ok
+}
+
+/// The store, opened directly. Only while no module instance in this process has it open: this
+/// connection's SQLite is another copy than the module's, and closing it would drop the
+/// module's POSIX locks on the file (see [`sealed_blob`]).
+fn db(env: &Env) -> rusqlite::Connection {
+    rusqlite::Connection::open(env.store()).unwrap()
+}
+
+/// The body of the record labelled `label`, read by the `sqlite3` program in its own process,
+/// so that a module loaded in this process keeps its locks.
+fn sealed_blob(env: &Env, label: &str) -> String {
+    let o = Command::new("sqlite3")
+        .arg(env.store())
+        .arg(format!(
+            "SELECT hex(body) FROM objects WHERE label = CAST('{label}' AS BLOB)"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let hex = stdout(&o).trim().to_string();
+    assert!(!hex.is_empty(), "no record labelled {label}");
+    hex
+}
+
+fn uid_of(c: &rusqlite::Connection, label: &str) -> Vec<u8> {
+    c.query_row("SELECT uid FROM objects WHERE label = ?1", [label.as_bytes()], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+fn verify_json(env: &Env, with_pin: bool) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["verify", "--token", "test", "--json"];
+    if with_pin {
+        args.extend(["--pin-env", "KG_USER"]);
+    }
+    let o = env.cli(&args);
+    let v = json_lines(&stdout(&o));
+    assert_eq!(v.len(), 1, "{o:?}");
+    (o.status.code(), v[0].clone())
+}
+
+#[test]
+fn list_shows_public_objects_without_a_pin_and_every_object_with_it() {
+    let env = populated();
+    let out = ok(&env, &["list", "--token", "test"]);
+    assert!(out.contains("public-key") && out.contains("\"pub\""), "{out}");
+    assert!(!out.contains("\"priv\"") && !out.contains("\"a\""), "{out}");
+    assert!(out.contains("1 objects (public only"), "{out}");
+    let rows = json_lines(&ok(
+        &env,
+        &["list", "--token", "test", "--pin-env", "KG_USER", "--json"],
+    ));
+    assert_eq!(rows.len(), 5);
+    for r in &rows {
+        for key in ["uid", "class", "key_type", "label", "id", "flags"] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        assert_eq!(r["uid"].as_str().unwrap().len(), 32);
+    }
+    let priv_ = rows.iter().find(|r| r["label"] == "priv").unwrap();
+    assert_eq!(priv_["class"], "private-key");
+    assert_eq!(priv_["key_type"], "ec");
+    let flags: Vec<&str> = priv_["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert!(flags.contains(&"sensitive") && flags.contains(&"sign"), "{flags:?}");
+    fails(&env, &["list", "--token", "test", "--pin-env", "KG_WRONG"], "login");
+    fails(&env, &["list", "--token", "nope"], "no token \"nope\"");
+}
+
+#[test]
+fn verify_passes_on_a_sound_token_and_opens_every_secret_with_the_pin() {
+    let env = populated();
+    let out = ok(&env, &["verify", "--token", "test"]);
+    assert!(out.contains("5 objects checked, 0 sealed secrets opened"), "{out}");
+    let (code, v) = verify_json(&env, true);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["token"], "test");
+    assert_eq!(v["objects"], 5);
+    assert_eq!(v["secrets_opened"], 4, "three AES keys and one private key");
+    for empty in ["failed", "missing", "unlisted", "store_problems"] {
+        assert_eq!(v[empty], serde_json::json!([]), "{empty}");
+    }
+    assert!(v["header_problem"].is_null() && v["membership_problem"].is_null());
+}
+
+#[test]
+fn verify_with_a_wrong_pin_fails_and_counts_it() {
+    let env = populated();
+    fails(&env, &["verify", "--token", "test", "--pin-env", "KG_WRONG"], "PIN");
+    let st = json_lines(&ok(&env, &["status", "--json"]));
+    assert_eq!(st[0]["user_pin_locked"], false);
+    // The failure was counted: the module reports it in the token flags.
+    let p = load_module();
+    let info = p.get_token_info(Env::slot(&p)).unwrap();
+    assert!(info.user_pin_count_low(), "a wrong PIN through verify counts as one");
+}
+
+/// Applies `damage` to the closed store of a populated token and runs verify without and with
+/// the PIN; returns the JSON reports (each with exit code 1).
+fn damaged(damage: impl Fn(&Env, &rusqlite::Connection)) -> (Env, serde_json::Value, serde_json::Value) {
+    let env = populated();
+    let c = db(&env);
+    damage(&env, &c);
+    drop(c);
+    let (code, public) = verify_json(&env, false);
+    assert_eq!(code, Some(1), "{public}");
+    assert_eq!(public["ok"], false);
+    let (code, full) = verify_json(&env, true);
+    assert_eq!(code, Some(1), "{full}");
+    (env, public, full)
+}
+
+fn failed_ids(v: &serde_json::Value) -> Vec<String> {
+    v["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn verify_names_a_record_with_a_flipped_byte_in_its_sealed_blob() {
+    let victim = std::cell::RefCell::new(Vec::new());
+    let (_env, public, full) = damaged(|_, c| {
+        let uid = uid_of(c, "b");
+        let mut body: Vec<u8> = c
+            .query_row("SELECT body FROM objects WHERE uid = ?1", [&uid], |r| r.get(0))
+            .unwrap();
+        let last = body.len() - 1;
+        body[last] ^= 0x01;
+        c.execute(
+            "UPDATE objects SET body = ?1 WHERE uid = ?2",
+            rusqlite::params![body, uid],
+        )
+        .unwrap();
+        *victim.borrow_mut() = uid;
+    });
+    let id = hex::encode(victim.borrow().as_slice());
+    assert_eq!(failed_ids(&public), vec![id.clone()]);
+    assert_eq!(failed_ids(&full), vec![id]);
+    assert_eq!(public["objects"], 5);
+}
+
+#[test]
+fn verify_names_both_records_of_swapped_blobs() {
+    let uids = std::cell::RefCell::new(Vec::new());
+    let (_env, public, _) = damaged(|_, c| {
+        let (ua, uc) = (uid_of(c, "a"), uid_of(c, "c"));
+        let get = |u: &Vec<u8>| -> (Vec<u8>, Vec<u8>) {
+            c.query_row("SELECT body, mac FROM objects WHERE uid = ?1", [u], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        let ((ba, ma), (bc, mc)) = (get(&ua), get(&uc));
+        let set = "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3";
+        c.execute(set, rusqlite::params![bc, mc, ua]).unwrap();
+        c.execute(set, rusqlite::params![ba, ma, uc]).unwrap();
+        *uids.borrow_mut() = vec![hex::encode(ua), hex::encode(uc)];
+    });
+    let mut got = failed_ids(&public);
+    got.sort();
+    let mut want = uids.borrow().clone();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn verify_names_an_edited_public_key() {
+    let victim = std::cell::RefCell::new(String::new());
+    let (_env, public, _) = damaged(|_, c| {
+        let up = uid_of(c, "pub");
+        let mut body: Vec<u8> = c
+            .query_row("SELECT body FROM objects WHERE uid = ?1", [&up], |r| r.get(0))
+            .unwrap();
+        let pos = body.windows(3).position(|w| w == [0x04, 0x41, 0x04]).unwrap() + 10;
+        body[pos] ^= 0xff;
+        c.execute(
+            "UPDATE objects SET body = ?1 WHERE uid = ?2",
+            rusqlite::params![body, up],
+        )
+        .unwrap();
+        *victim.borrow_mut() = hex::encode(up);
+    });
+    assert_eq!(failed_ids(&public), vec![victim.borrow().clone()]);
+}
+
+#[test]
+fn verify_names_a_deleted_record() {
+    let victim = std::cell::RefCell::new(Vec::new());
+    let (env, public, _) = damaged(|_, c| {
+        let u = uid_of(c, "a");
+        c.execute("DELETE FROM objects WHERE uid = ?1", [&u]).unwrap();
+        *victim.borrow_mut() = u;
+    });
+    let u = hex::encode(victim.into_inner());
+    assert_eq!(public["missing"], serde_json::json!([u]));
+    assert_eq!(public["objects"], 4);
+    let human = env.cli(&["verify", "--token", "test"]);
+    assert!(stdout(&human).contains(&format!("object {u}: missing")), "{human:?}");
+    // Deleting its member row too leaves the header's count and digest to tell.
+    let c = db(&env);
+    c.execute("DELETE FROM members WHERE uid = ?1", [hex::decode(&u).unwrap()])
+        .unwrap();
+    drop(c);
+    let (code, v) = verify_json(&env, false);
+    assert_eq!(code, Some(1));
+    let why = v["membership_problem"].as_str().unwrap();
+    assert!(why.contains("vouches for 5 objects; the store lists 4"), "{v}");
+}
+
+#[test]
+fn verify_names_a_destroyed_record_brought_back() {
+    let env = populated();
+    let c = db(&env);
+    let u = uid_of(&c, "a");
+    let row: (Vec<u8>, Vec<u8>, Vec<u8>) = c
+        .query_row("SELECT class, label, body FROM objects WHERE uid = ?1", [&u], |r| {
+            Ok((r.get::<_, i64>(0)?.to_be_bytes().to_vec(), r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let mac: Vec<u8> = c
+        .query_row("SELECT mac FROM objects WHERE uid = ?1", [&u], |r| r.get(0))
+        .unwrap();
+    drop(c);
+    let p = load_module();
+    let s = Env::user_session(&p);
+    s.destroy_object(find_one(&s, "a").unwrap()).unwrap();
+    drop(s);
+    p.finalize().unwrap();
+    ok(&env, &["verify", "--token", "test"]);
+    // The old record, with its valid MAC, put back behind keygate's back.
+    let c = db(&env);
+    let class = i64::from_be_bytes(row.0.try_into().unwrap());
+    c.execute(
+        "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+        rusqlite::params![u, class, row.1, row.2, mac],
+    )
+    .unwrap();
+    drop(c);
+    let (code, v) = verify_json(&env, false);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["unlisted"], serde_json::json!([hex::encode(&u)]), "{v}");
+    assert_eq!(v["failed"], serde_json::json!([]), "its MAC alone still verifies");
+}
+
+#[test]
+fn verify_reports_a_truncated_store_file() {
+    let env = populated();
+    let f = std::fs::OpenOptions::new().write(true).open(env.store()).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let o = fails(&env, &["verify", "--token", "test"], "cannot verify \"test\"");
+    assert!(
+        stderr(&o).contains("malformed") || stdout(&o).contains("store file damaged"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn verify_of_a_file_that_is_not_a_database_is_a_clear_error() {
+    let env = populated();
+    std::fs::write(env.store(), b"this is not a sqlite database, it is a text file").unwrap();
+    fails(&env, &["verify", "--token", "test"], "cannot verify \"test\"");
+}
+
+#[test]
+fn verify_without_the_hsm_is_a_clear_error() {
+    let env = populated();
+    let conf = std::fs::read_to_string(env.path().join("keygate.toml")).unwrap();
+    std::fs::write(
+        env.path().join("keygate.toml"),
+        conf.replace(SOFTHSM, "/nonexistent/libsofthsm2.so"),
+    )
+    .unwrap();
+    fails(&env, &["verify", "--token", "test"], "cannot verify \"test\"");
+}
+
+#[test]
+fn store_commands_refuse_an_hsm_mode_token() {
+    pins_in_env();
+    let env = Env::hsm();
+    for args in [
+        &["verify", "--token", "test"][..],
+        &["backup", "--token", "test", "--to", "/tmp/never-written.db"],
+        &["rotate-dek", "--token", "test", "--so-pin-env", "KG_SO"],
+    ] {
+        fails(&env, args, "hsm mode");
+    }
+    assert!(!std::path::Path::new("/tmp/never-written.db").exists());
+}
+
+/// Keeps generating token keys "load-N" until killed (the child of the backup test).
+#[test]
+#[ignore = "run by backup_taken_under_load_verifies_and_restores as its child process"]
+fn keygen_child() {
+    let p = load_module();
+    let s = Env::user_session(&p);
+    for i in 0.. {
+        aes_key(&s, &format!("load-{i}"));
+    }
+}
+
+fn child(test: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test, "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The labels of the token's AES keys, through the module.
+fn labels() -> Vec<String> {
+    let p = load_module();
+    let s = Env::user_session(&p);
+    let mut out = Vec::new();
+    for k in s
+        .find_objects(&[Attribute::KeyType(cryptoki::object::KeyType::AES)])
+        .unwrap()
+    {
+        if let Attribute::Label(l) = &s.get_attributes(k, &[cryptoki::object::AttributeType::Label]).unwrap()[0] {
+            out.push(String::from_utf8_lossy(l).into_owned());
+        }
+    }
+    drop(s);
+    p.finalize().unwrap();
+    out
+}
+
+#[test]
+fn backup_taken_under_load_verifies_and_restores_onto_the_same_root_only() {
+    let env = populated();
+    let mut gen = child("keygen_child");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let backup = env.path().join("backup.db");
+    let out = ok(
+        &env,
+        &["backup", "--token", "test", "--to", backup.to_str().unwrap(), "--json"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    gen.kill().unwrap();
+    gen.wait().unwrap();
+    let rep = &json_lines(&out)[0];
+    assert_eq!(rep["ok"], true, "{rep}");
+    let in_backup = rep["objects"].as_u64().unwrap();
+    assert!(in_backup > 5, "keys were being generated while the backup ran: {rep}");
+    let before = labels();
+    assert!(
+        before.len() as u64 > in_backup - 2,
+        "generation went on after the backup"
+    );
+    // Backups are made once: an existing file is not overwritten.
+    fails(
+        &env,
+        &["backup", "--token", "test", "--to", backup.to_str().unwrap()],
+        "already exists",
+    );
+    assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Restored onto the same root and PIN, every key of the backup works.
+    ok(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+    );
+    let restored = labels();
+    assert_eq!(
+        restored.len() as u64,
+        in_backup - 2,
+        "the backup's AES keys (not the EC pair)"
+    );
+    let refs: Vec<&str> = restored.iter().map(String::as_str).collect();
+    assert!(all_work(&refs));
+    let (code, v) = verify_json(&env, true);
+    assert_eq!((code, &v["ok"]), (Some(0), &serde_json::json!(true)), "{v}");
+
+    // Under another HSM root (a thief with the file and the PIN), it serves nothing.
+    let other = populated();
+    fails(
+        &other,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        "cannot restore",
+    );
+    std::fs::copy(&backup, other.store()).unwrap();
+    let p = load_module();
+    let slot = Env::slot(&p);
+    let login = p.get_token_info(slot).map(|_| {
+        let s = p.open_rw_session(slot).unwrap();
+        s.login(UserType::User, Some(&AuthPin::from(USER_PIN)))
+    });
+    assert!(
+        !matches!(login, Ok(Ok(()))),
+        "the backup must not open under another root"
+    );
+}
+
+#[test]
+fn restore_brings_back_a_deleted_or_damaged_store() {
+    let env = populated();
+    let backup = env.path().join("b.db");
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    // Damaged: keys deleted behind keygate's back.
+    db(&env).execute("DELETE FROM objects", []).unwrap();
+    fails(&env, &["verify", "--token", "test"], "failed");
+    ok(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+    );
+    assert!(all_work(&["a", "b", "c"]));
+    // Gone altogether.
+    std::fs::remove_file(env.store()).unwrap();
+    ok(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+    );
+    assert!(all_work(&["a", "b", "c"]));
+    ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
+    // A backup that does not verify is refused, and the store is left as it was.
+    let bad = env.path().join("bad.db");
+    std::fs::copy(&backup, &bad).unwrap();
+    rusqlite::Connection::open(&bad)
+        .unwrap()
+        .execute("UPDATE objects SET mac = zeroblob(32)", [])
+        .unwrap();
+    fails(
+        &env,
+        &["restore", "--token", "test", "--from", bad.to_str().unwrap()],
+        "does not verify",
+    );
+    fails(
+        &env,
+        &["restore", "--token", "test", "--from", "/nonexistent/backup.db"],
+        "does not exist",
+    );
+    assert!(all_work(&["a", "b", "c"]));
+}
+
+#[test]
+fn change_pin_rewraps_the_data_key_only() {
+    let env = populated();
+    std::env::set_var("KG_NEW", "new-user-pin-7777");
+    fails(
+        &env,
+        &[
+            "change-pin",
+            "--token",
+            "test",
+            "--old-pin-env",
+            "KG_WRONG",
+            "--new-pin-env",
+            "KG_NEW",
+        ],
+        "wrong PIN",
+    );
+    let before: Vec<Vec<u8>> = {
+        let c = db(&env);
+        let mut st = c.prepare("SELECT body FROM objects ORDER BY uid").unwrap();
+        let rows = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        rows
+    };
+    let out = ok(
+        &env,
+        &[
+            "change-pin",
+            "--token",
+            "test",
+            "--old-pin-env",
+            "KG_USER",
+            "--new-pin-env",
+            "KG_NEW",
+        ],
+    );
+    assert!(out.contains("user PIN of \"test\" changed"), "{out}");
+    let after: Vec<Vec<u8>> = {
+        let c = db(&env);
+        let mut st = c.prepare("SELECT body FROM objects ORDER BY uid").unwrap();
+        let rows = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        rows
+    };
+    assert_eq!(before, after, "no record is re-sealed by a PIN change");
+    let p = load_module();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    assert!(matches!(
+        s.login(UserType::User, Some(&AuthPin::from(USER_PIN))),
+        Err(CkError::Pkcs11(RvError::PinIncorrect, _))
+    ));
+    s.login(UserType::User, Some(&AuthPin::from("new-user-pin-7777")))
+        .unwrap();
+    assert!(gcm_works(&s, "a"));
+    drop(s);
+    p.finalize().unwrap();
+    // The SO PIN, from standard input this time (old line, then new line).
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["change-pin", "--token", "test", "--so"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(c.stdin.take().unwrap(), "{SO_PIN}\nnew-so-pin-8888").unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::env::set_var("KG_SO", "new-so-pin-8888");
+    std::env::set_var("KG_USER", "new-user-pin-7777");
+    ok(
+        &env,
+        &[
+            "rotate-dek",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    );
+}
+
+#[test]
+fn rotate_dek_reseals_every_secret_and_a_process_logged_in_before_logs_in_again() {
+    let env = populated();
+    let p = load_module();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "a"));
+    let sealed_before = sealed_blob(&env, "b");
+    fails(
+        &env,
+        &["rotate-dek", "--token", "test", "--so-pin-env", "KG_SO"],
+        "user PIN",
+    );
+    let out = ok(
+        &env,
+        &[
+            "rotate-dek",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    );
+    assert!(out.contains("4 secrets re-sealed"), "{out}");
+    let sealed_after = sealed_blob(&env, "b");
+    assert_ne!(sealed_before, sealed_after);
+    // The process logged in under the old data key is asked to log in again, and writes nothing
+    // sealed under it.
+    assert!(!gcm_works(&s, "a"));
+    let r = s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[Attribute::ValueLen(32.into()), Attribute::Token(true)],
+    );
+    assert!(matches!(r, Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _))), "{r:?}");
+    s.logout().unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    assert!(gcm_works(&s, "a") && gcm_works(&s, "c"));
+    aes_key(&s, "after");
+    drop(s);
+    p.finalize().unwrap();
+    assert!(all_work(&["a", "b", "c", "after"]));
+    let (code, v) = verify_json(&env, true);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["secrets_opened"], 5);
+}
+
+#[test]
+fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
+    let env = populated();
+    let backup = env.path().join("old-root.db");
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    let p = load_module();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "a"));
+    let out = ok(
+        &env,
+        &[
+            "rotate-root",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    );
+    assert!(out.contains("root key of \"test\" rotated"), "{out}");
+    // A process that was using the token goes on: it picks up the new integrity key.
+    assert!(gcm_works(&s, "b"));
+    aes_key(&s, "after");
+    drop(s);
+    p.finalize().unwrap();
+    assert!(all_work(&["a", "b", "c", "after"]));
+    ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
+    // The old root key is gone from the HSM: the backup made under it no longer opens.
+    fails(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        "cannot restore",
+    );
+    // Exactly one keygate root key is left in the HSM.
+    let hsm = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
+    hsm.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ))
+    .unwrap();
+    let slot = hsm
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|sl| hsm.get_token_info(*sl).unwrap().label() == "keygate-root")
+        .unwrap();
+    let hs = hsm.open_ro_session(slot).unwrap();
+    hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
+    let roots = hs.find_objects(&[Attribute::Label(b"keygate-root".to_vec())]).unwrap();
+    assert_eq!(roots.len(), 1);
+}
