@@ -50,24 +50,26 @@ fn fails(env: &Env, args: &[&str], why: &str) -> Output {
     o
 }
 
+/// Runs `keygate rotate-dek` or `rotate-root` with both PINs and expects success.
+fn rotate(env: &Env, command: &str) -> String {
+    ok(
+        env,
+        &[
+            command,
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    )
+}
+
 fn json_lines(s: &str) -> Vec<serde_json::Value> {
     s.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
-}
-
-fn aes_key(s: &Session, label: &str) {
-    s.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Label(label.into()),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-        ],
-    )
-    .unwrap();
 }
 
 /// Encrypts and decrypts with the key labelled `label`; checks the round trip.
@@ -98,7 +100,7 @@ fn populated() -> Env {
     let p = env.load();
     let s = Env::user_session(&p);
     for l in ["a", "b", "c"] {
-        aes_key(&s, l);
+        aes_token_key(&s, l);
     }
     s.generate_key_pair(
         &Mechanism::EccKeyPairGen,
@@ -435,7 +437,7 @@ fn keygen_child() {
     let p = load_module();
     let s = Env::user_session(&p);
     for i in 0.. {
-        aes_key(&s, &format!("load-{i}"));
+        aes_token_key(&s, &format!("load-{i}"));
     }
 }
 
@@ -641,18 +643,7 @@ fn change_pin_rewraps_the_data_key_only() {
     assert!(o.status.success(), "{o:?}");
     std::env::set_var("KG_SO", "new-so-pin-8888");
     std::env::set_var("KG_USER", "new-user-pin-7777");
-    ok(
-        &env,
-        &[
-            "rotate-dek",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
-    );
+    rotate(&env, "rotate-dek");
 }
 
 #[test]
@@ -667,18 +658,7 @@ fn rotate_dek_reseals_every_secret_and_a_process_logged_in_before_logs_in_again(
         &["rotate-dek", "--token", "test", "--so-pin-env", "KG_SO"],
         "user PIN",
     );
-    let out = ok(
-        &env,
-        &[
-            "rotate-dek",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
-    );
+    let out = rotate(&env, "rotate-dek");
     assert!(out.contains("4 secrets re-sealed"), "{out}");
     let sealed_after = sealed_blob(&env, "b");
     assert_ne!(sealed_before, sealed_after);
@@ -693,7 +673,7 @@ fn rotate_dek_reseals_every_secret_and_a_process_logged_in_before_logs_in_again(
     s.logout().unwrap();
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
     assert!(gcm_works(&s, "a") && gcm_works(&s, "c"));
-    aes_key(&s, "after");
+    aes_token_key(&s, "after");
     drop(s);
     p.finalize().unwrap();
     assert!(all_work(&["a", "b", "c", "after"]));
@@ -710,22 +690,11 @@ fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
     let p = load_module();
     let s = Env::user_session(&p);
     assert!(gcm_works(&s, "a"));
-    let out = ok(
-        &env,
-        &[
-            "rotate-root",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
-    );
+    let out = rotate(&env, "rotate-root");
     assert!(out.contains("root key of \"test\" rotated"), "{out}");
     // A process that was using the token goes on: it picks up the new integrity key.
     assert!(gcm_works(&s, "b"));
-    aes_key(&s, "after");
+    aes_token_key(&s, "after");
     drop(s);
     p.finalize().unwrap();
     assert!(all_work(&["a", "b", "c", "after"]));

@@ -11,20 +11,6 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 
-fn aes_token_key(s: &cryptoki::session::Session, label: &str) {
-    s.generate_key(
-        &Mechanism::AesKeyGen,
-        &[
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Label(label.into()),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-        ],
-    )
-    .unwrap();
-}
-
 fn gcm_works(s: &cryptoki::session::Session, label: &str) -> bool {
     let Some(k) = find_one(s, label) else { return false };
     let mut iv = [1u8; 12];

@@ -288,6 +288,21 @@ pub fn import_secret(s: &Session, kt: cryptoki::object::KeyType, value: &[u8], e
     s.create_object(&t).unwrap()
 }
 
+/// Generates a 256-bit AES token key for encryption and decryption, labelled `label`.
+pub fn aes_token_key(s: &Session, label: &str) {
+    s.generate_key(
+        &cryptoki::mechanism::Mechanism::AesKeyGen,
+        &[
+            Attribute::ValueLen(32.into()),
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+        ],
+    )
+    .unwrap();
+}
+
 pub fn find_one(s: &Session, label: &str) -> Option<ObjectHandle> {
     s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
         .unwrap()

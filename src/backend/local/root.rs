@@ -50,6 +50,7 @@ impl Root {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(hsm("C_Login")(e)),
         }
+        log::info!("HSM token {:?} holding root keys: logged in", cfg.token);
         Ok(Root {
             session: Mutex::new(session),
             _pkcs11: pkcs11,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use keygate_pkcs11::backend::local::admin::VerifyReport;
 use keygate_pkcs11::backend::local::LocalBackend;
-use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
+use keygate_pkcs11::backend::{Backend, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
 use keygate_pkcs11::token::attributes::{attr, class, key_type, AttrMap};
 use keygate_pkcs11::token::mechanisms::Pin;
@@ -45,6 +45,25 @@ pub fn local(cfg: &Config, label: &str) -> Result<LocalBackend, String> {
         ));
     }
     Ok(LocalBackend::new(t.clone()))
+}
+
+/// What a rotation needs: the token, the SO PIN and, when the token has one, the user PIN.
+pub fn rotation(
+    cfg: &Config,
+    token: &str,
+    so_pin_env: &Option<String>,
+    pin_env: &Option<String>,
+) -> Result<(LocalBackend, Pin, Option<Pin>), String> {
+    let b = local(cfg, token)?;
+    let mut pins = Pins::new();
+    let so = pins.get(so_pin_env, "SO PIN")?;
+    let user = b
+        .status()
+        .map_err(|e| format!("cannot open {token:?}: {e}"))?
+        .user_pin_initialized
+        .then(|| pins.get(pin_env, "user PIN"))
+        .transpose()?;
+    Ok((b, so, user))
 }
 
 /// A bar on standard error while `total` items are worked through, when standard error is a

@@ -9,7 +9,6 @@ mod admin;
 mod bench;
 
 use clap::{Parser, Subcommand};
-use keygate_pkcs11::backend::Backend;
 use keygate_pkcs11::config::Config;
 use keygate_pkcs11::token::mechanisms::Pin;
 use keygate_pkcs11::token::provider::slots_from;
@@ -485,15 +484,7 @@ fn run(cli: Cli) -> Result<(), String> {
             so_pin_env,
             pin_env,
         } => {
-            let b = admin::local(&cfg, &token)?;
-            let mut pins = admin::Pins::new();
-            let so = pins.get(&so_pin_env, "SO PIN")?;
-            let user = b
-                .status()
-                .map_err(|e| format!("cannot open {token:?}: {e}"))?
-                .user_pin_initialized
-                .then(|| pins.get(&pin_env, "user PIN"))
-                .transpose()?;
+            let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
             let n = b
                 .rotate_dek(&so, user.as_ref(), &admin::progress("re-sealing"))
                 .map_err(|e| format!("cannot rotate the data key of {token:?}: {e}"))?;
@@ -505,15 +496,7 @@ fn run(cli: Cli) -> Result<(), String> {
             so_pin_env,
             pin_env,
         } => {
-            let b = admin::local(&cfg, &token)?;
-            let mut pins = admin::Pins::new();
-            let so = pins.get(&so_pin_env, "SO PIN")?;
-            let user = b
-                .status()
-                .map_err(|e| format!("cannot open {token:?}: {e}"))?
-                .user_pin_initialized
-                .then(|| pins.get(&pin_env, "user PIN"))
-                .transpose()?;
+            let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
             b.rotate_root(&so, user.as_ref(), &admin::progress("re-MACing"))
                 .map_err(|e| format!("cannot rotate the root key of {token:?}: {e}"))?;
             println!("root key of {token:?} rotated");
