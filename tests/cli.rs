@@ -572,6 +572,40 @@ fn restore_brings_back_a_deleted_or_damaged_store() {
         &["restore", "--token", "test", "--from", "/nonexistent/backup.db"],
         "does not exist",
     );
+    // A backup of another token under the same HSM root verifies, but is not this token's.
+    let conf = env.path().join("keygate.toml");
+    let toml = std::fs::read_to_string(&conf).unwrap();
+    let other_store = env.path().join("other.db");
+    std::fs::write(
+        &conf,
+        format!(
+            "{toml}\n[[token]]\nlabel = \"other\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n",
+            other_store.display()
+        ),
+    )
+    .unwrap();
+    ok(
+        &env,
+        &[
+            "init",
+            "--token",
+            "other",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    );
+    let other_backup = env.path().join("other-backup.db");
+    ok(
+        &env,
+        &["backup", "--token", "other", "--to", other_backup.to_str().unwrap()],
+    );
+    fails(
+        &env,
+        &["restore", "--token", "test", "--from", other_backup.to_str().unwrap()],
+        "backup of another token",
+    );
     assert!(all_work(&["a", "b", "c"]));
 }
 

@@ -215,6 +215,18 @@ impl LocalBackend {
                 from.display()
             )));
         }
+        // A backup of another token that shares the HSM root token verifies too; it must not
+        // replace this token's keys by mistake.
+        if let (Ok(Some(mine)), Ok(theirs)) = (self.header_opt(), source.header()) {
+            if mine.uuid != theirs.uuid {
+                return Err(Error::Store(format!(
+                    "{} is a backup of another token (serial {}), not of this one (serial {})",
+                    from.display(),
+                    hex::encode(&theirs.uuid[..8]),
+                    hex::encode(&mine.uuid[..8])
+                )));
+            }
+        }
         let src = source.store()?;
         let path = self.store_path()?.to_path_buf();
         let in_place = match self.store_opt() {
