@@ -52,18 +52,7 @@ fn fails(env: &Env, args: &[&str], why: &str) -> Output {
 
 /// Runs `keygate rotate-dek` or `rotate-root` with both PINs and expects success.
 fn rotate(env: &Env, command: &str) -> String {
-    ok(
-        env,
-        &[
-            command,
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
-    )
+    ok(env, &[&[command][..], &ROTATION_ARGS].concat())
 }
 
 fn json_lines(s: &str) -> Vec<serde_json::Value> {

@@ -67,15 +67,8 @@ fn intact(env: &Env, after: &str) {
 /// Starts `keygate <command>` with both PINs, logging at info level to a pipe.
 fn spawn(command: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args([
-            command,
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ])
+        .arg(command)
+        .args(ROTATION_ARGS)
         .env("KEYGATE_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

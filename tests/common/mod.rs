@@ -217,6 +217,10 @@ impl Env {
     }
 }
 
+/// `keygate rotate-*` arguments naming the test token and both PINs, in the variables the CLI
+/// tests set (`KG_SO`, `KG_USER`).
+pub const ROTATION_ARGS: [&str; 6] = ["--token", "test", "--so-pin-env", "KG_SO", "--pin-env", "KG_USER"];
+
 /// The target module, loaded and initialised like a client does it, with the configuration
 /// the environment names (a child process inherits its parent's [`Env`] this way).
 pub fn load_module() -> Pkcs11 {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::header::Header;
-use super::store::{Row, Store};
+use super::store::Row;
 use super::vault::{self, Key32, Purpose, Role};
 use super::{crypto, LocalBackend, HEADER_DOMAIN};
 use crate::backend::ObjectId;
@@ -157,14 +157,14 @@ impl LocalBackend {
             }
         }
         let m = membership(&k, &h.uuid, &rows, &members)?;
-        let count = m.count;
         rep.missing = m.missing.iter().map(hex::encode).collect();
         rep.unlisted = m.unlisted.iter().map(hex::encode).collect();
-        if count != h.objects || m.digest != h.members {
+        if m.count != h.objects || m.digest != h.members {
             rep.membership_problem = Some(format!(
-                "the header vouches for {} objects; the store lists {count}{}",
+                "the header vouches for {} objects; the store lists {}{}",
                 h.objects,
-                if count == h.objects {
+                m.count,
+                if m.count == h.objects {
                     ", but not the same ones"
                 } else {
                     ""
@@ -423,26 +423,5 @@ impl LocalBackend {
             crate::backend::UserType::User
         };
         self.set_pin_impl(user, old, new)
-    }
-}
-
-impl Store {
-    /// Copies this database into `dst` page by page (SQLite's online backup), as one change of
-    /// `dst` that its other connections see as a commit.
-    pub(super) fn copy_into(&self, dst: &Store) -> Result<()> {
-        self.with_conn(|src| {
-            dst.with_conn_mut(|d| {
-                let b = rusqlite::backup::Backup::new(src, d)?;
-                // All pages in one step (-1); a step another connection's lock holds off is
-                // tried again, for up to the store's 30 s busy timeout.
-                for _ in 0..3000 {
-                    match b.step(-1)? {
-                        rusqlite::backup::StepResult::Done => return Ok(()),
-                        _ => std::thread::sleep(std::time::Duration::from_millis(10)),
-                    }
-                }
-                Err(Error::Store("the store stayed busy; nothing restored".into()))
-            })
-        })
     }
 }

@@ -63,12 +63,7 @@ pub struct Tx<'a>(&'a rusqlite::Transaction<'a>);
 
 impl Tx<'_> {
     pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self
-            .0
-            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+        header_row(self.0)
     }
 
     pub fn set_header(&self, body: &[u8], mac: &[u8]) -> Result<()> {
@@ -144,6 +139,14 @@ fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     Ok(ids)
 }
 
+fn header_row(conn: &Connection) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    Ok(conn
+        .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
 fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
     let mut stmt = conn.prepare("SELECT uid, body, mac FROM objects")?;
     let rows = stmt
@@ -185,26 +188,13 @@ impl Store {
         })
     }
 
-    pub(super) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        f(&self.conn.lock())
-    }
-
-    pub(super) fn with_conn_mut<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        f(&mut self.conn.lock())
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The header's body and MAC, if the token was initialised.
     pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let conn = self.conn.lock();
-        Ok(conn
-            .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
+        header_row(&self.conn.lock())
     }
 
     /// Runs `f` in one immediate transaction: everything it writes is committed together, or
@@ -350,6 +340,23 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
         }
         copied
+    }
+
+    /// Copies this database into `dst` page by page (SQLite's online backup), as one change of
+    /// `dst` that its other connections see as a commit.
+    pub fn copy_into(&self, dst: &Store) -> Result<()> {
+        let src = self.conn.lock();
+        let mut d = dst.conn.lock();
+        let b = rusqlite::backup::Backup::new(&src, &mut d)?;
+        // All pages in one step (-1); a step another connection's lock holds off is tried
+        // again, for up to the store's 30 s busy timeout.
+        for _ in 0..3000 {
+            match b.step(-1)? {
+                rusqlite::backup::StepResult::Done => return Ok(()),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        Err(Error::Store("the store stayed busy; nothing restored".into()))
     }
 
     /// How many objects the token holds.

@@ -32,6 +32,12 @@ impl Pins {
     }
 }
 
+/// The user PIN from the environment variable named, if one is named (listings and verify work
+/// without a PIN, on public records).
+pub fn user_pin_if_named(env: &Option<String>) -> Result<Option<Pin>, String> {
+    env.as_ref().map(|_| Pins::new().get(env, "user PIN")).transpose()
+}
+
 /// The self-managed token `label` of the configuration, for commands that work on its store.
 pub fn local(cfg: &Config, label: &str) -> Result<LocalBackend, String> {
     let t = cfg

@@ -118,32 +118,12 @@ enum Command {
     /// Needs both PINs (the data key is wrapped for each): SO PIN first, user PIN second on
     /// standard input, or the variables named. Processes logged in with the old key must log in
     /// again.
-    RotateDek {
-        /// Label of the token in the configuration.
-        #[arg(long)]
-        token: String,
-        /// Environment variable holding the SO PIN.
-        #[arg(long)]
-        so_pin_env: Option<String>,
-        /// Environment variable holding the user PIN.
-        #[arg(long)]
-        pin_env: Option<String>,
-    },
+    RotateDek(RotateArgs),
     /// Create a new root key in the HSM, move the self-managed token onto it (every record
     /// re-MACed, the data key re-wrapped, in one transaction) and destroy the old root key.
     /// Backups made before stay tied to the old root key, and so become unusable. PINs as for
     /// rotate-dek.
-    RotateRoot {
-        /// Label of the token in the configuration.
-        #[arg(long)]
-        token: String,
-        /// Environment variable holding the SO PIN.
-        #[arg(long)]
-        so_pin_env: Option<String>,
-        /// Environment variable holding the user PIN.
-        #[arg(long)]
-        pin_env: Option<String>,
-    },
+    RotateRoot(RotateArgs),
     /// Measure a PKCS#11 module (keygate by default, or any other: SoftHSM2, your HSM) on named
     /// workloads. Each workload is checked for correctness first (signatures verify, ciphertexts
     /// decrypt, outside keygate), then timed with one session per thread. Prints ops/s, p50/p99
@@ -256,6 +236,20 @@ fn fingerprint(
         }
     }
     Ok(())
+}
+
+/// What both rotations take: the token and both PINs.
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// Label of the token in the configuration.
+    #[arg(long)]
+    token: String,
+    /// Environment variable holding the SO PIN.
+    #[arg(long)]
+    so_pin_env: Option<String>,
+    /// Environment variable holding the user PIN.
+    #[arg(long)]
+    pin_env: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -447,18 +441,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 .iter()
                 .find(|s| s.label == token)
                 .ok_or(format!("no token {token:?} in the configuration"))?;
-            let pin = match pin_env {
-                Some(_) => Some(admin::Pins::new().get(&pin_env, "user PIN")?),
-                None => None,
-            };
+            let pin = admin::user_pin_if_named(&pin_env)?;
             admin::list(slot, pin, json)
         }
         Command::Verify { token, pin_env, json } => {
             let b = admin::local(&cfg, &token)?;
-            let pin = match pin_env {
-                Some(_) => Some(admin::Pins::new().get(&pin_env, "user PIN")?),
-                None => None,
-            };
+            let pin = admin::user_pin_if_named(&pin_env)?;
             admin::verify(&b, &token, pin, json)
         }
         Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
@@ -479,11 +467,11 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{who} of {token:?} changed");
             Ok(())
         }
-        Command::RotateDek {
+        Command::RotateDek(RotateArgs {
             token,
             so_pin_env,
             pin_env,
-        } => {
+        }) => {
             let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
             let n = b
                 .rotate_dek(&so, user.as_ref(), &admin::progress("re-sealing"))
@@ -491,11 +479,11 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("data key of {token:?} rotated: {n} secrets re-sealed");
             Ok(())
         }
-        Command::RotateRoot {
+        Command::RotateRoot(RotateArgs {
             token,
             so_pin_env,
             pin_env,
-        } => {
+        }) => {
             let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
             b.rotate_root(&so, user.as_ref(), &admin::progress("re-MACing"))
                 .map_err(|e| format!("cannot rotate the root key of {token:?}: {e}"))?;
