@@ -258,15 +258,18 @@ fn read_only_sessions_and_private_objects() {
 }
 
 /// A session AES key with the given value, usable for everything, made through the raw ABI.
-fn raw_aes(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
+/// An extractable session AES key of a known value, for encryption (`kek`: for key wrapping
+/// only, as a key that wraps and unwraps may not also encrypt and decrypt).
+fn raw_aes_for(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8], kek: bool) -> CK_OBJECT_HANDLE {
     let (class, kt, yes, no): (CK_ULONG, CK_ULONG, CK_BBOOL, CK_BBOOL) = (CKO_SECRET_KEY, CKK_AES, 1, 0);
+    let (data, keys) = if kek { (&no, &yes) } else { (&yes, &no) };
     let mut t = [
         attr(CKA_CLASS, &class),
         attr(CKA_KEY_TYPE, &kt),
         attr(CKA_TOKEN, &no),
-        attr(CKA_ENCRYPT, &yes),
-        attr(CKA_WRAP, &yes),
-        attr(CKA_UNWRAP, &yes),
+        attr(CKA_ENCRYPT, data),
+        attr(CKA_WRAP, keys),
+        attr(CKA_UNWRAP, keys),
         attr(CKA_SENSITIVE, &no),
         attr(CKA_EXTRACTABLE, &yes),
         CK_ATTRIBUTE {
@@ -281,6 +284,10 @@ fn raw_aes(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
         CKR_OK
     );
     k
+}
+
+fn raw_aes(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
+    raw_aes_for(r, h, value, false)
 }
 
 fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
@@ -444,7 +451,7 @@ fn kwp_matches_rfc5649() {
     let r = raw();
     let h = logged_in(&r);
     let kek = [0x17u8; 32];
-    let wrapping = raw_aes(&r, h, &kek);
+    let wrapping = raw_aes_for(&r, h, &kek, true);
     // KWP output carries the RFC 5649 alternative IV with the length; 20 bytes below also need padding.
     let target = raw_aes(&r, h, &[0x29u8; 24]);
     let mut m = mech(CKM_AES_KEY_WRAP_KWP);

@@ -73,9 +73,10 @@ fn scripted_session(mode: Mode) {
             Attribute::Id(vec![0xa1]),
             Attribute::Wrap(true),
             Attribute::Unwrap(true),
-            Attribute::Encrypt(true),
         ],
     );
+    // Not sensitive: the KEK's value is known outside, so a sensitive key would not be
+    // wrapped under it.
     let data = s
         .generate_key(
             &Mechanism::AesKeyGen,
@@ -83,13 +84,14 @@ fn scripted_session(mode: Mode) {
                 Attribute::ValueLen(Ulong::from(32u64)),
                 Attribute::Label(b"data".to_vec()),
                 Attribute::Extractable(true),
+                Attribute::Sensitive(false),
             ],
         )
         .unwrap();
     let mut iv = [1u8; 12];
     s.encrypt(
         &Mechanism::AesGcm(GcmParams::new(&mut iv, b"", Ulong::from(128u64)).unwrap()),
-        kek,
+        data,
         b"hello",
     )
     .unwrap();
@@ -126,7 +128,7 @@ fn scripted_session(mode: Mode) {
             l(&["data"]),
             "ok".into(),
         ),
-        ("C_EncryptInit".into(), "CKM_AES_GCM".into(), l(&["kek"]), "ok".into()),
+        ("C_EncryptInit".into(), "CKM_AES_GCM".into(), l(&["data"]), "ok".into()),
         (
             "C_WrapKey".into(),
             "CKM_AES_KEY_WRAP".into(),

@@ -255,7 +255,20 @@ fn key_wrap_matches_rfc3394_and_pad_is_pkcs7_then_kw() {
     let s = Env::user_session(&p);
     let kek = [0x11u8; 32];
     let target = [0x22u8; 32];
-    let w = import_aes(&s, &kek, false);
+    // A key-encryption key only: a key that unwraps may not also encrypt (keygate refuses the
+    // encrypt-then-unwrap attack; tests/protection.rs), and its value is known here, so the
+    // key it wraps is one that is not sensitive anyway.
+    let w = import_secret(
+        &s,
+        KeyType::AES,
+        &kek,
+        &[
+            Attribute::Wrap(true),
+            Attribute::Unwrap(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+        ],
+    );
     let t = import_aes(&s, &target, true);
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, w, t).unwrap();
     let outside = aes_kw::KekAes256::from(kek);

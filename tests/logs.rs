@@ -67,11 +67,21 @@ fn work(env: &Env) -> Vec<Vec<u8>> {
             Attribute::Value(aes.clone()),
             Attribute::Encrypt(true),
             Attribute::Decrypt(true),
+        ])
+        .unwrap();
+    secrets.push(aes);
+    let kek = [0x3c, 0x99, 0x05, 0xe7, 0x21, 0xb4, 0x6a, 0x18].repeat(4);
+    let kek_h = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(true),
+            Attribute::Value(kek.clone()),
             Attribute::Wrap(true),
             Attribute::Unwrap(true),
         ])
         .unwrap();
-    secrets.push(aes);
+    secrets.push(kek);
     let hmac_key = b"trace-test hmac key, 32 bytes!!!".to_vec();
     let hmac_h = s
         .create_object(&[
@@ -150,11 +160,11 @@ fn work(env: &Env) -> Vec<Vec<u8>> {
     let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", Ulong::from(128)).unwrap());
     let ct = s.encrypt(&gcm, aes_h, b"plaintext").unwrap();
     s.decrypt(&gcm, aes_h, &ct).unwrap();
-    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, aes_h, gen).unwrap();
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, kek_h, gen).unwrap();
     let unwrapped = s
         .unwrap_key(
             &Mechanism::AesKeyWrap,
-            aes_h,
+            kek_h,
             &wrapped,
             &[
                 Attribute::Class(ObjectClass::SECRET_KEY),

@@ -41,7 +41,9 @@ with token.open(user_pin=pin, rw=True) as s:
     assert pub[Attribute.KEY_TYPE] == KeyType.EC and pub[Attribute.CLASS] == ObjectClass.PUBLIC_KEY
 
     # A KEK with a value known outside, and an AES key made in the token: the token wraps it
-    # (RFC 3394), the outside unwraps it and checks the token's AES-GCM both ways.
+    # (RFC 3394), the outside unwraps it and checks the token's AES-GCM both ways. The key is
+    # not sensitive: keygate wraps a sensitive key only under a CKA_TRUSTED key or one made in
+    # the token, never under a key whose value is known outside.
     kek_value = os.urandom(32)
     kek = s.create_object(
         {
@@ -55,7 +57,9 @@ with token.open(user_pin=pin, rw=True) as s:
             Attribute.EXTRACTABLE: False,
         }
     )
-    key = s.generate_key(KeyType.AES, 256, label="py-aes", store=True, template={Attribute.EXTRACTABLE: True})
+    key = s.generate_key(
+        KeyType.AES, 256, label="py-aes", store=True, template={Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False}
+    )
     value = aes_key_unwrap(kek_value, kek.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP))
     nonce = os.urandom(12)
     ct = key.encrypt(data, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, b"aad"))

@@ -47,6 +47,13 @@ pub const KEY_USE: &[u64] = {
         WRAP_WITH_TRUSTED,
         TRUSTED,
         ALWAYS_AUTHENTICATE,
+        ALWAYS_SENSITIVE,
+        LOCAL,
+        START_DATE,
+        END_DATE,
+        KEYGATE_REVOKED,
+        WRAP_TEMPLATE,
+        UNWRAP_TEMPLATE,
     ]
 };
 

@@ -5,7 +5,7 @@
 use pkcs11_sys::*;
 
 use crate::error::{Error, Result};
-use crate::token::attributes::AttrMap;
+use crate::token::attributes::{nested, AttrMap};
 use crate::token::mechanisms::{mech, DigestAlg, Mechanism, OaepParams, Pin, PssParams};
 
 /// Largest attribute value or input accepted through a pointer (sanity bound against lengths
@@ -103,6 +103,11 @@ pub unsafe fn template_in(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<AttrMap
     let attrs = unsafe { attributes(p, n) }?;
     let mut pairs = Vec::with_capacity(attrs.len());
     for a in attrs {
+        if nested::is_template(a.type_) {
+            // SAFETY: forwarded contract.
+            pairs.push((a.type_, unsafe { nested_in(a) }?));
+            continue;
+        }
         // SAFETY: the caller promises each value is readable for its length.
         let v = unsafe { in_slice(a.pValue as *const u8, a.ulValueLen) }?;
         pairs.push((a.type_, v.to_vec()));
@@ -111,6 +116,73 @@ pub unsafe fn template_in(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<AttrMap
     // The map's Debug output names the attribute types only, never a value.
     log::trace!("template {t:?}");
     Ok(t)
+}
+
+const ATTRIBUTE_SIZE: usize = std::mem::size_of::<CK_ATTRIBUTE>();
+
+/// A nested template (`CKA_WRAP_TEMPLATE`…): an array of `CK_ATTRIBUTE` of `ulValueLen` bytes,
+/// as its canonical form ([`nested`]).
+///
+/// # Safety
+/// As [`template_in`], for the nested array and its values.
+unsafe fn nested_in(a: &CK_ATTRIBUTE) -> Result<Vec<u8>> {
+    let len = a.ulValueLen as usize;
+    if len % ATTRIBUTE_SIZE != 0 {
+        return Err(Error::AttributeValueInvalid(a.type_));
+    }
+    // SAFETY: forwarded contract; nested templates inside this one are refused by decode.
+    let inner = unsafe { attributes(a.pValue as *const CK_ATTRIBUTE, (len / ATTRIBUTE_SIZE) as CK_ULONG) }?;
+    let mut pairs = Vec::with_capacity(inner.len());
+    for i in inner {
+        if nested::is_template(i.type_) {
+            return Err(Error::AttributeValueInvalid(a.type_));
+        }
+        // SAFETY: the caller promises each nested value is readable for its length.
+        let v = unsafe { in_slice(i.pValue as *const u8, i.ulValueLen) }?;
+        pairs.push((i.type_, v.to_vec()));
+    }
+    let encoded = nested::encode(&AttrMap::from_pairs(pairs)?);
+    nested::decode(&encoded).map_err(|_| Error::AttributeValueInvalid(a.type_))?;
+    Ok(encoded)
+}
+
+/// Writes a nested template into the caller's `CK_ATTRIBUTE` array, under the same two-call
+/// convention one level down: the array's size, then per element its type and value length,
+/// then the values into the buffers the caller gives each element. False when a buffer was
+/// too short.
+///
+/// # Safety
+/// `a.pValue` must be NULL or writable for `a.ulValueLen` bytes, each element's non-NULL
+/// `pValue` writable for its `ulValueLen`.
+unsafe fn nested_out(a: &mut CK_ATTRIBUTE, canonical: &[u8]) -> Result<bool> {
+    let t = nested::decode(canonical)?;
+    let need = t.iter().count() * ATTRIBUTE_SIZE;
+    if a.pValue.is_null() {
+        a.ulValueLen = need as CK_ULONG;
+        return Ok(true);
+    }
+    if (a.ulValueLen as usize) < need {
+        a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        return Ok(false);
+    }
+    // SAFETY: non-null, and the caller's buffer holds at least `need` bytes of elements.
+    let out = unsafe { std::slice::from_raw_parts_mut(a.pValue as *mut CK_ATTRIBUTE, need / ATTRIBUTE_SIZE) };
+    let mut fitted = true;
+    for (o, (ty, v)) in out.iter_mut().zip(t.iter()) {
+        o.type_ = ty;
+        if o.pValue.is_null() {
+            o.ulValueLen = v.len() as CK_ULONG;
+        } else if (o.ulValueLen as usize) < v.len() {
+            o.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+            fitted = false;
+        } else {
+            // SAFETY: the element's buffer holds `ulValueLen >= v.len()` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), o.pValue as *mut u8, v.len()) };
+            o.ulValueLen = v.len() as CK_ULONG;
+        }
+    }
+    a.ulValueLen = need as CK_ULONG;
+    Ok(fitted)
 }
 
 /// The caller's attribute array, as a slice.
@@ -153,6 +225,10 @@ pub unsafe fn template_out(p: *mut CK_ATTRIBUTE, n: CK_ULONG, answers: Vec<Resul
     let (mut sensitive, mut invalid, mut small) = (None, None, false);
     for (a, ans) in attrs.iter_mut().zip(answers) {
         match ans {
+            Ok(v) if nested::is_template(a.type_) => {
+                // SAFETY: forwarded contract.
+                small |= !unsafe { nested_out(a, &v) }?;
+            }
             Ok(v) => {
                 if a.pValue.is_null() {
                     a.ulValueLen = v.len() as CK_ULONG;

@@ -74,6 +74,36 @@ pub mod attr {
     pub const EXPONENT_1: u64 = ck::CKA_EXPONENT_1;
     pub const EXPONENT_2: u64 = ck::CKA_EXPONENT_2;
     pub const COEFFICIENT: u64 = ck::CKA_COEFFICIENT;
+    /// keygate's own (`include/keygate.h`): the key is revoked, for the `CK_ULONG` reason
+    /// held (see [`super::revocation`]). Absent while the key is in service.
+    pub const KEYGATE_REVOKED: u64 = ck::CKA_VENDOR_DEFINED | 0x4b47_0001;
+}
+
+/// Revocation reasons of `CKA_KEYGATE_REVOKED`: the RFC 5280 `CRLReason` codes that apply to a
+/// key (`include/keygate.h`).
+pub mod revocation {
+    pub const UNSPECIFIED: u64 = 0;
+    pub const COMPROMISED: u64 = 1;
+    pub const AFFILIATION_CHANGED: u64 = 3;
+    pub const SUPERSEDED: u64 = 4;
+    pub const CESSATION: u64 = 5;
+
+    /// Every reason with its name, as the CLI and the audit trail spell it.
+    pub const NAMES: &[(u64, &str)] = &[
+        (UNSPECIFIED, "unspecified"),
+        (COMPROMISED, "compromised"),
+        (AFFILIATION_CHANGED, "affiliation-changed"),
+        (SUPERSEDED, "superseded"),
+        (CESSATION, "cessation"),
+    ];
+
+    pub fn name(reason: u64) -> Option<&'static str> {
+        NAMES.iter().find(|(r, _)| *r == reason).map(|(_, n)| *n)
+    }
+
+    pub fn by_name(name: &str) -> Option<u64> {
+        NAMES.iter().find(|(_, n)| *n == name).map(|(r, _)| *r)
+    }
 }
 
 /// Object classes.
@@ -112,7 +142,8 @@ pub enum Kind {
     Date,
     /// A list of `CK_MECHANISM_TYPE`.
     MechList,
-    /// A nested template (`CKA_WRAP_TEMPLATE`): not supported yet, refused at creation.
+    /// A nested template (`CKA_WRAP_TEMPLATE`, `CKA_UNWRAP_TEMPLATE`), kept in the canonical
+    /// form of [`nested`]; the C layer converts it from and to an array of `CK_ATTRIBUTE`.
     Template,
 }
 
@@ -166,6 +197,9 @@ pub mod flag {
     pub const SO_ONLY: u16 = 32;
     /// Fixed at creation: part of the immutable-attribute hash bound into a sealed blob's AAD.
     pub const IMMUTABLE: u16 = 64;
+    /// Set once by `C_SetAttributeValue` (or the CLI), never in a creation template, and never
+    /// changed or removed afterwards (`CKA_KEYGATE_REVOKED`).
+    pub const ONCE: u16 = 128;
 }
 
 /// One row of the attribute policy table.
@@ -269,6 +303,7 @@ pub static RULES: &[Rule] = &[
     rule!(NEVER_EXTRACTABLE, Bool, PS, TOKEN_ONLY, None),
     rule!(WRAP_WITH_TRUSTED, Bool, PS, MODIFIABLE, Some(Default::Bool(false))),
     rule!(ALWAYS_AUTHENTICATE, Bool, PR, 0, Some(Default::Bool(false))),
+    rule!(KEYGATE_REVOKED, Ulong, K, MODIFIABLE | ONCE, None),
     // Key material.
     rule!(EC_PARAMS, Bytes, PU.or(PR), IMMUTABLE, None),
     rule!(EC_POINT, Bytes, PU, GENERATED | IMMUTABLE, None),
@@ -454,6 +489,55 @@ impl AttrMap {
     }
 }
 
+/// Nested templates in their canonical byte form: per attribute, its type and value length as
+/// eight little-endian bytes each, then the value; attributes in ascending type order. A nested
+/// template names attributes keygate knows, with values of their kind, and no template.
+pub mod nested {
+    use super::{check_kind, rule, AttrMap, Kind};
+    use crate::error::{Error, Result};
+
+    /// The attribute types whose value is a nested template.
+    pub fn is_template(ty: u64) -> bool {
+        rule(ty).is_some_and(|r| r.kind == Kind::Template)
+    }
+
+    pub fn encode(t: &AttrMap) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (ty, v) in t.iter() {
+            out.extend(ty.to_le_bytes());
+            out.extend((v.len() as u64).to_le_bytes());
+            out.extend(v);
+        }
+        out
+    }
+
+    pub fn decode(mut v: &[u8]) -> Result<AttrMap> {
+        let bad = || Error::TemplateInconsistent("a nested template is malformed");
+        let mut pairs = Vec::new();
+        let mut last = None;
+        while !v.is_empty() {
+            let (head, rest) = v.split_at_checked(16).ok_or_else(bad)?;
+            let ty = u64::from_le_bytes(head[..8].try_into().map_err(|_| bad())?);
+            let len = u64::from_le_bytes(head[8..].try_into().map_err(|_| bad())?);
+            let (value, rest) = rest
+                .split_at_checked(usize::try_from(len).map_err(|_| bad())?)
+                .ok_or_else(bad)?;
+            if last.is_some_and(|l| l >= ty) {
+                return Err(bad());
+            }
+            let r = rule(ty).ok_or(Error::AttributeTypeInvalid(ty))?;
+            if r.kind == Kind::Template {
+                return Err(bad());
+            }
+            check_kind(ty, r.kind, value)?;
+            pairs.push((ty, value.to_vec()));
+            last = Some(ty);
+            v = rest;
+        }
+        AttrMap::from_pairs(pairs)
+    }
+}
+
 /// Checks the shape of one attribute value against its kind.
 pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
     let ok = match kind {
@@ -462,7 +546,7 @@ pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
         Kind::Bytes => true,
         Kind::Date => v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit)),
         Kind::MechList => v.len() % 8 == 0,
-        Kind::Template => false,
+        Kind::Template => nested::decode(v).is_ok(),
     };
     if ok {
         Ok(())
@@ -474,6 +558,26 @@ pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_templates_round_trip_and_refuse_malformed() {
+        let mut t = AttrMap::new();
+        t.set_bool(attr::SENSITIVE, true);
+        t.set_ulong(attr::KEY_TYPE, key_type::AES);
+        let e = nested::encode(&t);
+        assert_eq!(nested::decode(&e).unwrap(), t);
+        assert!(check_kind(attr::WRAP_TEMPLATE, Kind::Template, &e).is_ok());
+        assert!(nested::decode(&e[..e.len() - 1]).is_err());
+        let mut inner = AttrMap::new();
+        inner.set(attr::WRAP_TEMPLATE, e.clone());
+        assert!(
+            nested::decode(&nested::encode(&inner)).is_err(),
+            "no template in a template"
+        );
+        let mut bad = AttrMap::new();
+        bad.set(attr::SENSITIVE, vec![7]);
+        assert!(nested::decode(&nested::encode(&bad)).is_err());
+    }
 
     #[test]
     fn every_rule_is_unique() {

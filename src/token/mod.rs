@@ -3,6 +3,7 @@
 
 pub mod attributes;
 mod audited;
+pub mod dates;
 pub mod handles;
 pub mod mechanisms;
 pub mod object;

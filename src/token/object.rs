@@ -22,7 +22,7 @@ fn check_caller_attrs(t: &AttrMap, cls: u64, origin: Origin<'_>, is_so: bool) ->
     for (ty, v) in t.iter() {
         let r = rule_for(ty, cls).ok_or(Error::AttributeTypeInvalid(ty))?;
         check_kind(ty, r.kind, v)?;
-        if r.flags & flag::TOKEN_ONLY != 0 {
+        if r.flags & (flag::TOKEN_ONLY | flag::ONCE) != 0 {
             return Err(Error::AttributeReadOnly(ty));
         }
         if r.flags & flag::GENERATED != 0 && !matches!(origin, Origin::Create) {
@@ -41,6 +41,15 @@ fn check_caller_attrs(t: &AttrMap, cls: u64, origin: Origin<'_>, is_so: bool) ->
 pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrMap> {
     let cls = t.class()?;
     check_caller_attrs(&t, cls, origin, is_so)?;
+    // A secret key asked to wrap or unwrap is a key-encryption key: it does not also encrypt
+    // and decrypt unless the template says so (C_WrapKey and C_UnwrapKey refuse keys that do).
+    if cls == class::SECRET_KEY && (t.flag(attr::WRAP) || t.flag(attr::UNWRAP)) {
+        for role in [attr::ENCRYPT, attr::DECRYPT] {
+            if !t.contains(role) {
+                t.set_bool(role, false);
+            }
+        }
+    }
     for r in super::attributes::RULES.iter().chain(std::iter::once(&value_rule(cls))) {
         let Some(r) = rule_for(r.ty, cls) else { continue };
         if t.contains(r.ty) {
@@ -166,6 +175,20 @@ pub fn apply_changes(obj: &AttrMap, changes: &AttrMap, copy: bool, is_so: bool) 
         }
         if r.flags & flag::SO_ONLY != 0 && to && !is_so {
             return Err(Error::AttributeReadOnly(ty));
+        }
+        if r.flags & flag::ONCE != 0 {
+            if obj.get(ty) == Some(v) {
+                continue;
+            }
+            if obj.contains(ty) {
+                return Err(Error::AttributeReadOnly(ty));
+            }
+        }
+        if ty == attr::KEYGATE_REVOKED {
+            let reason = u64::from_le_bytes(v.try_into().map_err(|_| Error::AttributeValueInvalid(ty))?);
+            if super::attributes::revocation::name(reason).is_none() {
+                return Err(Error::AttributeValueInvalid(ty));
+            }
         }
         out.set(ty, v.to_vec());
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
-use super::attributes::{attr, class, key_type, AttrMap};
+use super::attributes::{attr, class, key_type, nested, revocation, AttrMap};
+use super::dates;
 use super::mechanisms::{mflag, Mechanism};
 use super::object::{self, Origin};
 use super::provider::Provider;
@@ -86,6 +87,95 @@ fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
     Ok(())
 }
 
+/// Whether a key may still make something new: sign, encrypt, wrap or derive. A revoked key
+/// (`CKA_KEYGATE_REVOKED`) and a key outside its `CKA_START_DATE`..=`CKA_END_DATE` may not; both
+/// may still verify and decrypt what was made before.
+fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
+    if !matches!(usage, attr::SIGN | attr::ENCRYPT | attr::WRAP | attr::DERIVE) {
+        return Ok(());
+    }
+    let label = || String::from_utf8_lossy(attrs.get(attr::LABEL).unwrap_or_default()).into_owned();
+    if let Some(reason) = attrs.ulong(attr::KEYGATE_REVOKED)? {
+        log::warn!(
+            "key {:?} is revoked ({}): refused for {}",
+            label(),
+            revocation::name(reason).unwrap_or("unknown reason"),
+            usage_name(usage)
+        );
+        return Err(Error::KeyFunctionNotPermitted);
+    }
+    let today = dates::today();
+    let date = |ty| attrs.get(ty).filter(|d| d.len() == 8);
+    if let Some(start) = date(attr::START_DATE).filter(|s| *s > &today[..]) {
+        log::warn!(
+            "key {:?} is not in service before {}: refused for {}",
+            label(),
+            String::from_utf8_lossy(start),
+            usage_name(usage)
+        );
+        return Err(Error::KeyFunctionNotPermitted);
+    }
+    if let Some(end) = date(attr::END_DATE).filter(|e| *e < &today[..]) {
+        log::warn!(
+            "key {:?} went out of service after {}: refused for {}",
+            label(),
+            String::from_utf8_lossy(end),
+            usage_name(usage)
+        );
+        return Err(Error::KeyFunctionNotPermitted);
+    }
+    Ok(())
+}
+
+fn usage_name(usage: u64) -> &'static str {
+    match usage {
+        attr::SIGN => "signing",
+        attr::ENCRYPT => "encryption",
+        attr::WRAP => "wrapping",
+        _ => "derivation",
+    }
+}
+
+/// Whether `wrapping` may wrap `key` out of the token (beyond `CKA_EXTRACTABLE`, the wrap
+/// template and pins). A sensitive key leaves the token only under a key nobody outside knows:
+/// one the SO marked `CKA_TRUSTED`, or a secret key that was always sensitive (made in the
+/// token, never imported in clear); and never under a key that can also decrypt, which would
+/// decrypt the wrapping it made (the wrap-then-decrypt attack).
+fn may_wrap(wrapping: &AttrMap, key: &AttrMap) -> Result<()> {
+    let refuse = |why: &str, e: Error| {
+        log::warn!("C_WrapKey refused: {why}");
+        Err(e)
+    };
+    if key.ulong(attr::KEYGATE_REVOKED)?.is_some() {
+        return refuse("the key to wrap is revoked", Error::KeyNotWrappable);
+    }
+    let trusted = wrapping.flag(attr::TRUSTED);
+    if key.flag(attr::WRAP_WITH_TRUSTED) && !trusted {
+        return refuse(
+            "the key is CKA_WRAP_WITH_TRUSTED and the wrapping key is not CKA_TRUSTED",
+            Error::KeyNotWrappable,
+        );
+    }
+    if !key.flag(attr::SENSITIVE) {
+        return Ok(());
+    }
+    let secret = wrapping.class()? == class::SECRET_KEY;
+    if secret && wrapping.flag(attr::DECRYPT) {
+        return refuse(
+            "a sensitive key cannot be wrapped under a key that can also decrypt (CKA_DECRYPT)",
+            Error::KeyFunctionNotPermitted,
+        );
+    }
+    let never_known = secret && wrapping.flag(attr::ALWAYS_SENSITIVE);
+    if !(trusted || never_known) {
+        return refuse(
+            "a sensitive key can be wrapped only under a CKA_TRUSTED key or a secret key that was always sensitive; this wrapping key was known outside the token",
+            Error::KeyNotWrappable,
+        );
+    }
+    Ok(())
+}
+
 /// Wrapping functions name their key's handle error after its role.
 fn key_handle_as(e: Error, role: Error) -> Error {
     match e {
@@ -121,6 +211,7 @@ impl Provider {
                 }
             }
             usage_permits(&attrs, usage, mech)?;
+            in_service(&attrs, usage)?;
             slot.policy.check_key_size(&attrs)?;
             slot.pins.check(&*backend, &id, &attrs)?;
             (id, backend)
@@ -367,8 +458,21 @@ impl Provider {
         if !kattrs.flag(attr::EXTRACTABLE) {
             return Err(Error::KeyUnextractable);
         }
-        if kattrs.flag(attr::WRAP_WITH_TRUSTED) && !b.attributes(h, &wid)?.flag(attr::TRUSTED) {
-            return Err(Error::KeyNotWrappable);
+        let wattrs = b.key_attributes(h, &wid)?;
+        may_wrap(&wattrs, &kattrs)?;
+        if let Some(t) = wattrs.get(attr::WRAP_TEMPLATE) {
+            let full = b.attributes(h, &kid)?;
+            let required = nested::decode(t)?;
+            let differs = required
+                .iter()
+                .find(|(ty, v)| full.get(*ty) != Some(*v))
+                .map(|(ty, _)| ty);
+            if let Some(ty) = differs {
+                log::warn!(
+                    "C_WrapKey refused: the key differs from the wrapping key's CKA_WRAP_TEMPLATE in attribute {ty:#x}"
+                );
+                return Err(Error::KeyNotWrappable);
+            }
         }
         self.slot_of(&s).pins.check(&*b, &kid, &kattrs)?;
         Ok(sized(cap, b.wrap_key(h, mech, &wid, &kid)?))
@@ -387,6 +491,26 @@ impl Provider {
             .map_err(|e| key_handle_as(e, Error::UnwrappingKeyHandleInvalid))?;
         let s = s.lock();
         template.class()?;
+        let uattrs = b.key_attributes(h, &uid)?;
+        if uattrs.class()? == class::SECRET_KEY && uattrs.flag(attr::ENCRYPT) {
+            // Whoever may encrypt with the key can make a "wrapped" key of a value they chose,
+            // and unwrap it into the token: the encrypt-then-unwrap attack.
+            log::warn!("C_UnwrapKey refused: the unwrapping key can also encrypt (CKA_ENCRYPT)");
+            return Err(Error::KeyFunctionNotPermitted);
+        }
+        let mut template = template;
+        if let Some(forced) = uattrs.get(attr::UNWRAP_TEMPLATE) {
+            for (ty, v) in nested::decode(forced)?.iter() {
+                match template.get(ty) {
+                    Some(given) if given != v => {
+                        return Err(Error::TemplateInconsistent(
+                            "the template contradicts the unwrapping key's CKA_UNWRAP_TEMPLATE",
+                        ))
+                    }
+                    _ => template.set(ty, v.to_vec()),
+                }
+            }
+        }
         let t = object::complete(template, Origin::Unwrap, false)?;
         let policy = &self.slot_of(&s).policy;
         policy.check_protection(&t)?;

@@ -264,8 +264,22 @@ impl HsmBackend {
     fn read_key_attributes(&self, session: u64, id: &ObjectId) -> Result<Arc<AttrMap>> {
         let h = self.handle(id)?;
         static TYPES: once_cell::sync::Lazy<Vec<AttributeType>> = once_cell::sync::Lazy::new(|| {
+            // Not the dates (SoftHSM2 2.6.1 fails the whole request when one is empty), nor
+            // keygate's own revocation attribute (no HSM holds it), nor the nested templates
+            // (cryptoki does not carry them): in hsm mode the HSM enforces these, if it does
+            // (docs/decisions.md).
             super::KEY_USE
                 .iter()
+                .filter(|t| {
+                    ![
+                        attr::START_DATE,
+                        attr::END_DATE,
+                        attr::KEYGATE_REVOKED,
+                        attr::WRAP_TEMPLATE,
+                        attr::UNWRAP_TEMPLATE,
+                    ]
+                    .contains(t)
+                })
                 .filter_map(|t| convert::attribute_type(*t))
                 .collect()
         });

@@ -159,8 +159,10 @@ fn aes_key(s: &Session, value: &[u8], extra: &[Attribute]) -> BenchResult<Object
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
         Attribute::Value(value.to_vec()),
-        Attribute::Sensitive(true),
     ];
+    if !extra.iter().any(|a| matches!(a, Attribute::Sensitive(_))) {
+        t.push(Attribute::Sensitive(true));
+    }
     t.extend_from_slice(extra);
     ck(s.create_object(&t), "C_CreateObject (AES)")
 }
@@ -270,7 +272,12 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
             let kek_value = [0x11u8; 32];
             let target_value = [0x22u8; 32];
             let kek = aes_key(s, &kek_value, &[Attribute::Wrap(true), Attribute::Extractable(false)])?;
-            let target = aes_key(s, &target_value, &[Attribute::Extractable(true)])?;
+            // Not sensitive: a sensitive key is never wrapped under a key known outside.
+            let target = aes_key(
+                s,
+                &target_value,
+                &[Attribute::Extractable(true), Attribute::Sensitive(false)],
+            )?;
             let wrapped = ck(s.wrap_key(&Mechanism::AesKeyWrap, kek, target), "C_WrapKey")?;
             let outside = aes_kw::KekAes256::from(kek_value);
             if outside.unwrap_vec(&wrapped).ok().as_deref() != Some(&target_value[..]) {
