@@ -43,6 +43,9 @@ pub struct Event<'a> {
     pub mechanism: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<KeyRef>,
+    /// What else the operation was told (a revocation's reason); never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub result: String,
 }
 
@@ -117,16 +120,7 @@ pub fn now() -> String {
         .unwrap_or_default();
     let secs = d.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::token::dates::civil(days as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rest / 3600,
@@ -176,6 +170,7 @@ mod tests {
                 id: None,
                 fingerprint: None,
             }],
+            detail: None,
             result: "ok".into(),
         };
         a.write(&e).unwrap();

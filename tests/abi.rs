@@ -581,3 +581,157 @@ fn a_forked_child_must_initialise_again_and_then_works() {
     assert_eq!(call!(r, C_GenerateRandom(h, out.as_mut_ptr(), 8)), CKR_OK);
     assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
 }
+
+/// A nested template as the C ABI carries it: an array of `CK_ATTRIBUTE` whose byte length is
+/// the attribute's `ulValueLen`.
+fn template_attr(ty: CK_ATTRIBUTE_TYPE, inner: &[CK_ATTRIBUTE]) -> CK_ATTRIBUTE {
+    CK_ATTRIBUTE {
+        type_: ty,
+        pValue: inner.as_ptr() as CK_VOID_PTR,
+        ulValueLen: std::mem::size_of_val(inner) as CK_ULONG,
+    }
+}
+
+fn generate_aes(r: &Raw, h: CK_SESSION_HANDLE, extra: &[CK_ATTRIBUTE]) -> CK_OBJECT_HANDLE {
+    let len: CK_ULONG = 32;
+    let mut t = vec![attr(CKA_VALUE_LEN, &len)];
+    t.extend_from_slice(extra);
+    let mut m = mech(CKM_AES_KEY_GEN);
+    let mut k = 0;
+    assert_eq!(
+        call!(r, C_GenerateKey(h, &mut m, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+        CKR_OK
+    );
+    k
+}
+
+/// CKA_WRAP_TEMPLATE: only keys matching it leave under the wrapping key. CKA_UNWRAP_TEMPLATE:
+/// what it fixes, an unwrapping template cannot contradict (the wrap-then-unwrap-weaker attack).
+/// Both read back through C_GetAttributeValue's two-level convention.
+#[test]
+fn wrap_and_unwrap_templates_bind_what_crosses_the_boundary() {
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let (yes, no): (CK_BBOOL, CK_BBOOL) = (1, 0);
+    let label = *b"exportable";
+    let wrap_t = [CK_ATTRIBUTE {
+        type_: CKA_LABEL,
+        pValue: label.as_ptr() as CK_VOID_PTR,
+        ulValueLen: label.len() as CK_ULONG,
+    }];
+    let unwrap_t = [attr(CKA_SENSITIVE, &yes), attr(CKA_EXTRACTABLE, &no)];
+    let kek = generate_aes(
+        &r,
+        h,
+        &[
+            attr(CKA_WRAP, &yes),
+            attr(CKA_UNWRAP, &yes),
+            template_attr(CKA_WRAP_TEMPLATE, &wrap_t),
+            template_attr(CKA_UNWRAP_TEMPLATE, &unwrap_t),
+        ],
+    );
+    // A malformed nested template (a length that is not whole attributes) is refused.
+    let mut bad = template_attr(CKA_WRAP_TEMPLATE, &wrap_t);
+    bad.ulValueLen -= 1;
+    let len: CK_ULONG = 32;
+    let mut t = [attr(CKA_VALUE_LEN, &len), attr(CKA_WRAP, &yes), bad];
+    let (mut m, mut k) = (mech(CKM_AES_KEY_GEN), 0);
+    assert_eq!(
+        call!(r, C_GenerateKey(h, &mut m, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+        CKR_ATTRIBUTE_VALUE_INVALID
+    );
+
+    // Read back: the array's size, then each element's length, then the values.
+    let mut a = [CK_ATTRIBUTE {
+        type_: CKA_UNWRAP_TEMPLATE,
+        pValue: null_mut(),
+        ulValueLen: 0,
+    }];
+    assert_eq!(call!(r, C_GetAttributeValue(h, kek, a.as_mut_ptr(), 1)), CKR_OK);
+    assert_eq!(a[0].ulValueLen as usize, 2 * std::mem::size_of::<CK_ATTRIBUTE>());
+    let mut inner = [CK_ATTRIBUTE {
+        type_: 0,
+        pValue: null_mut(),
+        ulValueLen: 0,
+    }; 2];
+    a[0].pValue = inner.as_mut_ptr() as CK_VOID_PTR;
+    assert_eq!(call!(r, C_GetAttributeValue(h, kek, a.as_mut_ptr(), 1)), CKR_OK);
+    assert_eq!(
+        inner.map(|i| (i.type_, i.ulValueLen)),
+        [(CKA_SENSITIVE, 1), (CKA_EXTRACTABLE, 1)]
+    );
+    let mut values = [9u8; 2];
+    inner[0].pValue = &mut values[0] as *mut u8 as CK_VOID_PTR;
+    inner[1].pValue = &mut values[1] as *mut u8 as CK_VOID_PTR;
+    a[0].pValue = inner.as_mut_ptr() as CK_VOID_PTR;
+    assert_eq!(call!(r, C_GetAttributeValue(h, kek, a.as_mut_ptr(), 1)), CKR_OK);
+    assert_eq!(values, [1, 0]);
+
+    let named = |l: &[u8]| {
+        generate_aes(
+            &r,
+            h,
+            &[
+                CK_ATTRIBUTE {
+                    type_: CKA_LABEL,
+                    pValue: l.as_ptr() as CK_VOID_PTR,
+                    ulValueLen: l.len() as CK_ULONG,
+                },
+                attr(CKA_EXTRACTABLE, &yes),
+            ],
+        )
+    };
+    let other = named(b"internal");
+    let exportable = named(&label);
+    let mut m = mech(CKM_AES_KEY_WRAP);
+    let mut out = [0u8; 40];
+    let mut n = out.len() as CK_ULONG;
+    assert_eq!(
+        call!(r, C_WrapKey(h, &mut m, kek, other, out.as_mut_ptr(), &mut n)),
+        CKR_KEY_NOT_WRAPPABLE
+    );
+    assert_eq!(
+        call!(r, C_WrapKey(h, &mut m, kek, exportable, out.as_mut_ptr(), &mut n)),
+        CKR_OK
+    );
+
+    let (class, kt): (CK_ULONG, CK_ULONG) = (CKO_SECRET_KEY, CKK_AES);
+    let mut unwrap = |sensitive: Option<&CK_BBOOL>, k: &mut CK_OBJECT_HANDLE| {
+        let mut t = vec![attr(CKA_CLASS, &class), attr(CKA_KEY_TYPE, &kt)];
+        t.extend(sensitive.map(|s| attr(CKA_SENSITIVE, s)));
+        let mut m = mech(CKM_AES_KEY_WRAP);
+        call!(
+            r,
+            C_UnwrapKey(
+                h,
+                &mut m,
+                kek,
+                out.as_mut_ptr(),
+                n,
+                t.as_mut_ptr(),
+                t.len() as CK_ULONG,
+                k
+            )
+        )
+    };
+    let mut k = 0;
+    assert_eq!(unwrap(Some(&no), &mut k), CKR_TEMPLATE_INCONSISTENT);
+    assert_eq!(unwrap(None, &mut k), CKR_OK);
+    let (mut sensitive, mut extractable): (CK_BBOOL, CK_BBOOL) = (0, 1);
+    let out_bool = |ty, v: &mut CK_BBOOL| CK_ATTRIBUTE {
+        type_: ty,
+        pValue: v as *mut CK_BBOOL as CK_VOID_PTR,
+        ulValueLen: 1,
+    };
+    let mut a = [
+        out_bool(CKA_SENSITIVE, &mut sensitive),
+        out_bool(CKA_EXTRACTABLE, &mut extractable),
+    ];
+    assert_eq!(call!(r, C_GetAttributeValue(h, k, a.as_mut_ptr(), 2)), CKR_OK);
+    assert_eq!(
+        (sensitive, extractable),
+        (1, 0),
+        "the unwrap template's values were applied"
+    );
+}

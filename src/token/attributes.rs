@@ -544,7 +544,13 @@ pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
         Kind::Bool => v.len() == 1 && v[0] <= 1,
         Kind::Ulong => v.len() == 8,
         Kind::Bytes => true,
-        Kind::Date => v.is_empty() || (v.len() == 8 && v.iter().all(u8::is_ascii_digit)),
+        // Empty, or eight digits; eight NULs or spaces are how some clients (cryptoki's
+        // `Date::new_empty`) say empty, and are taken as no date.
+        Kind::Date => {
+            v.is_empty()
+                || (v.len() == 8
+                    && (v.iter().all(u8::is_ascii_digit) || v.iter().all(|&b| b == 0) || v.iter().all(|&b| b == b' ')))
+        }
         Kind::MechList => v.len() % 8 == 0,
         Kind::Template => nested::decode(v).is_ok(),
     };

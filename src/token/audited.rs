@@ -56,6 +56,7 @@ impl Provider {
             op,
             mechanism: mech.map(policy::name),
             keys,
+            detail: None,
             result: audit::result_name(r),
         })
     }

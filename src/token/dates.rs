@@ -9,8 +9,16 @@ pub fn today() -> [u8; 8] {
     from_days((secs / 86_400) as i64)
 }
 
-/// The civil date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
 fn from_days(days: i64) -> [u8; 8] {
+    let (y, m, d) = civil(days);
+    let mut out = [0u8; 8];
+    out.copy_from_slice(format!("{y:04}{m:02}{d:02}").as_bytes());
+    out
+}
+
+/// The civil date (year, month, day) `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+pub fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -19,10 +27,7 @@ fn from_days(days: i64) -> [u8; 8] {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let mut out = [0u8; 8];
-    out.copy_from_slice(format!("{y:04}{m:02}{d:02}").as_bytes());
-    out
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -105,7 +105,11 @@ fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
         return Err(Error::KeyFunctionNotPermitted);
     }
     let today = dates::today();
-    let date = |ty| attrs.get(ty).filter(|d| d.len() == 8);
+    let date = |ty| {
+        attrs
+            .get(ty)
+            .filter(|d| d.len() == 8 && d.iter().all(u8::is_ascii_digit))
+    };
     if let Some(start) = date(attr::START_DATE).filter(|s| *s > &today[..]) {
         log::warn!(
             "key {:?} is not in service before {}: refused for {}",
@@ -382,7 +386,7 @@ impl Provider {
         slot.check(mech, mflag::GENERATE)?;
         let kt = object::keygen_type(mech, &template)?;
         let t = object::implied(template, class::SECRET_KEY, kt)?;
-        let t = object::complete(t, Origin::Generate(mech.ty()), false)?;
+        let t = object::complete(t, Origin::Generate(mech.ty()), self.is_so(s.slot))?;
         // AES has three key sizes; refused here so both modes answer alike (an HSM may call
         // another length CKR_ATTRIBUTE_VALUE_INVALID).
         if kt == key_type::AES && !matches!(t.ulong(attr::VALUE_LEN)?, None | Some(16 | 24 | 32)) {
@@ -414,8 +418,9 @@ impl Provider {
             other => return Err(Error::MechanismInvalid(other.ty())),
         };
         let origin = Origin::Generate(mech.ty());
-        let public = object::complete(object::implied(public, class::PUBLIC_KEY, kt)?, origin, false)?;
-        let private = object::complete(object::implied(private, class::PRIVATE_KEY, kt)?, origin, false)?;
+        let so = self.is_so(s.slot);
+        let public = object::complete(object::implied(public, class::PUBLIC_KEY, kt)?, origin, so)?;
+        let private = object::complete(object::implied(private, class::PRIVATE_KEY, kt)?, origin, so)?;
         if kt == key_type::RSA {
             if public.ulong(attr::MODULUS_BITS)?.is_none() {
                 return Err(Error::TemplateIncomplete(
@@ -511,7 +516,7 @@ impl Provider {
                 }
             }
         }
-        let t = object::complete(template, Origin::Unwrap, false)?;
+        let t = object::complete(template, Origin::Unwrap, self.is_so(s.slot))?;
         let policy = &self.slot_of(&s).policy;
         policy.check_protection(&t)?;
         policy.check_key_size(&t)?;
@@ -539,7 +544,7 @@ impl Provider {
             return Err(Error::TemplateInconsistent("derivation makes secret keys"));
         }
         let base_attrs = b.attributes(h, &bid)?;
-        let t = object::complete(template, Origin::Derive(&base_attrs), false)?;
+        let t = object::complete(template, Origin::Derive(&base_attrs), self.is_so(s.slot))?;
         self.slot_of(&s).policy.check_protection(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
         let id = b.derive_key(h, mech, &bid, lifetime, t)?;

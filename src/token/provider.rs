@@ -344,7 +344,7 @@ impl Provider {
         *self.slots[slot].login.lock() == Some(UserType::User)
     }
 
-    fn is_so(&self, slot: usize) -> bool {
+    pub(super) fn is_so(&self, slot: usize) -> bool {
         *self.slots[slot].login.lock() == Some(UserType::So)
     }
 

@@ -415,6 +415,36 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// `keygate destroy --all`: crypto-shredding. After the SO PIN is checked, destroys the
+    /// root key in the HSM, which makes this store, its mirror and every backup of them
+    /// unreadable for good, then deletes the store's files.
+    pub fn destroy_token(&self, so_pin: &Pin) -> Result<()> {
+        let h = self.header()?;
+        self.login_impl(crate::backend::UserType::So, so_pin)?;
+        self.logout_impl();
+        self.root()?.destroy_key(&h.root_id)?;
+        log::warn!(
+            "token {:?}: root key {} destroyed; every copy of the store is now unreadable",
+            self.cfg.label,
+            hex::encode(h.root_id)
+        );
+        *self.store.lock() = None;
+        self.opened.lock().clear();
+        let mut paths = vec![self.store_path()?.to_path_buf()];
+        paths.extend(self.cfg.mirror.clone());
+        for p in paths {
+            for suffix in ["", "-wal", "-shm"] {
+                let f = std::path::PathBuf::from(format!("{}{suffix}", p.display()));
+                match std::fs::remove_file(&f) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::Store(format!("cannot delete {}: {e}", f.display()))),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `keygate change-pin`: as `C_SetPIN`, re-wraps only the DEK.
     pub fn change_pin(&self, so: bool, old: &Pin, new: &Pin) -> Result<()> {
         let user = if so {

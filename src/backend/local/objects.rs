@@ -378,6 +378,16 @@ impl LocalBackend {
         self.forget(id);
         if deleted {
             log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex::encode(id));
+            // secure_delete zeroed the record in the database's pages; the write-ahead log
+            // still holds earlier copies of those pages until it is emptied.
+            match self.store()?.checkpoint() {
+                Ok(true) => {}
+                Ok(false) => log::info!(
+                    "token {:?}: another process is reading the store; the destroyed record's old pages leave the write-ahead log at its next checkpoint",
+                    self.cfg.label
+                ),
+                Err(e) => log::warn!("token {:?}: checkpoint after destroy failed: {e}", self.cfg.label),
+            }
             Ok(())
         } else {
             Err(Error::ObjectHandleInvalid)

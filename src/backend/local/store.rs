@@ -231,6 +231,16 @@ impl Store {
         Ok(row)
     }
 
+    /// Copies the write-ahead log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
+    /// so that bytes `secure_delete` overwrote in the database are gone from the log too.
+    /// False when a reader in another process kept part of the log alive (it is emptied at a
+    /// later checkpoint).
+    pub fn checkpoint(&self) -> Result<bool> {
+        let conn = self.conn.lock();
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
     /// A number that changes whenever another connection (another process, or the CLI) has
     /// committed a change to the database since this connection last looked (SQLite's
     /// `PRAGMA data_version`); this connection's own commits leave it unchanged.

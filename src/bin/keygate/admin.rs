@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
+use keygate_pkcs11::audit::{self, Audit, Event, KeyRef};
 use keygate_pkcs11::backend::local::admin::VerifyReport;
 use keygate_pkcs11::backend::local::LocalBackend;
-use keygate_pkcs11::backend::{Backend, UserType, ADMIN_SESSION};
+use keygate_pkcs11::backend::{Backend, ObjectId, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
-use keygate_pkcs11::token::attributes::{attr, class, key_type, AttrMap};
+use keygate_pkcs11::token::attributes::{attr, class, key_type, revocation, AttrMap};
 use keygate_pkcs11::token::mechanisms::Pin;
 use keygate_pkcs11::token::provider::Slot;
 
@@ -162,6 +163,7 @@ pub fn list(slot: &Slot, pin: Option<Pin>, json: bool) -> Result<(), String> {
                 "label": text(attr::LABEL),
                 "id": hex::encode(a.get(attr::ID).unwrap_or_default()),
                 "flags": flags,
+                "revoked": a.ulong(attr::KEYGATE_REVOKED).ok().flatten().map(|r| revocation::name(r).unwrap_or("unknown")),
             }));
         }
         Ok(rows)
@@ -264,4 +266,152 @@ pub fn restore(b: &LocalBackend, token: &str, from: &Path, json: bool) -> Result
         .restore(from)
         .map_err(|e| format!("cannot restore {token:?} from {}: {e}", from.display()))?;
     report("restore", token, &rep, json)
+}
+
+/// Asks for confirmation of an irreversible command on a terminal; without one, `--yes` must
+/// have been given.
+pub fn confirm(yes: bool, what: &str, token: &str) -> Result<(), String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "{what} cannot be undone: pass --yes to confirm it (standard input is not a terminal to ask on)"
+        ));
+    }
+    eprint!("{what} cannot be undone. Type the token label ({token}) to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the confirmation: {e}"))?;
+    if line.trim_end() == token {
+        Ok(())
+    } else {
+        Err("not confirmed; nothing was done".into())
+    }
+}
+
+/// One line in the configuration's audit trail, if it has one, for an administrative act.
+fn audited(
+    cfg: &Config,
+    token: &str,
+    op: &str,
+    keys: Vec<KeyRef>,
+    detail: Option<String>,
+    result: &str,
+) -> Result<(), String> {
+    let Some(a) = &cfg.audit else { return Ok(()) };
+    Audit::new(a)
+        .write(&Event {
+            time: audit::now(),
+            pid: std::process::id(),
+            token,
+            session: ADMIN_SESSION,
+            op,
+            mechanism: None,
+            keys,
+            detail,
+            result: result.into(),
+        })
+        .map_err(|e| format!("{e}"))
+}
+
+/// Runs `f` on the token's backend logged in as the user, with the object `key` names (its
+/// identifier as `keygate list` prints it) and that object's attributes.
+fn with_object<T>(
+    b: &LocalBackend,
+    token: &str,
+    key: &str,
+    pin: &Pin,
+    f: impl FnOnce(&ObjectId, &AttrMap) -> Result<T, String>,
+) -> Result<T, String> {
+    let id: ObjectId = hex::decode(key).ok().and_then(|v| v.try_into().ok()).ok_or(format!(
+        "{key:?} is not an object identifier (32 hex digits, as keygate list prints them)"
+    ))?;
+    b.session_opened(ADMIN_SESSION, true)
+        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+    let out = (|| {
+        b.login(ADMIN_SESSION, UserType::User, pin)
+            .map_err(|e| format!("login to {token:?} failed: {e}"))?;
+        let attrs = b
+            .attributes(ADMIN_SESSION, &id)
+            .map_err(|_| format!("token {token:?} has no object {key}"))?;
+        f(&id, &attrs)
+    })();
+    b.logout(ADMIN_SESSION);
+    b.session_closed(ADMIN_SESSION);
+    out
+}
+
+fn key_ref(a: &AttrMap) -> KeyRef {
+    KeyRef {
+        label: a.get(attr::LABEL).map(|l| String::from_utf8_lossy(l).into_owned()),
+        id: a.get(attr::ID).filter(|i| !i.is_empty()).map(hex::encode),
+        fingerprint: None,
+    }
+}
+
+/// `keygate revoke`: the key stops signing, encrypting, wrapping and deriving for good.
+pub fn revoke(cfg: &Config, token: &str, key: &str, reason: &str, pin: &Pin) -> Result<(), String> {
+    let code = revocation::by_name(reason).ok_or(format!(
+        "unknown reason {reason:?}: one of {}",
+        revocation::NAMES.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    ))?;
+    let b = local(cfg, token)?;
+    with_object(&b, token, key, pin, |id, a| {
+        if !matches!(
+            a.class(),
+            Ok(class::PRIVATE_KEY | class::SECRET_KEY | class::PUBLIC_KEY)
+        ) {
+            return Err(format!("object {key} is not a key"));
+        }
+        if let Ok(Some(r)) = a.ulong(attr::KEYGATE_REVOKED) {
+            return Err(format!(
+                "key {key} is already revoked ({})",
+                revocation::name(r).unwrap_or("unknown reason")
+            ));
+        }
+        let mut new = a.clone();
+        new.set_ulong(attr::KEYGATE_REVOKED, code);
+        let r = b.update(ADMIN_SESSION, id, new);
+        let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+        audited(
+            cfg,
+            token,
+            "keygate revoke",
+            vec![key_ref(a)],
+            Some(format!("reason: {reason}")),
+            &result,
+        )?;
+        r.map_err(|e| format!("cannot revoke {key}: {e}"))?;
+        println!("key {key} revoked ({reason}): it no longer signs, encrypts, wraps or derives");
+        Ok(())
+    })
+}
+
+/// `keygate destroy KEY`: the object's record is deleted and its bytes overwritten.
+pub fn destroy(cfg: &Config, token: &str, key: &str, pin: &Pin) -> Result<(), String> {
+    let b = local(cfg, token)?;
+    with_object(&b, token, key, pin, |id, a| {
+        let r = b.destroy(ADMIN_SESSION, id);
+        let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+        audited(cfg, token, "keygate destroy", vec![key_ref(a)], None, &result)?;
+        r.map_err(|e| format!("cannot destroy {key}: {e}"))?;
+        println!("object {key} destroyed");
+        Ok(())
+    })
+}
+
+/// `keygate destroy --all`: the HSM root key and the store go; no backup can be opened again.
+pub fn destroy_all(cfg: &Config, token: &str, so_pin: &Pin) -> Result<(), String> {
+    let b = local(cfg, token)?;
+    let r = b.destroy_token(so_pin);
+    let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+    audited(cfg, token, "keygate destroy --all", vec![], None, &result)?;
+    r.map_err(|e| format!("cannot destroy {token:?}: {e}"))?;
+    println!("token {token:?} destroyed: its root key is gone from the HSM, and with it every copy of its keys");
+    Ok(())
 }

@@ -124,6 +124,44 @@ enum Command {
     /// Backups made before stay tied to the old root key, and so become unusable. PINs as for
     /// rotate-dek.
     RotateRoot(RotateArgs),
+    /// Revoke a key of a self-managed token, for good: it no longer signs, encrypts, wraps or
+    /// derives, but still verifies and decrypts what was made before. Recorded in the audit
+    /// trail; survives backup and restore.
+    Revoke {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// The key's identifier, as `keygate list` prints it.
+        key: String,
+        /// Why: compromised, superseded, cessation, affiliation-changed or unspecified.
+        #[arg(long)]
+        reason: String,
+        /// Environment variable holding the user PIN (else read from standard input).
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
+    /// Destroy one object of a self-managed token (its record is deleted and overwritten in the
+    /// store and its mirror), or with --all the whole token: the HSM root key first, which makes
+    /// the store, the mirror and every backup unreadable for good, then the files. Asks for
+    /// confirmation on a terminal; --yes confirms in scripts.
+    Destroy {
+        /// Label of the token in the configuration.
+        #[arg(long)]
+        token: String,
+        /// The object's identifier, as `keygate list` prints it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        key: Option<String>,
+        /// Destroy the whole token, root key included (needs the SO PIN).
+        #[arg(long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Environment variable holding the user PIN (one object) or the SO PIN (--all); else
+        /// read from standard input.
+        #[arg(long)]
+        pin_env: Option<String>,
+    },
     /// Measure a PKCS#11 module (keygate by default, or any other: SoftHSM2, your HSM) on named
     /// workloads. Each workload is checked for correctness first (signatures verify, ciphertexts
     /// decrypt, outside keygate), then timed with one session per thread. Prints ops/s, p50/p99
@@ -436,6 +474,33 @@ fn run(cli: Cli) -> Result<(), String> {
             fingerprint(slot, ident, &pin_env, json)
         }
         Command::Bench(_) => unreachable!("handled above"),
+        Command::Revoke {
+            token,
+            key,
+            reason,
+            pin_env,
+        } => {
+            let pin = admin::Pins::new().get(&pin_env, "user PIN")?;
+            admin::revoke(&cfg, &token, &key, &reason, &pin)
+        }
+        Command::Destroy {
+            token,
+            key,
+            all,
+            yes,
+            pin_env,
+        } => {
+            let what = if all {
+                "Destroying the whole token"
+            } else {
+                "Destroying an object"
+            };
+            admin::confirm(yes, what, &token)?;
+            match key {
+                Some(key) => admin::destroy(&cfg, &token, &key, &admin::Pins::new().get(&pin_env, "user PIN")?),
+                None => admin::destroy_all(&cfg, &token, &admin::Pins::new().get(&pin_env, "SO PIN")?),
+            }
+        }
         Command::List { token, pin_env, json } => {
             let slot = slots
                 .iter()

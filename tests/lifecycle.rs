@@ -1,0 +1,581 @@
+//! A key's life after creation: revocation (`keygate revoke`, `CKA_KEYGATE_REVOKED`), validity
+//! dates, destruction (one object, and the whole token with its HSM root), and the wrapping
+//! policy against the known wrap/unwrap attacks. Everything through the built module or the
+//! built `keygate`; signatures and ciphertexts are checked with RustCrypto.
+
+mod common;
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::{AuthPin, Date};
+
+const KEYGATE_REVOKED: u64 = pkcs11_sys::CKA_VENDOR_DEFINED | 0x4b47_0001;
+
+fn pins_in_env() {
+    std::env::set_var("KG_SO", SO_PIN);
+    std::env::set_var("KG_USER", USER_PIN);
+}
+
+fn rv(e: CkError) -> RvError {
+    match e {
+        CkError::Pkcs11(rv, _) => rv,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn cli_ok(env: &Env, args: &[&str]) -> String {
+    let o = env.cli(args);
+    assert!(
+        o.status.success(),
+        "keygate {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn cli_fails(env: &Env, args: &[&str], why: &str) {
+    let o = env.cli(args);
+    assert_eq!(o.status.code(), Some(1), "keygate {args:?}: {o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(why), "{err:?} should say {why:?}");
+}
+
+/// The identifier `keygate list` gives the object labelled `label` (the private key, for a
+/// key pair).
+fn uid(env: &Env, label: &str) -> String {
+    let out = cli_ok(env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["label"] == label && v["class"] != "public-key")
+        .map(|v| v["uid"].as_str().unwrap().to_string())
+        .next()
+        .unwrap_or_else(|| panic!("no {label:?} in {out}"))
+}
+
+fn gcm(iv: &mut [u8; 12]) -> Mechanism<'_> {
+    Mechanism::AesGcm(GcmParams::new(iv, b"", 128.into()).unwrap())
+}
+
+fn p256_pair(s: &Session, label: &str) -> (ObjectHandle, ObjectHandle) {
+    s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::Label(label.into()),
+        ],
+        &[Attribute::Token(true), Attribute::Label(label.into())],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    pins_in_env();
+    let trail = tempfile::tempdir().unwrap();
+    let trail = trail.path().join("audit.jsonl");
+    let env = Env::new_with(&format!("{EXPORT_ALLOWED}\n[audit]\npath = \"{}\"\n", trail.display()));
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let (public, private) = p256_pair(&s, "signer");
+    aes_token_key(&s, "data");
+    let aes = find_one(&s, "data").unwrap();
+    let digest = [0x5au8; 32];
+    let sig = s.sign(&Mechanism::Ecdsa, private, &digest).unwrap();
+    let mut iv = [3u8; 12];
+    let ct = s.encrypt(&gcm(&mut iv), aes, b"before").unwrap();
+
+    for label in ["signer", "data"] {
+        let id = uid(&env, label);
+        let out = cli_ok(
+            &env,
+            &[
+                "revoke",
+                "--token",
+                "test",
+                "--reason",
+                "compromised",
+                "--pin-env",
+                "KG_USER",
+                &id,
+            ],
+        );
+        assert!(out.contains("revoked"), "{out}");
+    }
+    // The running process sees the revocation at its next operation.
+    assert_eq!(
+        rv(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+    assert_eq!(
+        rv(s.encrypt(&gcm(&mut iv), aes, b"after").unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+    s.verify(&Mechanism::Ecdsa, public, &digest, &sig).unwrap();
+    assert_eq!(s.decrypt(&gcm(&mut iv), aes, &ct).unwrap(), b"before");
+    // The signature made before still verifies outside too.
+    let point = ec_point(&s, public);
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).unwrap();
+    vk.verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&sig).unwrap())
+        .unwrap();
+
+    // Revocation is for good: not undone, not changed, not given at creation.
+    let revoked = |reason: u64| {
+        Attribute::VendorDefined((
+            AttributeType::VendorDefined(KEYGATE_REVOKED),
+            reason.to_le_bytes().to_vec(),
+        ))
+    };
+    assert_eq!(
+        rv(s.update_attributes(aes, &[revoked(4)]).unwrap_err()),
+        RvError::AttributeReadOnly
+    );
+    s.update_attributes(aes, &[revoked(1)]).unwrap();
+    let e = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(vec![1; 16]),
+            revoked(1),
+        ])
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::AttributeReadOnly);
+    // An application may revoke a key too, with a known reason only.
+    aes_token_key(&s, "other");
+    let other = find_one(&s, "other").unwrap();
+    assert_eq!(
+        rv(s.update_attributes(other, &[revoked(77)]).unwrap_err()),
+        RvError::AttributeValueInvalid
+    );
+    s.update_attributes(other, &[revoked(4)]).unwrap();
+    assert_eq!(
+        rv(s.encrypt(&gcm(&mut iv), other, b"x").unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+
+    let id = uid(&env, "data");
+    cli_fails(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "compromised",
+            "--pin-env",
+            "KG_USER",
+            &id,
+        ],
+        "already revoked (compromised)",
+    );
+    cli_fails(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "bored",
+            "--pin-env",
+            "KG_USER",
+            &id,
+        ],
+        "unknown reason",
+    );
+    cli_fails(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "superseded",
+            "--pin-env",
+            "KG_USER",
+            "00",
+        ],
+        "not an object identifier",
+    );
+    let listed = cli_ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    assert!(listed.contains("\"revoked\":\"compromised\""), "{listed}");
+
+    // Audited.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&trail)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let revokes: Vec<_> = lines.iter().filter(|l| l["op"] == "keygate revoke").collect();
+    assert_eq!(revokes.len(), 2, "{lines:?}");
+    assert_eq!(revokes[0]["keys"][0]["label"], "signer");
+    assert_eq!(revokes[0]["detail"], "reason: compromised");
+    assert_eq!(revokes[0]["result"], "ok");
+
+    // It survives backup and restore.
+    let backup = env.path().join("backup.db");
+    cli_ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    drop(s);
+    p.finalize().unwrap();
+    std::fs::remove_file(env.store()).unwrap();
+    cli_ok(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+    );
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let private = s
+        .find_objects(&[
+            Attribute::Label("signer".into()),
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+        ])
+        .unwrap()[0];
+    assert_eq!(
+        rv(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+    let aes = find_one(&s, "data").unwrap();
+    assert_eq!(s.decrypt(&gcm(&mut iv), aes, &ct).unwrap(), b"before");
+}
+
+#[test]
+fn start_and_end_dates_bound_new_work_only() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "dated");
+    let k = find_one(&s, "dated").unwrap();
+    let mut iv = [4u8; 12];
+    let ct = s.encrypt(&gcm(&mut iv), k, b"in service").unwrap();
+    let date = |y: &str| Date::new_from_str_slice(y, "01", "01").unwrap();
+
+    s.update_attributes(k, &[Attribute::EndDate(date("2000"))]).unwrap();
+    assert_eq!(
+        rv(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+    assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"in service");
+
+    s.update_attributes(
+        k,
+        &[
+            Attribute::EndDate(Date::new_empty()),
+            Attribute::StartDate(date("2999")),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        rv(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+    assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"in service");
+
+    // Inside the window (or with no dates), the key works.
+    s.update_attributes(
+        k,
+        &[Attribute::StartDate(date("2000")), Attribute::EndDate(date("2999"))],
+    )
+    .unwrap();
+    s.encrypt(&gcm(&mut iv), k, b"x").unwrap();
+
+    // A signing key past its end date.
+    let (_, private) = p256_pair(&s, "old-signer");
+    s.update_attributes(private, &[Attribute::EndDate(date("2001"))])
+        .unwrap();
+    assert_eq!(
+        rv(s.sign(&Mechanism::Ecdsa, private, &[1; 32]).unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+}
+
+/// The high-entropy 32-byte windows of an object's stored record (its sealed blob's nonce,
+/// ciphertext and tag; attribute encodings are low-entropy and shared between records).
+fn record_windows(env: &Env, uid: &str) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("sqlite3")
+        .arg(env.store())
+        .arg(format!("SELECT hex(body) FROM objects WHERE hex(uid) = upper('{uid}')"))
+        .output()
+        .unwrap();
+    let body = hex::decode(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(body.len() > 64, "record of {uid} read");
+    body.windows(32)
+        .filter(|w| w.iter().collect::<std::collections::BTreeSet<_>>().len() >= 24)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Whether any of `windows` is in the store's files (database and write-ahead log).
+fn in_files(env: &Env, windows: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", env.store().display());
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        if windows.iter().any(|w| bytes.windows(w.len()).any(|b| b == &w[..])) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
+    pins_in_env();
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "by-api");
+    aes_token_key(&s, "by-cli");
+    aes_token_key(&s, "kept");
+    let (api, cli) = (uid(&env, "by-api"), uid(&env, "by-cli"));
+    let (api_w, cli_w, kept_w) = (
+        record_windows(&env, &api),
+        record_windows(&env, &cli),
+        record_windows(&env, &uid(&env, "kept")),
+    );
+    assert!(!api_w.is_empty() && !cli_w.is_empty());
+    assert!(
+        !in_files(&env, &api_w).is_empty(),
+        "the sealed bytes are in the files before"
+    );
+
+    s.destroy_object(find_one(&s, "by-api").unwrap()).unwrap();
+    assert_eq!(in_files(&env, &api_w), Vec::<String>::new(), "after C_DestroyObject");
+
+    cli_fails(
+        &env,
+        &["destroy", "--token", "test", "--pin-env", "KG_USER", &cli],
+        "--yes",
+    );
+    assert!(find_one(&s, "by-cli").is_some(), "nothing destroyed unconfirmed");
+    cli_ok(
+        &env,
+        &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &cli],
+    );
+    assert_eq!(in_files(&env, &cli_w), Vec::<String>::new(), "after keygate destroy");
+    assert!(find_one(&s, "by-cli").is_none());
+    // The rest of the token is intact.
+    assert!(!in_files(&env, &kept_w).is_empty());
+    let k = find_one(&s, "kept").unwrap();
+    let mut iv = [5u8; 12];
+    let ct = s.encrypt(&gcm(&mut iv), k, b"kept").unwrap();
+    assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"kept");
+    let v = cli_ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    assert!(v.contains("\"ok\":true") && v.contains("\"objects\":1"), "{v}");
+}
+
+#[test]
+fn destroying_the_token_shreds_every_copy() {
+    pins_in_env();
+    std::env::set_var("KG_WRONG", "not-the-pin-0000");
+    let env = Env::new();
+    {
+        let p = env.load();
+        aes_token_key(&Env::user_session(&p), "k");
+        p.finalize().unwrap();
+    }
+    let backup = env.path().join("backup.db");
+    cli_ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    cli_fails(
+        &env,
+        &["destroy", "--token", "test", "--all", "--pin-env", "KG_SO"],
+        "--yes",
+    );
+    cli_fails(
+        &env,
+        &["destroy", "--token", "test", "--all", "--yes", "--pin-env", "KG_WRONG"],
+        "wrong PIN",
+    );
+    cli_ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
+
+    let out = cli_ok(
+        &env,
+        &["destroy", "--token", "test", "--all", "--yes", "--pin-env", "KG_SO"],
+    );
+    assert!(out.contains("destroyed"), "{out}");
+    assert!(!env.store().exists());
+    // The backup is whole, but nothing can open it: its root key is gone from the HSM.
+    cli_fails(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        "",
+    );
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    assert!(s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).is_err());
+}
+
+/// A sensitive key to protect, extractable only so that wrapping is the question.
+fn precious(s: &Session, extra: &[Attribute]) -> ObjectHandle {
+    let mut t = vec![
+        Attribute::ValueLen(32.into()),
+        Attribute::Label("precious".into()),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(true),
+    ];
+    t.extend_from_slice(extra);
+    s.generate_key(&Mechanism::AesKeyGen, &t).unwrap()
+}
+
+fn kek(s: &Session, extra: &[Attribute]) -> ObjectHandle {
+    let mut t = vec![
+        Attribute::ValueLen(32.into()),
+        Attribute::Wrap(true),
+        Attribute::Unwrap(true),
+    ];
+    t.extend_from_slice(extra);
+    s.generate_key(&Mechanism::AesKeyGen, &t).unwrap()
+}
+
+#[test]
+fn wrap_and_unwrap_attacks_are_refused() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let target = precious(&s, &[]);
+
+    // 1. Wrap a sensitive key under a key the attacker knows, then unwrap it outside.
+    let known = [0x42u8; 32];
+    let attacker = import_secret(
+        &s,
+        KeyType::AES,
+        &known,
+        &[Attribute::Wrap(true), Attribute::Unwrap(true)],
+    );
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, attacker, target).unwrap_err()),
+        RvError::KeyNotWrappable
+    );
+
+    // 2. Wrap under a key that can also decrypt, then decrypt the wrapping with it (AES-CBC
+    //    decryption of the RFC 3394 blocks).
+    let both = kek(&s, &[Attribute::Decrypt(true)]);
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, both, target).unwrap_err()),
+        RvError::KeyFunctionNotPermitted
+    );
+
+    // 3. Encrypt a value of one's choosing, then unwrap it as a key (encrypt + unwrap roles).
+    let enc_unwrap = kek(&s, &[Attribute::Encrypt(true)]);
+    let chosen = import_secret(
+        &s,
+        KeyType::AES,
+        &[7u8; 32],
+        &[Attribute::Sensitive(false), Attribute::Extractable(true)],
+    );
+    let blob = s.wrap_key(&Mechanism::AesKeyWrap, enc_unwrap, chosen).unwrap();
+    let e = s
+        .unwrap_key(
+            &Mechanism::AesKeyWrap,
+            enc_unwrap,
+            &blob,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
+
+    // 4. Wrap, then unwrap the same key as not sensitive and read it: a key-encryption key
+    //    whose CKA_UNWRAP_TEMPLATE fixes CKA_SENSITIVE refuses the weaker template (the C-level
+    //    template attribute is in tests/abi.rs). Here: the honest path works and keeps it
+    //    sensitive.
+    let good = kek(&s, &[]);
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, good, target).unwrap();
+    let back = s
+        .unwrap_key(
+            &Mechanism::AesKeyWrap,
+            good,
+            &wrapped,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Sensitive(true),
+            ],
+        )
+        .unwrap();
+    // cryptoki leaves out an attribute the token calls sensitive.
+    assert!(s.get_attributes(back, &[AttributeType::Value]).unwrap().is_empty());
+
+    // 5. The unwrapped copy was known outside the token (CKA_ALWAYS_SENSITIVE false): it can
+    //    not become a wrapping key for sensitive keys.
+    let copy = s
+        .unwrap_key(
+            &Mechanism::AesKeyWrap,
+            good,
+            &wrapped,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Wrap(true),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, copy, target).unwrap_err()),
+        RvError::KeyNotWrappable
+    );
+
+    // 6. A user cannot make a key trusted.
+    let e = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Trusted(true),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::AttributeReadOnly);
+    assert_eq!(
+        rv(s.update_attributes(good, &[Attribute::Trusted(true)]).unwrap_err()),
+        RvError::AttributeReadOnly
+    );
+}
+
+#[test]
+fn wrap_with_trusted_needs_a_key_the_so_trusted() {
+    let env = Env::new();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    // The SO makes a public (CKA_PRIVATE false) key-encryption key and trusts it.
+    let so = p.open_rw_session(slot).unwrap();
+    so.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    let trusted = so
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::Label("trusted-kek".into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Trusted(true),
+            ],
+        )
+        .unwrap();
+    so.logout().unwrap();
+    drop(so);
+    let s = Env::user_session(&p);
+    let guarded = precious(&s, &[Attribute::WrapWithTrusted(true)]);
+    let untrusted = kek(&s, &[]);
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, untrusted, guarded).unwrap_err()),
+        RvError::KeyNotWrappable
+    );
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, trusted, guarded).unwrap();
+    assert_eq!(wrapped.len(), 40);
+    // CKA_WRAP_WITH_TRUSTED is one-way.
+    assert_eq!(
+        rv(s.update_attributes(guarded, &[Attribute::WrapWithTrusted(false)])
+            .unwrap_err()),
+        RvError::AttributeReadOnly
+    );
+}
