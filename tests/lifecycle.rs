@@ -215,6 +215,20 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     assert_eq!(revokes[0]["keys"][0]["label"], "signer");
     assert_eq!(revokes[0]["detail"], "reason: compromised");
     assert_eq!(revokes[0]["result"], "ok");
+    // `keygate audit` shows them, in both forms.
+    let all = cli_ok(&env, &["audit", "--token", "test"]);
+    let revoke_lines: Vec<_> = all.lines().filter(|l| l.contains("keygate revoke")).collect();
+    assert_eq!(revoke_lines.len(), 2, "{all}");
+    assert!(
+        revoke_lines[0].contains("[\"signer\"] (reason: compromised) -> ok"),
+        "{all}"
+    );
+    let tail = cli_ok(&env, &["audit", "--token", "test", "--last", "2"]);
+    let every: Vec<_> = all.lines().collect();
+    assert_eq!(tail.lines().collect::<Vec<_>>(), every[every.len() - 2..]);
+    let shown = cli_ok(&env, &["audit", "--json"]);
+    assert_eq!(shown.lines().count(), lines.len());
+    assert_eq!(cli_ok(&env, &["audit", "--token", "other"]), "");
 
     // It survives backup and restore.
     let backup = env.path().join("backup.db");

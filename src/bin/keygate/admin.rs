@@ -415,3 +415,56 @@ pub fn destroy_all(cfg: &Config, token: &str, so_pin: &Pin) -> Result<(), String
     println!("token {token:?} destroyed: its root key is gone from the HSM, and with it every copy of its keys");
     Ok(())
 }
+
+/// `keygate audit`: the trail's events, oldest first.
+pub fn audit_trail(cfg: &Config, token: Option<&str>, last: Option<usize>, json: bool) -> Result<(), String> {
+    let a = cfg
+        .audit
+        .as_ref()
+        .ok_or("the configuration has no [audit] section, so there is no trail")?;
+    let text = std::fs::read_to_string(&a.path).map_err(|e| format!("cannot read {}: {e}", a.path.display()))?;
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{} line {}: not an audit event ({e})", a.path.display(), n + 1))?;
+        if token.is_none_or(|t| v["token"] == t) {
+            events.push(v);
+        }
+    }
+    let skip = last.map_or(0, |n| events.len().saturating_sub(n));
+    for v in &events[skip..] {
+        if json {
+            println!("{v}");
+            continue;
+        }
+        let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+        let keys: Vec<String> = v["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                k["label"]
+                    .as_str()
+                    .map(|l| format!("{l:?}"))
+                    .or_else(|| k["id"].as_str().map(|i| format!("id {i}")))
+                    .unwrap_or_else(|| "?".into())
+            })
+            .collect();
+        println!(
+            "{} {} pid {} {}{}{}{} -> {}",
+            s("time"),
+            s("token"),
+            v["pid"],
+            s("op"),
+            v["mechanism"].as_str().map(|m| format!(" {m}")).unwrap_or_default(),
+            if keys.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", keys.join(", "))
+            },
+            v["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default(),
+            s("result")
+        );
+    }
+    Ok(())
+}

@@ -162,6 +162,19 @@ enum Command {
         #[arg(long)]
         pin_env: Option<String>,
     },
+    /// Show the audit trail the configuration names (`[audit] path`): one line per event, oldest
+    /// first, optionally only one token's and only the last N.
+    Audit {
+        /// Only this token's events.
+        #[arg(long)]
+        token: Option<String>,
+        /// Only the last N events (after the token filter).
+        #[arg(long)]
+        last: Option<usize>,
+        /// The trail's own JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure a PKCS#11 module (keygate by default, or any other: SoftHSM2, your HSM) on named
     /// workloads. Each workload is checked for correctness first (signatures verify, ciphertexts
     /// decrypt, outside keygate), then timed with one session per thread. Prints ops/s, p50/p99
@@ -474,6 +487,7 @@ fn run(cli: Cli) -> Result<(), String> {
             fingerprint(slot, ident, &pin_env, json)
         }
         Command::Bench(_) => unreachable!("handled above"),
+        Command::Audit { token, last, json } => admin::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Revoke {
             token,
             key,
