@@ -5,7 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 use cryptoki::error::{Error as CkError, RvError};
@@ -14,41 +14,6 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
-
-/// The PINs reach the CLI through these variables (throw-away values, as everywhere here).
-fn pins_in_env() {
-    std::env::set_var("KG_SO", SO_PIN);
-    std::env::set_var("KG_USER", USER_PIN);
-    std::env::set_var("KG_WRONG", "not-the-pin-0000");
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs the CLI and expects success.
-fn ok(env: &Env, args: &[&str]) -> String {
-    let o = env.cli(args);
-    assert!(o.status.success(), "keygate {args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
-
-/// Runs the CLI and expects exit code 1 with one `keygate: ...` line naming `why`.
-fn fails(env: &Env, args: &[&str], why: &str) -> Output {
-    let o = env.cli(args);
-    assert_eq!(o.status.code(), Some(1), "keygate {args:?}: {o:?}");
-    let err = stderr(&o);
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("keygate: "))
-        .unwrap_or_else(|| panic!("no error line: {err}"));
-    assert!(line.contains(why), "{line:?} should say {why:?}");
-    o
-}
 
 /// Runs `keygate rotate-dek` or `rotate-root` with both PINs and expects success.
 fn rotate(env: &Env, command: &str) -> String {

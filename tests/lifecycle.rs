@@ -15,11 +15,6 @@ use cryptoki::types::{AuthPin, Date};
 
 const KEYGATE_REVOKED: u64 = pkcs11_sys::CKA_VENDOR_DEFINED | 0x4b47_0001;
 
-fn pins_in_env() {
-    std::env::set_var("KG_SO", SO_PIN);
-    std::env::set_var("KG_USER", USER_PIN);
-}
-
 fn rv(e: CkError) -> RvError {
     match e {
         CkError::Pkcs11(rv, _) => rv,
@@ -27,27 +22,10 @@ fn rv(e: CkError) -> RvError {
     }
 }
 
-fn cli_ok(env: &Env, args: &[&str]) -> String {
-    let o = env.cli(args);
-    assert!(
-        o.status.success(),
-        "keygate {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn cli_fails(env: &Env, args: &[&str], why: &str) {
-    let o = env.cli(args);
-    assert_eq!(o.status.code(), Some(1), "keygate {args:?}: {o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(why), "{err:?} should say {why:?}");
-}
-
 /// The identifier `keygate list` gives the object labelled `label` (the private key, for a
 /// key pair).
 fn uid(env: &Env, label: &str) -> String {
-    let out = cli_ok(env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    let out = ok(env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
     out.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["label"] == label && v["class"] != "public-key")
@@ -92,7 +70,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
 
     for label in ["signer", "data"] {
         let id = uid(&env, label);
-        let out = cli_ok(
+        let out = ok(
             &env,
             &[
                 "revoke",
@@ -159,7 +137,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     );
 
     let id = uid(&env, "data");
-    cli_fails(
+    fails(
         &env,
         &[
             "revoke",
@@ -173,7 +151,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
         ],
         "already revoked (compromised)",
     );
-    cli_fails(
+    fails(
         &env,
         &[
             "revoke",
@@ -187,7 +165,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
         ],
         "unknown reason",
     );
-    cli_fails(
+    fails(
         &env,
         &[
             "revoke",
@@ -201,7 +179,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
         ],
         "not an object identifier",
     );
-    let listed = cli_ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
     assert!(listed.contains("\"revoked\":\"compromised\""), "{listed}");
 
     // Audited.
@@ -216,27 +194,27 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     assert_eq!(revokes[0]["detail"], "reason: compromised");
     assert_eq!(revokes[0]["result"], "ok");
     // `keygate audit` shows them, in both forms.
-    let all = cli_ok(&env, &["audit", "--token", "test"]);
+    let all = ok(&env, &["audit", "--token", "test"]);
     let revoke_lines: Vec<_> = all.lines().filter(|l| l.contains("keygate revoke")).collect();
     assert_eq!(revoke_lines.len(), 2, "{all}");
     assert!(
         revoke_lines[0].contains("[\"signer\"] (reason: compromised) -> ok"),
         "{all}"
     );
-    let tail = cli_ok(&env, &["audit", "--token", "test", "--last", "2"]);
+    let tail = ok(&env, &["audit", "--token", "test", "--last", "2"]);
     let every: Vec<_> = all.lines().collect();
     assert_eq!(tail.lines().collect::<Vec<_>>(), every[every.len() - 2..]);
-    let shown = cli_ok(&env, &["audit", "--json"]);
+    let shown = ok(&env, &["audit", "--json"]);
     assert_eq!(shown.lines().count(), lines.len());
-    assert_eq!(cli_ok(&env, &["audit", "--token", "other"]), "");
+    assert_eq!(ok(&env, &["audit", "--token", "other"]), "");
 
     // It survives backup and restore.
     let backup = env.path().join("backup.db");
-    cli_ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
     drop(s);
     p.finalize().unwrap();
     std::fs::remove_file(env.store()).unwrap();
-    cli_ok(
+    ok(
         &env,
         &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
     );
@@ -359,13 +337,13 @@ fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
     s.destroy_object(find_one(&s, "by-api").unwrap()).unwrap();
     assert_eq!(in_files(&env, &api_w), Vec::<String>::new(), "after C_DestroyObject");
 
-    cli_fails(
+    fails(
         &env,
         &["destroy", "--token", "test", "--pin-env", "KG_USER", &cli],
         "--yes",
     );
     assert!(find_one(&s, "by-cli").is_some(), "nothing destroyed unconfirmed");
-    cli_ok(
+    ok(
         &env,
         &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &cli],
     );
@@ -377,14 +355,13 @@ fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
     let mut iv = [5u8; 12];
     let ct = s.encrypt(&gcm(&mut iv), k, b"kept").unwrap();
     assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"kept");
-    let v = cli_ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    let v = ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER", "--json"]);
     assert!(v.contains("\"ok\":true") && v.contains("\"objects\":1"), "{v}");
 }
 
 #[test]
 fn destroying_the_token_shreds_every_copy() {
     pins_in_env();
-    std::env::set_var("KG_WRONG", "not-the-pin-0000");
     let env = Env::new();
     {
         let p = env.load();
@@ -392,27 +369,27 @@ fn destroying_the_token_shreds_every_copy() {
         p.finalize().unwrap();
     }
     let backup = env.path().join("backup.db");
-    cli_ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
-    cli_fails(
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    fails(
         &env,
         &["destroy", "--token", "test", "--all", "--pin-env", "KG_SO"],
         "--yes",
     );
-    cli_fails(
+    fails(
         &env,
         &["destroy", "--token", "test", "--all", "--yes", "--pin-env", "KG_WRONG"],
         "wrong PIN",
     );
-    cli_ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
+    ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
 
-    let out = cli_ok(
+    let out = ok(
         &env,
         &["destroy", "--token", "test", "--all", "--yes", "--pin-env", "KG_SO"],
     );
     assert!(out.contains("destroyed"), "{out}");
     assert!(!env.store().exists());
     // The backup is whole, but nothing can open it: its root key is gone from the HSM.
-    cli_fails(
+    fails(
         &env,
         &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
         "",
@@ -443,6 +420,20 @@ fn kek(s: &Session, extra: &[Attribute]) -> ObjectHandle {
     ];
     t.extend_from_slice(extra);
     s.generate_key(&Mechanism::AesKeyGen, &t).unwrap()
+}
+
+/// Unwraps an RFC 3394 `wrapped` AES key under `kek`, with one attribute of the test's own.
+fn unwrap_aes(s: &Session, kek: ObjectHandle, wrapped: &[u8], extra: Attribute) -> Result<ObjectHandle, CkError> {
+    s.unwrap_key(
+        &Mechanism::AesKeyWrap,
+        kek,
+        wrapped,
+        &[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            extra,
+        ],
+    )
 }
 
 #[test]
@@ -482,17 +473,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
         &[Attribute::Sensitive(false), Attribute::Extractable(true)],
     );
     let blob = s.wrap_key(&Mechanism::AesKeyWrap, enc_unwrap, chosen).unwrap();
-    let e = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrap,
-            enc_unwrap,
-            &blob,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-            ],
-        )
-        .unwrap_err();
+    let e = unwrap_aes(&s, enc_unwrap, &blob, Attribute::Token(false)).unwrap_err();
     assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
 
     // 4. Wrap, then unwrap the same key as not sensitive and read it: a key-encryption key
@@ -501,35 +482,13 @@ fn wrap_and_unwrap_attacks_are_refused() {
     //    sensitive.
     let good = kek(&s, &[]);
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, good, target).unwrap();
-    let back = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrap,
-            good,
-            &wrapped,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Sensitive(true),
-            ],
-        )
-        .unwrap();
+    let back = unwrap_aes(&s, good, &wrapped, Attribute::Sensitive(true)).unwrap();
     // cryptoki leaves out an attribute the token calls sensitive.
     assert!(s.get_attributes(back, &[AttributeType::Value]).unwrap().is_empty());
 
     // 5. The unwrapped copy was known outside the token (CKA_ALWAYS_SENSITIVE false): it can
     //    not become a wrapping key for sensitive keys.
-    let copy = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrap,
-            good,
-            &wrapped,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Wrap(true),
-            ],
-        )
-        .unwrap();
+    let copy = unwrap_aes(&s, good, &wrapped, Attribute::Wrap(true)).unwrap();
     assert_eq!(
         rv(s.wrap_key(&Mechanism::AesKeyWrap, copy, target).unwrap_err()),
         RvError::KeyNotWrappable

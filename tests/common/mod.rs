@@ -356,3 +356,40 @@ impl Drop for Redirect {
         unsafe { libc::close(self.0) };
     }
 }
+
+// The `keygate` CLI, for the tests that run it.
+
+/// The PINs reach the CLI through these variables (throw-away values, as everywhere here).
+pub fn pins_in_env() {
+    std::env::set_var("KG_SO", SO_PIN);
+    std::env::set_var("KG_USER", USER_PIN);
+    std::env::set_var("KG_WRONG", "not-the-pin-0000");
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the CLI and expects success.
+pub fn ok(env: &Env, args: &[&str]) -> String {
+    let o = env.cli(args);
+    assert!(o.status.success(), "keygate {args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs the CLI and expects exit code 1 with one `keygate: ...` line naming `why`.
+pub fn fails(env: &Env, args: &[&str], why: &str) -> std::process::Output {
+    let o = env.cli(args);
+    assert_eq!(o.status.code(), Some(1), "keygate {args:?}: {o:?}");
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("keygate: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains(why), "{line:?} should say {why:?}");
+    o
+}
