@@ -621,16 +621,25 @@ fn wrap_and_unwrap_templates_bind_what_crosses_the_boundary() {
         ulValueLen: label.len() as CK_ULONG,
     }];
     let unwrap_t = [attr(CKA_SENSITIVE, &yes), attr(CKA_EXTRACTABLE, &no)];
-    let kek = generate_aes(
-        &r,
-        h,
-        &[
-            attr(CKA_WRAP, &yes),
-            attr(CKA_UNWRAP, &yes),
-            template_attr(CKA_WRAP_TEMPLATE, &wrap_t),
-            template_attr(CKA_UNWRAP_TEMPLATE, &unwrap_t),
-        ],
-    );
+    let kek_t = [
+        attr(CKA_WRAP, &yes),
+        attr(CKA_UNWRAP, &yes),
+        template_attr(CKA_WRAP_TEMPLATE, &wrap_t),
+        template_attr(CKA_UNWRAP_TEMPLATE, &unwrap_t),
+    ];
+    if target() == Target::Hsm {
+        // hsm mode does not carry nested templates to the HSM (cryptoki cannot): it says so
+        // rather than making a key without them.
+        let len: CK_ULONG = 32;
+        let mut t = [&[attr(CKA_VALUE_LEN, &len)][..], &kek_t].concat();
+        let (mut m, mut k) = (mech(CKM_AES_KEY_GEN), 0);
+        assert_eq!(
+            call!(r, C_GenerateKey(h, &mut m, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+            CKR_ATTRIBUTE_TYPE_INVALID
+        );
+        return;
+    }
+    let kek = generate_aes(&r, h, &kek_t);
     // A malformed nested template (a length that is not whole attributes) is refused.
     let mut bad = template_attr(CKA_WRAP_TEMPLATE, &wrap_t);
     bad.ulValueLen -= 1;
