@@ -168,7 +168,9 @@ func main() {
 	check(err, "C_CreateObject (KEK)")
 	dh, err := p.CreateObject(sh, []*pkcs11.Attribute{
 		attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		attr(pkcs11.CKA_VALUE, data), attr(pkcs11.CKA_SENSITIVE, true), attr(pkcs11.CKA_EXTRACTABLE, true)})
+		// Not sensitive: the KEK's value is known here, and keygate never wraps a sensitive key
+		// under a key known outside the token.
+		attr(pkcs11.CKA_VALUE, data), attr(pkcs11.CKA_SENSITIVE, false), attr(pkcs11.CKA_EXTRACTABLE, true)})
 	check(err, "C_CreateObject (key data)")
 	wrapped, err := p.WrapKey(sh, mech(pkcs11.CKM_AES_KEY_WRAP, nil), kh, dh)
 	check(err, "C_WrapKey")
