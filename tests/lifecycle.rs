@@ -22,6 +22,20 @@ fn rv(e: CkError) -> RvError {
     }
 }
 
+/// `keygate revoke` of `key` for `reason`, with the user PIN from `KG_USER`.
+fn revoke_args<'a>(reason: &'a str, key: &'a str) -> [&'a str; 8] {
+    [
+        "revoke",
+        "--token",
+        "test",
+        "--reason",
+        reason,
+        "--pin-env",
+        "KG_USER",
+        key,
+    ]
+}
+
 /// The identifier `keygate list` gives the object labelled `label` (the private key, for a
 /// key pair).
 fn uid(env: &Env, label: &str) -> String {
@@ -70,19 +84,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
 
     for label in ["signer", "data"] {
         let id = uid(&env, label);
-        let out = ok(
-            &env,
-            &[
-                "revoke",
-                "--token",
-                "test",
-                "--reason",
-                "compromised",
-                "--pin-env",
-                "KG_USER",
-                &id,
-            ],
-        );
+        let out = ok(&env, &revoke_args("compromised", &id));
         assert!(out.contains("revoked"), "{out}");
     }
     // The running process sees the revocation at its next operation.
@@ -137,48 +139,9 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     );
 
     let id = uid(&env, "data");
-    fails(
-        &env,
-        &[
-            "revoke",
-            "--token",
-            "test",
-            "--reason",
-            "compromised",
-            "--pin-env",
-            "KG_USER",
-            &id,
-        ],
-        "already revoked (compromised)",
-    );
-    fails(
-        &env,
-        &[
-            "revoke",
-            "--token",
-            "test",
-            "--reason",
-            "bored",
-            "--pin-env",
-            "KG_USER",
-            &id,
-        ],
-        "unknown reason",
-    );
-    fails(
-        &env,
-        &[
-            "revoke",
-            "--token",
-            "test",
-            "--reason",
-            "superseded",
-            "--pin-env",
-            "KG_USER",
-            "00",
-        ],
-        "not an object identifier",
-    );
+    fails(&env, &revoke_args("compromised", &id), "already revoked (compromised)");
+    fails(&env, &revoke_args("bored", &id), "unknown reason");
+    fails(&env, &revoke_args("superseded", "00"), "not an object identifier");
     let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
     assert!(listed.contains("\"revoked\":\"compromised\""), "{listed}");
 
