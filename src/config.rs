@@ -31,8 +31,13 @@ pub struct TokenConfig {
     pub mode: Mode,
     /// The sqlite store (self-managed mode).
     pub store: Option<PathBuf>,
-    /// A second copy of the store kept in step (not implemented yet: refused if set).
+    /// A second copy of the store, kept in step with every committed change, that the token
+    /// serves from (read-only) when the store is missing or fails verification.
     pub mirror: Option<PathBuf>,
+    /// Self-managed mode: check the store's header and every record's MAC when the module
+    /// initialises (`C_Initialize`), not only the header at first use (default off).
+    #[serde(default)]
+    pub verify_on_open: bool,
     /// Where the root key lives (self-managed mode).
     pub root: Option<RootConfig>,
     /// The HSM token every operation is forwarded to (hsm mode).
@@ -204,9 +209,9 @@ impl Config {
                             t.label
                         )));
                     }
-                    if t.mirror.is_some() {
+                    if t.mirror.is_some() && t.mirror == t.store {
                         return Err(Error::Config(format!(
-                            "token {:?}: `mirror` is not supported yet",
+                            "token {:?}: `mirror` must be another file than `store`",
                             t.label
                         )));
                     }
@@ -215,9 +220,9 @@ impl Config {
                     let Some(h) = &t.hsm else {
                         return Err(Error::Config(format!("token {:?}: hsm mode needs `hsm`", t.label)));
                     };
-                    if t.store.is_some() || t.root.is_some() || t.mirror.is_some() {
+                    if t.store.is_some() || t.root.is_some() || t.mirror.is_some() || t.verify_on_open {
                         return Err(Error::Config(format!(
-                            "token {:?}: `store`, `root` and `mirror` belong to self-managed tokens",
+                            "token {:?}: `store`, `root`, `mirror` and `verify_on_open` belong to self-managed tokens",
                             t.label
                         )));
                     }

@@ -55,6 +55,8 @@ pub enum Error {
     TemplateInconsistent(&'static str),
     TokenNotPresent,
     TokenNotRecognized(String),
+    /// The token serves from its mirror and takes no changes to its objects.
+    TokenWriteProtected,
     UnwrappingKeyHandleInvalid,
     UnwrappingKeyTypeInconsistent,
     UserAlreadyLoggedIn,
@@ -149,6 +151,7 @@ impl Error {
             Error::TemplateInconsistent(_) => ck::CKR_TEMPLATE_INCONSISTENT,
             Error::TokenNotPresent => ck::CKR_TOKEN_NOT_PRESENT,
             Error::TokenNotRecognized(_) => ck::CKR_TOKEN_NOT_RECOGNIZED,
+            Error::TokenWriteProtected => ck::CKR_TOKEN_WRITE_PROTECTED,
             Error::UnwrappingKeyHandleInvalid => ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID,
             Error::UnwrappingKeyTypeInconsistent => ck::CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
             Error::UserAlreadyLoggedIn => ck::CKR_USER_ALREADY_LOGGED_IN,
@@ -226,6 +229,10 @@ impl fmt::Display for Error {
             Error::UserNotLoggedIn => write!(f, "not logged in"),
             Error::UserPinNotInitialized => write!(f, "the token or its user PIN is not initialised"),
             Error::ObjectHandleInvalid => write!(f, "no such object"),
+            Error::TokenWriteProtected => write!(
+                f,
+                "the token serves from its mirror and is read-only until `keygate restore` rebuilds its primary store"
+            ),
             other => write!(f, "{other:?}"),
         }
     }

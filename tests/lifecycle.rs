@@ -263,11 +263,15 @@ fn record_windows(env: &Env, uid: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Whether any of `windows` is in the store's files (database and write-ahead log).
+/// Which of the store's and the mirror's files (databases and write-ahead logs) hold any of
+/// `windows`.
 fn in_files(env: &Env, windows: &[Vec<u8>]) -> Vec<String> {
     let mut found = Vec::new();
-    for suffix in ["", "-wal"] {
-        let path = format!("{}{suffix}", env.store().display());
+    for (db, suffix) in [env.store(), env.mirror()]
+        .iter()
+        .flat_map(|db| [(db, ""), (db, "-wal")])
+    {
+        let path = format!("{}{suffix}", db.display());
         let Ok(bytes) = std::fs::read(&path) else { continue };
         if windows.iter().any(|w| bytes.windows(w.len()).any(|b| b == &w[..])) {
             found.push(path);
@@ -277,9 +281,9 @@ fn in_files(env: &Env, windows: &[Vec<u8>]) -> Vec<String> {
 }
 
 #[test]
-fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
+fn destroyed_keys_leave_no_sealed_bytes_in_the_database_its_log_or_the_mirror() {
     pins_in_env();
-    let env = Env::new();
+    let env = Env::new_with(&format!("{EXPORT_ALLOWED}{MIRRORED}"));
     let p = env.load();
     let s = Env::user_session(&p);
     aes_token_key(&s, "by-api");
@@ -292,9 +296,11 @@ fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
         record_windows(&env, &uid(&env, "kept")),
     );
     assert!(!api_w.is_empty() && !cli_w.is_empty());
+    let mirror = env.mirror().display().to_string();
     assert!(
-        !in_files(&env, &api_w).is_empty(),
-        "the sealed bytes are in the files before"
+        in_files(&env, &api_w).iter().any(|f| f.starts_with(&mirror))
+            && in_files(&env, &api_w).iter().any(|f| !f.starts_with(&mirror)),
+        "the sealed bytes are in the store's and the mirror's files before"
     );
 
     s.destroy_object(find_one(&s, "by-api").unwrap()).unwrap();
@@ -325,7 +331,7 @@ fn destroyed_keys_leave_no_sealed_bytes_in_the_database_or_its_log() {
 #[test]
 fn destroying_the_token_shreds_every_copy() {
     pins_in_env();
-    let env = Env::new();
+    let env = Env::new_with(&format!("{EXPORT_ALLOWED}{MIRRORED}"));
     {
         let p = env.load();
         aes_token_key(&Env::user_session(&p), "k");
@@ -333,6 +339,7 @@ fn destroying_the_token_shreds_every_copy() {
     }
     let backup = env.path().join("backup.db");
     ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    assert!(env.mirror().exists());
     fails(
         &env,
         &["destroy", "--token", "test", "--all", "--pin-env", "KG_SO"],
@@ -350,7 +357,7 @@ fn destroying_the_token_shreds_every_copy() {
         &["destroy", "--token", "test", "--all", "--yes", "--pin-env", "KG_SO"],
     );
     assert!(out.contains("destroyed"), "{out}");
-    assert!(!env.store().exists());
+    assert!(!env.store().exists() && !env.mirror().exists());
     // The backup is whole, but nothing can open it: its root key is gone from the HSM.
     fails(
         &env,

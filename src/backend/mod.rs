@@ -97,6 +97,9 @@ pub struct TokenStatus {
     pub protected_path: bool,
     /// `CK_TOKEN_INFO.model`: which kind of keygate token.
     pub model: &'static str,
+    /// The token takes no changes (`CKF_WRITE_PROTECTED`): a self-managed token serving from
+    /// its mirror.
+    pub write_protected: bool,
 }
 
 impl TokenStatus {

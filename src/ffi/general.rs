@@ -119,6 +119,9 @@ entry! {
         if st.initialized {
             flags |= CKF_TOKEN_INITIALIZED;
         }
+        if st.write_protected {
+            flags |= CKF_WRITE_PROTECTED;
+        }
         if st.user_pin_initialized {
             flags |= CKF_USER_PIN_INITIALIZED;
         }

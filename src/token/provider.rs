@@ -131,7 +131,13 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
     cfg.tokens
         .iter()
         .filter_map(|t| match t.mode {
-            Mode::SelfManaged => Some(Slot::new(t, Arc::new(LocalBackend::new(t.clone())))),
+            Mode::SelfManaged => {
+                let b = LocalBackend::new(t.clone());
+                if t.verify_on_open {
+                    b.open_now();
+                }
+                Some(Slot::new(t, Arc::new(b)))
+            }
             Mode::Hsm => match crate::backend::hsm::HsmBackend::new(t.clone()) {
                 Ok(b) => Some(Slot::new(t, Arc::new(b))),
                 Err(e) => {

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -31,6 +33,8 @@ pub const ROOT_PIN: &str = "test-root-5519";
 pub const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 /// The policy line of the suite's tokens (see [`Env::bare`]).
 pub const EXPORT_ALLOWED: &str = "policy = { allow_export = true }\n";
+/// Token lines giving the token a mirror, `mirror.db` beside the store ([`Env::mirror`]).
+pub const MIRRORED: &str = "mirror = \"@DIR@/mirror.db\"\n";
 
 /// What the generic suite (tests/crypto.rs, tests/objects.rs) runs against, chosen by
 /// `KEYGATE_TEST_TARGET`: a self-managed keygate token (the default), an hsm-mode keygate token
@@ -109,6 +113,7 @@ impl Env {
         std::env::set_var("SOFTHSM2_CONF", d.join("softhsm2.conf"));
         std::env::set_var("KEYGATE_ROOT_PIN", ROOT_PIN);
         softhsm_token("keygate-root", "root-so-1111", ROOT_PIN);
+        let extra_token_config = extra_token_config.replace("@DIR@", d.to_str().unwrap());
         let toml = format!(
             "[[token]]\nlabel = \"test\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n{extra_token_config}",
             d.join("test.db").display()
@@ -183,6 +188,11 @@ impl Env {
 
     pub fn store(&self) -> PathBuf {
         self.path().join("test.db")
+    }
+
+    /// The store's mirror, for tokens made with [`MIRRORED`].
+    pub fn mirror(&self) -> PathBuf {
+        self.path().join("mirror.db")
     }
 
     /// The module, loaded and initialised like a client does it.
@@ -355,6 +365,72 @@ impl Drop for Redirect {
         // SAFETY: closes the saved copy, which nothing else uses.
         unsafe { libc::close(self.0) };
     }
+}
+
+// Populated tokens, for the tests of the CLI and the mirror.
+
+/// Encrypts and decrypts with the key labelled `label`; checks the round trip.
+pub fn gcm_works(s: &Session, label: &str) -> bool {
+    let Some(k) = find_one(s, label) else { return false };
+    let mut iv = [7u8; 12];
+    let ct = match s.encrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()),
+        k,
+        b"plaintext",
+    ) {
+        Ok(ct) => ct,
+        Err(_) => return false,
+    };
+    let pt = s.decrypt(
+        &Mechanism::AesGcm(GcmParams::new(&mut iv, b"aad", 128.into()).unwrap()),
+        k,
+        &ct,
+    );
+    pt.map(|p| p == b"plaintext").unwrap_or(false)
+}
+
+/// An initialised token holding AES keys "a", "b", "c" and a P-256 pair "pub"/"priv"; the module
+/// is finalised again, so the store is one closed file.
+pub fn populated() -> Env {
+    populated_with(EXPORT_ALLOWED)
+}
+
+/// As [`populated`], with `token_extra` lines in the token's table.
+pub fn populated_with(token_extra: &str) -> Env {
+    pins_in_env();
+    let env = Env::new_with(token_extra);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for l in ["a", "b", "c"] {
+        aes_token_key(&s, l);
+    }
+    s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::EcParams(P256_OID.to_vec()),
+            Attribute::Token(true),
+            Attribute::Label("pub".into()),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Label("priv".into()),
+            Attribute::Sign(true),
+        ],
+    )
+    .unwrap();
+    drop(s);
+    p.finalize().unwrap();
+    env
+}
+
+/// Every AES key of `labels` works through a fresh load of the module.
+pub fn all_work(labels: &[&str]) -> bool {
+    let p = load_module();
+    let s = Env::user_session(&p);
+    let ok = labels.iter().all(|l| gcm_works(&s, l));
+    drop(s);
+    p.finalize().unwrap();
+    ok
 }
 
 // The `keygate` CLI, for the tests that run it.

@@ -412,6 +412,7 @@ impl Backend for HsmBackend {
             max_failures: max,
             protected_path: self.hsm.login == LoginMode::Held,
             model: "hsm",
+            write_protected: i.write_protected(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::header::Header;
-use super::store::Row;
+use super::store::{Row, Store};
 use super::vault::{self, Key32, Purpose, Role};
 use super::{crypto, LocalBackend, HEADER_DOMAIN};
 use crate::backend::ObjectId;
@@ -35,6 +35,18 @@ pub struct VerifyReport {
     pub unlisted: Vec<String>,
     /// Why the header's object count and digest disagree with the store, if they do.
     pub membership_problem: Option<String>,
+    /// The same checks on the token's mirror, when it has one.
+    pub mirror: Option<Box<MirrorReport>>,
+}
+
+/// What `keygate verify` found in a token's mirror.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MirrorReport {
+    pub path: String,
+    /// Why the mirror could not be checked at all (missing, not a database).
+    pub problem: Option<String>,
+    #[serde(flatten)]
+    pub report: VerifyReport,
 }
 
 /// One record that failed, and why.
@@ -45,13 +57,39 @@ pub struct Failure {
 }
 
 impl VerifyReport {
+    /// Whether the store (and its mirror, if it has one) passed every check.
     pub fn ok(&self) -> bool {
+        self.store_ok()
+            && self
+                .mirror
+                .as_ref()
+                .is_none_or(|m| m.problem.is_none() && m.report.ok())
+    }
+
+    /// Whether this one database passed every check.
+    pub fn store_ok(&self) -> bool {
         self.store_problems.is_empty()
             && self.header_problem.is_none()
             && self.failed.is_empty()
             && self.missing.is_empty()
             && self.unlisted.is_empty()
             && self.membership_problem.is_none()
+    }
+
+    /// One line naming the first things that failed, for logs.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        parts.extend(self.store_problems.first().map(|p| format!("file damaged: {p}")));
+        parts.extend(self.header_problem.as_ref().map(|p| format!("header: {p}")));
+        parts.extend(self.failed.first().map(|f| format!("object {}: {}", f.id, f.reason)));
+        parts.extend(self.missing.first().map(|m| format!("object {m} missing")));
+        parts.extend(self.unlisted.first().map(|u| format!("object {u} not vouched for")));
+        parts.extend(self.membership_problem.clone());
+        if parts.is_empty() {
+            "ok".into()
+        } else {
+            parts.join("; ")
+        }
     }
 }
 
@@ -100,22 +138,81 @@ fn check_membership(k: &Key32, h: &Header, rows: &[Row], members: &[Vec<u8>]) ->
     Ok(())
 }
 
+/// Moves a damaged database aside (`*.damaged-PID`, kept for whoever investigates) with its
+/// WAL files removed, so a fresh copy can take its name.
+fn set_aside(path: &Path, label: &str) -> Result<()> {
+    if path.exists() {
+        let aside = path.with_extension(format!("damaged-{}", std::process::id()));
+        std::fs::rename(path, &aside)
+            .map_err(|e| Error::Store(format!("cannot move {} aside: {e}", path.display())))?;
+        log::warn!(
+            "token {label:?}: the damaged {} is kept as {}",
+            path.display(),
+            aside.display()
+        );
+    }
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
 impl LocalBackend {
-    /// Checks the store: SQLite's structure, the header's MAC, every record's MAC and encoding,
-    /// the object set against the header; with the user PIN, that every sealed secret opens
-    /// under its binding. A wrong PIN counts as one, as at `C_Login`.
+    /// Checks the store and, when the token has one, its mirror: SQLite's structure, the
+    /// header's MAC, every record's MAC and encoding, the object set against the header; with
+    /// the user PIN, that every sealed secret opens under its binding. A wrong PIN counts as
+    /// one, as at `C_Login`. The primary store is checked even while the token serves from
+    /// its mirror.
     pub fn verify(&self, pin: Option<&Pin>) -> Result<VerifyReport> {
-        let store = self.store_opt()?.ok_or_else(|| {
-            Error::Store(format!(
+        let path = self.store_path()?;
+        if !path.exists() && self.cfg.mirror.as_deref().is_none_or(|m| !m.exists()) {
+            return Err(Error::Store(format!(
                 "{} does not exist (token not initialised?)",
-                self.store_path().map(|p| p.display().to_string()).unwrap_or_default()
-            ))
-        })?;
+                path.display()
+            )));
+        }
+        let dek = match pin {
+            Some(p) => Some(self.check_pin(Role::User, p)?),
+            None => None,
+        };
+        let mut rep = match Store::open(path, false) {
+            Ok(s) => self.verify_store(&s, dek.as_ref())?,
+            Err(e) => VerifyReport {
+                store_problems: vec![e.to_string()],
+                ..VerifyReport::default()
+            },
+        };
+        if let Some(m) = &self.cfg.mirror {
+            let mut mirror = MirrorReport {
+                path: m.display().to_string(),
+                problem: None,
+                report: VerifyReport::default(),
+            };
+            match Store::open(m, false).and_then(|s| self.verify_store(&s, dek.as_ref())) {
+                Ok(r) => mirror.report = r,
+                Err(e) => mirror.problem = Some(e.to_string()),
+            }
+            rep.mirror = Some(Box::new(mirror));
+        }
+        if !rep.ok() {
+            log::error!("token {:?}: verification failed: {}", self.cfg.label, rep.summary());
+        }
+        Ok(rep)
+    }
+
+    /// The checks of [`verify`](Self::verify) on one database; `dek`, when given, must open
+    /// every sealed secret.
+    pub(super) fn verify_store(&self, store: &Store, dek: Option<&Key32>) -> Result<VerifyReport> {
         let mut rep = VerifyReport {
             store_problems: store.structural_problems()?,
             ..VerifyReport::default()
         };
-        let (body, mac) = store.header()?.ok_or(Error::UserPinNotInitialized)?;
+        let Some((body, mac)) = store.header()? else {
+            rep.header_problem = Some("there is no header: the file holds no token".into());
+            return Ok(rep);
+        };
         let h = match Header::decode(&body) {
             Ok(h) => h,
             Err(e) => {
@@ -128,20 +225,15 @@ impl LocalBackend {
         if let Err(e) = vault::verify_mac(&k, HEADER_DOMAIN, &[&body], &mac) {
             rep.header_problem = Some(e.to_string());
         }
-        let dek = match pin {
-            Some(p) => {
-                let dek = self.check_pin(Role::User, p)?;
-                if vault::dek_check(&dek)? != h.dek_check {
-                    rep.header_problem = Some("the header names another data key than the user PIN opens".into());
-                }
-                Some(dek)
+        if let Some(dek) = dek {
+            if vault::dek_check(dek)? != h.dek_check {
+                rep.header_problem = Some("the header names another data key than the user PIN opens".into());
             }
-            None => None,
-        };
+        }
         let (rows, members) = store.snapshot()?;
         for row in &rows {
             rep.objects += 1;
-            let checked = Self::check_row(&k, &h.uuid, row).and_then(|r| match (&dek, &r.sealed) {
+            let checked = Self::check_row(&k, &h.uuid, row).and_then(|r| match (dek, &r.sealed) {
                 (Some(dek), Some(blob)) => {
                     vault::unseal(dek, &vault::aad(&h.uuid, &r.uid, &r.attrs), blob)?;
                     Ok(true)
@@ -171,9 +263,6 @@ impl LocalBackend {
                 }
             ));
         }
-        if !rep.ok() {
-            log::error!("token {:?}: verification failed", self.cfg.label);
-        }
         Ok(rep)
     }
 
@@ -191,18 +280,42 @@ impl LocalBackend {
     fn beside(&self, store: &Path) -> LocalBackend {
         let mut cfg = self.cfg.clone();
         cfg.store = Some(store.to_path_buf());
+        cfg.mirror = None;
+        cfg.verify_on_open = false;
         LocalBackend::new(cfg)
     }
 
-    /// Replaces the store with the backup `from`, after checking that the backup verifies under
-    /// this HSM root. A store that still opens is overwritten in place, in one transaction (SQLite's
-    /// backup API), so that processes using the token see the restored objects; a store that is
-    /// missing or damaged is replaced by a fresh copy.
-    pub fn restore(&self, from: &Path) -> Result<VerifyReport> {
+    /// Replaces the store with the backup `from`, or without one with the token's mirror,
+    /// after checking that the copy verifies under this HSM root. A store that still opens is
+    /// overwritten in place, in one transaction (SQLite's backup API), so that processes using
+    /// the token see the restored objects; a store that is missing or damaged is replaced by a
+    /// fresh copy. From the mirror, when the store itself verifies, nothing is overwritten: a
+    /// damaged mirror is moved aside and made again from the store.
+    pub fn restore(&self, from: Option<&Path>) -> Result<VerifyReport> {
+        let path = self.store_path()?.to_path_buf();
+        let from = match from {
+            Some(f) => f.to_path_buf(),
+            None => self.cfg.mirror.clone().ok_or_else(|| {
+                Error::Config("the token has no mirror: name the backup to restore with --from".into())
+            })?,
+        };
         if !from.exists() {
             return Err(Error::Store(format!("{} does not exist", from.display())));
         }
-        let source = self.beside(from);
+        let from_mirror = self.cfg.mirror.as_deref() == Some(from.as_path());
+        if from_mirror && self.sound(&path) {
+            if !self.sound(&from) {
+                set_aside(&from, &self.cfg.label)?;
+            }
+            *self.store.lock() = None;
+            self.store()?;
+            log::warn!(
+                "token {:?}: the store verifies, so nothing was restored; the mirror is in step with it",
+                self.cfg.label
+            );
+            return self.verify(None);
+        }
+        let source = self.beside(&from);
         let rep = source.verify(None).map_err(|e| {
             Error::Store(format!(
                 "{} cannot be checked under this token's HSM root ({e}); it was not made from this token, or the root key is gone",
@@ -228,36 +341,30 @@ impl LocalBackend {
             }
         }
         let src = source.store()?;
-        let path = self.store_path()?.to_path_buf();
-        let in_place = match self.store_opt() {
-            Ok(Some(s)) => s.structural_problems().map(|p| p.is_empty()).unwrap_or(false),
-            _ => false,
-        };
-        if in_place {
-            src.copy_into(&*self.store()?)?;
-        } else {
-            // The damaged file is kept beside, for whoever investigates.
-            *self.store.lock() = None;
-            if path.exists() {
-                let aside = path.with_extension(format!("damaged-{}", std::process::id()));
-                std::fs::rename(&path, &aside)
-                    .map_err(|e| Error::Store(format!("cannot move {} aside: {e}", path.display())))?;
-                log::warn!(
-                    "token {:?}: the damaged store is kept as {}",
-                    self.cfg.label,
-                    aside.display()
-                );
+        // The primary itself, even while this process serves from the mirror.
+        *self.store.lock() = None;
+        let target = Store::open(&path, false)
+            .ok()
+            .filter(|s| s.structural_problems().is_ok_and(|p| p.is_empty()));
+        match target {
+            Some(t) => src.copy_into(&t)?,
+            None => {
+                set_aside(&path, &self.cfg.label)?;
+                src.copy_to(&path)?;
             }
-            for suffix in ["-wal", "-shm"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
-            src.copy_to(&path)?;
         }
         self.opened.lock().clear();
         log::warn!("token {:?}: restored from {}", self.cfg.label, from.display());
+        // Opening the restored store brings the mirror into step with it.
+        self.store()?;
         self.verify(None)
+    }
+
+    /// Whether the database at `path` passes every check of `verify` (without a PIN).
+    fn sound(&self, path: &Path) -> bool {
+        Store::open(path, false)
+            .and_then(|s| self.verify_store(&s, None))
+            .is_ok_and(|r| r.store_ok())
     }
 
     /// The SO's DEK, and the user's PIN checked to open the same DEK (rotation re-wraps it for

@@ -98,13 +98,103 @@ impl LocalBackend {
         if let Some(s) = &*guard {
             return Ok(Some(s.clone()));
         }
-        let path = self.store_path()?;
-        if !path.exists() {
+        let Some(s) = self.open_store()? else {
             return Ok(None);
-        }
-        let s = Arc::new(Store::open(path, false)?);
+        };
+        let s = Arc::new(s);
         *guard = Some(s.clone());
         Ok(Some(s))
+    }
+
+    /// Opens the store and checks it: its header's MAC and, with `verify_on_open`, every
+    /// record. With a mirror, a store that is missing, does not open or fails the check is
+    /// replaced by the mirror, read-only for objects, and that is logged as an error.
+    fn open_store(&self) -> Result<Option<Store>> {
+        let path = self.store_path()?;
+        let primary = if path.exists() {
+            Store::open(path, false).and_then(|s| self.check_on_open(&s).map(|()| Some(s)))
+        } else {
+            Ok(None)
+        };
+        let Some(mirror) = self.cfg.mirror.as_deref() else {
+            return primary;
+        };
+        // A mirror that cannot be read counts as holding a token: falling back to it fails
+        // loudly below instead of the token passing for uninitialised.
+        let mirror_holds_token = mirror.exists()
+            && Store::open(mirror, false)
+                .and_then(|s| s.header())
+                .map_or(true, |h| h.is_some());
+        let (why, failure) = match primary {
+            Ok(Some(s)) if s.header()?.is_some() || !mirror_holds_token => {
+                return Ok(Some(s.mirrored(mirror)?));
+            }
+            Ok(Some(_)) => ("holds no token".to_string(), None),
+            Ok(None) if !mirror_holds_token => return Ok(None),
+            Ok(None) => ("is missing".to_string(), None),
+            Err(e) => (format!("cannot be used ({e})"), Some(e)),
+        };
+        let fallback = Store::fallback(mirror).and_then(|s| {
+            if s.header()?.is_none() {
+                return Err(Error::Store("it holds no token".into()));
+            }
+            self.check_on_open(&s).map(|()| s)
+        });
+        match fallback {
+            Ok(s) => {
+                log::error!(
+                    "token {:?}: the store {} {why}; serving from the mirror {}, read-only, until `keygate restore --token {}` rebuilds the store",
+                    self.cfg.label,
+                    path.display(),
+                    mirror.display(),
+                    self.cfg.label
+                );
+                Ok(Some(s))
+            }
+            Err(e) => {
+                log::error!(
+                    "token {:?}: the store {} {why}, and its mirror {} cannot serve either: {e}",
+                    self.cfg.label,
+                    path.display(),
+                    mirror.display()
+                );
+                // The store's own failure says best what is wrong (a missing HSM fails both).
+                Err(failure.unwrap_or(e))
+            }
+        }
+    }
+
+    /// `verify_on_open`: opens and checks the store now (`C_Initialize`) rather than at first
+    /// use. A store that fails is refused (or replaced by the mirror); either is logged.
+    pub fn open_now(&self) {
+        match self.store_opt() {
+            Ok(Some(s)) => log::info!(
+                "token {:?}: {} verified at initialisation",
+                self.cfg.label,
+                s.path().display()
+            ),
+            Ok(None) => {}
+            Err(e) => log::error!("token {:?}: refused at initialisation: {e}", self.cfg.label),
+        }
+    }
+
+    /// The check a store passes before the token serves from it.
+    fn check_on_open(&self, s: &Store) -> Result<()> {
+        let Some((body, mac)) = s.header()? else {
+            return Ok(());
+        };
+        self.verify_header(&body, &mac)?;
+        if self.cfg.verify_on_open {
+            let rep = self.verify_store(s, None)?;
+            if !rep.ok() {
+                return Err(Error::Integrity(format!(
+                    "{} fails verification ({})",
+                    s.path().display(),
+                    rep.summary()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn store(&self) -> Result<Arc<Store>> {
@@ -185,7 +275,23 @@ impl LocalBackend {
     /// Runs `f` in one store transaction with the verified header and its K_int; the header,
     /// if `f` changed it, is sealed and written in the same transaction. Every change to the
     /// token's objects goes through here, so the header's member digest moves with them.
+    /// A token serving from its mirror refuses with `CKR_TOKEN_WRITE_PROTECTED`.
     pub(super) fn transact<T>(&self, f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>) -> Result<T> {
+        self.writable()?;
+        self.transact_any(f)
+    }
+
+    /// Refuses changes while the token serves from its mirror: a key made there would be lost
+    /// if the primary came back and were served again.
+    fn writable(&self) -> Result<()> {
+        match self.store_opt()? {
+            Some(s) if s.is_fallback() => Err(Error::TokenWriteProtected),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`transact`](Self::transact) also while serving from the mirror (PIN failure counters).
+    fn transact_any<T>(&self, f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>) -> Result<T> {
         self.store()?.write(|tx| {
             let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
             let mut h = self.verify_header(&body, &mac)?;
@@ -259,7 +365,8 @@ impl LocalBackend {
         let kek = vault::kek(&*self.hw(&h, Purpose::Kek)?, &pk, role);
         let result = vault::unwrap_dek(&kek, &cred.wrapped_dek);
         let ok = result.is_ok();
-        self.change_header(|h| {
+        // Counted even while serving from the mirror: a read-only token still limits guessing.
+        self.transact_any(|_, h, _| {
             let counter = match role {
                 Role::So => &mut h.so_failures,
                 Role::User => &mut h.user_failures,
@@ -324,12 +431,14 @@ impl LocalBackend {
                 max_failures: max,
                 protected_path: false,
                 model: "self-managed",
+                write_protected: self.store_opt()?.is_some_and(|s| s.is_fallback()),
             },
         })
     }
 
     pub(crate) fn init_token_impl(&self, so_pin: &Pin, label: &str) -> Result<()> {
         check_pin_len(so_pin)?;
+        self.writable()?;
         let old = self.header_opt()?;
         if old.is_some() {
             self.check_pin(Role::So, so_pin)?;
@@ -339,7 +448,11 @@ impl LocalBackend {
         let store = match self.store_opt()? {
             Some(s) => s,
             None => {
-                let s = Arc::new(Store::open(self.store_path()?, true)?);
+                let mut s = Store::open(self.store_path()?, true)?;
+                if let Some(m) = &self.cfg.mirror {
+                    s = s.mirrored(m)?;
+                }
+                let s = Arc::new(s);
                 *self.store.lock() = Some(s.clone());
                 s
             }

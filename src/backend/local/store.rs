@@ -5,6 +5,7 @@
 //! timeout so several processes share one token; every change is one transaction. Nothing is
 //! cached, so other processes' changes are seen on the next read.
 
+use std::cell::RefCell;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub struct IndexColumns<'a> {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    mirror: Option<Mirror>,
+    /// This is a token's mirror serving in place of a primary that failed: read-only for
+    /// objects until `keygate restore` rebuilds the primary.
+    fallback: bool,
 }
 
 const SCHEMA: &str = "
@@ -56,42 +61,152 @@ CREATE INDEX IF NOT EXISTS objects_class ON objects(class);
 CREATE TABLE IF NOT EXISTS members (
     uid    BLOB PRIMARY KEY
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sync (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    generation  BLOB NOT NULL
+);
 ";
 
+/// Opens a database with the store's settings, or creates it (mode 0600) when `create` is set.
+fn connect(path: &Path, create: bool) -> Result<Connection> {
+    if !path.exists() {
+        if !create {
+            return Err(Error::Store(format!("{} does not exist", path.display())));
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// One change to the store's rows. [`Store::write`] applies each to the primary and, when the
+/// token has a mirror, replays the same list on the mirror.
+enum Op {
+    Header {
+        body: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    /// Insert (`new`) or rewrite an object.
+    Put {
+        new: bool,
+        class: u64,
+        label: Option<Vec<u8>>,
+        ckid: Option<Vec<u8>>,
+        uid: ObjectId,
+        body: Vec<u8>,
+        mac: Vec<u8>,
+    },
+    Delete(ObjectId),
+    /// Every object and member gone (`C_InitToken`).
+    Clear,
+}
+
+/// Applies `op` to the database `conn` is in a transaction on; how many object rows it touched.
+fn apply(conn: &Connection, op: &Op) -> Result<usize> {
+    Ok(match op {
+        Op::Header { body, mac } => conn.execute(
+            "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
+            params![body, mac],
+        )?,
+        Op::Put {
+            new: true,
+            class,
+            label,
+            ckid,
+            uid,
+            body,
+            mac,
+        } => {
+            let n = conn.execute(
+                "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![&uid[..], *class as i64, label, ckid, body, mac],
+            )?;
+            conn.execute("INSERT INTO members (uid) VALUES (?1)", params![&uid[..]])?;
+            n
+        }
+        Op::Put {
+            new: false,
+            class,
+            label,
+            ckid,
+            uid,
+            body,
+            mac,
+        } => conn.execute(
+            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
+            params![&uid[..], *class as i64, label, ckid, body, mac],
+        )?,
+        Op::Delete(uid) => {
+            let n = conn.execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])?;
+            conn.execute("DELETE FROM members WHERE uid = ?1", params![&uid[..]])?;
+            n
+        }
+        Op::Clear => {
+            conn.execute("DELETE FROM members", [])?;
+            conn.execute("DELETE FROM objects", [])?
+        }
+    })
+}
+
 /// The writes of one transaction ([`Store::write`]).
-pub struct Tx<'a>(&'a rusqlite::Transaction<'a>);
+pub struct Tx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    /// What was applied, kept for the mirror (only when there is one).
+    ops: Option<RefCell<Vec<Op>>>,
+}
 
 impl Tx<'_> {
+    fn run(&self, op: Op) -> Result<usize> {
+        let n = apply(self.tx, &op)?;
+        if let Some(ops) = &self.ops {
+            ops.borrow_mut().push(op);
+        }
+        Ok(n)
+    }
+
     pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        header_row(self.0)
+        header_row(self.tx)
     }
 
     pub fn set_header(&self, body: &[u8], mac: &[u8]) -> Result<()> {
-        self.0.execute(
-            "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
-            params![body, mac],
-        )?;
+        self.run(Op::Header {
+            body: body.to_vec(),
+            mac: mac.to_vec(),
+        })?;
         Ok(())
+    }
+
+    fn put(&self, new: bool, ix: &IndexColumns<'_>, row: &Row) -> Result<usize> {
+        self.run(Op::Put {
+            new,
+            class: ix.class,
+            label: ix.label.map(<[u8]>::to_vec),
+            ckid: ix.ckid.map(<[u8]>::to_vec),
+            uid: row.uid,
+            body: row.body.clone(),
+            mac: row.mac.clone(),
+        })
     }
 
     /// Inserts a new object and lists it among the token's members.
     pub fn insert(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
-        self.0.execute(
-            "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
-        )?;
-        self.0
-            .execute("INSERT INTO members (uid) VALUES (?1)", params![&row.uid[..]])?;
+        self.put(true, ix, row)?;
         Ok(())
     }
 
     /// Rewrites an existing object; `ObjectHandleInvalid` if it is not there.
     pub fn replace(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
-        let n = self.0.execute(
-            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
-            params![&row.uid[..], ix.class as i64, ix.label, ix.ckid, row.body, row.mac],
-        )?;
-        if n == 0 {
+        if self.put(false, ix, row)? == 0 {
             return Err(Error::ObjectHandleInvalid);
         }
         Ok(())
@@ -99,7 +214,7 @@ impl Tx<'_> {
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
         Ok(self
-            .0
+            .tx
             .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
                 Ok(Row {
                     uid: *uid,
@@ -112,22 +227,128 @@ impl Tx<'_> {
 
     /// Deletes an object and its membership; false if it was not there.
     pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
-        let n = self
-            .0
-            .execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])?;
-        self.0
-            .execute("DELETE FROM members WHERE uid = ?1", params![&uid[..]])?;
-        Ok(n > 0)
+        Ok(self.run(Op::Delete(*uid))? > 0)
     }
 
     /// Every object row (rotation re-seals them all in one transaction).
     pub fn all(&self) -> Result<Vec<Row>> {
-        all_rows(self.0)
+        all_rows(self.tx)
     }
 
     /// The identifiers the members table lists.
     pub fn members(&self) -> Result<Vec<Vec<u8>>> {
-        member_ids(self.0)
+        member_ids(self.tx)
+    }
+}
+
+/// The mirror's view of the primary: a random value that changes with every mirrored change,
+/// the same in both databases when the mirror holds what the primary holds.
+type Generation = [u8; 16];
+
+fn generation(conn: &Connection) -> Result<Option<Generation>> {
+    let g: Option<Vec<u8>> = conn
+        .query_row("SELECT generation FROM sync WHERE id = 1", [], |r| r.get(0))
+        .optional()?;
+    Ok(g.and_then(|g| g.try_into().ok()))
+}
+
+fn set_generation(conn: &Connection, g: &Generation) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO sync (id, generation) VALUES (1, ?1)",
+        params![&g[..]],
+    )?;
+    Ok(())
+}
+
+/// Makes `to` (in a transaction) hold exactly the rows of `from`.
+fn copy_rows(from: &Connection, to: &Connection) -> Result<u64> {
+    to.execute_batch("DELETE FROM members; DELETE FROM objects; DELETE FROM header;")?;
+    if let Some((body, mac)) = header_row(from)? {
+        apply(to, &Op::Header { body, mac })?;
+    }
+    let mut n = 0;
+    let mut read = from.prepare("SELECT uid, class, label, ckid, body, mac FROM objects")?;
+    let mut write =
+        to.prepare("INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let uid: Vec<u8> = r.get(0)?;
+        let class: i64 = r.get(1)?;
+        let label: Option<Vec<u8>> = r.get(2)?;
+        let ckid: Option<Vec<u8>> = r.get(3)?;
+        let body: Vec<u8> = r.get(4)?;
+        let mac: Vec<u8> = r.get(5)?;
+        write.execute(params![uid, class, label, ckid, body, mac])?;
+        n += 1;
+    }
+    let mut member = to.prepare("INSERT INTO members (uid) VALUES (?1)")?;
+    for uid in member_ids(from)? {
+        member.execute(params![uid])?;
+    }
+    Ok(n)
+}
+
+/// The second database of a token with `mirror =`: every change to the primary is applied to
+/// it in its own transaction, committed just before the primary's (DESIGN.md §4).
+#[derive(Debug)]
+struct Mirror {
+    path: PathBuf,
+    /// The open mirror and the file it is (device, inode): a mirror file deleted or replaced
+    /// is noticed and made again.
+    conn: Mutex<Option<(Connection, (u64, u64))>>,
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+impl Mirror {
+    /// Brings the mirror to the primary's state as of the transaction `primary` is in: replays
+    /// `ops` when the mirror held the primary's previous state (`prev`), else copies every row.
+    /// A failure is logged and leaves the primary alone; the next change tries again.
+    fn follow(&self, primary: &Connection, prev: Option<Generation>, next: &Generation, ops: &[Op]) {
+        let mut guard = self.conn.lock();
+        let result = (|| -> Result<()> {
+            let current = file_id(&self.path);
+            if guard.as_ref().map(|(_, id)| Some(*id)) != Some(current) {
+                let conn = connect(&self.path, true)?;
+                let id = file_id(&self.path).ok_or_else(|| Error::Store("the mirror vanished".into()))?;
+                *guard = Some((conn, id));
+            }
+            let Some((conn, _)) = guard.as_mut() else {
+                unreachable!()
+            };
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mirrored = generation(&tx)?;
+            if prev.is_some() && mirrored == prev {
+                for op in ops {
+                    apply(&tx, op)?;
+                }
+            } else {
+                let n = copy_rows(primary, &tx)?;
+                log::warn!(
+                    "mirror {}: was not in step with the primary; copied all {n} records",
+                    self.path.display()
+                );
+            }
+            set_generation(&tx, next)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            *guard = None;
+            log::error!(
+                "mirror {}: not updated ({e}); the primary has the change, and the mirror is brought into step at the next one",
+                self.path.display()
+            );
+        }
+    }
+
+    fn checkpoint(&self) {
+        if let Some((conn, _)) = &*self.conn.lock() {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+        }
     }
 }
 
@@ -165,27 +386,38 @@ fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
 impl Store {
     /// Opens an existing store, or creates it (mode 0600) when `create` is set.
     pub fn open(path: &Path, create: bool) -> Result<Store> {
-        if !path.exists() {
-            if !create {
-                return Err(Error::Store(format!("{} does not exist", path.display())));
-            }
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.execute_batch(SCHEMA)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(connect(path, create)?),
             path: path.to_path_buf(),
+            mirror: None,
+            fallback: false,
         })
+    }
+
+    /// Keeps `mirror` in step with this store from now on, and brings it into step now if it
+    /// is not (a new mirror, or one a failure left behind). A mirror that cannot be written is
+    /// logged and never fails the store.
+    pub fn mirrored(mut self, mirror: &Path) -> Result<Store> {
+        self.mirror = Some(Mirror {
+            path: mirror.to_path_buf(),
+            conn: Mutex::new(None),
+        });
+        let mirrored = connect(mirror, false).ok().and_then(|c| generation(&c).ok().flatten());
+        if mirrored.is_none() || mirrored != generation(&self.conn.lock())? {
+            self.write(|_| Ok(()))?;
+        }
+        Ok(self)
+    }
+
+    /// Opens a token's mirror to serve in place of its failed primary (read-only for objects).
+    pub fn fallback(mirror: &Path) -> Result<Store> {
+        let mut s = Store::open(mirror, false)?;
+        s.fallback = true;
+        Ok(s)
+    }
+
+    pub fn is_fallback(&self) -> bool {
+        self.fallback
     }
 
     pub fn path(&self) -> &Path {
@@ -198,11 +430,24 @@ impl Store {
     }
 
     /// Runs `f` in one immediate transaction: everything it writes is committed together, or
-    /// nothing is (an error from `f` rolls back). Writers from other processes wait.
+    /// nothing is (an error from `f` rolls back). Writers from other processes wait. With a
+    /// mirror, the same changes are committed to it first, while this store's write lock keeps
+    /// every process's changes in one order.
     pub fn write<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&Tx(&tx))?;
+        let t = Tx {
+            tx: &tx,
+            ops: self.mirror.as_ref().map(|_| RefCell::new(Vec::new())),
+        };
+        let out = f(&t)?;
+        if let (Some(m), Some(ops)) = (&self.mirror, t.ops) {
+            let prev = generation(&tx)?;
+            let mut next = [0u8; 16];
+            super::crypto::random(&mut next)?;
+            set_generation(&tx, &next)?;
+            m.follow(&tx, prev, &next, &ops.into_inner());
+        }
         tx.commit()?;
         Ok(out)
     }
@@ -210,8 +455,7 @@ impl Store {
     /// Replaces the header and deletes every object, in one transaction (`C_InitToken`).
     pub fn reinitialise(&self, body: &[u8], mac: &[u8]) -> Result<()> {
         self.write(|tx| {
-            tx.0.execute("DELETE FROM objects", [])?;
-            tx.0.execute("DELETE FROM members", [])?;
+            tx.run(Op::Clear)?;
             tx.set_header(body, mac)
         })
     }
@@ -238,6 +482,9 @@ impl Store {
     pub fn checkpoint(&self) -> Result<bool> {
         let conn = self.conn.lock();
         let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if let Some(m) = &self.mirror {
+            m.checkpoint();
+        }
         Ok(busy == 0)
     }
 

@@ -211,40 +211,63 @@ pub fn report(what: &str, token: &str, rep: &VerifyReport, json: bool) -> Result
         let mut o = serde_json::to_value(rep).map_err(|e| e.to_string())?;
         o["token"] = token.into();
         o["ok"] = rep.ok().into();
+        if let Some(m) = &rep.mirror {
+            o["mirror"]["ok"] = (m.problem.is_none() && m.report.ok()).into();
+        }
         println!("{o}");
     } else {
-        println!(
-            "{what} {token:?}: {} objects checked, {} sealed secrets opened",
-            rep.objects, rep.secrets_opened
-        );
-        for p in &rep.store_problems {
-            println!("  store file damaged: {p}");
+        print_report(&format!("{what} {token:?}"), rep);
+        if let Some(m) = &rep.mirror {
+            match &m.problem {
+                Some(p) => println!("mirror {}: cannot be checked: {p}\n  FAILED", m.path),
+                None => print_report(&format!("mirror {}", m.path), &m.report),
+            }
         }
-        if let Some(p) = &rep.header_problem {
-            println!("  header: {p}");
-        }
-        if let Some(p) = &rep.membership_problem {
-            println!("  object set: {p}");
-        }
-        for f in &rep.failed {
-            println!("  object {}: {}", f.id, f.reason);
-        }
-        for m in &rep.missing {
-            println!("  object {m}: missing (the header vouches for it; its record is gone)");
-        }
-        for u in &rep.unlisted {
-            println!("  object {u}: not vouched for by the header (added behind keygate's back)");
-        }
-        println!("  {}", if rep.ok() { "ok" } else { "FAILED" });
     }
     if rep.ok() {
-        Ok(())
-    } else {
-        let bad = rep.failed.len() + rep.missing.len() + rep.unlisted.len();
-        Err(format!(
-            "{what} of {token:?} failed: {bad} objects in error (see above)"
-        ))
+        return Ok(());
     }
+    let mut failed = Vec::new();
+    if !rep.store_ok() {
+        failed.push(format!("the store: {}", rep.summary()));
+    }
+    if let Some(m) = &rep.mirror {
+        match &m.problem {
+            Some(p) => failed.push(format!("the mirror: {p}")),
+            None if !m.report.store_ok() => failed.push(format!("the mirror: {}", m.report.summary())),
+            None => {}
+        }
+    }
+    Err(format!(
+        "{what} of {token:?} failed: {} (details above)",
+        failed.join("; ")
+    ))
+}
+
+fn print_report(title: &str, rep: &VerifyReport) {
+    println!(
+        "{title}: {} objects checked, {} sealed secrets opened",
+        rep.objects, rep.secrets_opened
+    );
+    for p in &rep.store_problems {
+        println!("  store file damaged: {p}");
+    }
+    if let Some(p) = &rep.header_problem {
+        println!("  header: {p}");
+    }
+    if let Some(p) = &rep.membership_problem {
+        println!("  object set: {p}");
+    }
+    for f in &rep.failed {
+        println!("  object {}: {}", f.id, f.reason);
+    }
+    for m in &rep.missing {
+        println!("  object {m}: missing (the header vouches for it; its record is gone)");
+    }
+    for u in &rep.unlisted {
+        println!("  object {u}: not vouched for by the header (added behind keygate's back)");
+    }
+    println!("  {}", if rep.store_ok() { "ok" } else { "FAILED" });
 }
 
 pub fn verify(b: &LocalBackend, token: &str, pin: Option<Pin>, json: bool) -> Result<(), String> {
@@ -261,10 +284,11 @@ pub fn backup(b: &LocalBackend, token: &str, to: &Path, json: bool) -> Result<()
     report("backup", token, &rep, json)
 }
 
-pub fn restore(b: &LocalBackend, token: &str, from: &Path, json: bool) -> Result<(), String> {
+pub fn restore(b: &LocalBackend, token: &str, from: Option<&Path>, json: bool) -> Result<(), String> {
+    let source = from.map_or("its mirror".to_string(), |f| f.display().to_string());
     let rep = b
         .restore(from)
-        .map_err(|e| format!("cannot restore {token:?} from {}: {e}", from.display()))?;
+        .map_err(|e| format!("cannot restore {token:?} from {source}: {e}"))?;
     report("restore", token, &rep, json)
 }
 

@@ -85,15 +85,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Replace a self-managed token's store with a backup, after checking that the backup
-    /// verifies under this token's HSM root.
+    /// Replace a self-managed token's store with a backup, or without --from rebuild it from
+    /// the token's mirror, after checking that the copy verifies under this token's HSM root.
+    /// When the store verifies, rebuilding from the mirror changes nothing in the store and
+    /// brings the mirror into step with it.
     Restore {
         /// Label of the token in the configuration.
         #[arg(long)]
         token: String,
-        /// The backup file.
+        /// The backup file; without it, the token's mirror.
         #[arg(long)]
-        from: PathBuf,
+        from: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -529,7 +531,9 @@ fn run(cli: Cli) -> Result<(), String> {
             admin::verify(&b, &token, pin, json)
         }
         Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
-        Command::Restore { token, from, json } => admin::restore(&admin::local(&cfg, &token)?, &token, &from, json),
+        Command::Restore { token, from, json } => {
+            admin::restore(&admin::local(&cfg, &token)?, &token, from.as_deref(), json)
+        }
         Command::ChangePin {
             token,
             so,
