@@ -659,3 +659,32 @@ fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
     let roots = hs.find_objects(&[Attribute::Label(b"keygate-root".to_vec())]).unwrap();
     assert_eq!(roots.len(), 1);
 }
+
+#[test]
+fn man_writes_one_page_per_subcommand_from_the_clap_definitions() {
+    let env = Env::bare();
+    let dir = env.path().join("man1");
+    let out = ok(&env, &["man", "--dir", dir.to_str().unwrap()]);
+    let help = ok(&env, &["--help"]);
+    // The subcommands `--help` lists, each with its page.
+    let subcommands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(subcommands.len() >= 14, "{help}");
+    for c in subcommands
+        .iter()
+        .map(|c| format!("keygate-{c}"))
+        .chain(["keygate".into()])
+    {
+        let page = std::fs::read_to_string(dir.join(format!("{c}.1"))).unwrap_or_else(|e| panic!("{c}.1: {e}"));
+        assert!(page.contains(&format!(".TH {c} 1")), "{c}.1: {page}");
+        assert!(out.contains(&format!("{c}.1")), "{out}");
+    }
+    let restore = std::fs::read_to_string(dir.join("keygate-restore.1")).unwrap();
+    assert!(restore.contains("mirror") && restore.contains("from"), "{restore}");
+}

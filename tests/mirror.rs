@@ -255,3 +255,45 @@ fn verify_on_open_serves_the_mirror_or_refuses_a_damaged_store() {
     assert!(gcm_works(&s, "a") && gcm_works(&s, "c"));
     assert!(!gcm_works(&s, "b"), "the damaged record is refused when used");
 }
+
+/// Generates 25 token keys "<MIRROR_CHILD_PREFIX>-N" (the child processes of the test below).
+#[test]
+#[ignore = "run by two_processes_writing_at_once_keep_the_mirror_in_step as its child process"]
+fn keygen_child() {
+    let prefix = std::env::var("MIRROR_CHILD_PREFIX").unwrap();
+    let p = load_module();
+    let s = Env::user_session(&p);
+    for i in 0..25 {
+        aes_token_key(&s, &format!("{prefix}-{i}"));
+    }
+}
+
+#[test]
+fn two_processes_writing_at_once_keep_the_mirror_in_step() {
+    let env = populated_with(&format!("{EXPORT_ALLOWED}{MIRRORED}"));
+    let children: Vec<_> = ["x", "y"]
+        .iter()
+        .map(|prefix| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "keygen_child", "--test-threads=1"])
+                .env("MIRROR_CHILD_PREFIX", prefix)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    assert!(in_step(&env));
+    let v = verify_both(&env);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["objects"], 55, "{v}");
+    assert_eq!(v["mirror"]["objects"], 55, "{v}");
+    // The mirror alone serves all of them.
+    delete_db(&env.store());
+    let p = load_module();
+    let s = Env::user_session(&p);
+    assert!(["x-0", "x-24", "y-0", "y-24", "a"].iter().all(|l| gcm_works(&s, l)));
+}

@@ -327,10 +327,14 @@ impl Mirror {
                 }
             } else {
                 let n = copy_rows(primary, &tx)?;
-                log::warn!(
-                    "mirror {}: was not in step with the primary; copied all {n} records",
-                    self.path.display()
-                );
+                if mirrored.is_none() {
+                    log::info!("mirror {}: made, with all {n} records", self.path.display());
+                } else {
+                    log::warn!(
+                        "mirror {}: was not in step with the store; copied all {n} records",
+                        self.path.display()
+                    );
+                }
             }
             set_generation(&tx, next)?;
             tx.commit()?;

@@ -183,6 +183,13 @@ enum Command {
     /// latency and MB/s. It creates objects on the token (find-10k leaves 10,000 data objects):
     /// use a token made for measuring.
     Bench(BenchArgs),
+    /// Write the manual pages, generated from these definitions: keygate.1 and one
+    /// keygate-SUBCOMMAND.1 per subcommand (install them under /usr/share/man/man1).
+    Man {
+        /// The directory to write them into (created if missing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print the fingerprint of each key with a label or CKA_ID, and the `pins` entry that ties
     /// the identifier to it: SHA-256 of the public key (DER SubjectPublicKeyInfo) for key pairs,
     /// the key check value for secret keys.
@@ -424,10 +431,34 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
     }
 }
 
+/// `keygate man`: the manual pages, from the clap definitions, so they never drift from `--help`.
+fn man_pages(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let top = Cli::command();
+    let write = |name: &str, cmd: clap::Command| -> Result<(), String> {
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut page)
+            .map_err(|e| format!("cannot render {name}.1: {e}"))?;
+        std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("{}", path.display());
+        Ok(())
+    };
+    for sub in top.get_subcommands() {
+        let name = format!("keygate-{}", sub.get_name());
+        write(&name, sub.clone().name(name.clone()))?;
+    }
+    write("keygate", top)
+}
+
 fn run(cli: Cli) -> Result<(), String> {
-    if let Command::Bench(a) = cli.command {
+    match cli.command {
         // Any module, keygate's configuration or not.
-        return run_bench(a);
+        Command::Bench(a) => return run_bench(a),
+        Command::Man { dir } => return man_pages(&dir),
+        _ => {}
     }
     let cfg = match &cli.config {
         Some(p) => Config::load_from(p),
@@ -488,7 +519,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             fingerprint(slot, ident, &pin_env, json)
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::Man { .. } => unreachable!("handled above"),
         Command::Audit { token, last, json } => admin::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Revoke {
             token,
@@ -617,6 +648,12 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like ends quietly when the reader is gone, as with other
+    // Unix tools, instead of a panic on the broken pipe.
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     keygate_pkcs11::logging::init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
