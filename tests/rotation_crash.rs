@@ -64,6 +64,32 @@ fn intact(env: &Env, after: &str) {
     p.finalize().unwrap();
 }
 
+/// How many root keys the HSM's root token holds (each test has its own SoftHSM2 token
+/// directory, so they are all this token's). Read while no keygate module is loaded here.
+fn root_keys() -> usize {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::Attribute;
+    let p = Pkcs11::new(SOFTHSM).unwrap();
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = p
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| p.get_token_info(*s).unwrap().label() == "keygate-root")
+        .unwrap();
+    let s = p.open_ro_session(slot).unwrap();
+    s.login(cryptoki::session::UserType::User, Some(&ROOT_PIN.into()))
+        .unwrap();
+    let n = s
+        .find_objects(&[Attribute::Label(b"keygate-root".to_vec())])
+        .unwrap()
+        .len();
+    drop(s);
+    p.finalize().unwrap();
+    n
+}
+
 /// Starts `keygate <command>` with both PINs, logging at info level to a pipe.
 fn spawn(command: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_keygate"))
@@ -141,6 +167,7 @@ fn crash_runs(command: &str, runs: usize) {
     let env = token_with_keys();
     let (whole, tx_part) = timing(command);
     intact(&env, &format!("{command} uninterrupted"));
+    assert_eq!(root_keys(), 1, "{command} uninterrupted: one root key in the HSM");
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move |bound: Duration| {
         rng ^= rng << 13;
@@ -155,10 +182,10 @@ fn crash_runs(command: &str, runs: usize) {
         let (running, began) = run_and_kill(command, delay, in_tx);
         killed += running as usize;
         killed_in_tx += (running && began) as usize;
-        intact(
-            &env,
-            &format!("{command} run {run}, killed after {delay:?} (in transaction: {in_tx})"),
-        );
+        let after = format!("{command} run {run}, killed after {delay:?} (in transaction: {in_tx})");
+        intact(&env, &after);
+        // `verify` (in `intact`) destroyed whatever root key an interrupted rotation left.
+        assert_eq!(root_keys(), 1, "{after}: one root key in the HSM");
     }
     eprintln!(
         "{command}: {runs} runs, {killed} killed while running, {killed_in_tx} of them inside the transaction; whole run {whole:?}, transaction part {tx_part:?}"

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::header::Header;
+use super::header::{Header, Retiring};
 use super::store::{Row, Store};
 use super::vault::{self, Key32, Purpose, Role};
 use super::{crypto, LocalBackend, HEADER_DOMAIN};
@@ -456,14 +456,26 @@ impl LocalBackend {
 
     /// Creates a new root key in the HSM, re-MACs every record and the header under the integrity
     /// key it gives and re-wraps the DEK under the new KEKs, in one transaction; then destroys
-    /// the old root key. Interrupted before the commit, the token keeps the old root (the new key
-    /// is left unused in the HSM); after it, the new one (the old key may be left behind).
+    /// the old root key. The header names the key to destroy (`retiring`) before the new key
+    /// exists and until the old one is gone, so that a run interrupted anywhere leaves no root key
+    /// behind for long: the next `rotate-root` or `verify` destroys it
+    /// ([`finish_retirement`](Self::finish_retirement)).
     pub fn rotate_root(&self, so_pin: &Pin, user_pin: Option<&Pin>, progress: Progress<'_>) -> Result<()> {
+        self.finish_retirement()?;
         let h = self.header()?;
         let dek = self.both_pins(&h, so_pin, user_pin)?;
         let root = self.root()?;
         let mut next = h.clone();
         crypto::random(&mut next.root_id)?;
+        self.change_header(|cur| {
+            if (cur.uuid, cur.root_id) != (h.uuid, h.root_id) {
+                return Err(Error::Integrity(
+                    "the token changed during rotation; run it again".into(),
+                ));
+            }
+            cur.retiring = Some(Retiring::Unused(next.root_id));
+            Ok(())
+        })?;
         root.create_key(&next.root_id)?;
         let done = (|| {
             let k_new = vault::integrity_key(&*self.hw(&next, Purpose::Integrity)?);
@@ -471,7 +483,11 @@ impl LocalBackend {
             self.store()?.write(|tx| {
                 let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
                 let cur = self.verify_header(&body, &mac)?;
-                if (cur.uuid, cur.root_id, cur.dek_check) != (h.uuid, h.root_id, h.dek_check) {
+                // `retiring` still naming the new key means nobody finished this rotation as an
+                // interrupted one (and destroyed the new key) meanwhile.
+                if (cur.uuid, cur.root_id, cur.dek_check, cur.retiring)
+                    != (h.uuid, h.root_id, h.dek_check, Some(Retiring::Unused(next.root_id)))
+                {
                     return Err(Error::Integrity(
                         "the token changed during rotation; run it again".into(),
                     ));
@@ -492,6 +508,7 @@ impl LocalBackend {
                 }
                 let mut new = cur.clone();
                 new.root_id = next.root_id;
+                new.retiring = Some(Retiring::Previous(h.root_id));
                 new.so = so;
                 if user.is_some() {
                     new.user = user;
@@ -502,24 +519,77 @@ impl LocalBackend {
             })
         })();
         if let Err(e) = done {
-            if let Err(d) = root.destroy_key(&next.root_id) {
+            // The new key was never used: the header still names it as the one to destroy.
+            if let Err(d) = self.finish_retirement() {
                 log::warn!(
-                    "token {:?}: the unused new root key stays in the HSM: {d}",
+                    "token {:?}: the unused new root key stays in the HSM until the next rotate-root or verify: {d}",
                     self.cfg.label
                 );
             }
             return Err(e);
         }
         self.opened.lock().clear();
-        if let Err(e) = root.destroy_key(&h.root_id) {
+        if let Err(e) = self.finish_retirement() {
             log::warn!(
-                "token {:?}: root rotated, but the old root key ({}) could not be destroyed: {e}",
+                "token {:?}: root rotated, but the old root key ({}) could not be destroyed yet ({e}); the next rotate-root or verify destroys it",
                 self.cfg.label,
                 hex::encode(h.root_id)
             );
         }
         log::warn!("token {:?}: root key rotated", self.cfg.label);
         Ok(())
+    }
+
+    /// Destroys the root key the header names as retiring, if any, and forgets it: the old key
+    /// of a rotation that committed (destroyed first, so a run killed in between leaves it named,
+    /// to be destroyed next time), or the new key of one that did not (forgotten first, in a
+    /// transaction that succeeds only while the header still names it, so that a rotation
+    /// running in another process either committed before, and this changes nothing, or sees
+    /// the change and gives up: the token's root key is never destroyed). True if a key was
+    /// retired.
+    pub fn finish_retirement(&self) -> Result<bool> {
+        let Some(h) = self.header_opt()? else {
+            return Ok(false);
+        };
+        let Some(retiring) = h.retiring else {
+            return Ok(false);
+        };
+        let id = retiring.id();
+        let forget = || {
+            self.change_header(|cur| {
+                if cur.retiring != Some(retiring) {
+                    return Ok(false);
+                }
+                cur.retiring = None;
+                Ok(true)
+            })
+        };
+        match retiring {
+            _ if id == h.root_id => {
+                log::error!(
+                    "token {:?}: the header names the token's own root key as retiring; it is kept",
+                    self.cfg.label
+                );
+                forget()?;
+                return Ok(false);
+            }
+            Retiring::Previous(_) => {
+                self.root()?.destroy_key(&id)?;
+                forget()?;
+            }
+            Retiring::Unused(_) => {
+                if !forget()? {
+                    return Ok(false);
+                }
+                self.root()?.destroy_key(&id)?;
+            }
+        }
+        log::warn!(
+            "token {:?}: root key {} retired (destroyed in the HSM)",
+            self.cfg.label,
+            hex::encode(id)
+        );
+        Ok(true)
     }
 
     /// `keygate destroy --all`: crypto-shredding. After the SO PIN is checked, destroys the
@@ -529,7 +599,12 @@ impl LocalBackend {
         let h = self.header()?;
         self.login_impl(crate::backend::UserType::So, so_pin)?;
         self.logout_impl();
-        self.root()?.destroy_key(&h.root_id)?;
+        let root = self.root()?;
+        // A key an interrupted rotation left behind could still open older backups.
+        if let Some(retiring) = h.retiring.map(|r| r.id()).filter(|r| *r != h.root_id) {
+            root.destroy_key(&retiring)?;
+        }
+        root.destroy_key(&h.root_id)?;
         log::warn!(
             "token {:?}: root key {} destroyed; every copy of the store is now unreadable",
             self.cfg.label,

@@ -16,9 +16,10 @@ pub struct Credential {
     pub wrapped_dek: Vec<u8>,
 }
 
-/// The header format written by this code. Version 1 (before object membership and the DEK
-/// check) was a development format only; such a store is refused with a clear message.
-pub const HEADER_VERSION: u8 = 2;
+/// The header format written by this code. Version 2 is version 3 without `retiring`, and is
+/// still read. Version 1 (before object membership and the DEK check) was a development format
+/// only; such a store is refused with a clear message.
+pub const HEADER_VERSION: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -36,6 +37,27 @@ pub struct Header {
     pub members: [u8; 32],
     /// Identifies the DEK (`vault::dek_check`), not secret.
     pub dek_check: [u8; 16],
+    /// A root key to destroy, never `root_id` (`keygate rotate-root`).
+    pub retiring: Option<Retiring>,
+}
+
+/// A root key a rotation leaves to destroy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retiring {
+    /// The new key of a rotation under way, or of one that did not commit: it never protected
+    /// anything, but may yet become the root, so it is forgotten before it is destroyed.
+    Unused([u8; 16]),
+    /// The root key before a rotation that committed: backups made before still open under it,
+    /// so it is destroyed before it is forgotten.
+    Previous([u8; 16]),
+}
+
+impl Retiring {
+    pub fn id(&self) -> [u8; 16] {
+        match self {
+            Retiring::Unused(id) | Retiring::Previous(id) => *id,
+        }
+    }
 }
 
 fn put_cred(w: &mut Writer, c: &Credential) {
@@ -80,6 +102,17 @@ impl Header {
         w.u64(self.objects);
         w.bytes(&self.members);
         w.bytes(&self.dek_check);
+        match &self.retiring {
+            None => w.u8(0),
+            Some(Retiring::Unused(id)) => {
+                w.u8(1);
+                w.bytes(id);
+            }
+            Some(Retiring::Previous(id)) => {
+                w.u8(2);
+                w.bytes(id);
+            }
+        }
         w.0
     }
 
@@ -97,8 +130,9 @@ impl Header {
 
     pub fn decode(buf: &[u8]) -> Result<Header> {
         let mut r = Reader::new(buf);
-        match r.u8()? {
-            HEADER_VERSION => {}
+        let version = r.u8()?;
+        match version {
+            2 | HEADER_VERSION => {}
             1 => {
                 return Err(Error::Integrity(
                     "the token header is of version 1, a development format this keygate no longer reads; re-initialise the token".into(),
@@ -116,6 +150,12 @@ impl Header {
         let objects = r.u64()?;
         let members = r.fixed::<32>()?;
         let dek_check = r.fixed::<16>()?;
+        let retiring = match if version >= 3 { r.u8()? } else { 0 } {
+            0 => None,
+            1 => Some(Retiring::Unused(r.fixed::<16>()?)),
+            2 => Some(Retiring::Previous(r.fixed::<16>()?)),
+            _ => return Err(Error::Integrity("bad retiring root key tag".into())),
+        };
         r.finish()?;
         Ok(Header {
             uuid,
@@ -128,6 +168,7 @@ impl Header {
             objects,
             members,
             dek_check,
+            retiring,
         })
     }
 }
@@ -158,9 +199,25 @@ mod tests {
             objects: 3,
             members: [5; 32],
             dek_check: [6; 16],
+            retiring: Some(Retiring::Previous([7; 16])),
         };
         let enc = h.encode();
         assert_eq!(Header::decode(&enc).unwrap(), h);
+        let unused = Header {
+            retiring: Some(Retiring::Unused([8; 16])),
+            ..h.clone()
+        };
+        assert_eq!(Header::decode(&unused.encode()).unwrap(), unused);
+        let none = Header {
+            retiring: None,
+            ..h.clone()
+        };
+        assert_eq!(Header::decode(&none.encode()).unwrap(), none);
+        // Version 2: the same without the last field.
+        let mut v2 = none.encode();
+        v2[0] = 2;
+        v2.pop();
+        assert_eq!(Header::decode(&v2).unwrap(), none);
         let mut longer = enc.clone();
         longer.push(0);
         assert!(Header::decode(&longer).is_err());

@@ -404,6 +404,7 @@ impl LocalBackend {
             objects: 0,
             members: [0; 32],
             dek_check: vault::dek_check(&dek)?,
+            retiring: None,
         };
         h.so = self.new_credential(&h, so_pin, &dek, Role::So, kdf)?;
         Ok(h)
