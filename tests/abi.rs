@@ -447,6 +447,49 @@ fn aes_key_wrap_kwp_in_hsm_mode_is_rfc5649() {
     kwp_matches_rfc5649();
 }
 
+/// The two-call convention for C_WrapKey: the wrap a length query (or a short buffer) made is
+/// kept for the next call, and only for the same mechanism and keys; every answer is checked
+/// against RFC 3394 / RFC 5649 computed outside.
+#[test]
+fn a_measured_wrap_is_kept_only_for_the_same_mechanism_and_keys() {
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let kek = [0x17u8; 32];
+    let wrapping = raw_aes_for(&r, h, &kek, true);
+    let (a, b) = (raw_aes(&r, h, &[0xa1u8; 32]), raw_aes(&r, h, &[0xb2u8; 24]));
+    let outside = aes_kw::KekAes256::from(kek);
+    let wrap = |m: CK_MECHANISM_TYPE, key, buf: Option<usize>| {
+        let mut m = mech(m);
+        let mut out = vec![0u8; buf.unwrap_or(0)];
+        let mut n = out.len() as CK_ULONG;
+        let p = if buf.is_some() { out.as_mut_ptr() } else { null_mut() };
+        let rv = call!(r, C_WrapKey(h, &mut m, wrapping, key, p, &mut n));
+        out.truncate(n as usize);
+        (rv, n, out)
+    };
+    // Measured for a, then a short buffer, then the right one: a's wrap each time.
+    assert_eq!(wrap(CKM_AES_KEY_WRAP, a, None).1, 40);
+    let (rv, n, _) = wrap(CKM_AES_KEY_WRAP, a, Some(8));
+    assert_eq!((rv, n), (CKR_BUFFER_TOO_SMALL, 40));
+    let (rv, _, out) = wrap(CKM_AES_KEY_WRAP, a, Some(40));
+    assert_eq!((rv, out), (CKR_OK, outside.wrap_vec(&[0xa1u8; 32]).unwrap()));
+    // Measured for a, then asked for b: b's wrap, not the kept one.
+    wrap(CKM_AES_KEY_WRAP, a, None);
+    let (rv, _, out) = wrap(CKM_AES_KEY_WRAP, b, Some(64));
+    assert_eq!((rv, out), (CKR_OK, outside.wrap_vec(&[0xb2u8; 24]).unwrap()));
+    // Measured with one mechanism, asked with another: the other's output.
+    wrap(CKM_AES_KEY_WRAP, a, None);
+    let (rv, _, out) = wrap(CKM_AES_KEY_WRAP_KWP, a, Some(64));
+    assert_eq!(
+        (rv, out),
+        (CKR_OK, outside.wrap_with_padding_vec(&[0xa1u8; 32]).unwrap())
+    );
+    // A wrap that fits is not kept: the next call with a buffer wraps afresh (same bytes).
+    let (rv, _, out) = wrap(CKM_AES_KEY_WRAP, a, Some(64));
+    assert_eq!((rv, out), (CKR_OK, outside.wrap_vec(&[0xa1u8; 32]).unwrap()));
+}
+
 fn kwp_matches_rfc5649() {
     let r = raw();
     let h = logged_in(&r);

@@ -12,7 +12,7 @@ use super::dates;
 use super::mechanisms::{mflag, Mechanism};
 use super::object::{self, Origin};
 use super::provider::Provider;
-use super::session::{Active, Session};
+use super::session::{Active, KeptWrap, Session};
 use crate::backend::{Backend, ObjectId};
 use crate::error::{Error, Result};
 
@@ -54,15 +54,6 @@ fn size_out<T>(slot: &mut Option<Active<T>>, cap: Option<usize>, out: Zeroizing<
             Ok(Out::TooSmall(n))
         }
         Some(_) => Ok(Out::Data(out)),
-    }
-}
-
-/// Output computed afresh on each call (deterministic, cheap to redo: wrapping).
-fn sized(cap: Option<usize>, out: Vec<u8>) -> Out {
-    match cap {
-        None => Out::Len(out.len()),
-        Some(c) if c < out.len() => Out::TooSmall(out.len()),
-        Some(_) => Out::Data(Zeroizing::new(out)),
     }
 }
 
@@ -458,7 +449,7 @@ impl Provider {
         let (s, wid, b) = self
             .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
             .map_err(|e| key_handle_as(e, Error::WrappingKeyHandleInvalid))?;
-        let s = s.lock();
+        let mut s = s.lock();
         let (kid, kattrs) = self.key_object(&s, key, Error::KeyHandleInvalid)?;
         if !kattrs.flag(attr::EXTRACTABLE) {
             return Err(Error::KeyUnextractable);
@@ -480,7 +471,30 @@ impl Provider {
             }
         }
         self.slot_of(&s).pins.check(&*b, &kid, &kattrs)?;
-        Ok(sized(cap, b.wrap_key(h, mech, &wid, &kid)?))
+        // The two-call convention: a wrap whose length was asked for is kept for the call that
+        // brings the buffer, not done twice (an HSM round trip, or a randomised RSA-OAEP wrap
+        // that would differ). The checks above run on both calls.
+        let kept = s
+            .wrapped
+            .take()
+            .filter(|k| k.mech == *mech && k.wrapping == wrapping && k.key == key);
+        let out = match kept {
+            Some(k) => k.out,
+            None => b.wrap_key(h, mech, &wid, &kid)?,
+        };
+        let n = out.len();
+        match cap {
+            Some(c) if c >= n => Ok(Out::Data(Zeroizing::new(out))),
+            _ => {
+                s.wrapped = Some(KeptWrap {
+                    mech: mech.clone(),
+                    wrapping,
+                    key,
+                    out,
+                });
+                Ok(if cap.is_none() { Out::Len(n) } else { Out::TooSmall(n) })
+            }
+        }
     }
 
     pub(super) fn unwrap_key_unaudited(

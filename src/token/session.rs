@@ -28,6 +28,18 @@ pub struct Session {
     pub encrypt: Option<Active<Box<dyn CipherOp>>>,
     pub decrypt: Option<Active<Box<dyn CipherOp>>>,
     pub digest: Option<Active<Box<dyn DigestOp>>>,
+    /// A key wrapped by a `C_WrapKey` that only asked for the length (or gave too small a
+    /// buffer), returned by the next call with the same mechanism and keys instead of being
+    /// wrapped again.
+    pub wrapped: Option<KeptWrap>,
+}
+
+/// See [`Session::wrapped`].
+pub struct KeptWrap {
+    pub mech: crate::token::mechanisms::Mechanism,
+    pub wrapping: u64,
+    pub key: u64,
+    pub out: Vec<u8>,
 }
 
 impl Session {
@@ -42,6 +54,7 @@ impl Session {
             encrypt: None,
             decrypt: None,
             digest: None,
+            wrapped: None,
         }
     }
 }
