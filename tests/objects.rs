@@ -600,3 +600,22 @@ fn aes_keys_of_every_size_and_multi_part_verify() {
     s.verify_update(b"outside").unwrap();
     s.verify_final(&sig.to_bytes()).unwrap();
 }
+
+#[test]
+fn destroy_honours_destroyable_and_read_only_sessions() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let kept = aes_key(&s, "kept", &[3u8; 32], &[Attribute::Destroyable(false)]);
+    assert_eq!(rv(s.destroy_object(kept)), RvError::ActionProhibited);
+    assert!(find_one(&s, "kept").is_some());
+    let ro = p.open_ro_session(Env::slot(&p)).unwrap();
+    let token_key = aes_key(&s, "token-key", &[4u8; 32], &[]);
+    assert_eq!(rv(ro.destroy_object(token_key)), RvError::SessionReadOnly);
+    s.destroy_object(token_key).unwrap();
+    assert!(find_one(&s, "token-key").is_none());
+    // Without a login, a private key is not there to destroy.
+    let private = aes_key(&s, "private", &[5u8; 32], &[Attribute::Private(true)]);
+    s.logout().unwrap();
+    assert_eq!(rv(s.destroy_object(private)), RvError::ObjectHandleInvalid);
+}

@@ -54,6 +54,7 @@ pub const KEY_USE: &[u64] = {
         KEYGATE_REVOKED,
         WRAP_TEMPLATE,
         UNWRAP_TEMPLATE,
+        DESTROYABLE,
     ]
 };
 
@@ -148,6 +149,14 @@ pub trait Backend: Send + Sync + Debug {
     /// them. An attribute the object lacks is absent.
     fn key_attributes(&self, session: u64, id: &ObjectId) -> Result<std::sync::Arc<AttrMap>> {
         self.attributes(session, id).map(std::sync::Arc::new)
+    }
+    /// What deciding whether a session may destroy an object needs: at least `CKA_TOKEN`,
+    /// `CKA_PRIVATE` and `CKA_DESTROYABLE` (an attribute the object lacks is absent). `None`
+    /// when the device behind the backend decides that itself (an HSM refuses a private object
+    /// without a login, a token object in a read-only session and a non-destroyable object, as
+    /// keygate does), so that destroying costs no attribute read there.
+    fn access_attributes(&self, session: u64, id: &ObjectId) -> Result<Option<std::sync::Arc<AttrMap>>> {
+        self.key_attributes(session, id).map(Some)
     }
     /// The lifetime of an object.
     fn lifetime(&self, session: u64, id: &ObjectId) -> Result<Lifetime>;

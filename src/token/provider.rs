@@ -445,12 +445,27 @@ impl Provider {
     pub(super) fn destroy_object_unaudited(&self, h: u64, handle: u64) -> Result<()> {
         let s = self.session(h)?;
         let s = s.lock();
-        let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
-        self.check_writable(&s, &attrs)?;
-        if !attrs.flag(attr::DESTROYABLE) {
-            return Err(Error::ActionProhibited);
+        let (slot, id) = self.handles.resolve(handle).ok_or(Error::ObjectHandleInvalid)?;
+        if slot != s.slot {
+            return Err(Error::ObjectHandleInvalid);
         }
-        self.slot_of(&s).backend.destroy(h, &id)?;
+        let backend = &self.slot_of(&s).backend;
+        // Only what destroying checks; nothing where the HSM checks it itself.
+        let access = match backend.access_attributes(h, &id) {
+            Err(Error::ObjectHandleInvalid) => return Err(Error::ObjectHandleInvalid),
+            other => other?,
+        };
+        if let Some(attrs) = access {
+            if attrs.flag(attr::PRIVATE) && !self.user_logged_in(slot) {
+                return Err(Error::ObjectHandleInvalid);
+            }
+            self.check_writable(&s, &attrs)?;
+            // Absent (an HSM from before PKCS#11 3.0): TRUE, the specification's default.
+            if attrs.get(attr::DESTROYABLE).is_some() && !attrs.flag(attr::DESTROYABLE) {
+                return Err(Error::ActionProhibited);
+            }
+        }
+        backend.destroy(h, &id)?;
         self.handles.forget(handle);
         Ok(())
     }
