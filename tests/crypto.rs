@@ -104,6 +104,7 @@ fn ed25519_both_ways_and_curve_name_params() {
     // CKA_EC_PARAMS as the printable curve name, which pkcs11-tool sends.
     let mut name = vec![0x13, 12];
     name.extend_from_slice(b"edwards25519");
+    let mut pairs = Vec::new();
     for params in [ED25519_OID.to_vec(), name] {
         let (pu, pr) = s
             .generate_key_pair(
@@ -126,6 +127,22 @@ fn ed25519_both_ways_and_curve_name_params() {
             .unwrap();
         vk.verify(b"hello", &ed25519_dalek::Signature::from_slice(&sig).unwrap())
             .unwrap();
+        pairs.push((pr, vk));
+    }
+    // Signing again with each key (keygate keeps each key's verifying key after its first
+    // signature) still gives signatures its own public key verifies.
+    for (pr, vk) in pairs.iter().rev() {
+        for msg in [&b"again"[..], &[0x5a; 300][..]] {
+            let sig = s
+                .sign(
+                    &Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+                    *pr,
+                    msg,
+                )
+                .unwrap();
+            vk.verify(msg, &ed25519_dalek::Signature::from_slice(&sig).unwrap())
+                .unwrap();
+        }
     }
     // A public key imported as a DER OCTET STRING and, on keygate, as the raw 32 bytes too
     // (which some clients send); SoftHSM2 takes only the DER form.

@@ -353,7 +353,17 @@ impl Backend for LocalBackend {
         Ok(match (mech, kt) {
             (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, None)),
             (Mechanism::EcdsaWith(d), Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, Some(*d))),
-            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => Box::new(ops::EddsaSign::new(self.secret(&r)?)),
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
+                let seed = self.secret(&r)?;
+                let public = match r.ed25519_public.get() {
+                    Some(p) => *p,
+                    None => {
+                        let p = eddsa::verifying_key(&seed)?;
+                        *r.ed25519_public.get_or_init(|| p)
+                    }
+                };
+                Box::new(ops::EddsaSign::new(seed, public))
+            }
             (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
                 Box::new(ops::Hmac::new(&self.secret(&r)?)?)
             }

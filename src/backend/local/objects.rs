@@ -28,6 +28,9 @@ pub(super) struct Opened {
     pub lifetime: Lifetime,
     /// The secret, unsealed, when the token's `key_cache` is on and a user is logged in.
     secret: Mutex<Option<Secret>>,
+    /// An Ed25519 key's verifying key, derived from its seed at its first signature (public;
+    /// deriving it costs as much as a signature).
+    pub ed25519_public: std::sync::OnceLock<ed25519_dalek::VerifyingKey>,
 }
 
 impl Opened {
@@ -39,6 +42,7 @@ impl Opened {
             sealed,
             lifetime,
             secret: Mutex::new(None),
+            ed25519_public: std::sync::OnceLock::new(),
         }
     }
 

@@ -99,13 +99,16 @@ impl VerifyOp for EcdsaVerify {
 /// Ed25519 signing. EdDSA needs the whole message, so multi-part input is buffered.
 pub struct EddsaSign {
     seed: Secret,
+    public: ed25519_dalek::VerifyingKey,
     msg: Zeroizing<Vec<u8>>,
 }
 
 impl EddsaSign {
-    pub fn new(seed: Secret) -> Self {
+    /// `public` must be derived from `seed` (see [`super::eddsa::sign`]).
+    pub fn new(seed: Secret, public: ed25519_dalek::VerifyingKey) -> Self {
         Self {
             seed,
+            public,
             msg: Zeroizing::new(Vec::new()),
         }
     }
@@ -117,7 +120,7 @@ impl SignOp for EddsaSign {
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
-        provider().ed25519_sign(&self.seed, &self.msg)
+        provider().ed25519_sign(&self.seed, &self.public, &self.msg)
     }
 }
 

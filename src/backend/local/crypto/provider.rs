@@ -26,8 +26,9 @@ pub trait CryptoProvider: Send + Sync {
     fn p256_verify_prehash(&self, point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
         ec::p256_verify_prehash(point, digest, sig)
     }
-    fn ed25519_sign(&self, seed: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
-        eddsa::sign(seed, msg)
+    /// `public` is the one [`eddsa::verifying_key`] derived from `seed`.
+    fn ed25519_sign(&self, seed: &[u8], public: &ed25519_dalek::VerifyingKey, msg: &[u8]) -> Result<Vec<u8>> {
+        eddsa::sign(seed, public, msg)
     }
     fn ed25519_verify(&self, public: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
         eddsa::verify(public, msg, sig)
