@@ -80,17 +80,40 @@ pub unsafe fn out_buf(buf: *mut u8, len: *mut CK_ULONG, o: crate::token::operati
             unsafe { out(len, n as CK_ULONG) }?;
             Err(Error::BufferTooSmall)
         }
-        Out::Data(d) => {
-            if !d.is_empty() {
-                if buf.is_null() {
-                    return Err(Error::ArgumentsBad);
-                }
-                // SAFETY: `capacity` confirmed the buffer holds at least `d.len()` bytes.
-                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), buf, d.len()) };
-            }
+        Out::Data(mut d) => {
             // SAFETY: forwarded contract.
-            unsafe { out(len, d.len() as CK_ULONG) }
+            let written = unsafe { copy_out(buf, len, &d) };
+            wipe(std::mem::take(&mut *d));
+            written
         }
+        // SAFETY: forwarded contract.
+        Out::Public(d) => unsafe { copy_out(buf, len, &d) },
+    }
+}
+
+/// Copies `d` into `buf` (which `capacity` confirmed holds it) and its length into `len`.
+///
+/// # Safety
+/// As [`out_buf`].
+unsafe fn copy_out(buf: *mut u8, len: *mut CK_ULONG, d: &[u8]) -> Result<()> {
+    if !d.is_empty() {
+        if buf.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        // SAFETY: `capacity` confirmed the buffer holds at least `d.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), buf, d.len()) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { out(len, d.len() as CK_ULONG) }
+}
+
+/// Zeroes a buffer's whole allocation before freeing it, with `explicit_bzero` (the C
+/// library's memset that the compiler may not remove). `zeroize` writes byte by byte: for the
+/// 4 KiB output of an AES-GCM `C_Encrypt` that was a sixth of the call (perf, `keygate bench`).
+pub fn wipe(mut v: Vec<u8>) {
+    if v.capacity() > 0 {
+        // SAFETY: writes only within the allocation `v` owns (initialised or not).
+        unsafe { libc::explicit_bzero(v.as_mut_ptr().cast(), v.capacity()) };
     }
 }
 
