@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod fastmap;
 pub mod ffi;
 pub mod logging;
 pub mod token;

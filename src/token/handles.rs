@@ -1,7 +1,7 @@
 //! Object handles: process-local numbers mapped to (slot, backend object id), never reused
 //! within a process. The same object found twice gets the same handle.
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 
 use parking_lot::Mutex;
 
@@ -15,8 +15,8 @@ pub struct Handles {
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    by_handle: HashMap<u64, (usize, ObjectId)>,
-    by_object: HashMap<(usize, ObjectId), u64>,
+    by_handle: FastMap<u64, (usize, ObjectId)>,
+    by_object: FastMap<(usize, ObjectId), u64>,
 }
 
 impl Handles {

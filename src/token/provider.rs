@@ -5,8 +5,8 @@
 //! Locking: the provider is behind an `RwLock` read by every call; each session has its own
 //! mutex; no shared lock is held across Argon2 or an HSM round trip.
 
+use crate::fastmap::FastMap;
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ impl Slot {
 
 pub struct Provider {
     pub slots: Vec<Slot>,
-    sessions: RwLock<HashMap<u64, Arc<Mutex<Session>>>>,
+    sessions: RwLock<FastMap<u64, Arc<Mutex<Session>>>>,
     pub handles: Handles,
     next_session: AtomicU64,
     pid: u32,
@@ -117,7 +117,7 @@ pub fn initialize() -> Result<()> {
     };
     *g = Some(Arc::new(Provider {
         slots,
-        sessions: RwLock::new(HashMap::new()),
+        sessions: RwLock::new(FastMap::default()),
         handles: Handles::default(),
         next_session: AtomicU64::new(0),
         pid: crate::ffi::process::id(),

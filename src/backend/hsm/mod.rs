@@ -8,7 +8,7 @@
 mod convert;
 mod ops;
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,14 +58,14 @@ pub struct HsmBackend {
     hsm: HsmConfig,
     device: Mutex<Option<Arc<Device>>>,
     mechanisms: OnceCell<Offered>,
-    sessions: RwLock<HashMap<u64, Shared>>,
-    objects: RwLock<HashMap<ObjectId, ObjectHandle>>,
-    session_objects: Mutex<HashMap<u64, Vec<ObjectHandle>>>,
+    sessions: RwLock<FastMap<u64, Shared>>,
+    objects: RwLock<FastMap<ObjectId, ObjectHandle>>,
+    session_objects: Mutex<FastMap<u64, Vec<ObjectHandle>>>,
     /// The HSM refused the held credential (`login = "held"`); it is not presented again.
     held_refused: AtomicBool,
     /// What key operations check of a key ([`super::KEY_USE`]), as the HSM said it at most
     /// [`KEY_ATTRIBUTES_TTL`] ago.
-    key_attrs: Mutex<HashMap<ObjectId, (Instant, Arc<AttrMap>)>>,
+    key_attrs: Mutex<FastMap<ObjectId, (Instant, Arc<AttrMap>)>>,
 }
 
 /// How long the attributes a key operation checks are taken from memory instead of asking the
@@ -181,10 +181,10 @@ impl HsmBackend {
             device: Mutex::new(None),
             mechanisms: OnceCell::new(),
             held_refused: AtomicBool::new(false),
-            key_attrs: Mutex::new(HashMap::new()),
-            sessions: RwLock::new(HashMap::new()),
-            objects: RwLock::new(HashMap::new()),
-            session_objects: Mutex::new(HashMap::new()),
+            key_attrs: Mutex::new(FastMap::default()),
+            sessions: RwLock::new(FastMap::default()),
+            objects: RwLock::new(FastMap::default()),
+            session_objects: Mutex::new(FastMap::default()),
         })
     }
 

@@ -15,7 +15,7 @@ pub mod root;
 pub mod store;
 pub mod vault;
 
-use std::collections::HashMap;
+use crate::fastmap::FastMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -53,7 +53,7 @@ pub struct LocalBackend {
     store: Mutex<Option<Arc<Store>>>,
     root: Mutex<Option<Arc<Root>>>,
     unlocked: RwLock<Unlocked>,
-    session_objects: Mutex<HashMap<crate::backend::ObjectId, SessionObject>>,
+    session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
     opened: Mutex<objects::OpenedCache>,
 }
 
@@ -80,7 +80,7 @@ impl LocalBackend {
             store: Mutex::new(None),
             root: Mutex::new(None),
             unlocked: RwLock::new(Unlocked::default()),
-            session_objects: Mutex::new(HashMap::new()),
+            session_objects: Mutex::new(FastMap::default()),
             opened: Mutex::new(objects::OpenedCache::default()),
         }
     }

@@ -65,7 +65,7 @@ impl Opened {
 #[derive(Default)]
 pub(super) struct OpenedCache {
     version: Option<i64>,
-    map: std::collections::HashMap<ObjectId, Arc<Opened>>,
+    map: crate::fastmap::FastMap<ObjectId, Arc<Opened>>,
 }
 
 /// At most this many token objects stay open; beyond it the cache starts again empty (a token
