@@ -107,15 +107,21 @@ fn user_of(u: UserType) -> CkUser {
     }
 }
 
-/// Attributes keygate computes for its own store that an HSM sets itself.
+/// A template as sent to the HSM: without the attributes keygate computes for its own store
+/// that an HSM sets itself, and without empty values whose default the specification fixes as
+/// empty (label, identifier, subject, dates). The HSM makes those the same, and sending them
+/// costs: SoftHSM2 encrypts every byte-string attribute of a private object, which made its
+/// P-256 key generation 23 % slower under keygate than called directly (perf).
 fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
+    const EMPTY_BY_DEFAULT: [u64; 5] = [attr::LABEL, attr::ID, attr::SUBJECT, attr::START_DATE, attr::END_DATE];
     let cls = t.class().ok();
     let mut out = AttrMap::new();
     for (ty, v) in t.iter() {
         let token_set = cls
             .and_then(|c| rule_for(ty, c))
             .is_some_and(|r| r.flags & flag::TOKEN_ONLY != 0);
-        if !token_set {
+        let empty_by_default = v.is_empty() && EMPTY_BY_DEFAULT.contains(&ty);
+        if !(token_set || empty_by_default) {
             out.set(ty, v.to_vec());
         }
     }
