@@ -619,3 +619,30 @@ fn destroy_honours_destroyable_and_read_only_sessions() {
     s.logout().unwrap();
     assert_eq!(rv(s.destroy_object(private)), RvError::ObjectHandleInvalid);
 }
+
+#[test]
+fn login_before_the_pins_exist_is_user_pin_not_initialized() {
+    if target() != Target::SelfManaged {
+        return; // SoftHSM2 makes no token without its PINs; Env::hsm starts from an initialised one.
+    }
+    let env = Env::bare();
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let s = p.open_rw_session(slot).unwrap();
+    for user in [UserType::User, UserType::So] {
+        assert_eq!(
+            rv(s.login(user, Some(&AuthPin::from(SO_PIN)))),
+            RvError::UserPinNotInitialized
+        );
+    }
+    drop(s);
+    // Initialised, with an SO PIN but no user PIN yet.
+    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
+    let s = p.open_rw_session(slot).unwrap();
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&AuthPin::from(USER_PIN)))),
+        RvError::UserPinNotInitialized
+    );
+    s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
+    drop(env);
+}

@@ -298,9 +298,8 @@ impl Provider {
                 return Err(Error::SessionReadOnlyExists);
             }
         }
-        if !sl.backend.status()?.initialized {
-            return Err(Error::UserPinNotInitialized);
-        }
+        // An uninitialised token answers CKR_USER_PIN_NOT_INITIALIZED from the backend (the
+        // store has no header; the HSM says so itself), without a token-info read per login.
         sl.backend.login(h, user, pin)?;
         *sl.login.lock() = Some(user);
         log::info!("token {:?}: {} logged in", sl.label, user.name());
