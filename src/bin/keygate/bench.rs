@@ -31,6 +31,7 @@ pub const WORKLOADS: &[&str] = &[
     "p256-keygen",
     "find-10k",
     "login-logout",
+    "open-login-10k",
 ];
 
 /// Objects `find-10k` looks among.
@@ -54,6 +55,9 @@ pub struct Outcome {
     pub p50_us: f64,
     pub p99_us: f64,
     pub bytes_per_op: usize,
+    /// `open-login-10k`: the median C_Login alone, and one Argon2id with keygate's default
+    /// parameters, in microseconds.
+    pub login: Option<(f64, f64)>,
 }
 
 impl Outcome {
@@ -68,6 +72,7 @@ impl Outcome {
             "workload": self.workload, "threads": self.threads, "ops": self.ops,
             "seconds": self.seconds, "ops_per_s": self.ops_per_s(),
             "p50_us": self.p50_us, "p99_us": self.p99_us, "mb_per_s": self.mb_per_s(),
+            "login_p50_us": self.login.map(|l| l.0), "argon2id_us": self.login.map(|l| l.1),
         })
     }
 }
@@ -107,6 +112,10 @@ pub fn run(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) -> B
         "C_Login",
     )?;
     for w in &o.workloads {
+        if w == "open-login-10k" {
+            report(w, open_login(o, &admin));
+            continue;
+        }
         let outcome = prepare(&admin, w, &o.pin).and_then(|prepared| {
             let threads = if prepared.single_thread { 1 } else { o.threads };
             time(&p, slot, w, threads, o.seconds, &prepared)
@@ -380,6 +389,88 @@ fn ensure_objects(s: &Session) -> BenchResult<()> {
     Ok(())
 }
 
+/// `open-login-10k`: what a new process pays before its first operation, with 10,000 objects on
+/// the token: `C_Initialize`, finding the slot, `C_OpenSession` and `C_Login`. Each run is a
+/// child process (`keygate bench-open`) that times its own calls, so program start-up is not
+/// counted; the rate is runs per second of that time. The median `C_Login` and one Argon2id
+/// with keygate's default parameters are reported beside it: on a self-managed token, the PIN
+/// KDF is most of a login, a price paid on purpose.
+fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
+    ensure_objects(admin)?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
+    let (mut totals, mut logins) = (Vec::new(), Vec::new());
+    while totals.is_empty() || Instant::now() < deadline {
+        let out = std::process::Command::new(&exe)
+            .arg("bench-open")
+            .arg("--module")
+            .arg(&o.module)
+            .args(["--token", &o.token])
+            .env("KEYGATE_BENCH_PIN", &o.pin)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "keygate bench-open failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut fields = text.split_whitespace().map(str::parse::<f64>);
+        let (Some(Ok(open)), Some(Ok(login))) = (fields.next(), fields.next()) else {
+            return Err(format!("keygate bench-open printed {text:?}"));
+        };
+        totals.push(open + login);
+        logins.push(login);
+    }
+    let seconds = totals.iter().sum::<f64>() / 1e6;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let login_p50 = median(&mut logins);
+    totals.sort_by(f64::total_cmp);
+    let argon2 = {
+        let p = keygate_pkcs11::backend::local::vault::KdfParams::from(keygate_pkcs11::config::KdfConfig::default());
+        let t = Instant::now();
+        keygate_pkcs11::backend::local::vault::pin_key(b"bench-pin-not-a-secret", &[7; 16], p)
+            .map_err(|e| e.to_string())?;
+        t.elapsed().as_secs_f64() * 1e6
+    };
+    Ok(Outcome {
+        workload: "open-login-10k".into(),
+        threads: 1,
+        ops: totals.len() as u64,
+        seconds,
+        p50_us: totals[totals.len() / 2],
+        p99_us: totals[((totals.len() as f64 * 0.99) as usize).min(totals.len() - 1)],
+        bytes_per_op: 0,
+        login: Some((login_p50, argon2)),
+    })
+}
+
+/// `keygate bench-open` (a child of `open-login-10k`): initialises the module, opens a session
+/// on the token and logs in; prints the microseconds before `C_Login` and of `C_Login`.
+pub fn open_once(module: &std::path::Path, token: &str, pin: &str) -> BenchResult<(f64, f64)> {
+    let t0 = Instant::now();
+    let p = ck(Pkcs11::new(module), "loading the module")?;
+    ck(
+        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)),
+        "C_Initialize",
+    )?;
+    let slot = find_slot(&p, token)?;
+    let s = ck(p.open_rw_session(slot), "C_OpenSession")?;
+    let t1 = Instant::now();
+    ck(
+        s.login(UserType::User, Some(&AuthPin::from(pin.to_string()))),
+        "C_Login",
+    )?;
+    let t2 = Instant::now();
+    drop(s);
+    let _ = p.finalize();
+    Ok(((t1 - t0).as_secs_f64() * 1e6, (t2 - t1).as_secs_f64() * 1e6))
+}
+
 /// Runs `prepared` on `threads` sessions for `seconds`.
 fn time(
     p: &Pkcs11,
@@ -433,5 +524,6 @@ fn time(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         bytes_per_op: prepared.bytes_per_op,
+        login: None,
     })
 }

@@ -183,6 +183,15 @@ enum Command {
     /// latency and MB/s. It creates objects on the token (find-10k leaves 10,000 data objects):
     /// use a token made for measuring.
     Bench(BenchArgs),
+    /// One run of `keygate bench`'s open-login-10k workload, in a process of its own: prints
+    /// the microseconds before C_Login and of C_Login. The PIN comes from KEYGATE_BENCH_PIN.
+    #[command(hide = true)]
+    BenchOpen {
+        #[arg(long)]
+        module: PathBuf,
+        #[arg(long)]
+        token: String,
+    },
     /// Write the manual pages, generated from these definitions: keygate.1 and one
     /// keygate-SUBCOMMAND.1 per subcommand (install them under /usr/share/man/man1).
     Man {
@@ -458,6 +467,12 @@ fn run(cli: Cli) -> Result<(), String> {
         // Any module, keygate's configuration or not.
         Command::Bench(a) => return run_bench(a),
         Command::Man { dir } => return man_pages(&dir),
+        Command::BenchOpen { module, token } => {
+            let pin = std::env::var("KEYGATE_BENCH_PIN").map_err(|_| "KEYGATE_BENCH_PIN is not set".to_string())?;
+            let (open, login) = bench::open_once(&module, &token, &pin)?;
+            println!("{open:.1} {login:.1}");
+            return Ok(());
+        }
         _ => {}
     }
     let cfg = match &cli.config {
@@ -519,7 +534,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             fingerprint(slot, ident, &pin_env, json)
         }
-        Command::Bench(_) | Command::Man { .. } => unreachable!("handled above"),
+        Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } => unreachable!("handled above"),
         Command::Audit { token, last, json } => admin::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Revoke {
             token,
