@@ -111,6 +111,9 @@ enum Op {
     Clear,
 }
 
+const INSERT_OBJECT: &str = "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const UPDATE_OBJECT: &str = "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1";
+
 /// Applies `op` to the database `conn` is in a transaction on; how many object rows it touched.
 fn apply(conn: &Connection, op: &Op) -> Result<usize> {
     Ok(match op {
@@ -119,7 +122,7 @@ fn apply(conn: &Connection, op: &Op) -> Result<usize> {
             params![body, mac],
         )?,
         Op::Put {
-            new: true,
+            new,
             class,
             label,
             ckid,
@@ -127,25 +130,13 @@ fn apply(conn: &Connection, op: &Op) -> Result<usize> {
             body,
             mac,
         } => {
-            let n = conn.execute(
-                "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![&uid[..], *class as i64, label, ckid, body, mac],
-            )?;
-            conn.execute("INSERT INTO members (uid) VALUES (?1)", params![&uid[..]])?;
+            let sql = if *new { INSERT_OBJECT } else { UPDATE_OBJECT };
+            let n = conn.execute(sql, params![&uid[..], *class as i64, label, ckid, body, mac])?;
+            if *new {
+                conn.execute("INSERT INTO members (uid) VALUES (?1)", params![&uid[..]])?;
+            }
             n
         }
-        Op::Put {
-            new: false,
-            class,
-            label,
-            ckid,
-            uid,
-            body,
-            mac,
-        } => conn.execute(
-            "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1",
-            params![&uid[..], *class as i64, label, ckid, body, mac],
-        )?,
         Op::Delete(uid) => {
             let n = conn.execute("DELETE FROM objects WHERE uid = ?1", params![&uid[..]])?;
             conn.execute("DELETE FROM members WHERE uid = ?1", params![&uid[..]])?;
@@ -268,8 +259,7 @@ fn copy_rows(from: &Connection, to: &Connection) -> Result<u64> {
     }
     let mut n = 0;
     let mut read = from.prepare("SELECT uid, class, label, ckid, body, mac FROM objects")?;
-    let mut write =
-        to.prepare("INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+    let mut write = to.prepare(INSERT_OBJECT)?;
     let mut rows = read.query([])?;
     while let Some(r) = rows.next()? {
         let uid: Vec<u8> = r.get(0)?;

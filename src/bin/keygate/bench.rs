@@ -137,12 +137,23 @@ pub fn run(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) -> B
 }
 
 fn find_slot(p: &Pkcs11, label: &str) -> BenchResult<Slot> {
+    // A slot whose token cannot answer (another token of the module, broken) is not the one.
+    let mut unreadable = 0;
     for s in ck(p.get_slots_with_token(), "C_GetSlotList")? {
-        if ck(p.get_token_info(s), "C_GetTokenInfo")?.label().trim_end() == label {
-            return Ok(s);
+        match p.get_token_info(s) {
+            Ok(info) if info.label().trim_end() == label => return Ok(s),
+            Ok(_) => {}
+            Err(_) => unreadable += 1,
         }
     }
-    Err(format!("no token labelled {label:?}"))
+    Err(format!(
+        "no token labelled {label:?}{}",
+        if unreadable > 0 {
+            format!(" ({unreadable} slots did not answer C_GetTokenInfo)")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 fn p256_pair(s: &Session) -> BenchResult<(ObjectHandle, ObjectHandle)> {
