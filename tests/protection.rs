@@ -78,6 +78,58 @@ fn flipped_sealed_byte_refuses_only_that_object() {
     assert!(gcm_works(&s, "bystander"), "the other objects still work");
 }
 
+/// Records rewritten with another SQLite type (TEXT where keygate stores BLOBs, as an edit with
+/// the `sqlite3` program can leave them): the same bytes as TEXT are the same record, and other
+/// bytes as TEXT are one tampered record. Searches and the other keys go on working, and verify
+/// names only the tampered one. (Reading a TEXT column as bytes used to fail every search.)
+#[test]
+fn records_stored_as_text_are_read_as_their_bytes() {
+    pins_in_env();
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for l in ["retyped", "victim", "bystander"] {
+        aes_token_key(&s, l);
+    }
+    drop(s);
+    p.finalize().unwrap();
+    let c = rows(&env);
+    let (retyped, victim) = (uid_of(&c, "retyped"), uid_of(&c, "victim"));
+    c.execute(
+        "UPDATE objects SET body = CAST(body AS TEXT), mac = CAST(mac AS TEXT) WHERE uid = ?1",
+        [&retyped],
+    )
+    .unwrap();
+    c.execute("UPDATE objects SET body = 'not a record' WHERE uid = ?1", [&victim])
+        .unwrap();
+    for uid in [&retyped, &victim] {
+        let kind: String = c
+            .query_row("SELECT typeof(body) FROM objects WHERE uid = ?1", [uid], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kind, "text");
+    }
+    drop(c);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "bystander"), "the other objects still work");
+    assert!(gcm_works(&s, "retyped"), "the same bytes, stored as TEXT");
+    assert!(!gcm_works(&s, "victim"), "other bytes are refused");
+    assert_eq!(
+        s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+            .unwrap()
+            .len(),
+        2,
+        "a search skips the tampered record and finds the rest"
+    );
+    drop(s);
+    p.finalize().unwrap();
+    let out = env.cli(&["verify", "--token", "test", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failed"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["failed"][0]["id"], hex::encode(&victim), "{v}");
+}
+
 #[test]
 fn swapped_sealed_blobs_and_edited_public_key_are_refused() {
     let env = Env::new();

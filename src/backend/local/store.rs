@@ -3,7 +3,9 @@
 //! This layer stores opaque bodies and their MACs; it never sees a plaintext secret. WAL mode,
 //! `synchronous=FULL`, `secure_delete=ON` (a destroyed key's bytes are overwritten), a busy
 //! timeout so several processes share one token; every change is one transaction. Nothing is
-//! cached, so other processes' changes are seen on the next read.
+//! cached, so other processes' changes are seen on the next read. Columns are read through
+//! `CAST`, so that a value stored with another type (an edit with the `sqlite3` program) is one
+//! record failing its MAC, not every read of the table failing.
 
 use std::cell::RefCell;
 use std::os::unix::fs::OpenOptionsExt;
@@ -206,13 +208,17 @@ impl Tx<'_> {
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
         Ok(self
             .tx
-            .query_row("SELECT body, mac FROM objects WHERE uid = ?1", params![&uid[..]], |r| {
-                Ok(Row {
-                    uid: *uid,
-                    body: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            })
+            .query_row(
+                "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1",
+                params![&uid[..]],
+                |r| {
+                    Ok(Row {
+                        uid: *uid,
+                        body: r.get(0)?,
+                        mac: r.get(1)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
@@ -258,7 +264,7 @@ fn copy_rows(from: &Connection, to: &Connection) -> Result<u64> {
         apply(to, &Op::Header { body, mac })?;
     }
     let mut n = 0;
-    let mut read = from.prepare("SELECT uid, class, label, ckid, body, mac FROM objects")?;
+    let mut read = from.prepare("SELECT CAST(uid AS BLOB), CAST(class AS INTEGER), CAST(label AS BLOB), CAST(ckid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects")?;
     let mut write = to.prepare(INSERT_OBJECT)?;
     let mut rows = read.query([])?;
     while let Some(r) = rows.next()? {
@@ -347,7 +353,7 @@ impl Mirror {
 }
 
 fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
-    let mut stmt = conn.prepare("SELECT uid FROM members")?;
+    let mut stmt = conn.prepare("SELECT CAST(uid AS BLOB) FROM members")?;
     let ids = stmt
         .query_map([], |r| r.get::<_, Vec<u8>>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -356,14 +362,16 @@ fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
 
 fn header_row(conn: &Connection) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
     Ok(conn
-        .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(
+            "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM header WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?)
 }
 
 fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare("SELECT uid, body, mac FROM objects")?;
+    let mut stmt = conn.prepare("SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -456,7 +464,8 @@ impl Store {
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
         let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached("SELECT body, mac FROM objects WHERE uid = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?;
         let row = stmt
             .query_row(params![&uid[..]], |r| {
                 Ok(Row {
@@ -496,21 +505,24 @@ impl Store {
         let conn = self.conn.lock();
         let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
             (
-                "SELECT uid, body, mac FROM objects WHERE label = ?1",
+                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE label = ?1",
                 Some(l.to_vec().into()),
             )
         } else if let Some(i) = ckid {
             (
-                "SELECT uid, body, mac FROM objects WHERE ckid = ?1",
+                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE ckid = ?1",
                 Some(i.to_vec().into()),
             )
         } else if let Some(c) = class {
             (
-                "SELECT uid, body, mac FROM objects WHERE class = ?1",
+                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE class = ?1",
                 Some((c as i64).into()),
             )
         } else {
-            ("SELECT uid, body, mac FROM objects", None)
+            (
+                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects",
+                None,
+            )
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
