@@ -40,3 +40,13 @@ pub fn id() -> u32 {
         p => p,
     }
 }
+
+/// For the `keygate` program only (never the module, which must not change its host's signal
+/// handling): output piped into `head` and the like ends the program quietly when the reader
+/// is gone, as with other Unix tools, instead of a panic on the broken pipe.
+pub fn default_sigpipe() {
+    // SAFETY: restores the default disposition of one signal; called before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -25,11 +25,9 @@ use zeroize::Zeroizing;
 use self::ops::{Cipher, Op, Prehashed};
 use super::module::raw_pin;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
-use crate::backend::local::crypto::ec;
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
 use crate::token::attributes::{attr, flag, rule_for, AttrMap, RULES};
-use crate::token::attributes::{class, key_type};
 use crate::token::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo, Pin, FORWARDABLE};
 
 /// The HSM library and the slot of the configured token.
@@ -97,54 +95,6 @@ fn id_of(h: ObjectHandle) -> ObjectId {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&h.handle().to_le_bytes());
     id
-}
-
-fn user_of(u: UserType) -> CkUser {
-    match u {
-        UserType::So => CkUser::So,
-        UserType::User => CkUser::User,
-        UserType::ContextSpecific => CkUser::ContextSpecific,
-    }
-}
-
-/// A template as sent to the HSM: without the attributes keygate computes for its own store
-/// that an HSM sets itself, and without empty values whose default the specification fixes as
-/// empty (label, identifier, subject, dates). The HSM makes those the same, and sending them
-/// costs: SoftHSM2 encrypts every byte-string attribute of a private object, which made its
-/// P-256 key generation 23 % slower under keygate than called directly (perf).
-fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
-    const EMPTY_BY_DEFAULT: [u64; 5] = [attr::LABEL, attr::ID, attr::SUBJECT, attr::START_DATE, attr::END_DATE];
-    let cls = t.class().ok();
-    let mut out = AttrMap::new();
-    for (ty, v) in t.iter() {
-        let token_set = cls
-            .and_then(|c| rule_for(ty, c))
-            .is_some_and(|r| r.flags & flag::TOKEN_ONLY != 0);
-        let empty_by_default = v.is_empty() && EMPTY_BY_DEFAULT.contains(&ty);
-        if !(token_set || empty_by_default) {
-            out.set(ty, v.to_vec());
-        }
-    }
-    convert::attributes_out(&out)
-}
-
-/// A public EC or Edwards key's `CKA_EC_POINT` in the DER OCTET STRING form every HSM takes:
-/// keygate accepts the raw point too (as its own tokens do), so it converts it on the way. A
-/// curve keygate does not know is passed as given.
-fn der_point(attrs: &mut AttrMap) -> Result<()> {
-    let kt = attrs.ulong(attr::KEY_TYPE)?;
-    if attrs.class().ok() != Some(class::PUBLIC_KEY) || !matches!(kt, Some(key_type::EC) | Some(key_type::EC_EDWARDS)) {
-        return Ok(());
-    }
-    let (Some(params), Some(point)) = (attrs.get(attr::EC_PARAMS), attrs.get(attr::EC_POINT)) else {
-        return Ok(());
-    };
-    let Ok(curve) = ec::curve_from_params(params) else {
-        return Ok(());
-    };
-    let raw = ec::raw_point(curve, point)?;
-    attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
-    Ok(())
 }
 
 impl Offered {
@@ -449,7 +399,8 @@ impl Backend for HsmBackend {
         if self.hsm.login == LoginMode::Held && user != UserType::So {
             return self.held_login(&s);
         }
-        s.login_with_raw(user_of(user), &raw_pin(pin)).map_err(fwd("C_Login"))
+        s.login_with_raw(convert::user_of(user), &raw_pin(pin))
+            .map_err(fwd("C_Login"))
     }
 
     fn logout(&self, session: u64) {
@@ -481,11 +432,11 @@ impl Backend for HsmBackend {
     }
 
     fn create(&self, session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
-        der_point(&mut attrs)?;
+        convert::der_point(&mut attrs)?;
         let s = self.session(session)?;
         let h = s
             .lock()
-            .create_object(&for_hsm(&attrs)?)
+            .create_object(&convert::for_hsm(&attrs)?)
             .map_err(fwd("C_CreateObject"))?;
         Ok(self.created(session, lifetime, h))
     }
@@ -663,7 +614,7 @@ impl Backend for HsmBackend {
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let h = s
             .lock()
-            .generate_key(&m, &for_hsm(&template)?)
+            .generate_key(&m, &convert::for_hsm(&template)?)
             .map_err(fwd("C_GenerateKey"))?;
         Ok(self.created(session, lifetime, h))
     }
@@ -681,7 +632,7 @@ impl Backend for HsmBackend {
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let (pu, pr) = s
             .lock()
-            .generate_key_pair(&m, &for_hsm(&public)?, &for_hsm(&private)?)
+            .generate_key_pair(&m, &convert::for_hsm(&public)?, &convert::for_hsm(&private)?)
             .map_err(fwd("C_GenerateKeyPair"))?;
         Ok((
             self.created(session, lifetimes.0, pu),
@@ -719,7 +670,7 @@ impl Backend for HsmBackend {
         );
         let h = s
             .lock()
-            .unwrap_key(&m, u, wrapped, &for_hsm(&template)?)
+            .unwrap_key(&m, u, wrapped, &convert::for_hsm(&template)?)
             .map_err(|e| match e {
                 // The integrity check of a key wrap is the one way its unwrap fails on good
                 // handles; some HSMs (SoftHSM2 2.6.1) report it as CKR_GENERAL_ERROR.
@@ -749,7 +700,7 @@ impl Backend for HsmBackend {
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let h = s
             .lock()
-            .derive_key(&m, b, &for_hsm(&template)?)
+            .derive_key(&m, b, &convert::for_hsm(&template)?)
             .map_err(fwd("C_DeriveKey"))?;
         Ok(self.created(session, lifetime, h))
     }

@@ -119,18 +119,21 @@ impl LocalBackend {
         let Some(mirror) = self.cfg.mirror.as_deref() else {
             return primary;
         };
-        // A mirror that cannot be read counts as holding a token: falling back to it fails
-        // loudly below instead of the token passing for uninitialised.
-        let mirror_holds_token = mirror.exists()
-            && Store::open(mirror, false)
-                .and_then(|s| s.header())
-                .map_or(true, |h| h.is_some());
+        // Asked only when the store holds no token (not at every start-up). A mirror that cannot
+        // be read counts as holding one: falling back to it fails loudly below instead of the
+        // token passing for uninitialised.
+        let mirror_holds_token = || {
+            mirror.exists()
+                && Store::open(mirror, false)
+                    .and_then(|s| s.header())
+                    .map_or(true, |h| h.is_some())
+        };
         let (why, failure) = match primary {
-            Ok(Some(s)) if s.header()?.is_some() || !mirror_holds_token => {
+            Ok(Some(s)) if s.header()?.is_some() || !mirror_holds_token() => {
                 return Ok(Some(s.mirrored(mirror)?));
             }
             Ok(Some(_)) => ("holds no token".to_string(), None),
-            Ok(None) if !mirror_holds_token => return Ok(None),
+            Ok(None) if !mirror_holds_token() => return Ok(None),
             Ok(None) => ("is missing".to_string(), None),
             Err(e) => (format!("cannot be used ({e})"), Some(e)),
         };

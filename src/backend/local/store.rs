@@ -400,11 +400,15 @@ impl Store {
     /// is not (a new mirror, or one a failure left behind). A mirror that cannot be written is
     /// logged and never fails the store.
     pub fn mirrored(mut self, mirror: &Path) -> Result<Store> {
+        // The connection that reads the mirror's generation is the one its changes go through.
+        let opened = connect(mirror, false)
+            .ok()
+            .and_then(|c| file_id(mirror).map(|id| (c, id)));
+        let mirrored = opened.as_ref().and_then(|(c, _)| generation(c).ok().flatten());
         self.mirror = Some(Mirror {
             path: mirror.to_path_buf(),
-            conn: Mutex::new(None),
+            conn: Mutex::new(opened),
         });
-        let mirrored = connect(mirror, false).ok().and_then(|c| generation(&c).ok().flatten());
         if mirrored.is_none() || mirrored != generation(&self.conn.lock())? {
             self.write(|_| Ok(()))?;
         }

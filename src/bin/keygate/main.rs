@@ -663,12 +663,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    // Output piped into `head` and the like ends quietly when the reader is gone, as with other
-    // Unix tools, instead of a panic on the broken pipe.
-    // SAFETY: restores the default disposition of one signal before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    keygate_pkcs11::ffi::process::default_sigpipe();
     keygate_pkcs11::logging::init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
