@@ -401,10 +401,44 @@ fn backup_taken_under_load_verifies_and_restores_onto_the_same_root_only() {
     );
     assert_eq!(std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777, 0o600);
 
+    // The backup is older than the token's HSM anchor (keys were made since): restoring it
+    // undoes changes, so it needs the SO PIN, and says what it undoes.
+    pins_in_env();
+    let refused = fails(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        "give the SO PIN to restore it deliberately",
+    );
+    assert!(
+        stderr(&refused).contains("was made since the copy; it is gone"),
+        "{}",
+        stderr(&refused)
+    );
+    fails(
+        &env,
+        &[
+            "restore",
+            "--token",
+            "test",
+            "--from",
+            backup.to_str().unwrap(),
+            "--so-pin-env",
+            "KG_WRONG",
+        ],
+        "cannot restore",
+    );
     // Restored onto the same root and PIN, every key of the backup works.
     ok(
         &env,
-        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        &[
+            "restore",
+            "--token",
+            "test",
+            "--from",
+            backup.to_str().unwrap(),
+            "--so-pin-env",
+            "KG_SO",
+        ],
     );
     let restored = labels();
     assert_eq!(
@@ -450,11 +484,21 @@ fn restore_brings_back_a_deleted_or_damaged_store() {
         &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
     );
     assert!(all_work(&["a", "b", "c"]));
-    // Gone altogether.
+    // Gone altogether. The logins since have moved the anchor past the backup, so putting it
+    // back is deliberate: the SO PIN.
     std::fs::remove_file(env.store()).unwrap();
+    pins_in_env();
     ok(
         &env,
-        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+        &[
+            "restore",
+            "--token",
+            "test",
+            "--from",
+            backup.to_str().unwrap(),
+            "--so-pin-env",
+            "KG_SO",
+        ],
     );
     assert!(all_work(&["a", "b", "c"]));
     ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);

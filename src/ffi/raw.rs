@@ -150,7 +150,7 @@ const ATTRIBUTE_SIZE: usize = std::mem::size_of::<CK_ATTRIBUTE>();
 /// As [`template_in`], for the nested array and its values.
 unsafe fn nested_in(a: &CK_ATTRIBUTE) -> Result<Vec<u8>> {
     let len = a.ulValueLen as usize;
-    if len % ATTRIBUTE_SIZE != 0 {
+    if !len.is_multiple_of(ATTRIBUTE_SIZE) {
         return Err(Error::AttributeValueInvalid(a.type_));
     }
     // SAFETY: forwarded contract; nested templates inside this one are refused by decode.

@@ -551,7 +551,7 @@ pub fn check_kind(ty: u64, kind: Kind, v: &[u8]) -> Result<()> {
                 || (v.len() == 8
                     && (v.iter().all(u8::is_ascii_digit) || v.iter().all(|&b| b == 0) || v.iter().all(|&b| b == b' ')))
         }
-        Kind::MechList => v.len() % 8 == 0,
+        Kind::MechList => v.len().is_multiple_of(8),
         Kind::Template => nested::decode(v).is_ok(),
     };
     if ok {

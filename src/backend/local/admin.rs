@@ -8,10 +8,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use super::anchor::{State, Step, Verdict};
 use super::header::{Header, Retiring};
 use super::store::{Row, Store};
 use super::vault::{self, Key32, Purpose, Role};
-use super::{crypto, LocalBackend, HEADER_DOMAIN};
+use super::{crypto, Change, LocalBackend, HEADER_DOMAIN};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
 use crate::token::mechanisms::Pin;
@@ -35,6 +36,12 @@ pub struct VerifyReport {
     pub unlisted: Vec<String>,
     /// Why the header's object count and digest disagree with the store, if they do.
     pub membership_problem: Option<String>,
+    /// Why the HSM anchor refuses the store (older than it, or not a state it names).
+    pub anchor_problem: Option<String>,
+    /// After `keygate restore` of an older copy: the keys it brought back (destroyed since the
+    /// copy was made) and the revocations it undid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub returned: Vec<String>,
     /// The same checks on the token's mirror, when it has one.
     pub mirror: Option<Box<MirrorReport>>,
 }
@@ -74,6 +81,7 @@ impl VerifyReport {
             && self.missing.is_empty()
             && self.unlisted.is_empty()
             && self.membership_problem.is_none()
+            && self.anchor_problem.is_none()
     }
 
     /// One line naming the first things that failed, for logs.
@@ -85,6 +93,7 @@ impl VerifyReport {
         parts.extend(self.missing.first().map(|m| format!("object {m} missing")));
         parts.extend(self.unlisted.first().map(|u| format!("object {u} not vouched for")));
         parts.extend(self.membership_problem.clone());
+        parts.extend(self.anchor_problem.clone());
         if parts.is_empty() {
             "ok".into()
         } else {
@@ -95,6 +104,64 @@ impl VerifyReport {
 
 /// Progress of long work: (done, total).
 pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+/// What restoring `copy` over `current` (both of token `h`) changes: keys destroyed since the
+/// copy was made come back, revocations are undone, and keys made since are gone.
+fn returned_keys(k: &Key32, h: &Header, current: &[Row], copy: &[Row]) -> Result<Vec<String>> {
+    use crate::token::attributes::attr;
+    let open = |rows: &[Row]| -> std::collections::BTreeMap<ObjectId, (String, bool)> {
+        rows.iter()
+            .filter_map(|row| LocalBackend::check_row(k, &h.uuid, row).ok())
+            .map(|r| {
+                let label = r
+                    .attrs
+                    .get(attr::LABEL)
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .unwrap_or_default();
+                let revoked = r.attrs.get(attr::KEYGATE_REVOKED).is_some();
+                (r.uid, (label, revoked))
+            })
+            .collect()
+    };
+    let now = open(current);
+    let then = open(copy);
+    let mut out = Vec::new();
+    for (uid, (label, _)) in &now {
+        if !then.contains_key(uid) {
+            out.push(format!(
+                "{label:?} ({}) was made since the copy; it is gone",
+                hex::encode(uid)
+            ));
+        }
+    }
+    for (uid, (label, revoked)) in then {
+        match now.get(&uid) {
+            None => out.push(format!(
+                "{label:?} ({}) was destroyed since the copy; it comes back",
+                hex::encode(uid)
+            )),
+            Some((_, true)) if !revoked => out.push(format!(
+                "{label:?} ({}) was revoked since the copy; the revocation is undone",
+                hex::encode(uid)
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes a database file and its -wal and -shm files; absent is fine.
+fn remove_db(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Store(format!("cannot delete {}: {e}", f.display()))),
+        }
+    }
+    Ok(())
+}
 
 /// The object set of a store as the members table and the records show it.
 struct Membership {
@@ -230,6 +297,10 @@ impl LocalBackend {
                 rep.header_problem = Some("the header names another data key than the user PIN opens".into());
             }
         }
+        // A backup is older than the anchor by nature: only the token's own files are judged.
+        if self.judged {
+            rep.anchor_problem = self.anchor_problem(store)?;
+        }
         let (rows, members) = store.snapshot()?;
         for row in &rows {
             rep.objects += 1;
@@ -282,16 +353,23 @@ impl LocalBackend {
         cfg.store = Some(store.to_path_buf());
         cfg.mirror = None;
         cfg.verify_on_open = false;
-        LocalBackend::new(cfg)
+        let mut b = LocalBackend::new(cfg);
+        b.judged = false;
+        b
     }
 
     /// Replaces the store with the backup `from`, or without one with the token's mirror,
-    /// after checking that the copy verifies under this HSM root. A store that still opens is
-    /// overwritten in place, in one transaction (SQLite's backup API), so that processes using
-    /// the token see the restored objects; a store that is missing or damaged is replaced by a
-    /// fresh copy. From the mirror, when the store itself verifies, nothing is overwritten: a
-    /// damaged mirror is moved aside and made again from the store.
-    pub fn restore(&self, from: Option<&Path>) -> Result<VerifyReport> {
+    /// after checking that the copy verifies under this HSM root. A copy older than the token's
+    /// HSM anchor (it would bring back destroyed keys, old PINs, undone revocations) is restored
+    /// only with the SO PIN (`so_pin`, checked against the copy's own SO credential), and the
+    /// report lists what it brings back. The copy is staged beside the store with its epoch
+    /// moved above the anchor, then installed as one anchored commit under the token's write
+    /// lock: a store that still opens is overwritten in place, in one transaction (SQLite's
+    /// backup API), so that processes using the token see the restored objects; a store that
+    /// is missing or damaged is replaced by a fresh copy. From the mirror, when the store
+    /// itself verifies, nothing is overwritten: a damaged mirror is moved aside and made again
+    /// from the store.
+    pub fn restore(&self, from: Option<&Path>, so_pin: Option<&Pin>) -> Result<VerifyReport> {
         let path = self.store_path()?.to_path_buf();
         let from = match from {
             Some(f) => f.to_path_buf(),
@@ -309,7 +387,7 @@ impl LocalBackend {
             }
             *self.store.lock() = None;
             self.store()?;
-            log::warn!(
+            log::info!(
                 "token {:?}: the store verifies, so nothing was restored; the mirror is in step with it",
                 self.cfg.label
             );
@@ -328,9 +406,14 @@ impl LocalBackend {
                 from.display()
             )));
         }
+        let theirs = source.header()?;
+        let current = Store::open(&path, false)
+            .ok()
+            .filter(|s| s.structural_problems().is_ok_and(|p| p.is_empty()));
+        let mine = current.as_ref().and_then(|s| self.verified_header_of(s));
         // A backup of another token that shares the HSM root token verifies too; it must not
         // replace this token's keys by mistake.
-        if let (Ok(Some(mine)), Ok(theirs)) = (self.header_opt(), source.header()) {
+        if let Some((mine, _)) = &mine {
             if mine.uuid != theirs.uuid {
                 return Err(Error::Store(format!(
                     "{} is a backup of another token (serial {}), not of this one (serial {})",
@@ -341,23 +424,95 @@ impl LocalBackend {
             }
         }
         let src = source.store()?;
+        let (src_body, _) = src.header()?.ok_or(Error::UserPinNotInitialized)?;
+        let anchor = self.root()?.read_anchor(&theirs.uuid)?;
+        let named = match &anchor {
+            None => theirs.epoch == 0,
+            Some(a) => a.judge(&State::of(&theirs, &src_body)) == Verdict::Named,
+        };
+        let anchored = anchor.as_ref().map_or(0, |a| a.epoch());
+        let returned = match (&mine, named) {
+            (_, true) => Vec::new(),
+            (Some((h, rows)), false) => returned_keys(&self.k_int(h)?, h, rows, &src.snapshot()?.0)?,
+            (None, false) => vec!["the current store cannot be read, so what the copy brings back is unknown".into()],
+        };
+        if !named {
+            let pin = so_pin.ok_or_else(|| {
+                Error::Integrity(format!(
+                    "{} is at epoch {}, older than epoch {anchored} that the token's HSM anchor names: restoring it undoes every change since ({}); give the SO PIN to restore it deliberately",
+                    from.display(),
+                    theirs.epoch,
+                    if returned.is_empty() { "no key changes".to_string() } else { returned.join("; ") }
+                ))
+            })?;
+            source.evaluate_pin(&theirs, Role::So, pin).inspect_err(|_| {
+                log::warn!("token {:?}: restore refused: wrong SO PIN for the copy", self.cfg.label)
+            })?;
+        }
+        // The copy, staged beside the store with its header above the anchor.
+        let staged = std::path::PathBuf::from(format!("{}.restoring", path.display()));
+        remove_db(&staged)?;
+        src.copy_to(&staged)?;
+        let staged_store = Store::open(&staged, false)?;
+        let mut h = theirs.clone();
+        h.epoch = anchored.max(theirs.epoch).saturating_add(1);
+        let body = h.encode();
+        let mac = vault::mac(&self.k_int(&h)?, HEADER_DOMAIN, &[&body])?;
+        staged_store.write(|tx| {
+            tx.forget_generation()?;
+            tx.set_header(&body, &mac)
+        })?;
         // The primary itself, even while this process serves from the mirror.
         *self.store.lock() = None;
-        let target = Store::open(&path, false)
-            .ok()
-            .filter(|s| s.structural_problems().is_ok_and(|p| p.is_empty()));
-        match target {
-            Some(t) => src.copy_into(&t)?,
-            None => {
-                set_aside(&path, &self.cfg.label)?;
-                src.copy_to(&path)?;
+        {
+            let _lock = self.write_lock.lock()?;
+            let step = Step {
+                uuid: h.uuid,
+                from: mine.as_ref().and(current.as_ref()).and_then(|s| {
+                    let (b, _) = s.header().ok()??;
+                    Header::decode(&b).ok().map(|cur| State::of(&cur, &b))
+                }),
+                to: State::of(&h, &body),
+            };
+            let prepared = self.anchor_prepare(&step, true)?;
+            match &current {
+                Some(t) => staged_store.copy_into(t)?,
+                None => {
+                    set_aside(&path, &self.cfg.label)?;
+                    staged_store.copy_to(&path)?;
+                }
             }
+            self.anchor_commit(&prepared)?;
         }
+        drop(staged_store);
+        remove_db(&staged)?;
         self.opened.lock().clear();
-        log::warn!("token {:?}: restored from {}", self.cfg.label, from.display());
+        log::warn!(
+            "token {:?}: restored from {} (epoch {} -> {}){}",
+            self.cfg.label,
+            from.display(),
+            theirs.epoch,
+            h.epoch,
+            if returned.is_empty() {
+                String::new()
+            } else {
+                format!("; brought back: {}", returned.join("; "))
+            }
+        );
         // Opening the restored store brings the mirror into step with it.
         self.store()?;
-        self.verify(None)
+        let mut rep = self.verify(None)?;
+        rep.returned = returned;
+        Ok(rep)
+    }
+
+    /// The header of `store` if it verifies under this token's root, with its records.
+    fn verified_header_of(&self, store: &Store) -> Option<(Header, Vec<Row>)> {
+        let (body, mac) = store.header().ok()??;
+        let h = Header::decode(&body).ok()?;
+        let k = self.k_int(&h).ok()?;
+        vault::verify_mac(&k, HEADER_DOMAIN, &[&body], &mac).ok()?;
+        Some((h, store.snapshot().ok()?.0))
     }
 
     /// Whether the database at `path` passes every check of `verify` (without a PIN).
@@ -480,7 +635,7 @@ impl LocalBackend {
         let done = (|| {
             let k_new = vault::integrity_key(&*self.hw(&next, Purpose::Integrity)?);
             let (so, user) = self.credentials(&next, &dek, so_pin, user_pin)?;
-            self.store()?.write(|tx| {
+            self.commit(&*self.store()?, false, |tx| {
                 let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
                 let cur = self.verify_header(&body, &mac)?;
                 // `retiring` still naming the new key means nobody finished this rotation as an
@@ -514,8 +669,15 @@ impl LocalBackend {
                     new.user = user;
                 }
                 new.members = membership(&k_new, &cur.uuid, &rows, &members)?.digest;
-                let body = new.encode();
-                tx.set_header(&body, &vault::mac(&k_new, HEADER_DOMAIN, &[&body])?)
+                new.epoch = cur.epoch.saturating_add(1);
+                Ok((
+                    (),
+                    Some(Change {
+                        before: Some(State::of(&cur, &body)),
+                        after: new,
+                        k: k_new,
+                    }),
+                ))
             })
         })();
         if let Err(e) = done {
@@ -605,6 +767,7 @@ impl LocalBackend {
             root.destroy_key(&retiring)?;
         }
         root.destroy_key(&h.root_id)?;
+        root.destroy_anchor(&h.uuid)?;
         log::warn!(
             "token {:?}: root key {} destroyed; every copy of the store is now unreadable",
             self.cfg.label,
@@ -615,13 +778,9 @@ impl LocalBackend {
         let mut paths = vec![self.store_path()?.to_path_buf()];
         paths.extend(self.cfg.mirror.clone());
         for p in paths {
-            for suffix in ["", "-wal", "-shm"] {
-                let f = std::path::PathBuf::from(format!("{}{suffix}", p.display()));
-                match std::fs::remove_file(&f) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::Store(format!("cannot delete {}: {e}", f.display()))),
-                }
+            remove_db(&p)?;
+            for suffix in [".lock", ".login-lock"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
             }
         }
         Ok(())

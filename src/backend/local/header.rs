@@ -3,6 +3,8 @@
 //! vouches for the set of objects (their number and an XOR of one MAC per identifier), so that a
 //! record deleted from the database behind keygate's back is noticed, and it identifies the DEK
 //! the records are sealed under, so that a process still holding a rotated-out DEK notices.
+//! Its epoch counts the token's committed changes; the HSM anchor (`anchor.rs`) vouches for it,
+//! so that an older copy of the store is refused.
 
 use super::codec::{Reader, Writer};
 use super::vault::KdfParams;
@@ -16,10 +18,10 @@ pub struct Credential {
     pub wrapped_dek: Vec<u8>,
 }
 
-/// The header format written by this code. Version 2 is version 3 without `retiring`, and is
-/// still read. Version 1 (before object membership and the DEK check) was a development format
+/// The header format written by this code. Version 3 is version 4 without `epoch` (read as 0),
+/// version 2 is version 3 without `retiring`; both are still read. Version 1 (before object membership and the DEK check) was a development format
 /// only; such a store is refused with a clear message.
-pub const HEADER_VERSION: u8 = 3;
+pub const HEADER_VERSION: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -39,6 +41,9 @@ pub struct Header {
     pub dek_check: [u8; 16],
     /// A root key to destroy, never `root_id` (`keygate rotate-root`).
     pub retiring: Option<Retiring>,
+    /// How many changes the token has committed; every commit adds one, and the HSM anchor
+    /// names the epoch the store must be at (`anchor.rs`). 0 in a store written before anchors.
+    pub epoch: u64,
 }
 
 /// A root key a rotation leaves to destroy.
@@ -113,6 +118,7 @@ impl Header {
                 w.bytes(id);
             }
         }
+        w.u64(self.epoch);
         w.0
     }
 
@@ -132,7 +138,7 @@ impl Header {
         let mut r = Reader::new(buf);
         let version = r.u8()?;
         match version {
-            2 | HEADER_VERSION => {}
+            2 | 3 | HEADER_VERSION => {}
             1 => {
                 return Err(Error::Integrity(
                     "the token header is of version 1, a development format this keygate no longer reads; re-initialise the token".into(),
@@ -156,6 +162,7 @@ impl Header {
             2 => Some(Retiring::Previous(r.fixed::<16>()?)),
             _ => return Err(Error::Integrity("bad retiring root key tag".into())),
         };
+        let epoch = if version >= 4 { r.u64()? } else { 0 };
         r.finish()?;
         Ok(Header {
             uuid,
@@ -169,6 +176,7 @@ impl Header {
             members,
             dek_check,
             retiring,
+            epoch,
         })
     }
 }
@@ -200,6 +208,7 @@ mod tests {
             members: [5; 32],
             dek_check: [6; 16],
             retiring: Some(Retiring::Previous([7; 16])),
+            epoch: 9,
         };
         let enc = h.encode();
         assert_eq!(Header::decode(&enc).unwrap(), h);
@@ -210,11 +219,16 @@ mod tests {
         assert_eq!(Header::decode(&unused.encode()).unwrap(), unused);
         let none = Header {
             retiring: None,
+            epoch: 0,
             ..h.clone()
         };
         assert_eq!(Header::decode(&none.encode()).unwrap(), none);
-        // Version 2: the same without the last field.
-        let mut v2 = none.encode();
+        // Version 3: the same without the epoch (read as 0); version 2 also without `retiring`.
+        let mut v3 = none.encode();
+        v3[0] = 3;
+        v3.truncate(v3.len() - 8);
+        assert_eq!(Header::decode(&v3).unwrap(), none);
+        let mut v2 = v3.clone();
         v2[0] = 2;
         v2.pop();
         assert_eq!(Header::decode(&v2).unwrap(), none);

@@ -6,10 +6,12 @@
 //! operation and live in zeroising buffers.
 
 pub mod admin;
+pub mod anchor;
 pub mod codec;
 pub mod crypto;
 pub mod header;
 mod keys;
+mod lock;
 mod objects;
 pub mod root;
 pub mod store;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use self::anchor::{State, Step};
 use self::header::{Credential, Header};
 use self::root::Root;
 use self::store::Store;
@@ -33,12 +36,22 @@ use crate::token::mechanisms::{Pin, PIN_MAX, PIN_MIN};
 pub(super) const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
 
 /// Key material unlocked for this process: the integrity key (needs only the HSM) of the token
-/// with this identity (uuid, root key id) and, while someone is logged in, the DEK.
+/// with this identity (uuid, root key id) and, while someone is logged in, the DEK; and the
+/// highest epoch this process has seen the token's header at (it never goes back).
 #[derive(Default)]
 struct Unlocked {
     ident: Option<([u8; 16], [u8; 16])>,
     k_int: Option<HeldKey>,
     dek: Option<HeldKey>,
+    epoch: u64,
+}
+
+/// A commit's new header: `after` (its epoch already advanced), sealed under `k`, replacing the
+/// header in state `before` (`None`: no token yet, or a store `keygate restore` replaces).
+pub(super) struct Change {
+    before: Option<State>,
+    after: Header,
+    k: Key32,
 }
 
 /// A session object: same shape as a stored record, kept in memory.
@@ -55,6 +68,12 @@ pub struct LocalBackend {
     unlocked: RwLock<Unlocked>,
     session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
     opened: Mutex<objects::OpenedCache>,
+    /// Held by every commit and by every comparison with the HSM anchor (`lock.rs`).
+    write_lock: lock::FileLock,
+    /// Held across a PIN check (`lock.rs`).
+    login_lock: lock::FileLock,
+    /// Whether `keygate verify` judges the store against the HSM anchor (not for a backup).
+    judged: bool,
 }
 
 impl std::fmt::Debug for LocalBackend {
@@ -75,7 +94,21 @@ fn check_pin_len(pin: &Pin) -> Result<()> {
 
 impl LocalBackend {
     pub fn new(cfg: TokenConfig) -> LocalBackend {
+        let beside = |suffix: &str| {
+            [&cfg.store, &cfg.mirror]
+                .into_iter()
+                .flatten()
+                .map(|p| std::path::PathBuf::from(format!("{}{suffix}", p.display())))
+                .collect()
+        };
+        let (write_lock, login_lock) = (
+            lock::FileLock::new(beside(".lock")),
+            lock::FileLock::new(beside(".login-lock")),
+        );
         LocalBackend {
+            write_lock,
+            login_lock,
+            judged: true,
             cfg,
             store: Mutex::new(None),
             root: Mutex::new(None),
@@ -103,7 +136,30 @@ impl LocalBackend {
         };
         let s = Arc::new(s);
         *guard = Some(s.clone());
+        drop(guard);
+        self.anchor_if_new(&s);
         Ok(Some(s))
+    }
+
+    /// A store written before anchors (epoch 0) whose token has no anchor yet is anchored at
+    /// its first open: one commit that advances the epoch names it in the HSM.
+    fn anchor_if_new(&self, s: &Store) {
+        let unanchored = self.judged
+            && s.header()
+                .ok()
+                .flatten()
+                .and_then(|(body, _)| Header::decode(&body).ok())
+                .is_some_and(|h| h.epoch == 0);
+        if !unanchored {
+            return;
+        }
+        match self.transact_forced(true, |_, _, _| Ok(())) {
+            Ok(()) => log::info!("token {:?}: anchored in the HSM root token", self.cfg.label),
+            Err(e) => log::warn!(
+                "token {:?}: could not anchor the store in the HSM yet ({e}); a rollback of it is not detected until it is",
+                self.cfg.label
+            ),
+        }
     }
 
     /// Opens the store and checks it: its header's MAC and, with `verify_on_open`, every
@@ -181,12 +237,20 @@ impl LocalBackend {
         }
     }
 
-    /// The check a store passes before the token serves from it.
+    /// The check a store passes before the token serves from it: its header's MAC, the HSM
+    /// anchor naming that header, and with `verify_on_open` every record.
     fn check_on_open(&self, s: &Store) -> Result<()> {
         let Some((body, mac)) = s.header()? else {
             return Ok(());
         };
         self.verify_header(&body, &mac)?;
+        if !self.judged {
+            return Ok(());
+        }
+        if let Some(why) = self.anchor_problem(s)? {
+            log::error!("token {:?}: refused: {why}", self.cfg.label);
+            return Err(Error::Integrity(why));
+        }
         if self.cfg.verify_on_open {
             let rep = self.verify_store(s, None)?;
             if !rep.ok() {
@@ -251,13 +315,31 @@ impl LocalBackend {
                 self.cfg.label
             )
         })?;
+        self.saw_epoch(&h)?;
         Ok(h)
     }
 
-    fn seal_header(&self, h: &Header) -> Result<(Vec<u8>, Vec<u8>)> {
-        let body = h.encode();
-        let mac = vault::mac(&self.k_int(h)?, HEADER_DOMAIN, &[&body])?;
-        Ok((body, mac.to_vec()))
+    /// Refuses a header older than one this process has already seen of the same token (the
+    /// store was put back while the process used it); remembers the newest.
+    fn saw_epoch(&self, h: &Header) -> Result<()> {
+        let mut u = self.unlocked.write();
+        if u.ident.map(|(uuid, _)| uuid) != Some(h.uuid) {
+            return Ok(());
+        }
+        if h.epoch < u.epoch {
+            log::error!(
+                "token {:?}: the store went back from epoch {} to {} while this process used it; refusing it",
+                self.cfg.label,
+                u.epoch,
+                h.epoch
+            );
+            return Err(Error::Integrity(format!(
+                "the store went back from epoch {} to {} while in use (rolled back behind keygate's back)",
+                u.epoch, h.epoch
+            )));
+        }
+        u.epoch = h.epoch;
+        Ok(())
     }
 
     /// The verified header; `None` if the token is not initialised.
@@ -295,18 +377,69 @@ impl LocalBackend {
 
     /// [`transact`](Self::transact) also while serving from the mirror (PIN failure counters).
     fn transact_any<T>(&self, f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>) -> Result<T> {
-        self.store()?.write(|tx| {
+        self.transact_forced(false, f)
+    }
+
+    /// [`transact_any`](Self::transact_any); with `force`, the epoch advances even when `f`
+    /// changes nothing (anchoring a store written before anchors).
+    fn transact_forced<T>(
+        &self,
+        force: bool,
+        f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>,
+    ) -> Result<T> {
+        self.commit(&*self.store()?, false, |tx| {
             let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
             let mut h = self.verify_header(&body, &mac)?;
+            let before = State::of(&h, &body);
             let k = self.k_int(&h)?;
             let out = f(tx, &mut h, &k)?;
-            let new_body = h.encode();
-            if new_body != body {
-                let mac = vault::mac(&k, HEADER_DOMAIN, &[&new_body])?;
-                tx.set_header(&new_body, &mac)?;
+            if !force && !tx.wrote() && h.encode() == body {
+                return Ok((out, None));
             }
-            Ok(out)
+            h.epoch = before.epoch.saturating_add(1);
+            Ok((
+                out,
+                Some(Change {
+                    before: Some(before),
+                    after: h,
+                    k,
+                }),
+            ))
         })
+    }
+
+    /// The one way a change reaches a store (DESIGN.md §4 "Freshness"). Under the token's write
+    /// lock, `f` runs in one SQLite transaction and returns the new header, if it changed
+    /// anything; the header is sealed and written, the HSM anchor names it as pending, the
+    /// transaction commits, and the anchor names it alone. Only then is the change acknowledged.
+    /// `authorised` (an SO-authorised restore) lets the change replace a store whose header the
+    /// anchor does not name.
+    fn commit<T>(
+        &self,
+        store: &Store,
+        authorised: bool,
+        f: impl FnOnce(&store::Tx<'_>) -> Result<(T, Option<Change>)>,
+    ) -> Result<T> {
+        let _lock = self.write_lock.lock()?;
+        let (out, prepared) = store.write(|tx| {
+            let (out, change) = f(tx)?;
+            let Some(c) = change else {
+                return Ok((out, None));
+            };
+            let body = c.after.encode();
+            tx.set_header(&body, &vault::mac(&c.k, HEADER_DOMAIN, &[&body])?)?;
+            let step = Step {
+                uuid: c.after.uuid,
+                from: c.before,
+                to: State::of(&c.after, &body),
+            };
+            Ok((out, Some((self.anchor_prepare(&step, authorised)?, c.after))))
+        })?;
+        if let Some((anchor, h)) = prepared {
+            self.anchor_commit(&anchor)?;
+            self.saw_epoch(&h)?;
+        }
+        Ok(out)
     }
 
     /// Changes the header atomically against other processes.
@@ -350,37 +483,59 @@ impl LocalBackend {
         })
     }
 
-    /// Tries `pin` against `role`'s credential; counts failures in the header, persistently.
+    /// Tries `pin` against `role`'s credential. The attempt is counted in the header (an
+    /// anchored commit) before the PIN is evaluated, and the count cleared after a right PIN,
+    /// all under the token's login lock: however many processes and threads guess at once,
+    /// exactly `max_pin_failures` wrong PINs are evaluated, and a process killed while Argon2id
+    /// runs has spent its attempt. PIN checks of one token run one at a time.
     fn check_pin(&self, role: Role, pin: &Pin) -> Result<Key32> {
-        let h = self.header()?;
+        let _serial = self.login_lock.lock()?;
         let max = self.cfg.max_pin_failures;
-        let (cred, failures) = match role {
-            Role::So => (Some(&h.so), h.so_failures),
-            Role::User => (h.user.as_ref(), h.user_failures),
-        };
-        let cred = cred.ok_or(Error::UserPinNotInitialized)?;
-        if failures >= max {
-            log::warn!("token {:?}: {role} PIN is locked", self.cfg.label);
-            return Err(Error::PinLocked);
-        }
-        // Argon2 and the HSM round trip run with no lock held.
-        let pk = vault::pin_key(pin.bytes(), &cred.salt, cred.kdf)?;
-        let kek = vault::kek(&*self.hw(&h, Purpose::Kek)?, &pk, role);
-        let result = vault::unwrap_dek(&kek, &cred.wrapped_dek);
-        let ok = result.is_ok();
-        // Counted even while serving from the mirror: a read-only token still limits guessing.
-        self.transact_any(|_, h, _| {
-            let counter = match role {
+        fn counter(h: &mut Header, role: Role) -> &mut u32 {
+            match role {
                 Role::So => &mut h.so_failures,
                 Role::User => &mut h.user_failures,
-            };
-            *counter = if ok { 0 } else { counter.saturating_add(1) };
-            Ok(())
+            }
+        }
+        // Counted even while serving from the mirror: a read-only token still limits guessing.
+        let counted = self.transact_any(|_, h, _| {
+            if role == Role::User && h.user.is_none() {
+                return Err(Error::UserPinNotInitialized);
+            }
+            if *counter(h, role) >= max {
+                return Err(Error::PinLocked);
+            }
+            *counter(h, role) += 1;
+            Ok(h.clone())
+        });
+        let h = counted.inspect_err(|e| {
+            if matches!(e, Error::PinLocked) {
+                log::warn!("token {:?}: {role} PIN is locked", self.cfg.label);
+            }
         })?;
-        if !ok {
+        let result = self.evaluate_pin(&h, role, pin);
+        if result.is_ok() {
+            self.transact_any(|_, h, _| {
+                *counter(h, role) = 0;
+                Ok(())
+            })?;
+        } else {
             log::warn!("token {:?}: wrong {role} PIN", self.cfg.label);
         }
         result
+    }
+
+    /// The DEK `pin` opens under `role`'s credential in `h`, counting nothing (Argon2id and the
+    /// HSM run with no lock of this process held).
+    fn evaluate_pin(&self, h: &Header, role: Role, pin: &Pin) -> Result<Key32> {
+        let cred = match role {
+            Role::So => Some(&h.so),
+            Role::User => h.user.as_ref(),
+        }
+        .ok_or(Error::UserPinNotInitialized)?;
+        let pk = vault::pin_key(pin.bytes(), &cred.salt, cred.kdf)?;
+        let kek = vault::kek(&*self.hw(h, Purpose::Kek)?, &pk, role);
+        vault::unwrap_dek(&kek, &cred.wrapped_dek)
     }
 
     fn create_token(&self, so_pin: &Pin, label: &str) -> Result<Header> {
@@ -408,6 +563,7 @@ impl LocalBackend {
             members: [0; 32],
             dek_check: vault::dek_check(&dek)?,
             retiring: None,
+            epoch: 1,
         };
         h.so = self.new_credential(&h, so_pin, &dek, Role::So, kdf)?;
         Ok(h)
@@ -448,7 +604,8 @@ impl LocalBackend {
             self.check_pin(Role::So, so_pin)?;
         }
         let new = self.create_token(so_pin, label)?;
-        let (body, mac) = self.seal_header(&new)?;
+        let new_root = new.root_id;
+        let k = self.k_int(&new)?;
         let store = match self.store_opt()? {
             Some(s) => s,
             None => {
@@ -461,14 +618,32 @@ impl LocalBackend {
                 s
             }
         };
-        if let Err(e) = store.reinitialise(&body, &mac) {
-            let _ = self.root().and_then(|r| r.destroy_key(&new.root_id));
+        let uuid = new.uuid;
+        let written = self.commit(&store, false, |tx| {
+            tx.clear()?;
+            Ok((
+                (),
+                Some(Change {
+                    before: None,
+                    after: new,
+                    k,
+                }),
+            ))
+        });
+        if let Err(e) = written {
+            let _ = self.root().and_then(|r| {
+                r.destroy_anchor(&uuid)?;
+                r.destroy_key(&new_root)
+            });
             return Err(e);
         }
         self.session_objects.lock().clear();
         self.opened.lock().clear();
         if let Some(old) = old {
-            if let Err(e) = self.root()?.destroy_key(&old.root_id) {
+            if let Err(e) = self
+                .root()
+                .and_then(|r| r.destroy_anchor(&old.uuid).and_then(|()| r.destroy_key(&old.root_id)))
+            {
                 log::warn!(
                     "token {:?}: could not destroy the previous root key: {e}",
                     self.cfg.label

@@ -4,15 +4,20 @@
 //! `CKA_SENSITIVE`, non-extractable, usable only for `CKM_SHA256_HMAC` signing. keygate asks the
 //! HSM for HMAC_R(input) and never sees R. The HSM library is initialised with
 //! `CKF_OS_LOCKING_OK` (SoftHSM2 turns its locking off when given NULL arguments).
+//!
+//! The same token holds each keygate token's freshness anchor (`anchor.rs`): two private
+//! `CKO_DATA` objects, labelled `keygate-anchor <uuid> 0|1`, that only a session logged in to
+//! the root token can read or change.
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism as CkMech;
-use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType as CkUser};
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
+use super::anchor::Anchor;
 use crate::config::RootConfig;
 use crate::error::{Error, Result};
 
@@ -110,6 +115,89 @@ impl Root {
         let session = self.session.lock();
         if let Some(key) = Self::find(&session, id)? {
             session.destroy_object(key).map_err(hsm("C_DestroyObject"))?;
+        }
+        Ok(())
+    }
+
+    fn anchor_label(uuid: &[u8; 16], slot: u64) -> Vec<u8> {
+        format!("keygate-anchor {} {slot}", hex::encode(uuid)).into_bytes()
+    }
+
+    fn find_anchor(session: &Session, uuid: &[u8; 16], slot: u64) -> Result<Option<ObjectHandle>> {
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Label(Self::anchor_label(uuid, slot)),
+            ])
+            .map_err(hsm("C_FindObjects"))?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The token `uuid`'s anchor: the newest of its two objects that reads back whole (the other
+    /// may be one a killed write left torn). `None` if it has none.
+    pub fn read_anchor(&self, uuid: &[u8; 16]) -> Result<Option<Anchor>> {
+        let session = self.session.lock();
+        let mut newest: Option<Anchor> = None;
+        for slot in 0..2 {
+            let Some(h) = Self::find_anchor(&session, uuid, slot)? else {
+                continue;
+            };
+            let value = session
+                .get_attributes(h, &[AttributeType::Value])
+                .map_err(hsm("C_GetAttributeValue"))?;
+            let decoded = match value.first() {
+                Some(Attribute::Value(v)) => Anchor::decode(v),
+                _ => Err(Error::Integrity("no value".into())),
+            };
+            match decoded {
+                Ok(a) if a.uuid == *uuid && a.seq % 2 == slot => {
+                    if newest.as_ref().is_none_or(|n| a.seq > n.seq) {
+                        newest = Some(a);
+                    }
+                }
+                Ok(_) => log::warn!(
+                    "anchor object {slot} of token {} names another token or slot; ignored",
+                    hex::encode(uuid)
+                ),
+                Err(e) => log::warn!(
+                    "anchor object {slot} of token {} is unreadable ({e}); the other one is used",
+                    hex::encode(uuid)
+                ),
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Writes `a` as the object `a.seq % 2`: the object there is destroyed and made again
+    /// (SoftHSM2 does not let a data object's `CKA_VALUE` change). The other object holds the
+    /// newest state meanwhile, so a write killed half-way loses nothing that was named.
+    pub fn write_anchor(&self, a: &Anchor) -> Result<()> {
+        let session = self.session.lock();
+        let slot = a.seq % 2;
+        if let Some(h) = Self::find_anchor(&session, &a.uuid, slot)? {
+            session.destroy_object(h).map_err(hsm("C_DestroyObject"))?;
+        }
+        session
+            .create_object(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Modifiable(false),
+                Attribute::Label(Self::anchor_label(&a.uuid, slot)),
+                Attribute::Application(b"keygate".to_vec()),
+                Attribute::Value(a.encode()),
+            ])
+            .map_err(hsm("C_CreateObject"))?;
+        Ok(())
+    }
+
+    /// Destroys the token `uuid`'s anchor objects; absent is fine.
+    pub fn destroy_anchor(&self, uuid: &[u8; 16]) -> Result<()> {
+        let session = self.session.lock();
+        for slot in 0..2 {
+            if let Some(h) = Self::find_anchor(&session, uuid, slot)? {
+                session.destroy_object(h).map_err(hsm("C_DestroyObject"))?;
+            }
         }
         Ok(())
     }

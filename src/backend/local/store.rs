@@ -7,7 +7,7 @@
 //! `CAST`, so that a value stored with another type (an edit with the `sqlite3` program) is one
 //! record failing its MAC, not every read of the table failing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,11 +156,14 @@ pub struct Tx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
     /// What was applied, kept for the mirror (only when there is one).
     ops: Option<RefCell<Vec<Op>>>,
+    /// Whether anything was applied.
+    wrote: Cell<bool>,
 }
 
 impl Tx<'_> {
     fn run(&self, op: Op) -> Result<usize> {
         let n = apply(self.tx, &op)?;
+        self.wrote.set(true);
         if let Some(ops) = &self.ops {
             ops.borrow_mut().push(op);
         }
@@ -220,6 +223,24 @@ impl Tx<'_> {
                 },
             )
             .optional()?)
+    }
+
+    /// Whether this transaction has written anything yet.
+    pub fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
+    /// Forgets which mirror state this database holds (a restored copy: its mirror is then
+    /// copied whole at the next open).
+    pub fn forget_generation(&self) -> Result<()> {
+        self.tx.execute("DELETE FROM sync", [])?;
+        Ok(())
+    }
+
+    /// Deletes every object and member (`C_InitToken`).
+    pub fn clear(&self) -> Result<()> {
+        self.run(Op::Clear)?;
+        Ok(())
     }
 
     /// Deletes an object and its membership; false if it was not there.
@@ -445,6 +466,7 @@ impl Store {
         let t = Tx {
             tx: &tx,
             ops: self.mirror.as_ref().map(|_| RefCell::new(Vec::new())),
+            wrote: Cell::new(false),
         };
         let out = f(&t)?;
         if let (Some(m), Some(ops)) = (&self.mirror, t.ops) {
@@ -456,14 +478,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(out)
-    }
-
-    /// Replaces the header and deletes every object, in one transaction (`C_InitToken`).
-    pub fn reinitialise(&self, body: &[u8], mac: &[u8]) -> Result<()> {
-        self.write(|tx| {
-            tx.run(Op::Clear)?;
-            tx.set_header(body, mac)
-        })
     }
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {

@@ -258,6 +258,12 @@ fn print_report(title: &str, rep: &VerifyReport) {
     if let Some(p) = &rep.membership_problem {
         println!("  object set: {p}");
     }
+    if let Some(p) = &rep.anchor_problem {
+        println!("  HSM anchor: {p}");
+    }
+    for r in &rep.returned {
+        println!("  restored: {r}");
+    }
     for f in &rep.failed {
         println!("  object {}: {}", f.id, f.reason);
     }
@@ -289,11 +295,35 @@ pub fn backup(b: &LocalBackend, token: &str, to: &Path, json: bool) -> Result<()
     report("backup", token, &rep, json)
 }
 
-pub fn restore(b: &LocalBackend, token: &str, from: Option<&Path>, json: bool) -> Result<(), String> {
+/// `keygate restore`: an older copy needs the SO PIN, and is audited with what it brings back.
+pub fn restore(
+    cfg: &Config,
+    token: &str,
+    from: Option<&Path>,
+    so_pin_env: &Option<String>,
+    json: bool,
+) -> Result<(), String> {
+    let b = local(cfg, token)?;
     let source = from.map_or("its mirror".to_string(), |f| f.display().to_string());
-    let rep = b
-        .restore(from)
-        .map_err(|e| format!("cannot restore {token:?} from {source}: {e}"))?;
+    let so_pin = so_pin_env
+        .as_ref()
+        .map(|_| Pins::new().get(so_pin_env, "SO PIN"))
+        .transpose()?;
+    let result = b.restore(from, so_pin.as_ref());
+    let detail = match &result {
+        Ok(rep) if rep.returned.is_empty() => format!("from {source}"),
+        Ok(rep) => format!("from {source}; brought back: {}", rep.returned.join("; ")),
+        Err(e) => format!("from {source}: {e}"),
+    };
+    audited(
+        cfg,
+        token,
+        "restore",
+        Vec::new(),
+        Some(detail),
+        &audit::result_name(&result),
+    )?;
+    let rep = result.map_err(|e| format!("cannot restore {token:?} from {source}: {e}"))?;
     report("restore", token, &rep, json)
 }
 

@@ -96,6 +96,10 @@ enum Command {
         /// The backup file; without it, the token's mirror.
         #[arg(long)]
         from: Option<PathBuf>,
+        /// Environment variable holding the SO PIN: a copy older than the token's HSM anchor
+        /// (one that undoes later changes) is restored only with it.
+        #[arg(long)]
+        so_pin_env: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -577,9 +581,12 @@ fn run(cli: Cli) -> Result<(), String> {
             admin::verify(&b, &token, pin, json)
         }
         Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
-        Command::Restore { token, from, json } => {
-            admin::restore(&admin::local(&cfg, &token)?, &token, from.as_deref(), json)
-        }
+        Command::Restore {
+            token,
+            from,
+            so_pin_env,
+            json,
+        } => admin::restore(&cfg, &token, from.as_deref(), &so_pin_env, json),
         Command::ChangePin {
             token,
             so,

@@ -110,7 +110,7 @@ macro_rules! with_kek {
 pub fn wrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     match kind {
         WrapKind::Kw => {
-            if data.len() < 16 || data.len() % 8 != 0 {
+            if data.len() < 16 || !data.len().is_multiple_of(8) {
                 return Err(Error::KeySizeRange);
             }
             with_kek!(key, |k| k.wrap_vec(data).map_err(|_| Error::Crypto))
@@ -135,13 +135,13 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
     let bad = |_| Error::WrappedKeyInvalid;
     match kind {
         WrapKind::Kw => {
-            if data.len() < 24 || data.len() % 8 != 0 {
+            if data.len() < 24 || !data.len().is_multiple_of(8) {
                 return Err(Error::WrappedKeyLenRange);
             }
             with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))
         }
         WrapKind::Pad => {
-            if data.len() < 24 || data.len() % 8 != 0 {
+            if data.len() < 24 || !data.len().is_multiple_of(8) {
                 return Err(Error::WrappedKeyLenRange);
             }
             let mut out: Zeroizing<Vec<u8>> = with_kek!(key, |k| k.unwrap_vec(data).map(Zeroizing::new).map_err(bad))?;
@@ -154,7 +154,7 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
             Ok(out)
         }
         WrapKind::Kwp => {
-            if data.len() < 16 || data.len() % 8 != 0 {
+            if data.len() < 16 || !data.len().is_multiple_of(8) {
                 return Err(Error::WrappedKeyLenRange);
             }
             with_kek!(key, |k| k
