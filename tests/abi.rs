@@ -787,3 +787,71 @@ fn wrap_and_unwrap_templates_bind_what_crosses_the_boundary() {
         "the unwrap template's values were applied"
     );
 }
+
+/// Issue 16 item 9: a GCM `ulIvBits` that contradicts `ulIvLen`, and a parameter given to a
+/// mechanism that takes none, are `CKR_MECHANISM_PARAM_INVALID` (and start nothing).
+#[test]
+fn contradictory_or_unexpected_mechanism_parameters_are_refused() {
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let k = raw_aes(&r, h, &[7u8; 16]);
+    let mut iv = [0u8; 12];
+    let gcm = |bits: CK_ULONG, iv: &mut [u8; 12]| CK_GCM_PARAMS {
+        pIv: iv.as_mut_ptr(),
+        ulIvLen: 12,
+        ulIvBits: bits,
+        pAAD: null_mut(),
+        ulAADLen: 0,
+        ulTagBits: 128,
+    };
+    for (bits, want) in [
+        (64, CKR_MECHANISM_PARAM_INVALID),
+        (95, CKR_MECHANISM_PARAM_INVALID),
+        (96, CKR_OK),
+        (0, CKR_OK),
+    ] {
+        let mut params = gcm(bits, &mut iv);
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_AES_GCM,
+            pParameter: &mut params as *mut _ as CK_VOID_PTR,
+            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+        };
+        assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), want, "ulIvBits {bits}");
+        if want == CKR_OK {
+            let mut data = [1u8; 16];
+            let mut out = [0u8; 64];
+            let mut len = out.len() as CK_ULONG;
+            assert_eq!(
+                call!(r, C_Encrypt(h, data.as_mut_ptr(), 16, out.as_mut_ptr(), &mut len)),
+                CKR_OK
+            );
+        }
+    }
+    let mut junk = [0u8; 64];
+    let mut template = [CK_ATTRIBUTE {
+        type_: CKA_VALUE_LEN,
+        pValue: &mut (16 as CK_ULONG) as *mut _ as CK_VOID_PTR,
+        ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+    }];
+    let mut key = 0;
+    for ty in [CKM_AES_KEY_GEN, CKM_SHA256] {
+        let mut m = CK_MECHANISM {
+            mechanism: ty,
+            pParameter: junk.as_mut_ptr() as CK_VOID_PTR,
+            ulParameterLen: 64,
+        };
+        let rv = if ty == CKM_AES_KEY_GEN {
+            call!(r, C_GenerateKey(h, &mut m, template.as_mut_ptr(), 1, &mut key))
+        } else {
+            call!(r, C_DigestInit(h, &mut m))
+        };
+        assert_eq!(
+            rv, CKR_MECHANISM_PARAM_INVALID,
+            "mechanism {ty:#x} with a 64-byte parameter"
+        );
+    }
+    // The same mechanisms without a parameter work: nothing was left active.
+    let mut sha = mech(CKM_SHA256);
+    assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
+}

@@ -18,14 +18,19 @@ use cryptoki::types::{AuthPin, Ulong};
 fn header_row(store: &Path) -> (Vec<u8>, Vec<u8>) {
     rusqlite::Connection::open(store)
         .unwrap()
-        .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT body, mac FROM header WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap()
 }
 
 fn put_header_row(store: &Path, row: &(Vec<u8>, Vec<u8>)) {
     rusqlite::Connection::open(store)
         .unwrap()
-        .execute("UPDATE header SET body = ?1, mac = ?2 WHERE id = 1", rusqlite::params![row.0, row.1])
+        .execute(
+            "UPDATE header SET body = ?1, mac = ?2 WHERE id = 1",
+            rusqlite::params![row.0, row.1],
+        )
         .unwrap();
 }
 
@@ -80,7 +85,10 @@ fn replaying_the_header_row_does_not_reset_the_lockout() {
             Err(CkError::Pkcs11(RvError::PinIncorrect, _))
         ));
     }
-    assert!(matches!(login(&p, USER_PIN), Err(CkError::Pkcs11(RvError::PinLocked, _))));
+    assert!(matches!(
+        login(&p, USER_PIN),
+        Err(CkError::Pkcs11(RvError::PinLocked, _))
+    ));
     p.finalize().unwrap();
 
     put_header_row(&env.store(), &before);
@@ -162,7 +170,10 @@ fn a_deleted_write_ahead_log_is_detected() {
 
     let p = env.load();
     let r = login(&p, USER_PIN);
-    assert!(is_refused(&r), "a store that lost acknowledged keys must be refused, got {r:?}");
+    assert!(
+        is_refused(&r),
+        "a store that lost acknowledged keys must be refused, got {r:?}"
+    );
     p.finalize().unwrap();
     let o = env.cli(&["verify", "--token", "test"]);
     assert_eq!(o.status.code(), Some(1));
@@ -189,10 +200,12 @@ fn guesser() {
                 scope.spawn(move || {
                     let s = p.open_rw_session(slot).unwrap();
                     (0..GUESSES)
-                        .map(|_| match s.login(UserType::User, Some(&AuthPin::from("wrong-pin-0000"))) {
-                            Err(CkError::Pkcs11(rv, _)) => format!("{rv:?}"),
-                            other => format!("{other:?}"),
-                        })
+                        .map(
+                            |_| match s.login(UserType::User, Some(&AuthPin::from("wrong-pin-0000"))) {
+                                Err(CkError::Pkcs11(rv, _)) => format!("{rv:?}"),
+                                other => format!("{other:?}"),
+                            },
+                        )
                         .collect::<Vec<_>>()
                 })
             })
@@ -235,5 +248,8 @@ fn the_lockout_is_exact_under_concurrency() {
         "{answers:?}"
     );
     let p = env.load();
-    assert!(matches!(login(&p, USER_PIN), Err(CkError::Pkcs11(RvError::PinLocked, _))));
+    assert!(matches!(
+        login(&p, USER_PIN),
+        Err(CkError::Pkcs11(RvError::PinLocked, _))
+    ));
 }

@@ -311,6 +311,10 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
         mech::AES_GCM => {
             // SAFETY: forwarded contract.
             let g: CK_GCM_PARAMS = unsafe { param(&m) }?;
+            // ulIvBits restates ulIvLen in bits; 0 is what clients that leave it unset send.
+            if g.ulIvBits != 0 && Some(g.ulIvBits) != g.ulIvLen.checked_mul(8) {
+                return Err(Error::MechanismParamInvalid);
+            }
             // SAFETY: the caller promises the IV and AAD buffers are readable.
             let iv = unsafe { in_slice(g.pIv, g.ulIvLen) }.map_err(bad)?.to_vec();
             // SAFETY: as above.
@@ -392,7 +396,15 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
                 Mechanism::AesCbcPad { iv }
             }
         }
-        ty => Mechanism::without_param(ty).unwrap_or(Mechanism::Other(ty)),
+        // Of the mechanisms without a parameter, only the key wraps with padding are lenient
+        // (PKCS#11 3.0 lets KWP carry an optional IV that keygate does not use).
+        ty => match Mechanism::without_param(ty) {
+            Some(_) if m.ulParameterLen != 0 && !matches!(ty, mech::AES_KEY_WRAP_PAD | mech::AES_KEY_WRAP_KWP) => {
+                return Err(Error::MechanismParamInvalid)
+            }
+            Some(known) => known,
+            None => Mechanism::Other(ty),
+        },
     })
 }
 
