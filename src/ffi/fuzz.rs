@@ -10,10 +10,11 @@
 
 use pkcs11_sys::*;
 
+use crate::backend::local::anchor::Anchor;
 use crate::backend::local::codec;
 use crate::backend::local::header::Header;
 use crate::config::Config;
-use crate::token::attributes::RULES;
+use crate::token::attributes::{nested, RULES};
 use crate::token::mechanisms::{mech, MECHANISMS};
 use crate::token::object::{self, Origin};
 
@@ -43,20 +44,25 @@ fn ulong(data: &mut &[u8]) -> CK_ULONG {
     u64::from_le_bytes(b) as CK_ULONG
 }
 
-/// A caller's template (`CK_ATTRIBUTE` array): attribute types keygate knows and others, values
-/// of any length; then completed as `C_CreateObject` and `C_GenerateKey` would.
-pub fn template(mut data: &[u8]) {
-    let mut pairs: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)> = Vec::new();
+/// Attribute types and values read from the fuzzer's bytes: a type keygate knows or another,
+/// then a length byte and that many value bytes.
+fn pairs(data: &mut &[u8]) -> Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)> {
+    let mut pairs = Vec::new();
     while !data.is_empty() && pairs.len() < 64 {
-        let pick = byte(&mut data) as usize;
+        let pick = byte(data) as usize;
         let ty = match RULES.get(pick) {
             Some(r) => r.ty,
             None => [CKA_VENDOR_DEFINED, 0xdead_beef, CKA_VALUE, CKA_WRAP_TEMPLATE][pick % 4],
         };
-        let len = byte(&mut data) as usize;
-        pairs.push((ty, take(&mut data, len).to_vec()));
+        let len = byte(data) as usize;
+        pairs.push((ty, take(data, len).to_vec()));
     }
-    let attrs: Vec<CK_ATTRIBUTE> = pairs
+    pairs
+}
+
+/// `CK_ATTRIBUTE`s pointing into `values` (NULL for an empty one).
+fn attributes_of(values: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> Vec<CK_ATTRIBUTE> {
+    values
         .iter()
         .map(|(ty, v)| CK_ATTRIBUTE {
             type_: *ty,
@@ -67,8 +73,38 @@ pub fn template(mut data: &[u8]) {
             },
             ulValueLen: v.len() as CK_ULONG,
         })
+        .collect()
+}
+
+/// A caller's template (`CK_ATTRIBUTE` array): attribute types keygate knows and others, values
+/// of any length; then completed as `C_CreateObject` and `C_GenerateKey` would. The value of a
+/// nested-template attribute (`CKA_WRAP_TEMPLATE`…) is built as the C ABI defines it: an array
+/// of `CK_ATTRIBUTE` whose own values the fuzzer's bytes give, so that every pointer the module
+/// follows is one a caller could rightly pass (raw bytes there would be wild pointers, which no
+/// module can survive: the harness's bug, not the module's, found by `ci/fuzz`).
+pub fn template(mut data: &[u8]) {
+    let outer = pairs(&mut data);
+    let inner: Vec<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>> = outer
+        .iter()
+        .map(|(ty, v)| match nested::is_template(*ty) {
+            true => pairs(&mut v.as_slice()),
+            false => Vec::new(),
+        })
         .collect();
-    // SAFETY: every pointer is NULL with length 0 or points into `pairs`, alive here.
+    let inner_attrs: Vec<Vec<CK_ATTRIBUTE>> = inner.iter().map(|i| attributes_of(i)).collect();
+    let mut attrs = attributes_of(&outer);
+    for (a, i) in attrs.iter_mut().zip(&inner_attrs) {
+        if nested::is_template(a.type_) {
+            a.pValue = if i.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                i.as_ptr() as CK_VOID_PTR
+            };
+            a.ulValueLen = std::mem::size_of_val(i.as_slice()) as CK_ULONG;
+        }
+    }
+    // SAFETY: every pointer is NULL with length 0 or points into `outer`, `inner` or
+    // `inner_attrs`, all alive here; nested arrays are whole `CK_ATTRIBUTE`s.
     let Ok(t) = (unsafe { super::raw::template_in(attrs.as_ptr(), attrs.len() as CK_ULONG) }) else {
         return;
     };
@@ -169,6 +205,13 @@ pub fn header(data: &[u8]) {
     }
 }
 
+/// The HSM anchor's value (`backend/local/anchor.rs`), as read back from the root token.
+pub fn anchor(data: &[u8]) {
+    if let Ok(a) = Anchor::decode(data) {
+        assert_eq!(a.encode(), data, "anchor encoding is canonical");
+    }
+}
+
 /// The configuration text (the parser and every check made at load).
 pub fn config(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
@@ -186,4 +229,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("record", record),
     ("header", header),
     ("config", config),
+    ("anchor", anchor),
 ];
