@@ -253,3 +253,123 @@ fn the_lockout_is_exact_under_concurrency() {
         Err(CkError::Pkcs11(RvError::PinLocked, _))
     ));
 }
+
+/// Runs `statement` on the store with the `sqlite3` program, in its own process: a second copy
+/// of SQLite in this process (rusqlite's) would break the locks of the module's copy.
+fn sqlite3(store: &Path, statement: &str) -> String {
+    let o = Command::new("sqlite3").arg(store).arg(statement).output().unwrap();
+    assert!(o.status.success(), "sqlite3 {statement}: {o:?}");
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn x(bytes: &[u8]) -> String {
+    format!("x'{}'", hex::encode(bytes))
+}
+
+fn saved_rows(store: &Path, label: &str) -> (Vec<u8>, i64, Vec<u8>, Vec<u8>) {
+    rusqlite::Connection::open(store)
+        .unwrap()
+        .query_row(
+            "SELECT uid, class, body, mac FROM objects WHERE label = ?1",
+            [label.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+}
+
+/// Item 3: a destroyed key's record (and its member row) inserted again. The process that has
+/// the token open does not serve it, and neither does a new one.
+#[test]
+fn a_destroyed_record_put_back_is_not_served() {
+    pins_in_env();
+    let env = populated();
+    let (uid, class, body, mac) = saved_rows(&env.store(), "a");
+    let p = env.load();
+    let s = Env::user_session(&p);
+    s.destroy_object(find_one(&s, "a").unwrap()).unwrap();
+    sqlite3(
+        &env.store(),
+        &format!(
+            "INSERT INTO objects (uid, class, label, body, mac) VALUES ({}, {class}, {}, {}, {}); INSERT INTO members (uid) VALUES ({});",
+            x(&uid),
+            x(b"a"),
+            x(&body),
+            x(&mac),
+            x(&uid)
+        ),
+    );
+    assert!(find_one(&s, "a").is_none(), "the running process must not serve it");
+    assert!(gcm_works(&s, "b"), "the other keys still work in the running process");
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let found = s.find_objects(&[Attribute::Label(b"a".to_vec())]);
+    assert!(
+        !matches!(&found, Ok(v) if !v.is_empty()),
+        "a new process must not serve it either, got {found:?}"
+    );
+}
+
+/// Item 3, generalised: one record replaced by an earlier version of itself. A key is revoked
+/// (`keygate revoke`), then its record from before the revocation is put back: its MAC is
+/// valid, the record set is not. The key must stay revoked: it must not encrypt, neither in the
+/// process that has the token open nor in a new one.
+#[test]
+fn an_earlier_version_of_a_record_is_not_served() {
+    pins_in_env();
+    let env = populated();
+    let (uid, _, body, mac) = saved_rows(&env.store(), "a");
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "a"));
+    ok(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "compromised",
+            "--pin-env",
+            "KG_USER",
+            &hex::encode(&uid),
+        ],
+    );
+    assert!(!gcm_works(&s, "a"), "revoked");
+    let revoked_body = sqlite3(
+        &env.store(),
+        &format!("SELECT hex(body) FROM objects WHERE uid = {}", x(&uid)),
+    );
+    assert_ne!(
+        revoked_body.trim(),
+        hex::encode_upper(&body),
+        "the revocation is in the record"
+    );
+    sqlite3(
+        &env.store(),
+        &format!(
+            "UPDATE objects SET body = {}, mac = {} WHERE uid = {}",
+            x(&body),
+            x(&mac),
+            x(&uid)
+        ),
+    );
+    assert!(
+        !encrypts(&s, "a"),
+        "the running process must not serve the unrevoked record"
+    );
+    drop(s);
+    p.finalize().unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(!encrypts(&s, "a"), "a new process must not serve it either");
+}
+
+/// Whether the key `label` encrypts; false also when the search itself is refused.
+fn encrypts(s: &cryptoki::session::Session, label: &str) -> bool {
+    match s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]) {
+        Ok(found) if found.len() == 1 => gcm_works(s, label),
+        _ => false,
+    }
+}

@@ -160,16 +160,16 @@ fn swapped_sealed_blobs_and_edited_public_key_are_refused() {
     };
     let (ba, ma) = get(&ua);
     let (bb, mb) = get(&ub);
-    c.execute(
-        "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3",
-        rusqlite::params![bb, mb, ua],
-    )
-    .unwrap();
-    c.execute(
-        "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3",
-        rusqlite::params![ba, ma, ub],
-    )
-    .unwrap();
+    // The bodies swapped in place (each record keeps its MAC column): each fails its MAC.
+    let set = |uid: &Vec<u8>, body: &Vec<u8>, mac: &Vec<u8>| {
+        c.execute(
+            "UPDATE objects SET body = ?1, mac = ?2 WHERE uid = ?3",
+            rusqlite::params![body, mac, uid],
+        )
+        .unwrap();
+    };
+    set(&ua, &bb, &ma);
+    set(&ub, &ba, &mb);
     // Edit one byte of the public key's EC point inside its record.
     let up = uid_of(&c, "pub");
     let (mut bp, _) = get(&up);
@@ -177,7 +177,6 @@ fn swapped_sealed_blobs_and_edited_public_key_are_refused() {
     bp[pos] ^= 0xff;
     c.execute("UPDATE objects SET body = ?1 WHERE uid = ?2", rusqlite::params![bp, up])
         .unwrap();
-    drop(c);
     let p = env.load();
     let s = Env::user_session(&p);
     assert!(
@@ -187,6 +186,26 @@ fn swapped_sealed_blobs_and_edited_public_key_are_refused() {
     assert!(gcm_works(&s, "c"));
     assert!(find_one(&s, "pub").is_none(), "an edited public key must be refused");
     assert!(find_one(&s, "priv").is_some());
+    drop(s);
+    p.finalize().unwrap();
+
+    // Whole records moved with their MACs: each is a genuine record under another identifier,
+    // which the header's record set does not vouch for. Which record is which cannot be told,
+    // so the token's records are refused as a set, with a line saying so (with a mirror, the
+    // mirror would serve; without one the token opens so that `keygate verify` can report).
+    set(&ua, &bb, &mb);
+    set(&ub, &ba, &ma);
+    drop(c);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let r = s.find_objects(&[Attribute::Label("c".into())]);
+    assert!(
+        matches!(
+            r,
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::DeviceError, _))
+        ),
+        "rows moved with their MACs must be refused, got {r:?}"
+    );
 }
 
 #[test]

@@ -5,11 +5,11 @@
 //! old state or the new one. Rotation refuses a store that does not verify: re-sealing or
 //! re-MACing a tampered or smuggled-in record would launder it.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::anchor::{State, Step, Verdict};
 use super::header::{Header, Retiring};
+use super::members::{check_membership, membership};
 use super::store::{Row, Store};
 use super::vault::{self, Key32, Purpose, Role};
 use super::{crypto, Change, LocalBackend, HEADER_DOMAIN};
@@ -163,48 +163,6 @@ fn remove_db(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The object set of a store as the members table and the records show it.
-struct Membership {
-    /// What the header's digest and count should be for the listed identifiers.
-    digest: [u8; 32],
-    count: u64,
-    /// Listed, with no record.
-    missing: Vec<ObjectId>,
-    /// Recorded, not listed.
-    unlisted: Vec<ObjectId>,
-}
-
-fn membership(k: &Key32, uuid: &[u8; 16], rows: &[Row], members: &[Vec<u8>]) -> Result<Membership> {
-    let recorded: BTreeSet<ObjectId> = rows.iter().map(|r| r.uid).collect();
-    let mut listed = BTreeSet::new();
-    let mut digest = [0u8; 32];
-    for m in members {
-        let uid: ObjectId = m
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Integrity("a member identifier is not 16 bytes".into()))?;
-        vault::xor_into(&mut digest, &vault::member_tag(k, uuid, &uid)?);
-        listed.insert(uid);
-    }
-    Ok(Membership {
-        digest,
-        count: listed.len() as u64,
-        missing: listed.difference(&recorded).copied().collect(),
-        unlisted: recorded.difference(&listed).copied().collect(),
-    })
-}
-
-/// Refuses to rotate a store whose object set is not exactly the one the header vouches for.
-fn check_membership(k: &Key32, h: &Header, rows: &[Row], members: &[Vec<u8>]) -> Result<()> {
-    let m = membership(k, &h.uuid, rows, members)?;
-    if m.digest != h.members || m.count != h.objects || !m.missing.is_empty() || !m.unlisted.is_empty() {
-        return Err(Error::Integrity(
-            "the store's objects are not the ones its header vouches for; run `keygate verify`".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Moves a damaged database aside (`*.damaged-PID`, kept for whoever investigates) with its
 /// WAL files removed, so a fresh copy can take its name.
 fn set_aside(path: &Path, label: &str) -> Result<()> {
@@ -276,7 +234,10 @@ impl LocalBackend {
             store_problems: store.structural_problems()?,
             ..VerifyReport::default()
         };
-        let Some((body, mac)) = store.header()? else {
+        // One read transaction: the header and the records it vouches for as of one moment,
+        // while other processes go on committing.
+        let super::store::Snapshot { header, rows, members } = store.snapshot()?;
+        let Some((body, mac)) = header else {
             rep.header_problem = Some("there is no header: the file holds no token".into());
             return Ok(rep);
         };
@@ -301,7 +262,6 @@ impl LocalBackend {
         if self.judged {
             rep.anchor_problem = self.anchor_problem(store)?;
         }
-        let (rows, members) = store.snapshot()?;
         for row in &rows {
             rep.objects += 1;
             let checked = Self::check_row(&k, &h.uuid, row).and_then(|r| match (dek, &r.sealed) {
@@ -319,7 +279,7 @@ impl LocalBackend {
                 }),
             }
         }
-        let m = membership(&k, &h.uuid, &rows, &members)?;
+        let m = membership(&k, &h.uuid, &rows, &members, h.epoch == 0)?;
         rep.missing = m.missing.iter().map(hex::encode).collect();
         rep.unlisted = m.unlisted.iter().map(hex::encode).collect();
         if m.count != h.objects || m.digest != h.members {
@@ -433,7 +393,7 @@ impl LocalBackend {
         let anchored = anchor.as_ref().map_or(0, |a| a.epoch());
         let returned = match (&mine, named) {
             (_, true) => Vec::new(),
-            (Some((h, rows)), false) => returned_keys(&self.k_int(h)?, h, rows, &src.snapshot()?.0)?,
+            (Some((h, rows)), false) => returned_keys(&self.k_int(h)?, h, rows, &src.snapshot()?.rows)?,
             (None, false) => vec!["the current store cannot be read, so what the copy brings back is unknown".into()],
         };
         if !named {
@@ -512,7 +472,7 @@ impl LocalBackend {
         let h = Header::decode(&body).ok()?;
         let k = self.k_int(&h).ok()?;
         vault::verify_mac(&k, HEADER_DOMAIN, &[&body], &mac).ok()?;
-        Some((h, store.snapshot().ok()?.0))
+        Some((h, store.snapshot().ok()?.rows))
     }
 
     /// Whether the database at `path` passes every check of `verify` (without a PIN).
@@ -656,9 +616,12 @@ impl LocalBackend {
                     "token {:?}: re-MACing {total} records under a new root key, in one transaction",
                     self.cfg.label
                 );
+                let mut remaced = Vec::with_capacity(rows.len());
                 for (i, row) in rows.iter().enumerate() {
                     let r = Self::check_row(&k_old, &cur.uuid, row)?;
-                    tx.replace(&Self::index_of(&r), &Self::row_of(&k_new, &cur.uuid, &r)?)?;
+                    let new_row = Self::row_of(&k_new, &cur.uuid, &r)?;
+                    tx.replace(&Self::index_of(&r), &new_row)?;
+                    remaced.push(new_row);
                     progress(i as u64 + 1, total);
                 }
                 let mut new = cur.clone();
@@ -668,7 +631,7 @@ impl LocalBackend {
                 if user.is_some() {
                     new.user = user;
                 }
-                new.members = membership(&k_new, &cur.uuid, &rows, &members)?.digest;
+                new.members = membership(&k_new, &cur.uuid, &remaced, &members, false)?.digest;
                 new.epoch = cur.epoch.saturating_add(1);
                 Ok((
                     (),
@@ -676,6 +639,8 @@ impl LocalBackend {
                         before: Some(State::of(&cur, &body)),
                         after: new,
                         k: k_new,
+                        // Counted here, under the new key; the re-MACed records follow.
+                        members_set: true,
                     }),
                 ))
             })

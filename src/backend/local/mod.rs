@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod header;
 mod keys;
 mod lock;
+mod members;
 mod objects;
 pub mod root;
 pub mod store;
@@ -52,6 +53,9 @@ pub(super) struct Change {
     before: Option<State>,
     after: Header,
     k: Key32,
+    /// The change set the header's member count and digest itself; otherwise they are moved
+    /// with the records the transaction wrote and deleted.
+    members_set: bool,
 }
 
 /// A session object: same shape as a stored record, kept in memory.
@@ -68,6 +72,8 @@ pub struct LocalBackend {
     unlocked: RwLock<Unlocked>,
     session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
     opened: Mutex<objects::OpenedCache>,
+    /// The records this process has checked against the header's member digest (`members.rs`).
+    members: Mutex<Option<members::MemberSet>>,
     /// Held by every commit and by every comparison with the HSM anchor (`lock.rs`).
     write_lock: lock::FileLock,
     /// Held across a PIN check (`lock.rs`).
@@ -115,6 +121,7 @@ impl LocalBackend {
             unlocked: RwLock::new(Unlocked::default()),
             session_objects: Mutex::new(FastMap::default()),
             opened: Mutex::new(objects::OpenedCache::default()),
+            members: Mutex::new(None),
         }
     }
 
@@ -153,7 +160,7 @@ impl LocalBackend {
         if !unanchored {
             return;
         }
-        match self.transact_forced(true, |_, _, _| Ok(())) {
+        match self.anchor_v1_store() {
             Ok(()) => log::info!("token {:?}: anchored in the HSM root token", self.cfg.label),
             Err(e) => log::warn!(
                 "token {:?}: could not anchor the store in the HSM yet ({e}); a rollback of it is not detected until it is",
@@ -250,6 +257,12 @@ impl LocalBackend {
         if let Some(why) = self.anchor_problem(s)? {
             log::error!("token {:?}: refused: {why}", self.cfg.label);
             return Err(Error::Integrity(why));
+        }
+        // With a mirror, the record set is checked now, so that a store failing it is replaced
+        // by the mirror. Without one the store still opens (so that `keygate verify` can count a
+        // PIN and report on it), and every read of its records is refused.
+        if self.cfg.mirror.is_some() {
+            self.check_member_set(s)?;
         }
         if self.cfg.verify_on_open {
             let rep = self.verify_store(s, None)?;
@@ -375,25 +388,15 @@ impl LocalBackend {
         }
     }
 
-    /// [`transact`](Self::transact) also while serving from the mirror (PIN failure counters).
+    /// [`transact`](Self::transact), also while serving from the mirror.
     fn transact_any<T>(&self, f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>) -> Result<T> {
-        self.transact_forced(false, f)
-    }
-
-    /// [`transact_any`](Self::transact_any); with `force`, the epoch advances even when `f`
-    /// changes nothing (anchoring a store written before anchors).
-    fn transact_forced<T>(
-        &self,
-        force: bool,
-        f: impl FnOnce(&store::Tx<'_>, &mut Header, &Key32) -> Result<T>,
-    ) -> Result<T> {
         self.commit(&*self.store()?, false, |tx| {
             let (body, mac) = tx.header()?.ok_or(Error::UserPinNotInitialized)?;
             let mut h = self.verify_header(&body, &mac)?;
             let before = State::of(&h, &body);
             let k = self.k_int(&h)?;
             let out = f(tx, &mut h, &k)?;
-            if !force && !tx.wrote() && h.encode() == body {
+            if !tx.wrote() && h.encode() == body {
                 return Ok((out, None));
             }
             h.epoch = before.epoch.saturating_add(1);
@@ -403,6 +406,7 @@ impl LocalBackend {
                     before: Some(before),
                     after: h,
                     k,
+                    members_set: false,
                 }),
             ))
         })
@@ -423,9 +427,18 @@ impl LocalBackend {
         let _lock = self.write_lock.lock()?;
         let (out, prepared) = store.write(|tx| {
             let (out, change) = f(tx)?;
-            let Some(c) = change else {
+            let Some(mut c) = change else {
                 return Ok((out, None));
             };
+            let changes = tx.member_changes();
+            if !c.members_set {
+                if c.before.is_some_and(|b| b.epoch == 0) {
+                    return Err(Error::Integrity(
+                        "the store was written before anchors and could not be anchored at open; see the log".into(),
+                    ));
+                }
+                members::apply_changes(&c.k, &mut c.after, &changes)?;
+            }
             let body = c.after.encode();
             tx.set_header(&body, &vault::mac(&c.k, HEADER_DOMAIN, &[&body])?)?;
             let step = Step {
@@ -433,11 +446,13 @@ impl LocalBackend {
                 from: c.before,
                 to: State::of(&c.after, &body),
             };
-            Ok((out, Some((self.anchor_prepare(&step, authorised)?, c.after))))
+            let anchor = self.anchor_prepare(&step, authorised)?;
+            Ok((out, Some((anchor, c.before.map(|b| b.epoch), c.after, changes))))
         })?;
-        if let Some((anchor, h)) = prepared {
+        if let Some((anchor, before, h, changes)) = prepared {
             self.anchor_commit(&anchor)?;
             self.saw_epoch(&h)?;
+            self.members_follow(before, &h, &changes);
         }
         Ok(out)
     }
@@ -627,6 +642,7 @@ impl LocalBackend {
                     before: None,
                     after: new,
                     k,
+                    members_set: true,
                 }),
             ))
         });

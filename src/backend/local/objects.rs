@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::codec::{self, Record};
 use super::crypto::ops::Secret;
+use super::members::Vouched;
 use super::store::{IndexColumns, Row};
 use super::vault::{self, Key32};
 use super::{crypto, LocalBackend, SessionObject};
@@ -158,7 +159,7 @@ impl LocalBackend {
         }
         // Read and checked without the cache's lock (opening takes the unlock state's lock,
         // which logout holds while it empties the cache).
-        let row = store.get(id)?.ok_or(Error::ObjectHandleInvalid)?;
+        let row = self.vouched_row(&store, id)?;
         let (uuid, _) = self.current()?;
         let o = Arc::new(Opened::new(self.open_row(&row)?, Lifetime::Token, &uuid));
         let mut cache = self.opened.lock();
@@ -269,7 +270,6 @@ impl LocalBackend {
                 }
                 for r in &token {
                     tx.insert(&Self::index_of(r), &Self::row_of(k, &h.uuid, r)?)?;
-                    h.add_member(&vault::member_tag(k, &h.uuid, &r.uid)?);
                 }
                 Ok(())
             })?;
@@ -312,19 +312,36 @@ impl LocalBackend {
             return Ok(out);
         }
         let Some(store) = self.store_opt()? else { return Ok(out) };
-        if self.header_opt()?.is_none() {
-            return Ok(out);
-        }
         let class = template.ulong(attr::CLASS)?;
-        for row in store.candidates(class, template.get(attr::LABEL), template.get(attr::ID))? {
-            // A record that fails its checks is logged and skipped; the others still work.
-            if let Ok(r) = self.open_row(&row) {
-                if visible(&r.attrs) {
-                    out.push(r.uid);
+        let mut found = Vec::new();
+        'read: for _ in 0..3 {
+            found.clear();
+            let (header, rows) = store.candidates(class, template.get(attr::LABEL), template.get(attr::ID))?;
+            let Some((body, mac)) = header else {
+                return Ok(out);
+            };
+            let h = self.verify_header(&body, &mac)?;
+            for row in rows {
+                match self.vouched(&store, &h, &row)? {
+                    Vouched::Yes => {}
+                    Vouched::Moved => continue 'read,
+                    // A record the header does not vouch for is logged and skipped.
+                    refused => {
+                        self.refuse(&row, refused);
+                        continue;
+                    }
+                }
+                // A record that fails its checks is logged and skipped; the others still work.
+                if let Ok(r) = self.open_row(&row) {
+                    if visible(&r.attrs) {
+                        found.push(r.uid);
+                    }
                 }
             }
+            out.append(&mut found);
+            return Ok(out);
         }
-        Ok(out)
+        Err(Error::Integrity("the store kept changing while it was searched".into()))
     }
 
     pub(crate) fn update_impl(&self, id: &ObjectId, attrs: AttrMap) -> Result<()> {
@@ -372,13 +389,7 @@ impl LocalBackend {
         if self.session_objects.lock().remove(id).is_some() {
             return Ok(());
         }
-        let deleted = self.transact(|tx, h, k| {
-            let deleted = tx.delete(id)?;
-            if deleted {
-                h.remove_member(&vault::member_tag(k, &h.uuid, id)?);
-            }
-            Ok(deleted)
-        })?;
+        let deleted = self.transact(|tx, _, _| tx.delete(id))?;
         self.forget(id);
         if deleted {
             log::debug!("token {:?}: object {} destroyed", self.cfg.label, hex::encode(id));

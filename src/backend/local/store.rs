@@ -18,6 +18,20 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
 
+/// The header row: the header's body and its MAC.
+pub type HeaderRow = (Vec<u8>, Vec<u8>);
+
+/// An object's identifier and record MAC, as stored (checked by the caller).
+pub type UidMac = (Vec<u8>, Vec<u8>);
+
+/// A store as of one moment ([`Store::snapshot`]).
+pub struct Snapshot {
+    pub header: Option<HeaderRow>,
+    pub rows: Vec<Row>,
+    /// The identifiers the members table lists.
+    pub members: Vec<Vec<u8>>,
+}
+
 /// A row of the objects table.
 pub struct Row {
     pub uid: ObjectId,
@@ -151,6 +165,15 @@ fn apply(conn: &Connection, op: &Op) -> Result<usize> {
     })
 }
 
+/// How a transaction changed a token object's record, for the header's member digest and the
+/// verified member sets of processes (`objects.rs`): its record MAC before (`None`: new) and
+/// after (`None`: deleted).
+pub struct MemberChange {
+    pub uid: ObjectId,
+    pub old: Option<Vec<u8>>,
+    pub new: Option<Vec<u8>>,
+}
+
 /// The writes of one transaction ([`Store::write`]).
 pub struct Tx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
@@ -158,6 +181,8 @@ pub struct Tx<'a> {
     ops: Option<RefCell<Vec<Op>>>,
     /// Whether anything was applied.
     wrote: Cell<bool>,
+    /// Every record written or deleted, in order.
+    changes: RefCell<Vec<MemberChange>>,
 }
 
 impl Tx<'_> {
@@ -170,7 +195,7 @@ impl Tx<'_> {
         Ok(n)
     }
 
-    pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    pub fn header(&self) -> Result<Option<HeaderRow>> {
         header_row(self.tx)
     }
 
@@ -182,7 +207,36 @@ impl Tx<'_> {
         Ok(())
     }
 
+    fn mac_of(&self, uid: &ObjectId) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT CAST(mac AS BLOB) FROM objects WHERE uid = ?1",
+                params![&uid[..]],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn changed(&self, uid: ObjectId, old: Option<Vec<u8>>, new: Option<Vec<u8>>) {
+        self.changes.borrow_mut().push(MemberChange { uid, old, new });
+    }
+
+    /// The records this transaction wrote and deleted.
+    pub fn member_changes(&self) -> Vec<MemberChange> {
+        std::mem::take(&mut *self.changes.borrow_mut())
+    }
+
     fn put(&self, new: bool, ix: &IndexColumns<'_>, row: &Row) -> Result<usize> {
+        let old = if new { None } else { self.mac_of(&row.uid)? };
+        let n = self.put_row(new, ix, row)?;
+        if n > 0 {
+            self.changed(row.uid, old, Some(row.mac.clone()));
+        }
+        Ok(n)
+    }
+
+    fn put_row(&self, new: bool, ix: &IndexColumns<'_>, row: &Row) -> Result<usize> {
         self.run(Op::Put {
             new,
             class: ix.class,
@@ -245,7 +299,12 @@ impl Tx<'_> {
 
     /// Deletes an object and its membership; false if it was not there.
     pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
-        Ok(self.run(Op::Delete(*uid))? > 0)
+        let old = self.mac_of(uid)?;
+        let deleted = self.run(Op::Delete(*uid))? > 0;
+        if deleted {
+            self.changed(*uid, old, None);
+        }
+        Ok(deleted)
     }
 
     /// Every object row (rotation re-seals them all in one transaction).
@@ -381,7 +440,7 @@ fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     Ok(ids)
 }
 
-fn header_row(conn: &Connection) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+fn header_row(conn: &Connection) -> Result<Option<HeaderRow>> {
     Ok(conn
         .query_row(
             "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM header WHERE id = 1",
@@ -452,7 +511,7 @@ impl Store {
     }
 
     /// The header's body and MAC, if the token was initialised.
-    pub fn header(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    pub fn header(&self) -> Result<Option<HeaderRow>> {
         header_row(&self.conn.lock())
     }
 
@@ -467,6 +526,7 @@ impl Store {
             tx: &tx,
             ops: self.mirror.as_ref().map(|_| RefCell::new(Vec::new())),
             wrote: Cell::new(false),
+            changes: RefCell::new(Vec::new()),
         };
         let out = f(&t)?;
         if let (Some(m), Some(ops)) = (&self.mirror, t.ops) {
@@ -496,6 +556,38 @@ impl Store {
         Ok(row)
     }
 
+    /// The header and the record `uid`, read as of one moment.
+    pub fn get_with_header(&self, uid: &ObjectId) -> Result<(Option<HeaderRow>, Option<Row>)> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let header = header_row(&tx)?;
+        let row = tx
+            .prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?
+            .query_row(params![&uid[..]], |r| {
+                Ok(Row {
+                    uid: *uid,
+                    body: r.get(0)?,
+                    mac: r.get(1)?,
+                })
+            })
+            .optional()?;
+        tx.commit()?;
+        Ok((header, row))
+    }
+
+    /// The header and every record's identifier and MAC, read as of one moment.
+    pub fn member_macs(&self) -> Result<(Option<HeaderRow>, Vec<UidMac>)> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let header = header_row(&tx)?;
+        let pairs = tx
+            .prepare("SELECT CAST(uid AS BLOB), CAST(mac AS BLOB) FROM objects")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok((header, pairs))
+    }
+
     /// Copies the write-ahead log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
     /// so that bytes `secure_delete` overwrote in the database are gone from the log too.
     /// False when a reader in another process kept part of the log alive (it is emptied at a
@@ -518,9 +610,17 @@ impl Store {
         Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
-    /// Candidate rows for a search, narrowed by whichever indexed column the search names.
-    pub fn candidates(&self, class: Option<u64>, label: Option<&[u8]>, ckid: Option<&[u8]>) -> Result<Vec<Row>> {
-        let conn = self.conn.lock();
+    /// Candidate rows for a search, narrowed by whichever indexed column the search names, and
+    /// the header, read as of one moment.
+    pub fn candidates(
+        &self,
+        class: Option<u64>,
+        label: Option<&[u8]>,
+        ckid: Option<&[u8]>,
+    ) -> Result<(Option<HeaderRow>, Vec<Row>)> {
+        let mut conn = self.conn.lock();
+        let conn = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let header = header_row(&conn)?;
         let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
             (
                 "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE label = ?1",
@@ -550,27 +650,32 @@ impl Store {
             Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
             None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
         };
-        Ok(rows
-            .into_iter()
-            .filter_map(|(uid, body, mac)| {
-                Some(Row {
-                    uid: uid.try_into().ok()?,
-                    body,
-                    mac,
+        drop(stmt);
+        conn.commit()?;
+        Ok((
+            header,
+            rows.into_iter()
+                .filter_map(|(uid, body, mac)| {
+                    Some(Row {
+                        uid: uid.try_into().ok()?,
+                        body,
+                        mac,
+                    })
                 })
-            })
-            .collect())
+                .collect(),
+        ))
     }
 
-    /// Every object row, and the identifiers the members table lists, read in one
+    /// The header, every object row, and the identifiers the members table lists, read in one
     /// transaction (`keygate verify`).
-    pub fn snapshot(&self) -> Result<(Vec<Row>, Vec<Vec<u8>>)> {
+    pub fn snapshot(&self) -> Result<Snapshot> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let header = header_row(&tx)?;
         let rows = all_rows(&tx)?;
         let members = member_ids(&tx)?;
         tx.commit()?;
-        Ok((rows, members))
+        Ok(Snapshot { header, rows, members })
     }
 
     /// SQLite's own structural check of the file (`PRAGMA quick_check`): empty when sound, else
@@ -659,6 +764,8 @@ mod tests {
         let b = Store::open(&path, false).unwrap();
         a.write(|tx| tx.set_header(b"h0", b"m")).unwrap();
         a.candidates(Some(1), None, None).unwrap();
+        a.get_with_header(&[0; 16]).unwrap();
+        a.member_macs().unwrap();
         a.candidates(None, Some(b"x"), None).unwrap();
         a.get(&[0; 16]).unwrap();
         a.header().unwrap();

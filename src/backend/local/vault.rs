@@ -155,9 +155,16 @@ pub fn dek_check(dek: &Key32) -> Result<[u8; 16]> {
     Ok(out)
 }
 
-/// One object's share of the header's member digest: HMAC-SHA256(K_int, domain ‖ uuid ‖ uid).
-/// The digest is the XOR of the shares, so adding and removing an object are each one XOR.
-pub fn member_tag(k_int: &Key32, uuid: &[u8; 16], uid: &ObjectId) -> Result<[u8; 32]> {
+/// One object's share of the header's member digest: HMAC-SHA256(K_int, domain ‖ uuid ‖ uid ‖
+/// record MAC), so that the digest vouches for each record's current version, not only its
+/// identifier. The digest is the XOR of the shares, so adding, removing and rewriting an object
+/// are each one or two XORs.
+pub fn member_tag(k_int: &Key32, uuid: &[u8; 16], uid: &ObjectId, record_mac: &[u8]) -> Result<[u8; 32]> {
+    mac(k_int, b"keygate/v2/member", &[uuid, uid, record_mac])
+}
+
+/// The share of a header written before anchors (epoch 0): the identifier alone.
+pub fn member_tag_v1(k_int: &Key32, uuid: &[u8; 16], uid: &ObjectId) -> Result<[u8; 32]> {
     mac(k_int, b"keygate/v1/member", &[uuid, uid])
 }
 
