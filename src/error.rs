@@ -23,6 +23,8 @@ pub enum Error {
     CurveNotSupported,
     DataInvalid,
     DataLenRange,
+    /// The token takes no more of what was asked (a client without a login past its bound).
+    DeviceMemory,
     EncryptedDataInvalid,
     EncryptedDataLenRange,
     FunctionNotSupported,
@@ -119,6 +121,7 @@ impl Error {
             Error::CurveNotSupported => ck::CKR_CURVE_NOT_SUPPORTED,
             Error::DataInvalid => ck::CKR_DATA_INVALID,
             Error::DataLenRange => ck::CKR_DATA_LEN_RANGE,
+            Error::DeviceMemory => ck::CKR_DEVICE_MEMORY,
             Error::EncryptedDataInvalid => ck::CKR_ENCRYPTED_DATA_INVALID,
             Error::EncryptedDataLenRange => ck::CKR_ENCRYPTED_DATA_LEN_RANGE,
             Error::FunctionNotSupported => ck::CKR_FUNCTION_NOT_SUPPORTED,
@@ -265,6 +268,7 @@ mod tests {
             (Error::CryptokiNotInitialized, ck::CKR_CRYPTOKI_NOT_INITIALIZED),
             (Error::BufferTooSmall, ck::CKR_BUFFER_TOO_SMALL),
             (Error::SessionReadOnly, ck::CKR_SESSION_READ_ONLY),
+            (Error::DeviceMemory, ck::CKR_DEVICE_MEMORY),
         ];
         for (e, rv) in table {
             assert_eq!(e.ck_rv(), *rv, "{e:?}");

@@ -399,3 +399,57 @@ fn unsealed_secrets_are_unusable_after_logout() {
         s.encrypt(&gcm, k, b"x").unwrap();
     }
 }
+
+/// Issue 16 item 7: a client that has not logged in cannot write what the store cannot read back
+/// (a value over the codec's 1 MiB), nor a record over 64 KiB; a logged-in user is held to the
+/// codec's limits only. Whatever was accepted reads back, and the token verifies.
+#[test]
+fn nothing_is_accepted_that_cannot_be_read_back() {
+    let env = Env::new();
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    let data = |len: usize, label: &str| {
+        vec![
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Value(vec![0x5a; len]),
+        ]
+    };
+    let refused = |r: Result<cryptoki::object::ObjectHandle, CkError>| {
+        matches!(r, Err(CkError::Pkcs11(RvError::AttributeValueInvalid, _)))
+    };
+    assert!(
+        refused(s.create_object(&data((1 << 20) + 1, "huge"))),
+        "over the codec's limit, without login"
+    );
+    assert!(
+        refused(s.create_object(&data(64 * 1024 + 1, "big"))),
+        "over 64 KiB, without login"
+    );
+    s.create_object(&data(1024, "small")).unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
+    assert!(
+        refused(s.create_object(&data((1 << 20) + 1, "huge"))),
+        "over the codec's limit, logged in"
+    );
+    s.create_object(&data(512 * 1024, "large")).unwrap();
+    drop(s);
+    p.finalize().unwrap();
+    let o = env.cli(&["verify", "--token", "test"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let p = env.load();
+    let s = p.open_ro_session(Env::slot(&p)).unwrap();
+    for (label, len) in [("small", 1024), ("large", 512 * 1024)] {
+        let k = s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())]).unwrap();
+        assert_eq!(k.len(), 1, "{label}");
+        match &s
+            .get_attributes(k[0], &[cryptoki::object::AttributeType::Value])
+            .unwrap()[0]
+        {
+            Attribute::Value(v) => assert_eq!(v.len(), len),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -126,6 +126,22 @@ pub struct Record {
     pub sealed: Option<Vec<u8>>,
 }
 
+/// Refuses a record the decoder would not read back (an attribute value or sealed blob over
+/// 1 MiB, more than 256 attributes): every write checks this first, so that nothing is accepted
+/// that would later make the record, and `keygate verify` with it, fail.
+pub fn check_limits(r: &Record) -> Result<()> {
+    if r.attrs.len() > MAX_ATTRS as usize {
+        return Err(Error::TemplateInconsistent("an object has more than 256 attributes"));
+    }
+    if let Some((t, _)) = r.attrs.iter().find(|(_, v)| v.len() > MAX_BYTES) {
+        return Err(Error::AttributeValueInvalid(t));
+    }
+    if r.sealed.as_ref().is_some_and(|s| s.len() > MAX_BYTES) {
+        return Err(Error::AttributeValueInvalid(crate::token::attributes::attr::VALUE));
+    }
+    Ok(())
+}
+
 pub fn encode_record(r: &Record) -> Vec<u8> {
     let mut w = Writer::default();
     w.u8(FORMAT_VERSION);

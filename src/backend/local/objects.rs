@@ -69,6 +69,12 @@ pub(super) struct OpenedCache {
     map: crate::fastmap::FastMap<ObjectId, Arc<Opened>>,
 }
 
+/// The largest record (encoded body) a session that has not logged in may write: public data
+/// objects and certificates fit easily.
+pub(super) const UNAUTHENTICATED_RECORD_MAX: usize = 64 * 1024;
+/// A session that has not logged in creates no token object once the token holds this many.
+pub(super) const UNAUTHENTICATED_OBJECTS_MAX: u64 = 10_000;
+
 /// At most this many token objects stay open; beyond it the cache starts again empty (a token
 /// used with more keys than this reads them from the store more often, nothing else).
 const OPENED_MAX: usize = 4096;
@@ -245,6 +251,33 @@ impl LocalBackend {
         }
     }
 
+    /// The row a client's change writes: within the codec's limits, and without a login
+    /// within [`UNAUTHENTICATED_RECORD_MAX`], in a token under [`UNAUTHENTICATED_OBJECTS_MAX`]
+    /// objects, so that a client that has not logged in cannot make the token unusable.
+    fn row_to_write(&self, h: &super::header::Header, k: &Key32, r: &Record, new: bool) -> Result<Row> {
+        codec::check_limits(r)?;
+        let row = Self::row_of(k, &h.uuid, r)?;
+        if self.unlocked.read().dek.is_none() {
+            if row.body.len() > UNAUTHENTICATED_RECORD_MAX {
+                log::warn!(
+                    "token {:?}: refused a {}-byte record from a session that has not logged in (at most {UNAUTHENTICATED_RECORD_MAX})",
+                    self.cfg.label,
+                    row.body.len()
+                );
+                return Err(Error::AttributeValueInvalid(attr::VALUE));
+            }
+            if new && h.objects >= UNAUTHENTICATED_OBJECTS_MAX {
+                log::warn!(
+                    "token {:?}: refused a new object from a session that has not logged in: the token holds {} objects (at most {UNAUTHENTICATED_OBJECTS_MAX} for such writes)",
+                    self.cfg.label,
+                    h.objects
+                );
+                return Err(Error::DeviceMemory);
+            }
+        }
+        Ok(row)
+    }
+
     pub(super) fn row_of(k: &Key32, uuid: &[u8; 16], r: &Record) -> Result<Row> {
         let body = codec::encode_record(r);
         let mac = Self::row_mac(k, uuid, &r.uid, &body)?.to_vec();
@@ -269,7 +302,7 @@ impl LocalBackend {
                     self.check_dek_current(h, dek)?;
                 }
                 for r in &token {
-                    tx.insert(&Self::index_of(r), &Self::row_of(k, &h.uuid, r)?)?;
+                    tx.insert(&Self::index_of(r), &self.row_to_write(h, k, r, true)?)?;
                 }
                 Ok(())
             })?;
@@ -366,7 +399,7 @@ impl LocalBackend {
                         attrs: r.attrs,
                         sealed: current.sealed,
                     };
-                    tx.replace(&Self::index_of(&new), &Self::row_of(k, &h.uuid, &new)?)
+                    tx.replace(&Self::index_of(&new), &self.row_to_write(h, k, &new, false)?)
                 })?;
                 // After the commit: a reader in between still saw the old, committed record.
                 self.forget(id);
