@@ -5,7 +5,6 @@
 //! unknown keys are errors. Never holds a PIN: the root token's PIN comes from an environment
 //! variable or a 0600 file named here.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -277,7 +276,7 @@ impl Config {
 
     /// Reads and parses the configuration at `path`.
     pub fn load_from(path: &Path) -> Result<Config> {
-        check_not_writable_by_others(path)?;
+        check_trusted(path, false)?;
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| match e {
@@ -310,26 +309,74 @@ impl Config {
     }
 }
 
-/// Refuses a file that someone other than its owner could have changed.
-pub fn check_not_writable_by_others(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o022 != 0 {
-        return Err(Error::Config(format!(
-            "{} is group- or world-writable; refusing it",
-            path.display()
-        )));
-    }
-    Ok(())
+/// The effective user id of this process (Linux: the second field of `Uid:` in
+/// `/proc/self/status`), read without calling into C.
+fn effective_uid() -> Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| {
+        Error::Config(format!(
+            "cannot read /proc/self/status to learn who keygate runs as: {e}"
+        ))
+    })?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|euid| euid.parse().ok())
+        .ok_or_else(|| Error::Config("no effective uid in /proc/self/status".into()))
 }
 
-/// Refuses a secret file that someone other than its owner could read.
-pub fn check_private(path: &Path) -> Result<()> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::Config(format!(
-            "{} is readable by group or others; refusing it",
-            path.display()
-        )));
+/// Refuses a file keygate is to trust (the configuration, a credential file) unless nobody but
+/// root and the user keygate runs as could have changed it or what it points to, as sshd's
+/// StrictModes does: the file, and every directory and symbolic link on the way to it — as
+/// named, and after links are followed — belong to root or to that user, and no directory or
+/// file is writable by group or others. A world-writable directory with the sticky bit (`/tmp`)
+/// is allowed: there others cannot remove or rename what root or the user put in it, and that
+/// entry must itself belong to root or the user. `private`: the file must also be unreadable by
+/// group and others (a credential).
+pub fn check_trusted(path: &Path, private: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = effective_uid()?;
+    let refuse = |what: &Path, why: String| {
+        Err(Error::Config(format!(
+            "{}: {} {why}; refusing it (the file and every directory and link on the way to it must belong to root or uid {euid} and be writable by nobody else)",
+            path.display(),
+            what.display()
+        )))
+    };
+    let absolute =
+        std::path::absolute(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let canonical =
+        std::fs::canonicalize(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    // The path as named (links themselves, with lstat) and the path links lead to (stat).
+    for (chain, follow) in [(&absolute, false), (&canonical, true)] {
+        for p in chain.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            let meta = if follow {
+                std::fs::metadata(p)
+            } else {
+                std::fs::symlink_metadata(p)
+            }
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))?;
+            if meta.uid() != 0 && meta.uid() != euid {
+                return refuse(p, format!("belongs to uid {}", meta.uid()));
+            }
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.mode() & 0o7777;
+            let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+            if mode & 0o022 != 0 && !sticky_dir {
+                return refuse(p, format!("is writable by group or others (mode {mode:04o})"));
+            }
+        }
+    }
+    let mode = std::fs::metadata(&canonical)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?
+        .mode();
+    if private && mode & 0o077 != 0 {
+        return refuse(
+            &canonical,
+            format!("is readable by group or others (mode {:04o})", mode & 0o7777),
+        );
     }
     Ok(())
 }

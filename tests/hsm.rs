@@ -427,7 +427,7 @@ fn held_credential_from_a_private_file_and_not_from_a_readable_one() {
     let e = result.unwrap().unwrap_err();
     assert!(matches!(e, CkError::Pkcs11(RvError::GeneralError, _)), "{e:?}");
     assert!(
-        log.contains("hsm.pin is readable by group or others; refusing it"),
+        log.contains("hsm.pin is readable by group or others (mode 0644); refusing it"),
         "{log}"
     );
     assert!(!log.contains(USER_PIN), "the credential is never logged");

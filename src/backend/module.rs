@@ -98,7 +98,7 @@ pub fn credential(env: Option<&String>, file: Option<&PathBuf>, what: &str) -> R
         return Ok(Pin::new(v.as_bytes()));
     }
     if let Some(file) = file {
-        crate::config::check_private(file)?;
+        crate::config::check_trusted(file, true)?;
         let v = zeroize::Zeroizing::new(
             std::fs::read(file).map_err(|e| Error::HsmUnavailable(format!("cannot read {}: {e}", file.display())))?,
         );
