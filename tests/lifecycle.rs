@@ -522,3 +522,89 @@ fn wrap_with_trusted_needs_a_key_the_so_trusted() {
         RvError::AttributeReadOnly
     );
 }
+
+/// Issue 16 item 6, with `allow_export` on (this suite's tokens allow export): no chain of calls
+/// reveals a sensitive key.
+#[test]
+fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let target = precious(&s, &[]);
+
+    // a. Wrap it under a key made in the token, then unwrap the blob as not sensitive and read
+    //    it. A key that may wrap sensitive keys unwraps only sensitive keys.
+    let good = kek(&s, &[]);
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, good, target).unwrap();
+    let e = unwrap_aes(&s, good, &wrapped, Attribute::Sensitive(false)).unwrap_err();
+    assert_eq!(rv(e), RvError::TemplateInconsistent);
+    let back = unwrap_aes(&s, good, &wrapped, Attribute::Extractable(true)).unwrap();
+    assert!(
+        s.get_attributes(back, &[AttributeType::Value]).unwrap().is_empty(),
+        "sensitive by force"
+    );
+    // The same through a copy of the key-encryption key that may only unwrap.
+    let copy = s
+        .copy_object(good, &[Attribute::Wrap(false), Attribute::Token(false)])
+        .unwrap();
+    let e = unwrap_aes(&s, copy, &wrapped, Attribute::Sensitive(false)).unwrap_err();
+    assert_eq!(rv(e), RvError::TemplateInconsistent);
+
+    // b. A key derived by ECDH from a public key the attacker chose: the attacker knows it. It
+    //    must not count as "always sensitive", so it cannot wrap a sensitive key; had it
+    //    wrapped one, the attacker would unwrap it offline.
+    let (_, ours) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[Attribute::EcParams(P256_OID.to_vec())],
+            &[Attribute::Derive(true)],
+        )
+        .unwrap();
+    let attacker = p256::SecretKey::random(&mut rand_core::OsRng);
+    let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&attacker.public_key(), false)
+        .as_bytes()
+        .to_vec();
+    let derived = s
+        .derive_key(
+            &Mechanism::Ecdh1Derive(cryptoki::mechanism::elliptic_curve::Ecdh1DeriveParams::new(
+                cryptoki::mechanism::elliptic_curve::EcKdf::null(),
+                &point,
+            )),
+            ours,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Wrap(true),
+                Attribute::Encrypt(false),
+                Attribute::Decrypt(false),
+            ],
+        )
+        .unwrap();
+    match &s.get_attributes(derived, &[AttributeType::AlwaysSensitive]).unwrap()[0] {
+        Attribute::AlwaysSensitive(a) => assert!(!a, "a key an outsider may know is not always sensitive"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, derived, target).unwrap_err()),
+        RvError::KeyNotWrappable
+    );
+
+    // c. Not under a weaker key: an AES-128 key made in the token does not wrap an AES-256 key.
+    let short = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(16.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        rv(s.wrap_key(&Mechanism::AesKeyWrap, short, target).unwrap_err()),
+        RvError::KeyNotWrappable
+    );
+}

@@ -13,8 +13,12 @@ pub enum Origin<'a> {
     Create,
     Generate(u64),
     Unwrap,
-    /// Derived from a base key with these attributes.
-    Derive(&'a AttrMap),
+    /// Derived from a base key with these attributes; `outside`: the derivation took a value
+    /// from outside the token (ECDH's peer public key), so whoever chose it may know the result.
+    Derive {
+        base: &'a AttrMap,
+        outside: bool,
+    },
 }
 
 /// Checks every attribute a caller put in a template for an object of `class`.
@@ -76,10 +80,12 @@ pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrM
             Origin::Create => (false, UNAVAILABLE, false, false),
             Origin::Unwrap => (false, UNAVAILABLE, false, false),
             Origin::Generate(m) => (true, m, sensitive, !extractable),
-            Origin::Derive(base) => (
+            // A key someone outside may know was never "always sensitive", whatever its base: it
+            // must not pass for a key that never left the token (it could then wrap sensitive keys).
+            Origin::Derive { base, outside } => (
                 false,
                 UNAVAILABLE,
-                base.flag(attr::ALWAYS_SENSITIVE) && sensitive,
+                !outside && base.flag(attr::ALWAYS_SENSITIVE) && sensitive,
                 base.flag(attr::NEVER_EXTRACTABLE) && !extractable,
             ),
         };

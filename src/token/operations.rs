@@ -167,14 +167,31 @@ fn may_wrap(wrapping: &AttrMap, key: &AttrMap) -> Result<()> {
             Error::KeyFunctionNotPermitted,
         );
     }
-    let never_known = secret && wrapping.flag(attr::ALWAYS_SENSITIVE);
-    if !(trusted || never_known) {
+    if !guards_sensitive_keys(wrapping)? {
         return refuse(
             "a sensitive key can be wrapped only under a CKA_TRUSTED key or a secret key that was always sensitive; this wrapping key was known outside the token",
             Error::KeyNotWrappable,
         );
     }
+    // Not under a weaker key: whoever breaks the wrapping key would get the stronger one.
+    if let (Some(k), Some(w)) = (key.ulong(attr::VALUE_LEN)?, wrapping.ulong(attr::VALUE_LEN)?) {
+        if key.class()? == class::SECRET_KEY && secret && k > w {
+            return refuse(
+                "a sensitive key cannot be wrapped under a shorter (weaker) key",
+                Error::KeyNotWrappable,
+            );
+        }
+    }
     Ok(())
+}
+
+/// Whether `k` may wrap sensitive keys: a key the SO marked `CKA_TRUSTED`, or a secret key that
+/// was always sensitive (made in the token, never known outside). Such a key also unwraps only
+/// sensitive keys: otherwise a sensitive key wrapped under it could be unwrapped readable
+/// (`allow_export`). Both attributes are fixed for the key's life (ALWAYS_SENSITIVE cannot be
+/// set, TRUSTED only by the SO), so no later change lets it do the one and not the other.
+fn guards_sensitive_keys(k: &AttrMap) -> Result<bool> {
+    Ok(k.flag(attr::TRUSTED) || (k.class()? == class::SECRET_KEY && k.flag(attr::ALWAYS_SENSITIVE)))
 }
 
 /// Wrapping functions name their key's handle error after its role.
@@ -540,6 +557,17 @@ impl Provider {
                 }
             }
         }
+        if guards_sensitive_keys(&uattrs)? {
+            if template.bool(attr::SENSITIVE)? == Some(false) {
+                log::warn!(
+                    "C_UnwrapKey refused: a key that may wrap sensitive keys unwraps only sensitive keys (CKA_SENSITIVE FALSE asked)"
+                );
+                return Err(Error::TemplateInconsistent(
+                    "a key that may wrap sensitive keys unwraps only sensitive keys",
+                ));
+            }
+            template.set_bool(attr::SENSITIVE, true);
+        }
         let t = object::complete(template, Origin::Unwrap, self.is_so(s.slot))?;
         let policy = &self.slot_of(&s).policy;
         policy.check_protection(&t)?;
@@ -568,7 +596,12 @@ impl Provider {
             return Err(Error::TemplateInconsistent("derivation makes secret keys"));
         }
         let base_attrs = b.attributes(h, &bid)?;
-        let t = object::complete(template, Origin::Derive(&base_attrs), self.is_so(s.slot))?;
+        // Every derivation keygate offers (ECDH) mixes in the peer's public value.
+        let origin = Origin::Derive {
+            base: &base_attrs,
+            outside: true,
+        };
+        let t = object::complete(template, origin, self.is_so(s.slot))?;
         self.slot_of(&s).policy.check_protection(&t)?;
         let lifetime = self.lifetime_for(h, &s, &t)?;
         let id = b.derive_key(h, mech, &bid, lifetime, t)?;
