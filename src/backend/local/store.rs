@@ -15,6 +15,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::mirror::{file_id, generation, set_generation, Mirror};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
 
@@ -84,7 +85,7 @@ CREATE TABLE IF NOT EXISTS sync (
 ";
 
 /// Opens a database with the store's settings, or creates it (mode 0600) when `create` is set.
-fn connect(path: &Path, create: bool) -> Result<Connection> {
+pub(super) fn connect(path: &Path, create: bool) -> Result<Connection> {
     if !path.exists() {
         if !create {
             return Err(Error::Store(format!("{} does not exist", path.display())));
@@ -107,7 +108,7 @@ fn connect(path: &Path, create: bool) -> Result<Connection> {
 
 /// One change to the store's rows. [`Store::write`] applies each to the primary and, when the
 /// token has a mirror, replays the same list on the mirror.
-enum Op {
+pub(super) enum Op {
     Header {
         body: Vec<u8>,
         mac: Vec<u8>,
@@ -127,11 +128,12 @@ enum Op {
     Clear,
 }
 
-const INSERT_OBJECT: &str = "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub(super) const INSERT_OBJECT: &str =
+    "INSERT INTO objects (uid, class, label, ckid, body, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const UPDATE_OBJECT: &str = "UPDATE objects SET class = ?2, label = ?3, ckid = ?4, body = ?5, mac = ?6 WHERE uid = ?1";
 
 /// Applies `op` to the database `conn` is in a transaction on; how many object rows it touched.
-fn apply(conn: &Connection, op: &Op) -> Result<usize> {
+pub(super) fn apply(conn: &Connection, op: &Op) -> Result<usize> {
     Ok(match op {
         Op::Header { body, mac } => conn.execute(
             "INSERT OR REPLACE INTO header (id, body, mac) VALUES (1, ?1, ?2)",
@@ -263,20 +265,7 @@ impl Tx<'_> {
     }
 
     pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1",
-                params![&uid[..]],
-                |r| {
-                    Ok(Row {
-                        uid: *uid,
-                        body: r.get(0)?,
-                        mac: r.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
+        row_by_uid(self.tx, uid)
     }
 
     /// Whether this transaction has written anything yet.
@@ -318,121 +307,7 @@ impl Tx<'_> {
     }
 }
 
-/// The mirror's view of the primary: a random value that changes with every mirrored change,
-/// the same in both databases when the mirror holds what the primary holds.
-type Generation = [u8; 16];
-
-fn generation(conn: &Connection) -> Result<Option<Generation>> {
-    let g: Option<Vec<u8>> = conn
-        .query_row("SELECT generation FROM sync WHERE id = 1", [], |r| r.get(0))
-        .optional()?;
-    Ok(g.and_then(|g| g.try_into().ok()))
-}
-
-fn set_generation(conn: &Connection, g: &Generation) -> Result<()> {
-    conn.execute(
-        "INSERT OR REPLACE INTO sync (id, generation) VALUES (1, ?1)",
-        params![&g[..]],
-    )?;
-    Ok(())
-}
-
-/// Makes `to` (in a transaction) hold exactly the rows of `from`.
-fn copy_rows(from: &Connection, to: &Connection) -> Result<u64> {
-    to.execute_batch("DELETE FROM members; DELETE FROM objects; DELETE FROM header;")?;
-    if let Some((body, mac)) = header_row(from)? {
-        apply(to, &Op::Header { body, mac })?;
-    }
-    let mut n = 0;
-    let mut read = from.prepare("SELECT CAST(uid AS BLOB), CAST(class AS INTEGER), CAST(label AS BLOB), CAST(ckid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects")?;
-    let mut write = to.prepare(INSERT_OBJECT)?;
-    let mut rows = read.query([])?;
-    while let Some(r) = rows.next()? {
-        let uid: Vec<u8> = r.get(0)?;
-        let class: i64 = r.get(1)?;
-        let label: Option<Vec<u8>> = r.get(2)?;
-        let ckid: Option<Vec<u8>> = r.get(3)?;
-        let body: Vec<u8> = r.get(4)?;
-        let mac: Vec<u8> = r.get(5)?;
-        write.execute(params![uid, class, label, ckid, body, mac])?;
-        n += 1;
-    }
-    let mut member = to.prepare("INSERT INTO members (uid) VALUES (?1)")?;
-    for uid in member_ids(from)? {
-        member.execute(params![uid])?;
-    }
-    Ok(n)
-}
-
-/// The second database of a token with `mirror =`: every change to the primary is applied to
-/// it in its own transaction, committed just before the primary's (DESIGN.md §4).
-#[derive(Debug)]
-struct Mirror {
-    path: PathBuf,
-    /// The open mirror and the file it is (device, inode): a mirror file deleted or replaced
-    /// is noticed and made again.
-    conn: Mutex<Option<(Connection, (u64, u64))>>,
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-impl Mirror {
-    /// Brings the mirror to the primary's state as of the transaction `primary` is in: replays
-    /// `ops` when the mirror held the primary's previous state (`prev`), else copies every row.
-    /// A failure is logged and leaves the primary alone; the next change tries again.
-    fn follow(&self, primary: &Connection, prev: Option<Generation>, next: &Generation, ops: &[Op]) {
-        let mut guard = self.conn.lock();
-        let result = (|| -> Result<()> {
-            let current = file_id(&self.path);
-            if guard.as_ref().map(|(_, id)| Some(*id)) != Some(current) {
-                let conn = connect(&self.path, true)?;
-                let id = file_id(&self.path).ok_or_else(|| Error::Store("the mirror vanished".into()))?;
-                *guard = Some((conn, id));
-            }
-            let Some((conn, _)) = guard.as_mut() else {
-                unreachable!()
-            };
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mirrored = generation(&tx)?;
-            if prev.is_some() && mirrored == prev {
-                for op in ops {
-                    apply(&tx, op)?;
-                }
-            } else {
-                let n = copy_rows(primary, &tx)?;
-                if mirrored.is_none() {
-                    log::info!("mirror {}: made, with all {n} records", self.path.display());
-                } else {
-                    log::warn!(
-                        "mirror {}: was not in step with the store; copied all {n} records",
-                        self.path.display()
-                    );
-                }
-            }
-            set_generation(&tx, next)?;
-            tx.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            *guard = None;
-            log::error!(
-                "mirror {}: not updated ({e}); the primary has the change, and the mirror is brought into step at the next one",
-                self.path.display()
-            );
-        }
-    }
-
-    fn checkpoint(&self) {
-        if let Some((conn, _)) = &*self.conn.lock() {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
-        }
-    }
-}
-
-fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
+pub(super) fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     let mut stmt = conn.prepare("SELECT CAST(uid AS BLOB) FROM members")?;
     let ids = stmt
         .query_map([], |r| r.get::<_, Vec<u8>>(0))?
@@ -440,7 +315,20 @@ fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     Ok(ids)
 }
 
-fn header_row(conn: &Connection) -> Result<Option<HeaderRow>> {
+fn row_by_uid(conn: &Connection, uid: &ObjectId) -> Result<Option<Row>> {
+    Ok(conn
+        .prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?
+        .query_row(params![&uid[..]], |r| {
+            Ok(Row {
+                uid: *uid,
+                body: r.get(0)?,
+                mac: r.get(1)?,
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn header_row(conn: &Connection) -> Result<Option<HeaderRow>> {
     Ok(conn
         .query_row(
             "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM header WHERE id = 1",
@@ -485,10 +373,7 @@ impl Store {
             .ok()
             .and_then(|c| file_id(mirror).map(|id| (c, id)));
         let mirrored = opened.as_ref().and_then(|(c, _)| generation(c).ok().flatten());
-        self.mirror = Some(Mirror {
-            path: mirror.to_path_buf(),
-            conn: Mutex::new(opened),
-        });
+        self.mirror = Some(Mirror::new(mirror, opened));
         if mirrored.is_none() || mirrored != generation(&self.conn.lock())? {
             self.write(|_| Ok(()))?;
         }
@@ -540,52 +425,31 @@ impl Store {
         Ok(out)
     }
 
-    pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
-        let conn = self.conn.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?;
-        let row = stmt
-            .query_row(params![&uid[..]], |r| {
-                Ok(Row {
-                    uid: *uid,
-                    body: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            })
-            .optional()?;
-        Ok(row)
+    /// Runs `f` in one read transaction with the header: what they read is as of one moment,
+    /// whatever other connections commit meanwhile.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(Option<HeaderRow>, T)> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let header = header_row(&tx)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok((header, out))
     }
 
     /// The header and the record `uid`, read as of one moment.
     pub fn get_with_header(&self, uid: &ObjectId) -> Result<(Option<HeaderRow>, Option<Row>)> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let header = header_row(&tx)?;
-        let row = tx
-            .prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?
-            .query_row(params![&uid[..]], |r| {
-                Ok(Row {
-                    uid: *uid,
-                    body: r.get(0)?,
-                    mac: r.get(1)?,
-                })
-            })
-            .optional()?;
-        tx.commit()?;
-        Ok((header, row))
+        self.read(|c| row_by_uid(c, uid))
     }
 
     /// The header and every record's identifier and MAC, read as of one moment.
     pub fn member_macs(&self) -> Result<(Option<HeaderRow>, Vec<UidMac>)> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let header = header_row(&tx)?;
-        let pairs = tx
-            .prepare("SELECT CAST(uid AS BLOB), CAST(mac AS BLOB) FROM objects")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        tx.commit()?;
-        Ok((header, pairs))
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT CAST(uid AS BLOB), CAST(mac AS BLOB) FROM objects")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            )
+        })
     }
 
     /// Copies the write-ahead log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
@@ -618,9 +482,6 @@ impl Store {
         label: Option<&[u8]>,
         ckid: Option<&[u8]>,
     ) -> Result<(Option<HeaderRow>, Vec<Row>)> {
-        let mut conn = self.conn.lock();
-        let conn = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let header = header_row(&conn)?;
         let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
             (
                 "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE label = ?1",
@@ -642,19 +503,17 @@ impl Store {
                 None,
             )
         };
-        let mut stmt = conn.prepare_cached(sql)?;
-        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        };
-        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = match arg {
-            Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
-            None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
-        };
-        drop(stmt);
-        conn.commit()?;
-        Ok((
-            header,
-            rows.into_iter()
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            };
+            let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = match arg {
+                Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
+                None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
+            };
+            Ok(rows
+                .into_iter()
                 .filter_map(|(uid, body, mac)| {
                     Some(Row {
                         uid: uid.try_into().ok()?,
@@ -662,19 +521,14 @@ impl Store {
                         mac,
                     })
                 })
-                .collect(),
-        ))
+                .collect())
+        })
     }
 
     /// The header, every object row, and the identifiers the members table lists, read in one
     /// transaction (`keygate verify`).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let header = header_row(&tx)?;
-        let rows = all_rows(&tx)?;
-        let members = member_ids(&tx)?;
-        tx.commit()?;
+        let (header, (rows, members)) = self.read(|c| Ok((all_rows(c)?, member_ids(c)?)))?;
         Ok(Snapshot { header, rows, members })
     }
 
@@ -767,7 +621,6 @@ mod tests {
         a.get_with_header(&[0; 16]).unwrap();
         a.member_macs().unwrap();
         a.candidates(None, Some(b"x"), None).unwrap();
-        a.get(&[0; 16]).unwrap();
         a.header().unwrap();
         let before = a.data_version().unwrap();
         assert_eq!(a.data_version().unwrap(), before);
