@@ -32,6 +32,19 @@ fn db(env: &Env) -> rusqlite::Connection {
     rusqlite::Connection::open(env.store()).unwrap()
 }
 
+/// `keygate restore` of the token "test" from `from`, authorised with the SO PIN in `so_env`.
+fn restore_args<'a>(from: &'a std::path::Path, so_env: &'a str) -> [&'a str; 7] {
+    [
+        "restore",
+        "--token",
+        "test",
+        "--from",
+        from.to_str().unwrap(),
+        "--so-pin-env",
+        so_env,
+    ]
+}
+
 /// The body of the record labelled `label`, read by the `sqlite3` program in its own process,
 /// so that a module loaded in this process keeps its locks.
 fn sealed_blob(env: &Env, label: &str) -> String {
@@ -414,32 +427,9 @@ fn backup_taken_under_load_verifies_and_restores_onto_the_same_root_only() {
         "{}",
         stderr(&refused)
     );
-    fails(
-        &env,
-        &[
-            "restore",
-            "--token",
-            "test",
-            "--from",
-            backup.to_str().unwrap(),
-            "--so-pin-env",
-            "KG_WRONG",
-        ],
-        "cannot restore",
-    );
+    fails(&env, &restore_args(&backup, "KG_WRONG"), "cannot restore");
     // Restored onto the same root and PIN, every key of the backup works.
-    ok(
-        &env,
-        &[
-            "restore",
-            "--token",
-            "test",
-            "--from",
-            backup.to_str().unwrap(),
-            "--so-pin-env",
-            "KG_SO",
-        ],
-    );
+    ok(&env, &restore_args(&backup, "KG_SO"));
     let restored = labels();
     assert_eq!(
         restored.len() as u64,
@@ -488,18 +478,7 @@ fn restore_brings_back_a_deleted_or_damaged_store() {
     // back is deliberate: the SO PIN.
     std::fs::remove_file(env.store()).unwrap();
     pins_in_env();
-    ok(
-        &env,
-        &[
-            "restore",
-            "--token",
-            "test",
-            "--from",
-            backup.to_str().unwrap(),
-            "--so-pin-env",
-            "KG_SO",
-        ],
-    );
+    ok(&env, &restore_args(&backup, "KG_SO"));
     assert!(all_work(&["a", "b", "c"]));
     ok(&env, &["verify", "--token", "test", "--pin-env", "KG_USER"]);
     // A backup that does not verify is refused, and the store is left as it was.
