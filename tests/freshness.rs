@@ -373,3 +373,42 @@ fn encrypts(s: &cryptoki::session::Session, label: &str) -> bool {
         _ => false,
     }
 }
+
+/// A deliberate rollback: `keygate restore` of a backup older than the anchor, with the SO PIN,
+/// brings back a key destroyed since, says so, and writes it to the audit trail; afterwards the
+/// token opens (re-anchored) and the key works again.
+#[test]
+fn restoring_an_older_backup_is_deliberate_and_audited() {
+    pins_in_env();
+    let env = populated();
+    let conf = env.path().join("keygate.toml");
+    let audit = env.path().join("audit.jsonl");
+    let mut toml = std::fs::read_to_string(&conf).unwrap();
+    toml.push_str(&format!("\n[audit]\npath = \"{}\"\n", audit.display()));
+    std::fs::write(&conf, toml).unwrap();
+    let backup = env.path().join("backup.db");
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    let p = env.load();
+    let s = Env::user_session(&p);
+    s.destroy_object(find_one(&s, "a").unwrap()).unwrap();
+    drop(s);
+    p.finalize().unwrap();
+
+    let from = ["restore", "--token", "test", "--from", backup.to_str().unwrap()];
+    let refused = fails(&env, &from, "give the SO PIN to restore it deliberately");
+    assert!(stderr(&refused).contains("\"a\""), "{}", stderr(&refused));
+    let out = ok(&env, &[&from[..], &["--so-pin-env", "KG_SO"]].concat());
+    assert!(out.contains("restored: \"a\""), "{out}");
+    assert!(out.contains("was destroyed since the copy; it comes back"), "{out}");
+    let trail = std::fs::read_to_string(&audit).unwrap();
+    let line = trail
+        .lines()
+        .find(|l| l.contains("\"op\":\"keygate restore\"") && l.contains("\"result\":\"ok\""));
+    let line = line.unwrap_or_else(|| panic!("no restore line in {trail}"));
+    assert!(line.contains("comes back"), "{line}");
+    assert!(
+        all_work(&["a", "b", "c"]),
+        "the restored token opens and the key is back"
+    );
+    assert_eq!(env.cli(&["verify", "--token", "test"]).status.code(), Some(0));
+}

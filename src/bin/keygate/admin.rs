@@ -318,7 +318,7 @@ pub fn restore(
     audited(
         cfg,
         token,
-        "restore",
+        "keygate restore",
         Vec::new(),
         Some(detail),
         &audit::result_name(&result),
