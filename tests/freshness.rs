@@ -101,8 +101,9 @@ fn replaying_the_header_row_does_not_reset_the_lockout() {
     assert!(stdout(&o).contains("older than epoch"), "{}", stdout(&o));
 }
 
-/// Item 2: the whole store (database and log) copied before a destruction and a PIN change, and
-/// put back after. The destroyed key and the old PIN must not come back.
+/// Item 2: the whole store (database and log) copied before a destruction, a PIN change and a
+/// revocation, and put back after. The destroyed key, the old PIN and the unrevoked key must not
+/// come back: the store is refused.
 #[test]
 fn rolling_the_whole_store_back_is_refused() {
     pins_in_env();
@@ -118,6 +119,21 @@ fn rolling_the_whole_store_back_is_refused() {
         .unwrap();
     drop(s);
     p.finalize().unwrap();
+    let (b, _, _, _) = saved_rows(&env.store(), "b");
+    std::env::set_var("KG_CHANGED", "changed-pin-4242");
+    ok(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "compromised",
+            "--pin-env",
+            "KG_CHANGED",
+            &hex::encode(&b),
+        ],
+    );
 
     put_back(&env.store(), &saved);
     let p = env.load();
