@@ -68,7 +68,11 @@ pub enum Verdict {
     Named,
     /// Older than what the anchor names: rolled back, or committed changes lost.
     Older { anchored: u64 },
-    /// Not older, yet not a header the anchor names.
+    /// Newer than every header the anchor names. Only keygate writes headers (they are MACed),
+    /// so this is the anchor lagging the store, not a rollback: an HSM that lost its last
+    /// writes (SoftHSM2 does not sync its object files, and a power loss can undo them).
+    Ahead { anchored: u64 },
+    /// Not older, not newer, yet not a header the anchor names.
     Unknown { anchored: u64 },
 }
 
@@ -139,6 +143,8 @@ impl Anchor {
         // commit may have been killed before the store had it.)
         if s.epoch < committed {
             Verdict::Older { anchored: self.epoch() }
+        } else if s.epoch > self.epoch() {
+            Verdict::Ahead { anchored: self.epoch() }
         } else {
             Verdict::Unknown { anchored: self.epoch() }
         }
@@ -180,6 +186,15 @@ impl LocalBackend {
             )),
             Some(a) => match a.judge(&State::of(&h, &body)) {
                 Verdict::Named => None,
+                Verdict::Ahead { anchored } => {
+                    log::warn!(
+                        "token {:?}: the store {} (epoch {}) is ahead of its anchor in the HSM (epoch {anchored}): the HSM lost its last writes (a power loss with SoftHSM2?); served, and anchored again at the next change",
+                        self.cfg.label,
+                        path.display(),
+                        h.epoch
+                    );
+                    None
+                }
                 Verdict::Older { anchored } => Some(format!(
                     "the store {} is at epoch {}, older than epoch {anchored} that its anchor in the HSM names: it was rolled back to an earlier copy, or lost committed changes (a deleted write-ahead log?); {restore}",
                     path.display(),
@@ -203,7 +218,7 @@ impl LocalBackend {
         let from_named = match (&current, step.from) {
             (None, None) => true,
             (None, Some(f)) => f.epoch == 0,
-            (Some(a), Some(f)) => a.judge(&f) == Verdict::Named,
+            (Some(a), Some(f)) => matches!(a.judge(&f), Verdict::Named | Verdict::Ahead { .. }),
             (Some(_), None) => false,
         };
         if !from_named && !authorised {
@@ -293,7 +308,8 @@ mod tests {
         assert_eq!(a.judge(&st(6, 2)), Verdict::Named);
         assert_eq!(a.judge(&st(4, 9)), Verdict::Older { anchored: 6 });
         assert_eq!(a.judge(&st(5, 9)), Verdict::Unknown { anchored: 6 });
-        assert_eq!(a.judge(&st(7, 9)), Verdict::Unknown { anchored: 6 });
+        assert_eq!(a.judge(&st(6, 9)), Verdict::Unknown { anchored: 6 });
+        assert_eq!(a.judge(&st(7, 9)), Verdict::Ahead { anchored: 6 });
         assert_eq!(a.epoch(), 6);
     }
 }

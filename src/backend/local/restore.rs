@@ -143,7 +143,10 @@ impl LocalBackend {
         let anchor = self.root()?.read_anchor(&theirs.uuid)?;
         let named = match &anchor {
             None => theirs.epoch == 0,
-            Some(a) => a.judge(&State::of(&theirs, &src_body)) == Verdict::Named,
+            Some(a) => matches!(
+                a.judge(&State::of(&theirs, &src_body)),
+                Verdict::Named | Verdict::Ahead { .. }
+            ),
         };
         let anchored = anchor.as_ref().map_or(0, |a| a.epoch());
         let returned = match (&mine, named) {
