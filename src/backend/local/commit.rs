@@ -80,11 +80,19 @@ impl LocalBackend {
         f: impl FnOnce(&store::Tx<'_>) -> Result<(T, Option<Change>)>,
     ) -> Result<T> {
         let _lock = self.write_lock.lock()?;
+        let floor = self.epoch_floor();
         let (out, prepared) = store.write(|tx| {
             let (out, change) = f(tx)?;
             let Some(mut c) = change else {
                 return Ok((out, None));
             };
+            if let Some(before) = &c.before {
+                let h = Header {
+                    epoch: before.epoch,
+                    ..c.after.clone()
+                };
+                self.check_floor(&h, floor)?;
+            }
             let changes = tx.member_changes();
             if !c.members_set {
                 if c.before.is_some_and(|b| b.epoch == 0) {
@@ -106,7 +114,7 @@ impl LocalBackend {
         })?;
         if let Some((anchor, before, h, changes)) = prepared {
             self.anchor_commit(&anchor)?;
-            self.saw_epoch(&h)?;
+            self.note_epoch(&h);
             self.members_follow(before, &h, &changes);
         }
         Ok(out)

@@ -17,7 +17,9 @@
 use std::collections::BTreeSet;
 
 use super::header::Header;
-use super::store::{MemberChange, Row, Store};
+use std::sync::Arc;
+
+use super::store::{row_by_uid, uid_macs, MemberChange, Row, Store, UidMac};
 use super::vault::{self, Key32};
 use super::LocalBackend;
 use crate::backend::ObjectId;
@@ -97,6 +99,7 @@ pub(super) fn apply_changes(k: &Key32, h: &mut Header, changes: &[MemberChange])
 }
 
 /// The identifiers and record MACs of a store, checked against its header of `epoch`.
+#[derive(Clone)]
 pub(super) struct MemberSet {
     uuid: [u8; 16],
     epoch: u64,
@@ -111,17 +114,33 @@ pub(super) enum Vouched {
     Absent,
     /// One of the token's objects, but not its current version (put back from earlier).
     Stale,
-    /// The store moved on between the two reads: read again.
-    Moved,
+}
+
+/// The record set of the very state a read saw (`None` for a store written before anchors,
+/// checked by record MAC alone until it is anchored).
+pub(super) struct Vouching {
+    set: Option<Arc<MemberSet>>,
+}
+
+impl Vouching {
+    /// Whether `row`, read in the same read, is the version of its record the header vouches for.
+    pub fn vouch(&self, row: &Row) -> Vouched {
+        let Some(set) = &self.set else {
+            return Vouched::Yes;
+        };
+        match set.macs.get(&row.uid) {
+            Some(m) if *m == row.mac => Vouched::Yes,
+            Some(_) => Vouched::Stale,
+            None => Vouched::Absent,
+        }
+    }
 }
 
 impl LocalBackend {
-    /// The store's set, read as of one moment and checked against its header.
-    fn read_member_set(&self, store: &Store) -> Result<MemberSet> {
-        let (header, pairs) = store.member_macs()?;
-        let (body, mac) = header.ok_or(Error::UserPinNotInitialized)?;
-        let h = self.verify_header(&body, &mac)?;
-        let k = self.k_int(&h)?;
+    /// The record set of the header `h`, from the store's (uid, MAC) `pairs` read with it; kept
+    /// as this process's set unless a newer one is kept already.
+    fn member_set_of(&self, h: &Header, pairs: Vec<UidMac>) -> Result<Arc<MemberSet>> {
+        let k = self.k_int(h)?;
         let mut digest = [0u8; 32];
         let mut macs = FastMap::default();
         for (uid, m) in pairs {
@@ -129,9 +148,7 @@ impl LocalBackend {
             vault::xor_into(&mut digest, &vault::member_tag(&k, &h.uuid, &uid, &m)?);
             macs.insert(uid, m);
         }
-        // A store written before anchors counted its members by identifier: it is checked by
-        // record MAC alone until it is anchored (`anchor_v1_store`).
-        if h.epoch > 0 && (digest != h.members || macs.len() as u64 != h.objects) {
+        if digest != h.members || macs.len() as u64 != h.objects {
             log::error!(
                 "token {:?}: the store's records are not the set its header vouches for; refusing them",
                 self.cfg.label
@@ -140,39 +157,53 @@ impl LocalBackend {
                 "the store's records are not the set its header vouches for (a record added, removed or put back behind keygate's back); run `keygate verify`".into(),
             ));
         }
-        Ok(MemberSet {
+        let set = Arc::new(MemberSet {
             uuid: h.uuid,
             epoch: h.epoch,
             macs,
-        })
+        });
+        let mut kept = self.members.lock();
+        if !kept.as_ref().is_some_and(|s| s.uuid == h.uuid && s.epoch > h.epoch) {
+            *kept = Some(set.clone());
+        }
+        Ok(set)
+    }
+
+    /// Runs `what` in one read transaction with the header and, when this process's record set
+    /// is not the one of that header, the store's (uid, MAC) pairs: the records read are judged
+    /// against the set of the very state they were read from, however fast other processes
+    /// commit. A header older than one this process knew before the read began is refused (the
+    /// store was put back). `None` if the token is not initialised.
+    pub(super) fn read_vouched<T>(
+        &self,
+        store: &Store,
+        what: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<Option<(Vouching, T)>> {
+        let floor = self.epoch_floor();
+        let have = self.members.lock().clone();
+        let (header, (out, pairs)) = store.read(|c, header| {
+            let out = what(c)?;
+            let current = header
+                .and_then(|(body, _)| Header::decode(body).ok())
+                .is_none_or(|h| h.epoch == 0 || have.as_ref().is_some_and(|s| (s.uuid, s.epoch) == (h.uuid, h.epoch)));
+            Ok((out, if current { None } else { Some(uid_macs(c)?) }))
+        })?;
+        let Some((body, mac)) = header else {
+            return Ok(None);
+        };
+        let h = self.verify_header(&body, &mac)?;
+        self.check_floor(&h, floor)?;
+        let set = match pairs {
+            _ if h.epoch == 0 => None,
+            None => have,
+            Some(pairs) => Some(self.member_set_of(&h, pairs)?),
+        };
+        Ok(Some((Vouching { set }, out)))
     }
 
     /// Reads and checks the store's record set (at open), keeping it for later reads.
     pub(super) fn check_member_set(&self, store: &Store) -> Result<()> {
-        let set = self.read_member_set(store)?;
-        *self.members.lock() = Some(set);
-        Ok(())
-    }
-
-    /// Whether `row`, read with the header `h` as of one moment, is the version of its record
-    /// that the header vouches for. A store written before anchors (epoch 0) is checked by MAC
-    /// alone until it is anchored.
-    pub(super) fn vouched(&self, store: &Store, h: &Header, row: &Row) -> Result<Vouched> {
-        if h.epoch == 0 {
-            return Ok(Vouched::Yes);
-        }
-        let mut set = self.members.lock();
-        if !set.as_ref().is_some_and(|s| s.uuid == h.uuid && s.epoch == h.epoch) {
-            *set = Some(self.read_member_set(store)?);
-        }
-        Ok(match set.as_ref() {
-            Some(s) if s.uuid == h.uuid && s.epoch == h.epoch => match s.macs.get(&row.uid) {
-                Some(m) if *m == row.mac => Vouched::Yes,
-                Some(_) => Vouched::Stale,
-                None => Vouched::Absent,
-            },
-            _ => Vouched::Moved,
-        })
+        self.read_vouched(store, |_| Ok(())).map(drop)
     }
 
     /// After this process's commit from epoch `before` to `after`: the set follows the change,
@@ -181,6 +212,7 @@ impl LocalBackend {
         let mut set = self.members.lock();
         match set.as_mut() {
             Some(s) if s.uuid == after.uuid && Some(s.epoch) == before => {
+                let s = Arc::make_mut(s);
                 for c in changes {
                     match &c.new {
                         Some(m) => s.macs.insert(c.uid, m.clone()),
@@ -223,21 +255,17 @@ impl LocalBackend {
         })
     }
 
-    /// The record `id` as the header vouches for it: read with the header as of one moment and
-    /// found in this process's verified set (its MAC is checked when it is opened).
+    /// The record `id` as the header vouches for it, read with the header as of one moment
+    /// (its MAC is checked when it is opened).
     pub(super) fn vouched_row(&self, store: &Store, id: &ObjectId) -> Result<Row> {
-        for _ in 0..3 {
-            let (header, row) = store.get_with_header(id)?;
-            let (body, mac) = header.ok_or(Error::UserPinNotInitialized)?;
-            let h = self.verify_header(&body, &mac)?;
-            let row = row.ok_or(Error::ObjectHandleInvalid)?;
-            match self.vouched(store, &h, &row)? {
-                Vouched::Yes => return Ok(row),
-                Vouched::Moved => continue,
-                refused => return Err(self.refuse(&row, refused)),
-            }
+        let (v, row) = self
+            .read_vouched(store, |c| row_by_uid(c, id))?
+            .ok_or(Error::UserPinNotInitialized)?;
+        let row = row.ok_or(Error::ObjectHandleInvalid)?;
+        match v.vouch(&row) {
+            Vouched::Yes => Ok(row),
+            refused => Err(self.refuse(&row, refused)),
         }
-        Err(Error::Integrity("the store kept changing while it was read".into()))
     }
 
     /// Logs a record the header does not vouch for, and the error its use gets.

@@ -65,7 +65,7 @@ pub struct LocalBackend {
     session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
     opened: Mutex<objects::OpenedCache>,
     /// The records this process has checked against the header's member digest (`members.rs`).
-    members: Mutex<Option<members::MemberSet>>,
+    members: Mutex<Option<Arc<members::MemberSet>>>,
     /// Held by every commit and by every comparison with the HSM anchor (`lock.rs`).
     write_lock: lock::FileLock,
     /// Held across a PIN check (`lock.rs`).
@@ -320,31 +320,43 @@ impl LocalBackend {
                 self.cfg.label
             )
         })?;
-        self.saw_epoch(&h)?;
+        self.note_epoch(&h);
         Ok(h)
     }
 
-    /// Refuses a header older than one this process has already seen of the same token (the
-    /// store was put back while the process used it); remembers the newest.
-    fn saw_epoch(&self, h: &Header) -> Result<()> {
+    /// The newest epoch this process has seen of its token, taken before a read: a header read
+    /// after it must be at least as new ([`check_floor`](Self::check_floor)). (A read already
+    /// under way may return an older state than another thread's commit that ends meanwhile, so
+    /// the floor is the one known when the read began.)
+    fn epoch_floor(&self) -> Option<([u8; 16], u64)> {
+        let u = self.unlocked.read();
+        u.ident.map(|(uuid, _)| (uuid, u.epoch))
+    }
+
+    /// Refuses a header older than `floor`: the store was put back while this process used it.
+    fn check_floor(&self, h: &Header, floor: Option<([u8; 16], u64)>) -> Result<()> {
+        match floor {
+            Some((uuid, epoch)) if uuid == h.uuid && h.epoch < epoch => {
+                log::error!(
+                    "token {:?}: the store went back from epoch {epoch} to {} while this process used it; refusing it",
+                    self.cfg.label,
+                    h.epoch
+                );
+                Err(Error::Integrity(format!(
+                    "the store went back from epoch {epoch} to {} while in use (rolled back behind keygate's back)",
+                    h.epoch
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers the newest epoch seen of the token.
+    fn note_epoch(&self, h: &Header) {
         let mut u = self.unlocked.write();
-        if u.ident.map(|(uuid, _)| uuid) != Some(h.uuid) {
-            return Ok(());
+        if u.ident.map(|(uuid, _)| uuid) == Some(h.uuid) {
+            u.epoch = u.epoch.max(h.epoch);
         }
-        if h.epoch < u.epoch {
-            log::error!(
-                "token {:?}: the store went back from epoch {} to {} while this process used it; refusing it",
-                self.cfg.label,
-                u.epoch,
-                h.epoch
-            );
-            return Err(Error::Integrity(format!(
-                "the store went back from epoch {} to {} while in use (rolled back behind keygate's back)",
-                u.epoch, h.epoch
-            )));
-        }
-        u.epoch = h.epoch;
-        Ok(())
     }
 
     /// The verified header; `None` if the token is not initialised.
@@ -352,9 +364,14 @@ impl LocalBackend {
         let Some(store) = self.store_opt()? else {
             return Ok(None);
         };
+        let floor = self.epoch_floor();
         match store.header()? {
             None => Ok(None),
-            Some((body, mac)) => Ok(Some(self.verify_header(&body, &mac)?)),
+            Some((body, mac)) => {
+                let h = self.verify_header(&body, &mac)?;
+                self.check_floor(&h, floor)?;
+                Ok(Some(h))
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::codec::{self, Record};
 use super::crypto::ops::Secret;
 use super::members::Vouched;
-use super::store::{IndexColumns, Row};
+use super::store::{candidate_rows, IndexColumns, Row};
 use super::vault::{self, Key32};
 use super::{crypto, LocalBackend, SessionObject};
 use crate::backend::{Lifetime, ObjectId};
@@ -346,35 +346,27 @@ impl LocalBackend {
         }
         let Some(store) = self.store_opt()? else { return Ok(out) };
         let class = template.ulong(attr::CLASS)?;
-        let mut found = Vec::new();
-        'read: for _ in 0..3 {
-            found.clear();
-            let (header, rows) = store.candidates(class, template.get(attr::LABEL), template.get(attr::ID))?;
-            let Some((body, mac)) = header else {
-                return Ok(out);
-            };
-            let h = self.verify_header(&body, &mac)?;
-            for row in rows {
-                match self.vouched(&store, &h, &row)? {
-                    Vouched::Yes => {}
-                    Vouched::Moved => continue 'read,
-                    // A record the header does not vouch for is logged and skipped.
-                    refused => {
-                        self.refuse(&row, refused);
-                        continue;
-                    }
-                }
-                // A record that fails its checks is logged and skipped; the others still work.
-                if let Ok(r) = self.open_row(&row) {
-                    if visible(&r.attrs) {
-                        found.push(r.uid);
-                    }
+        let (label, ckid) = (template.get(attr::LABEL), template.get(attr::ID));
+        let Some((v, rows)) = self.read_vouched(&store, |c| candidate_rows(c, class, label, ckid))? else {
+            return Ok(out);
+        };
+        for row in rows {
+            // A record the header does not vouch for, or that fails its own checks, is logged and
+            // skipped; the others still work.
+            match v.vouch(&row) {
+                Vouched::Yes => {}
+                refused => {
+                    self.refuse(&row, refused);
+                    continue;
                 }
             }
-            out.append(&mut found);
-            return Ok(out);
+            if let Ok(r) = self.open_row(&row) {
+                if visible(&r.attrs) {
+                    out.push(r.uid);
+                }
+            }
         }
-        Err(Error::Integrity("the store kept changing while it was searched".into()))
+        Ok(out)
     }
 
     pub(crate) fn update_impl(&self, id: &ObjectId, attrs: AttrMap) -> Result<()> {

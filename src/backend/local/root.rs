@@ -6,8 +6,11 @@
 //! `CKF_OS_LOCKING_OK` (SoftHSM2 turns its locking off when given NULL arguments).
 //!
 //! The same token holds each keygate token's freshness anchor (`anchor.rs`): two private
-//! `CKO_DATA` objects, labelled `keygate-anchor <uuid> 0|1`, that only a session logged in to
-//! the root token can read or change.
+//! secret-key objects labelled `keygate-anchor <uuid> 0|1`, usable for nothing, whose `CKA_ID`
+//! holds the anchor's state. Only a session logged in to the root token reads or changes them.
+//! A key's `CKA_ID` is modifiable (PKCS#11 3.0 §4.7) and binary, so each write is one
+//! `C_SetAttributeValue` in place; a data object's `CKA_VALUE` would do, but SoftHSM2 refuses to
+//! change it, and making a token object costs SoftHSM2 ten times more than changing one.
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
@@ -24,6 +27,9 @@ use crate::error::{Error, Result};
 /// An open, logged-in session on the HSM token holding root keys.
 pub struct Root {
     session: Mutex<Session>,
+    /// The anchor objects found so far, by (token uuid, slot): handles stay valid while nobody
+    /// destroys the object, which only a torn object's repair does.
+    anchors: Mutex<std::collections::HashMap<([u8; 16], u64), ObjectHandle>>,
     // Kept after `session` so that the session closes before the library is finalised.
     _pkcs11: Pkcs11,
 }
@@ -58,6 +64,7 @@ impl Root {
         log::info!("HSM token {:?} holding root keys: logged in", cfg.token);
         Ok(Root {
             session: Mutex::new(session),
+            anchors: Mutex::new(Default::default()),
             _pkcs11: pkcs11,
         })
     }
@@ -123,14 +130,69 @@ impl Root {
         format!("keygate-anchor {} {slot}", hex::encode(uuid)).into_bytes()
     }
 
-    fn find_anchor(session: &Session, uuid: &[u8; 16], slot: u64) -> Result<Option<ObjectHandle>> {
+    /// The anchor object `slot` of token `uuid`: the cached handle unless `fresh`, else found.
+    fn anchor_object(
+        &self,
+        session: &Session,
+        uuid: &[u8; 16],
+        slot: u64,
+        fresh: bool,
+    ) -> Result<Option<ObjectHandle>> {
+        let mut cache = self.anchors.lock();
+        if !fresh {
+            if let Some(h) = cache.get(&(*uuid, slot)) {
+                return Ok(Some(*h));
+            }
+        }
+        cache.remove(&(*uuid, slot));
         let found = session
             .find_objects(&[
-                Attribute::Class(ObjectClass::DATA),
+                Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::Label(Self::anchor_label(uuid, slot)),
             ])
-            .map_err(hsm("C_FindObjects"))?;
-        Ok(found.into_iter().next())
+            .map_err(hsm("C_FindObjects"))?
+            .into_iter()
+            .next();
+        if let Some(h) = found {
+            cache.insert((*uuid, slot), h);
+        }
+        Ok(found)
+    }
+
+    /// The state object `slot` holds: `None` if it is missing or reads back as no anchor (a
+    /// write torn by a kill). A cached handle that fails is looked up again once.
+    fn read_slot(&self, session: &Session, uuid: &[u8; 16], slot: u64) -> Result<Option<Anchor>> {
+        let mut value = None;
+        for fresh in [false, true] {
+            let Some(h) = self.anchor_object(session, uuid, slot, fresh)? else {
+                return Ok(None);
+            };
+            if let Ok(attrs) = session.get_attributes(h, &[AttributeType::Id]) {
+                value = attrs.into_iter().next();
+                break;
+            }
+        }
+        let decoded = match value {
+            Some(Attribute::Id(v)) => Anchor::decode(&v),
+            _ => Err(Error::Integrity("no value".into())),
+        };
+        match decoded {
+            Ok(a) if a.uuid == *uuid && a.seq % 2 == slot => Ok(Some(a)),
+            Ok(_) => {
+                log::warn!(
+                    "anchor object {slot} of token {} names another token or slot; ignored",
+                    hex::encode(uuid)
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                log::warn!(
+                    "anchor object {slot} of token {} is unreadable ({e}); the other one is used",
+                    hex::encode(uuid)
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The token `uuid`'s anchor: the newest of its two objects that reads back whole (the other
@@ -139,55 +201,61 @@ impl Root {
         let session = self.session.lock();
         let mut newest: Option<Anchor> = None;
         for slot in 0..2 {
-            let Some(h) = Self::find_anchor(&session, uuid, slot)? else {
-                continue;
-            };
-            let value = session
-                .get_attributes(h, &[AttributeType::Value])
-                .map_err(hsm("C_GetAttributeValue"))?;
-            let decoded = match value.first() {
-                Some(Attribute::Value(v)) => Anchor::decode(v),
-                _ => Err(Error::Integrity("no value".into())),
-            };
-            match decoded {
-                Ok(a) if a.uuid == *uuid && a.seq % 2 == slot => {
-                    if newest.as_ref().is_none_or(|n| a.seq > n.seq) {
-                        newest = Some(a);
-                    }
+            if let Some(a) = self.read_slot(&session, uuid, slot)? {
+                if newest.as_ref().is_none_or(|n| a.seq > n.seq) {
+                    newest = Some(a);
                 }
-                Ok(_) => log::warn!(
-                    "anchor object {slot} of token {} names another token or slot; ignored",
-                    hex::encode(uuid)
-                ),
-                Err(e) => log::warn!(
-                    "anchor object {slot} of token {} is unreadable ({e}); the other one is used",
-                    hex::encode(uuid)
-                ),
             }
         }
         Ok(newest)
     }
 
-    /// Writes `a` as the object `a.seq % 2`: the object there is destroyed and made again
-    /// (SoftHSM2 does not let a data object's `CKA_VALUE` change). The other object holds the
-    /// newest state meanwhile, so a write killed half-way loses nothing that was named.
+    /// Writes `a` into the object `a.seq % 2`, in place; the other object holds the newest
+    /// state meanwhile, so a write killed half-way loses nothing that was named. A missing
+    /// object is made, and one that cannot be changed (torn) is destroyed and made again.
     pub fn write_anchor(&self, a: &Anchor) -> Result<()> {
         let session = self.session.lock();
         let slot = a.seq % 2;
-        if let Some(h) = Self::find_anchor(&session, &a.uuid, slot)? {
-            session.destroy_object(h).map_err(hsm("C_DestroyObject"))?;
+        let value = a.encode();
+        for fresh in [false, true] {
+            match self.anchor_object(&session, &a.uuid, slot, fresh)? {
+                Some(h) => match session.update_attributes(h, &[Attribute::Id(value.clone())]) {
+                    Ok(()) => return Ok(()),
+                    Err(e) if fresh => {
+                        log::warn!("anchor object {slot}: rewriting failed ({e}); making it again");
+                        let _ = session.destroy_object(h);
+                        self.anchors.lock().remove(&(a.uuid, slot));
+                    }
+                    Err(_) => {}
+                },
+                None if fresh => {}
+                None => continue,
+            }
         }
-        session
-            .create_object(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Modifiable(false),
-                Attribute::Label(Self::anchor_label(&a.uuid, slot)),
-                Attribute::Application(b"keygate".to_vec()),
-                Attribute::Value(a.encode()),
-            ])
-            .map_err(hsm("C_CreateObject"))?;
+        let h = session
+            .generate_key(
+                &CkMech::GenericSecretKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::ValueLen(16.into()),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::Sign(false),
+                    Attribute::Verify(false),
+                    Attribute::Encrypt(false),
+                    Attribute::Decrypt(false),
+                    Attribute::Wrap(false),
+                    Attribute::Unwrap(false),
+                    Attribute::Derive(false),
+                    Attribute::Label(Self::anchor_label(&a.uuid, slot)),
+                    Attribute::Id(value),
+                ],
+            )
+            .map_err(hsm("C_GenerateKey"))?;
+        self.anchors.lock().insert((a.uuid, slot), h);
         Ok(())
     }
 
@@ -195,9 +263,10 @@ impl Root {
     pub fn destroy_anchor(&self, uuid: &[u8; 16]) -> Result<()> {
         let session = self.session.lock();
         for slot in 0..2 {
-            if let Some(h) = Self::find_anchor(&session, uuid, slot)? {
+            if let Some(h) = self.anchor_object(&session, uuid, slot, true)? {
                 session.destroy_object(h).map_err(hsm("C_DestroyObject"))?;
             }
+            self.anchors.lock().remove(&(*uuid, slot));
         }
         Ok(())
     }

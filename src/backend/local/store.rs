@@ -315,7 +315,63 @@ pub(super) fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     Ok(ids)
 }
 
-fn row_by_uid(conn: &Connection, uid: &ObjectId) -> Result<Option<Row>> {
+/// Candidate rows for a search, narrowed by whichever indexed column the search names.
+pub fn candidate_rows(
+    conn: &Connection,
+    class: Option<u64>,
+    label: Option<&[u8]>,
+    ckid: Option<&[u8]>,
+) -> Result<Vec<Row>> {
+    let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
+        (
+            "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE label = ?1",
+            Some(l.to_vec().into()),
+        )
+    } else if let Some(i) = ckid {
+        (
+            "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE ckid = ?1",
+            Some(i.to_vec().into()),
+        )
+    } else if let Some(c) = class {
+        (
+            "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE class = ?1",
+            Some((c as i64).into()),
+        )
+    } else {
+        (
+            "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects",
+            None,
+        )
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    };
+    let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = match arg {
+        Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
+        None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|(uid, body, mac)| {
+            Some(Row {
+                uid: uid.try_into().ok()?,
+                body,
+                mac,
+            })
+        })
+        .collect())
+}
+
+/// Every record's identifier and MAC.
+pub fn uid_macs(conn: &Connection) -> Result<Vec<UidMac>> {
+    Ok(conn
+        .prepare_cached("SELECT CAST(uid AS BLOB), CAST(mac AS BLOB) FROM objects")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn row_by_uid(conn: &Connection, uid: &ObjectId) -> Result<Option<Row>> {
     Ok(conn
         .prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE uid = ?1")?
         .query_row(params![&uid[..]], |r| {
@@ -425,31 +481,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `f` in one read transaction with the header: what they read is as of one moment,
+    /// Runs `f` in one read transaction, after the header: what they read is as of one moment,
     /// whatever other connections commit meanwhile.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<(Option<HeaderRow>, T)> {
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection, Option<&HeaderRow>) -> Result<T>,
+    ) -> Result<(Option<HeaderRow>, T)> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let header = header_row(&tx)?;
-        let out = f(&tx)?;
+        let out = f(&tx, header.as_ref())?;
         tx.commit()?;
         Ok((header, out))
-    }
-
-    /// The header and the record `uid`, read as of one moment.
-    pub fn get_with_header(&self, uid: &ObjectId) -> Result<(Option<HeaderRow>, Option<Row>)> {
-        self.read(|c| row_by_uid(c, uid))
-    }
-
-    /// The header and every record's identifier and MAC, read as of one moment.
-    pub fn member_macs(&self) -> Result<(Option<HeaderRow>, Vec<UidMac>)> {
-        self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT CAST(uid AS BLOB), CAST(mac AS BLOB) FROM objects")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
-            )
-        })
     }
 
     /// Copies the write-ahead log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
@@ -474,61 +517,10 @@ impl Store {
         Ok(stmt.query_row([], |r| r.get(0))?)
     }
 
-    /// Candidate rows for a search, narrowed by whichever indexed column the search names, and
-    /// the header, read as of one moment.
-    pub fn candidates(
-        &self,
-        class: Option<u64>,
-        label: Option<&[u8]>,
-        ckid: Option<&[u8]>,
-    ) -> Result<(Option<HeaderRow>, Vec<Row>)> {
-        let (sql, arg): (&str, Option<rusqlite::types::Value>) = if let Some(l) = label {
-            (
-                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE label = ?1",
-                Some(l.to_vec().into()),
-            )
-        } else if let Some(i) = ckid {
-            (
-                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE ckid = ?1",
-                Some(i.to_vec().into()),
-            )
-        } else if let Some(c) = class {
-            (
-                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects WHERE class = ?1",
-                Some((c as i64).into()),
-            )
-        } else {
-            (
-                "SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects",
-                None,
-            )
-        };
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            };
-            let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = match arg {
-                Some(a) => stmt.query_map([a], map)?.collect::<rusqlite::Result<_>>()?,
-                None => stmt.query_map([], map)?.collect::<rusqlite::Result<_>>()?,
-            };
-            Ok(rows
-                .into_iter()
-                .filter_map(|(uid, body, mac)| {
-                    Some(Row {
-                        uid: uid.try_into().ok()?,
-                        body,
-                        mac,
-                    })
-                })
-                .collect())
-        })
-    }
-
     /// The header, every object row, and the identifiers the members table lists, read in one
     /// transaction (`keygate verify`).
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let (header, (rows, members)) = self.read(|c| Ok((all_rows(c)?, member_ids(c)?)))?;
+        let (header, (rows, members)) = self.read(|c, _| Ok((all_rows(c)?, member_ids(c)?)))?;
         Ok(Snapshot { header, rows, members })
     }
 
@@ -617,10 +609,10 @@ mod tests {
         let a = Store::open(&path, true).unwrap();
         let b = Store::open(&path, false).unwrap();
         a.write(|tx| tx.set_header(b"h0", b"m")).unwrap();
-        a.candidates(Some(1), None, None).unwrap();
-        a.get_with_header(&[0; 16]).unwrap();
-        a.member_macs().unwrap();
-        a.candidates(None, Some(b"x"), None).unwrap();
+        a.read(|c, _| candidate_rows(c, Some(1), None, None)).unwrap();
+        a.read(|c, _| row_by_uid(c, &[0; 16])).unwrap();
+        a.read(|c, _| uid_macs(c)).unwrap();
+        a.read(|c, _| candidate_rows(c, None, Some(b"x"), None)).unwrap();
         a.header().unwrap();
         let before = a.data_version().unwrap();
         assert_eq!(a.data_version().unwrap(), before);

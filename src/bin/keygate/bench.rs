@@ -28,6 +28,7 @@ pub const WORKLOADS: &[&str] = &[
     "sha256-64",
     "random-32",
     "aes-keygen",
+    "aes-keygen-destroy",
     "p256-keygen",
     "find-10k",
     "login-logout",
@@ -346,6 +347,23 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
             )?;
             let _ = k;
             Ok(())
+        })),
+        "aes-keygen-destroy" => plain(Box::new(|t, _| {
+            // A token object made and destroyed: two durable changes of the token.
+            let k = ck(
+                t.generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::ValueLen(Ulong::from(32)),
+                        Attribute::Token(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Encrypt(true),
+                        Attribute::Label(b"bench-destroy".to_vec()),
+                    ],
+                ),
+                "C_GenerateKey",
+            )?;
+            ck(t.destroy_object(k), "C_DestroyObject")
         })),
         "p256-keygen" => plain(Box::new(|t, _| {
             let (a, b) = p256_pair(t)?;
