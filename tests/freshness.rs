@@ -62,6 +62,30 @@ fn put_back(store: &Path, from: &Path) {
     let _ = std::fs::remove_file(format!("{}-shm", store.display()));
 }
 
+/// `keygate revoke` of the record `uid` as compromised, with the user PIN in `pin_env`.
+fn revoke(env: &Env, pin_env: &str, uid: &[u8]) {
+    ok(
+        env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "compromised",
+            "--pin-env",
+            pin_env,
+            &hex::encode(uid),
+        ],
+    );
+}
+
+/// `keygate verify` fails, saying `what`.
+fn verify_reports(env: &Env, what: &str) {
+    let o = env.cli(&["verify", "--token", "test"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(what), "{}", stdout(&o));
+}
+
 fn login(p: &cryptoki::context::Pkcs11, pin: &str) -> Result<(), CkError> {
     let slot = p.get_slots_with_token()?[0];
     let s = p.open_rw_session(slot)?;
@@ -96,9 +120,7 @@ fn replaying_the_header_row_does_not_reset_the_lockout() {
     let r = login(&p, USER_PIN);
     assert!(is_refused(&r), "the replayed header must be refused, got {r:?}");
     p.finalize().unwrap();
-    let o = env.cli(&["verify", "--token", "test"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("older than epoch"), "{}", stdout(&o));
+    verify_reports(&env, "older than epoch");
 }
 
 /// Item 2: the whole store (database and log) copied before a destruction, a PIN change and a
@@ -121,19 +143,7 @@ fn rolling_the_whole_store_back_is_refused() {
     p.finalize().unwrap();
     let (b, _, _, _) = saved_rows(&env.store(), "b");
     std::env::set_var("KG_CHANGED", "changed-pin-4242");
-    ok(
-        &env,
-        &[
-            "revoke",
-            "--token",
-            "test",
-            "--reason",
-            "compromised",
-            "--pin-env",
-            "KG_CHANGED",
-            &hex::encode(&b),
-        ],
-    );
+    revoke(&env, "KG_CHANGED", &b);
 
     put_back(&env.store(), &saved);
     let p = env.load();
@@ -142,9 +152,7 @@ fn rolling_the_whole_store_back_is_refused() {
         assert!(is_refused(&r), "a rolled-back store must be refused, got {r:?}");
     }
     p.finalize().unwrap();
-    let o = env.cli(&["verify", "--token", "test"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("older than epoch"), "{}", stdout(&o));
+    verify_reports(&env, "older than epoch");
 }
 
 /// Item 4's child: makes five token keys, then dies without closing anything (no checkpoint).
@@ -191,9 +199,7 @@ fn a_deleted_write_ahead_log_is_detected() {
         "a store that lost acknowledged keys must be refused, got {r:?}"
     );
     p.finalize().unwrap();
-    let o = env.cli(&["verify", "--token", "test"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("lost committed changes"), "{}", stdout(&o));
+    verify_reports(&env, "lost committed changes");
 }
 
 const RACERS: usize = 8;
@@ -339,19 +345,7 @@ fn an_earlier_version_of_a_record_is_not_served() {
     let p = env.load();
     let s = Env::user_session(&p);
     assert!(gcm_works(&s, "a"));
-    ok(
-        &env,
-        &[
-            "revoke",
-            "--token",
-            "test",
-            "--reason",
-            "compromised",
-            "--pin-env",
-            "KG_USER",
-            &hex::encode(&uid),
-        ],
-    );
+    revoke(&env, "KG_USER", &uid);
     assert!(!gcm_works(&s, "a"), "revoked");
     let revoked_body = sqlite3(
         &env.store(),

@@ -50,6 +50,30 @@ fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
     }
 }
 
+/// The template of a generic secret key made in the HSM that never leaves it and does nothing
+/// but, when `sign` is set, HMAC: the root key (which signs) and the anchor objects (which hold
+/// their state in `CKA_ID` and do nothing).
+fn secret_in_hsm(len: u64, id: Vec<u8>, label: Vec<u8>, sign: bool) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen(len.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(sign),
+        Attribute::Verify(false),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
+        Attribute::Id(id),
+        Attribute::Label(label),
+    ]
+}
+
 impl Root {
     /// Loads the HSM module, finds the token by label and logs in as its user.
     pub fn open(cfg: &RootConfig) -> Result<Root> {
@@ -79,25 +103,8 @@ impl Root {
     /// Creates a root key with CKA_ID `id`.
     pub fn create_key(&self, id: &[u8]) -> Result<()> {
         let session = self.session.lock();
-        let template = [
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(KeyType::GENERIC_SECRET),
-            Attribute::ValueLen(32.into()),
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Sign(true),
-            Attribute::Verify(false),
-            Attribute::Encrypt(false),
-            Attribute::Decrypt(false),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            Attribute::Modifiable(false),
-            Attribute::Id(id.to_vec()),
-            Attribute::Label(b"keygate-root".to_vec()),
-        ];
+        let mut template = secret_in_hsm(32, id.to_vec(), b"keygate-root".to_vec(), true);
+        template.push(Attribute::Modifiable(false));
         session
             .generate_key(&CkMech::GenericSecretKeyGen, &template)
             .map_err(hsm("C_GenerateKey"))?;
@@ -235,24 +242,7 @@ impl Root {
         let h = session
             .generate_key(
                 &CkMech::GenericSecretKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::GENERIC_SECRET),
-                    Attribute::ValueLen(16.into()),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(false),
-                    Attribute::Sign(false),
-                    Attribute::Verify(false),
-                    Attribute::Encrypt(false),
-                    Attribute::Decrypt(false),
-                    Attribute::Wrap(false),
-                    Attribute::Unwrap(false),
-                    Attribute::Derive(false),
-                    Attribute::Label(Self::anchor_label(&a.uuid, slot)),
-                    Attribute::Id(value),
-                ],
+                &secret_in_hsm(16, value, Self::anchor_label(&a.uuid, slot), false),
             )
             .map_err(hsm("C_GenerateKey"))?;
         self.anchors.lock().insert((a.uuid, slot), h);

@@ -80,6 +80,23 @@ impl Outcome {
 
 type BenchResult<T> = Result<T, String>;
 
+/// Generates a 256-bit AES token key labelled `label`.
+fn aes_token_key(t: &Session, label: &[u8]) -> BenchResult<cryptoki::object::ObjectHandle> {
+    ck(
+        t.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(Ulong::from(32)),
+                Attribute::Token(true),
+                Attribute::Sensitive(true),
+                Attribute::Encrypt(true),
+                Attribute::Label(label.to_vec()),
+            ],
+        ),
+        "C_GenerateKey",
+    )
+}
+
 fn ck<T>(r: cryptoki::error::Result<T>, what: &str) -> BenchResult<T> {
     r.map_err(|e| format!("{what}: {e}"))
 }
@@ -330,39 +347,11 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
                 ck(t.generate_random_vec(32), "C_GenerateRandom").map(drop)
             }))
         }
-        "aes-keygen" => plain(Box::new(|t, _| {
-            // A token object: durable once C_GenerateKey returns.
-            let k = ck(
-                t.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::ValueLen(Ulong::from(32)),
-                        Attribute::Token(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Encrypt(true),
-                        Attribute::Label(b"bench-keygen".to_vec()),
-                    ],
-                ),
-                "C_GenerateKey",
-            )?;
-            let _ = k;
-            Ok(())
-        })),
+        // A token object: durable once C_GenerateKey returns.
+        "aes-keygen" => plain(Box::new(|t, _| aes_token_key(t, b"bench-keygen").map(drop))),
+        // A token object made and destroyed: two durable changes of the token.
         "aes-keygen-destroy" => plain(Box::new(|t, _| {
-            // A token object made and destroyed: two durable changes of the token.
-            let k = ck(
-                t.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::ValueLen(Ulong::from(32)),
-                        Attribute::Token(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Encrypt(true),
-                        Attribute::Label(b"bench-destroy".to_vec()),
-                    ],
-                ),
-                "C_GenerateKey",
-            )?;
+            let k = aes_token_key(t, b"bench-destroy")?;
             ck(t.destroy_object(k), "C_DestroyObject")
         })),
         "p256-keygen" => plain(Box::new(|t, _| {
