@@ -87,11 +87,7 @@ impl LocalBackend {
                 return Ok((out, None));
             };
             if let Some(before) = &c.before {
-                let h = Header {
-                    epoch: before.epoch,
-                    ..c.after.clone()
-                };
-                self.check_floor(&h, floor)?;
+                self.check_floor(&c.after.uuid, before.epoch, floor)?;
             }
             let changes = tx.member_changes();
             if !c.members_set {

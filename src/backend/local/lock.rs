@@ -22,11 +22,12 @@ use crate::error::{Error, Result};
 pub struct FileLock {
     /// Where the lock file may be: the first whose directory exists when it is first taken.
     paths: Vec<PathBuf>,
-    file: Mutex<Option<File>>,
+    /// The lock file, once opened, and where it is.
+    file: Mutex<Option<(File, PathBuf)>>,
 }
 
 /// A held [`FileLock`]; released when dropped.
-pub struct Held<'a>(MutexGuard<'a, Option<File>>);
+pub struct Held<'a>(MutexGuard<'a, Option<(File, PathBuf)>>);
 
 impl FileLock {
     pub fn new(paths: Vec<PathBuf>) -> FileLock {
@@ -39,13 +40,13 @@ impl FileLock {
     /// Waits for the lock.
     pub fn lock(&self) -> Result<Held<'_>> {
         let mut guard = self.file.lock();
-        let path = self
-            .paths
-            .iter()
-            .find(|p| p.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()))
-            .or(self.paths.first())
-            .ok_or_else(|| Error::Config("no store path".into()))?;
         if guard.is_none() {
+            let path = self
+                .paths
+                .iter()
+                .find(|p| p.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()))
+                .or(self.paths.first())
+                .ok_or_else(|| Error::Config("no store path".into()))?;
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -54,9 +55,9 @@ impl FileLock {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| Error::Store(format!("cannot open the lock file {}: {e}", path.display())))?;
-            *guard = Some(f);
+            *guard = Some((f, path.clone()));
         }
-        if let Some(f) = guard.as_ref() {
+        if let Some((f, path)) = guard.as_ref() {
             f.lock()
                 .map_err(|e| Error::Store(format!("cannot lock {}: {e}", path.display())))?;
         }
@@ -66,7 +67,7 @@ impl FileLock {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        if let Some(f) = self.0.as_ref() {
+        if let Some((f, _)) = self.0.as_ref() {
             let _ = f.unlock();
         }
     }

@@ -192,7 +192,7 @@ impl LocalBackend {
             return Ok(None);
         };
         let h = self.verify_header(&body, &mac)?;
-        self.check_floor(&h, floor)?;
+        self.check_floor(&h.uuid, h.epoch, floor)?;
         let set = match pairs {
             _ if h.epoch == 0 => None,
             None => have,

@@ -333,18 +333,17 @@ impl LocalBackend {
         u.ident.map(|(uuid, _)| (uuid, u.epoch))
     }
 
-    /// Refuses a header older than `floor`: the store was put back while this process used it.
-    fn check_floor(&self, h: &Header, floor: Option<([u8; 16], u64)>) -> Result<()> {
+    /// Refuses a header of token `uuid` at `at` older than `floor`: the store was put back while
+    /// this process used it.
+    fn check_floor(&self, uuid: &[u8; 16], at: u64, floor: Option<([u8; 16], u64)>) -> Result<()> {
         match floor {
-            Some((uuid, epoch)) if uuid == h.uuid && h.epoch < epoch => {
+            Some((known, epoch)) if known == *uuid && at < epoch => {
                 log::error!(
-                    "token {:?}: the store went back from epoch {epoch} to {} while this process used it; refusing it",
-                    self.cfg.label,
-                    h.epoch
+                    "token {:?}: the store went back from epoch {epoch} to {at} while this process used it; refusing it",
+                    self.cfg.label
                 );
                 Err(Error::Integrity(format!(
-                    "the store went back from epoch {epoch} to {} while in use (rolled back behind keygate's back)",
-                    h.epoch
+                    "the store went back from epoch {epoch} to {at} while in use (rolled back behind keygate's back)"
                 )))
             }
             _ => Ok(()),
@@ -369,7 +368,7 @@ impl LocalBackend {
             None => Ok(None),
             Some((body, mac)) => {
                 let h = self.verify_header(&body, &mac)?;
-                self.check_floor(&h, floor)?;
+                self.check_floor(&h.uuid, h.epoch, floor)?;
                 Ok(Some(h))
             }
         }
