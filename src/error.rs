@@ -89,6 +89,8 @@ pub enum Error {
     },
     FunctionNotParallel,
     RandomSeedNotSupported,
+    /// `C_WaitForSlotEvent` with `CKF_DONT_BLOCK`: no slot changed.
+    NoEvent,
     /// The HSM or its root key is unreachable.
     HsmUnavailable(String),
     /// The configuration is missing or broken.
@@ -170,6 +172,7 @@ impl Error {
             Error::ActionProhibited => ck::CKR_ACTION_PROHIBITED,
             Error::FunctionNotParallel => ck::CKR_FUNCTION_NOT_PARALLEL,
             Error::RandomSeedNotSupported => ck::CKR_RANDOM_SEED_NOT_SUPPORTED,
+            Error::NoEvent => ck::CKR_NO_EVENT,
             Error::Integrity(_) => ck::CKR_DEVICE_ERROR,
             Error::Store(_) => ck::CKR_DEVICE_ERROR,
             Error::Hsm { .. } => ck::CKR_DEVICE_ERROR,

@@ -5,7 +5,8 @@
 //! the HSM plus the PIN can re-create) or, later, an HSM reached through cryptoki.
 //!
 //! Data flows one way: C caller → `ffi` → `token` → a `Backend` → (`store` + `crypto`) or the
-//! HSM. Only `ffi` touches raw pointers and may use `unsafe`.
+//! HSM. Only `ffi` (the C ABI keygate exports) and `backend/hsm/raw.rs` (the C ABI of the HSM
+//! library, for the calls cryptoki lacks) touch raw pointers and may use `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod audit;

@@ -161,7 +161,6 @@ const UNSUPPORTED: &[&str] = &[
     "C_DecryptDigestUpdate",
     "C_SignEncryptUpdate",
     "C_DecryptVerifyUpdate",
-    "C_WaitForSlotEvent",
     "C_MessageEncryptInit",
     "C_EncryptMessage",
     "C_EncryptMessageBegin",

@@ -357,45 +357,44 @@ fn a_process_with_keys_open_sees_changes_committed_elsewhere() {
     assert!(gcm_works(&s, "bystander"), "the other objects still work");
 }
 
-/// Secrets unsealed while the user was logged in are not usable after logout, even for keys
-/// that stay visible (CKA_PRIVATE=FALSE), token and session objects alike.
+/// Secrets unsealed while the user was logged in are not usable after logout, even for token
+/// keys that stay visible (CKA_PRIVATE=FALSE): their secret is sealed under the DEK, which goes
+/// with the login. A public *session* key is what PKCS#11 says it is, usable in a public
+/// session (sealed under the process's session key, never stored).
 #[test]
 fn unsealed_secrets_are_unusable_after_logout() {
     let env = Env::new();
     let p = env.load();
     let s = Env::user_session(&p);
-    let mut keys = Vec::new();
-    for token in [true, false] {
-        let k = s
-            .generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Token(token),
-                    Attribute::Private(false),
-                    Attribute::Encrypt(true),
-                ],
-            )
-            .unwrap();
-        keys.push(k);
-    }
+    let key = |token: bool| {
+        s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(token),
+                Attribute::Private(false),
+                Attribute::Encrypt(true),
+            ],
+        )
+        .unwrap()
+    };
+    let (token_key, session_key) = (key(true), key(false));
     let mut iv = [1u8; 12];
     let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
-    for &k in &keys {
+    for k in [token_key, session_key] {
         s.encrypt(&gcm, k, b"x").unwrap();
     }
     s.logout().unwrap();
-    for &k in &keys {
-        assert!(
-            matches!(
-                s.encrypt(&gcm, k, b"x"),
-                Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _))
-            ),
-            "a key unsealed before logout must need the login again"
-        );
-    }
+    assert!(
+        matches!(
+            s.encrypt(&gcm, token_key, b"x"),
+            Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _))
+        ),
+        "a token key unsealed before logout must need the login again"
+    );
+    s.encrypt(&gcm, session_key, b"x").unwrap();
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
-    for &k in &keys {
+    for k in [token_key, session_key] {
         s.encrypt(&gcm, k, b"x").unwrap();
     }
 }

@@ -74,6 +74,16 @@ entry! {
         prov::finalize()
     }
 
+    fn C_WaitForSlotEvent(flags: CK_FLAGS, pSlot: CK_SLOT_ID_PTR, pReserved: CK_VOID_PTR) {
+        provider()?;
+        if pSlot.is_null() || !pReserved.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
+        let slot = prov::wait_for_slot_event(flags & CKF_DONT_BLOCK == 0)?;
+        // SAFETY: caller-provided out-parameter, checked above.
+        unsafe { raw::out(pSlot, slot) }
+    }
+
     fn C_GetInfo(pInfo: CK_INFO_PTR) {
         provider()?;
         let info = CK_INFO {
@@ -170,6 +180,9 @@ entry! {
 
     fn C_GetMechanismInfo(slotID: CK_SLOT_ID, type_: CK_MECHANISM_TYPE, pInfo: CK_MECHANISM_INFO_PTR) {
         let p = provider()?;
+        if pInfo.is_null() {
+            return Err(Error::ArgumentsBad);
+        }
         let i = lookup(p.mechanisms(slotID)?, type_).ok_or(Error::MechanismInvalid(type_))?;
         let info = CK_MECHANISM_INFO { ulMinKeySize: i.min_key_size, ulMaxKeySize: i.max_key_size, flags: i.flags };
         // SAFETY: caller-provided out-parameter.

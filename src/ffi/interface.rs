@@ -77,7 +77,7 @@ pub(crate) static FUNCTION_LIST_2_40: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
     C_GenerateRandom: Some(random::C_GenerateRandom),
     C_GetFunctionStatus: Some(general::C_GetFunctionStatus),
     C_CancelFunction: Some(general::C_CancelFunction),
-    C_WaitForSlotEvent: Some(unsupported::C_WaitForSlotEvent),
+    C_WaitForSlotEvent: Some(general::C_WaitForSlotEvent),
 };
 
 pub(crate) static FUNCTION_LIST_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
@@ -149,7 +149,7 @@ pub(crate) static FUNCTION_LIST_3_0: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0
     C_GenerateRandom: Some(random::C_GenerateRandom),
     C_GetFunctionStatus: Some(general::C_GetFunctionStatus),
     C_CancelFunction: Some(general::C_CancelFunction),
-    C_WaitForSlotEvent: Some(unsupported::C_WaitForSlotEvent),
+    C_WaitForSlotEvent: Some(general::C_WaitForSlotEvent),
     C_GetInterfaceList: Some(C_GetInterfaceList),
     C_GetInterface: Some(C_GetInterface),
     C_LoginUser: Some(unsupported::C_LoginUser),

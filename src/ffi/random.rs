@@ -8,10 +8,23 @@ use crate::token::provider;
 
 entry! {
     fn C_SeedRandom(hSession: CK_SESSION_HANDLE, pSeed: CK_BYTE_PTR, ulSeedLen: CK_ULONG) {
-        let _ = (pSeed, ulSeedLen);
-        // The OS generator takes no seed from applications.
-        provider()?.session_info(hSession)?;
-        Err(Error::RandomSeedNotSupported)
+        let p = provider()?;
+        p.session_info(hSession)?;
+        if pSeed.is_null() && ulSeedLen > 0 {
+            return Err(Error::ArgumentsBad);
+        }
+        if ulSeedLen > 1 << 20 {
+            return Err(Error::ArgumentsBad);
+        }
+        let seed = if ulSeedLen == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the caller's buffer holds `ulSeedLen` bytes, checked non-NULL above.
+            unsafe { std::slice::from_raw_parts(pSeed, ulSeedLen as usize) }
+        };
+        // Self-managed: the OS generator takes no seed (CKR_RANDOM_SEED_NOT_SUPPORTED); hsm
+        // mode: the HSM's generator, which may.
+        p.seed_random(hSession, seed)
     }
 
     fn C_GenerateRandom(hSession: CK_SESSION_HANDLE, RandomData: CK_BYTE_PTR, ulRandomLen: CK_ULONG) {

@@ -44,7 +44,16 @@ fn check_caller_attrs(t: &AttrMap, cls: u64, origin: Origin<'_>, is_so: bool) ->
 /// Completes a caller's template for a new object: checks, defaults, token-set attributes.
 pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrMap> {
     let cls = t.class()?;
+    if super::attributes::Classes::of(cls).is_none() {
+        // A class keygate does not hold (or no class at all): the value is what is wrong.
+        return Err(Error::AttributeValueInvalid(attr::CLASS));
+    }
     check_caller_attrs(&t, cls, origin, is_so)?;
+    // An X.509 certificate names its subject (PKCS#11 3.0 §4.6.3: "must be specified when the
+    // object is created"); keygate holds no other certificate type.
+    if cls == class::CERTIFICATE && matches!(origin, Origin::Create) && !t.contains(attr::SUBJECT) {
+        return Err(Error::TemplateIncomplete("an X.509 certificate needs CKA_SUBJECT"));
+    }
     // A secret key asked to wrap or unwrap is a key-encryption key: it does not also encrypt
     // and decrypt unless the template says so (C_WrapKey and C_UnwrapKey refuse keys that do).
     if cls == class::SECRET_KEY && (t.flag(attr::WRAP) || t.flag(attr::UNWRAP)) {
@@ -163,7 +172,9 @@ pub fn apply_changes(obj: &AttrMap, changes: &AttrMap, copy: bool, is_so: bool) 
                 attr::TOKEN | attr::PRIVATE | attr::MODIFIABLE | attr::DESTROYABLE | attr::COPYABLE
             );
         if r.flags & flag::MODIFIABLE == 0 && !copy_settable {
-            if obj.get(ty) == Some(v) {
+            // A copy's template may repeat what the copy keeps anyway; C_SetAttributeValue may
+            // not write a read-only attribute, even with the value it has (PKCS#11 3.0 §4.1.2).
+            if copy && obj.get(ty) == Some(v) {
                 continue;
             }
             return Err(Error::AttributeReadOnly(ty));

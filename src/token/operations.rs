@@ -67,6 +67,34 @@ fn running<T>(slot: &mut Option<Active<T>>) -> Result<&mut T> {
     }
 }
 
+/// Which operation a `CKA_ALWAYS_AUTHENTICATE` key's login is for.
+#[derive(Clone, Copy)]
+enum Waits {
+    Sign,
+    Decrypt,
+}
+
+/// Refuses a data call of an operation still waiting for its `C_Login(CKU_CONTEXT_SPECIFIC)`:
+/// `CKR_USER_NOT_LOGGED_IN`, and the operation ends (as the specification and SoftHSM2 do).
+fn authorised(s: &mut Session, op: Waits) -> Result<()> {
+    let waits = match op {
+        Waits::Sign => &mut s.awaiting_login.sign,
+        Waits::Decrypt => &mut s.awaiting_login.decrypt,
+    };
+    if !std::mem::take(waits) {
+        return Ok(());
+    }
+    // Only a running operation waits: one whose output waits to be fetched was authorised.
+    match op {
+        Waits::Sign => s.sign = None,
+        Waits::Decrypt => s.decrypt = None,
+    }
+    log::warn!(
+        "an operation with a CKA_ALWAYS_AUTHENTICATE key was refused: no C_Login(CKU_CONTEXT_SPECIFIC) before it"
+    );
+    Err(Error::UserNotLoggedIn)
+}
+
 /// Which usage attribute a function needs of its key.
 fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
     if !attrs.flag(usage) {
@@ -194,22 +222,32 @@ fn guards_sensitive_keys(k: &AttrMap) -> Result<bool> {
     Ok(k.flag(attr::TRUSTED) || (k.class()? == class::SECRET_KEY && k.flag(attr::ALWAYS_SENSITIVE)))
 }
 
-/// Wrapping functions name their key's handle error after its role.
-fn key_handle_as(e: Error, role: Error) -> Error {
+/// Wrapping functions name their key's errors after its role: `(handle, type)`, for instance
+/// `CKR_WRAPPING_KEY_HANDLE_INVALID` and `CKR_WRAPPING_KEY_TYPE_INCONSISTENT`.
+fn key_errors_as(e: Error, role: (Error, Error)) -> Error {
     match e {
-        Error::KeyHandleInvalid => role,
+        Error::KeyHandleInvalid => role.0,
+        Error::KeyTypeInconsistent => role.1,
         other => other,
     }
 }
 
-type Prepared = (Arc<Mutex<Session>>, ObjectId, Arc<dyn Backend>);
+/// A keyed operation ready to start: the session, the key, its backend.
+struct Keyed {
+    session: Arc<Mutex<Session>>,
+    id: ObjectId,
+    backend: Arc<dyn Backend>,
+    /// The key is a private key with `CKA_ALWAYS_AUTHENTICATE`: each operation with it waits
+    /// for a `C_Login(CKU_CONTEXT_SPECIFIC)`.
+    always_authenticate: bool,
+}
 
 impl Provider {
     /// Common start of every keyed operation: the session, the mechanism for `function`, the key
     /// (visible, permitting `usage`).
-    fn keyed(&self, h: u64, mech: &Mechanism, function: u64, key: u64, usage: u64) -> Result<Prepared> {
+    fn keyed(&self, h: u64, mech: &Mechanism, function: u64, key: u64, usage: u64) -> Result<Keyed> {
         let s = self.session(h)?;
-        let (id, backend) = {
+        let (id, backend, always_authenticate) = {
             let g = s.lock();
             let slot = self.slot_of(&g);
             let backend = slot.backend.clone();
@@ -232,28 +270,37 @@ impl Provider {
             in_service(&attrs, usage)?;
             slot.policy.check_key_size(&attrs)?;
             slot.pins.check(&*backend, &id, &attrs)?;
-            (id, backend)
+            let always = attrs.class()? == class::PRIVATE_KEY && attrs.flag(attr::ALWAYS_AUTHENTICATE);
+            (id, backend, always)
         };
-        Ok((s, id, backend))
+        Ok(Keyed {
+            session: s,
+            id,
+            backend,
+            always_authenticate,
+        })
     }
 
     pub(super) fn sign_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let (s, id, b) = self.keyed(h, mech, mflag::SIGN, key, attr::SIGN)?;
-        let mut s = s.lock();
+        let k = self.keyed(h, mech, mflag::SIGN, key, attr::SIGN)?;
+        let mut s = k.session.lock();
         if s.sign.is_some() {
             return Err(Error::OperationActive);
         }
-        s.sign = Some(Active::Running(b.sign(h, mech, &id)?));
+        s.sign = Some(Active::Running(k.backend.sign(h, mech, &k.id)?));
+        s.awaiting_login.sign = k.always_authenticate;
         Ok(())
     }
     pub fn sign(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
+        authorised(&mut s, Waits::Sign)?;
         deliver(&mut s.sign, cap, |op| op.once(data).map(Zeroizing::new))
     }
     pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
         let mut s = s.lock();
+        authorised(&mut s, Waits::Sign)?;
         let r = running(&mut s.sign)?.update(data);
         if r.is_err() {
             s.sign = None;
@@ -263,16 +310,17 @@ impl Provider {
     pub fn sign_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
+        authorised(&mut s, Waits::Sign)?;
         deliver(&mut s.sign, cap, |op| op.finish().map(Zeroizing::new))
     }
 
     pub(super) fn verify_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let (s, id, b) = self.keyed(h, mech, mflag::VERIFY, key, attr::VERIFY)?;
-        let mut s = s.lock();
+        let k = self.keyed(h, mech, mflag::VERIFY, key, attr::VERIFY)?;
+        let mut s = k.session.lock();
         if s.verify.is_some() {
             return Err(Error::OperationActive);
         }
-        s.verify = Some(b.verify(h, mech, &id)?);
+        s.verify = Some(k.backend.verify(h, mech, &k.id)?);
         Ok(())
     }
     pub fn verify(&self, h: u64, data: &[u8], signature: &[u8]) -> Result<()> {
@@ -301,23 +349,29 @@ impl Provider {
         } else {
             (mflag::DECRYPT, attr::DECRYPT)
         };
-        let (s, id, b) = self.keyed(h, mech, function, key, usage)?;
-        let mut s = s.lock();
+        let k = self.keyed(h, mech, function, key, usage)?;
+        let mut s = k.session.lock();
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
         if slot.is_some() {
             return Err(Error::OperationActive);
         }
         let op = if encrypt {
-            b.encrypt(h, mech, &id)?
+            k.backend.encrypt(h, mech, &k.id)?
         } else {
-            b.decrypt(h, mech, &id)?
+            k.backend.decrypt(h, mech, &k.id)?
         };
         *slot = Some(Active::Running(op));
+        if !encrypt {
+            s.awaiting_login.decrypt = k.always_authenticate;
+        }
         Ok(())
     }
     pub fn crypt(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
+        if !encrypt {
+            authorised(&mut s, Waits::Decrypt)?;
+        }
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
         match deliver(slot, cap, |op| op.once(data))? {
             // Ciphertext needs no wiping (for 1 MiB, the wipe was a sixth of the call).
@@ -328,19 +382,24 @@ impl Provider {
     pub fn crypt_update(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
-        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
-        if cap.is_none() {
-            // A length query: answer without consuming the input.
-            return Ok(Out::Len(running(slot)?.update_len(data.len())));
+        if !encrypt {
+            authorised(&mut s, Waits::Decrypt)?;
         }
-        let r = running(slot)?.update(data);
-        match r {
-            Ok(out) if out.is_empty() => Ok(Out::Data(out)),
-            Ok(out) => match cap {
-                Some(c) if c >= out.len() => Ok(Out::Data(out)),
-                // Outputs of update are never held back: keygate's ciphers buffer instead.
-                _ => Err(Error::General("cipher produced unexpected partial output".into())),
-            },
+        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
+        // The output this input will produce, answered without feeding the cipher: a length
+        // query or a short buffer leaves the operation as it was.
+        let need = running(slot)?.update_len(data.len());
+        match cap {
+            None => return Ok(Out::Len(need)),
+            Some(c) if c < need => return Ok(Out::TooSmall(need)),
+            Some(_) => {}
+        }
+        match running(slot)?.update(data) {
+            Ok(out) if out.len() <= need => Ok(Out::Data(out)),
+            Ok(_) => {
+                *slot = None;
+                Err(Error::General("cipher produced more output than it announced".into()))
+            }
             Err(e) => {
                 *slot = None;
                 Err(e)
@@ -350,6 +409,9 @@ impl Provider {
     pub fn crypt_final(&self, h: u64, encrypt: bool, cap: Option<usize>) -> Result<Out> {
         let s = self.session(h)?;
         let mut s = s.lock();
+        if !encrypt {
+            authorised(&mut s, Waits::Decrypt)?;
+        }
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
         deliver(slot, cap, |op| op.finish())
     }
@@ -473,9 +535,14 @@ impl Provider {
         key: u64,
         cap: Option<usize>,
     ) -> Result<Out> {
-        let (s, wid, b) = self
+        let Keyed {
+            session: s,
+            id: wid,
+            backend: b,
+            ..
+        } = self
             .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
-            .map_err(|e| key_handle_as(e, Error::WrappingKeyHandleInvalid))?;
+            .map_err(|e| key_errors_as(e, (Error::WrappingKeyHandleInvalid, Error::WrappingKeyTypeInconsistent)))?;
         let mut s = s.lock();
         let (kid, kattrs) = self.key_object(&s, key, Error::KeyHandleInvalid)?;
         if !kattrs.flag(attr::EXTRACTABLE) {
@@ -532,9 +599,19 @@ impl Provider {
         wrapped: &[u8],
         template: AttrMap,
     ) -> Result<u64> {
-        let (s, uid, b) = self
+        let Keyed {
+            session: s,
+            id: uid,
+            backend: b,
+            ..
+        } = self
             .keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP)
-            .map_err(|e| key_handle_as(e, Error::UnwrappingKeyHandleInvalid))?;
+            .map_err(|e| {
+                key_errors_as(
+                    e,
+                    (Error::UnwrappingKeyHandleInvalid, Error::UnwrappingKeyTypeInconsistent),
+                )
+            })?;
         let s = s.lock();
         template.class()?;
         let uattrs = b.key_attributes(h, &uid)?;
@@ -584,7 +661,12 @@ impl Provider {
         base: u64,
         mut template: AttrMap,
     ) -> Result<u64> {
-        let (s, bid, b) = self.keyed(h, mech, mflag::DERIVE, base, attr::DERIVE)?;
+        let Keyed {
+            session: s,
+            id: bid,
+            backend: b,
+            ..
+        } = self.keyed(h, mech, mflag::DERIVE, base, attr::DERIVE)?;
         let s = s.lock();
         if !template.contains(attr::CLASS) {
             template.set_ulong(attr::CLASS, class::SECRET_KEY);
@@ -619,12 +701,14 @@ impl Provider {
         }
         if flags & mflag::DECRYPT != 0 {
             s.decrypt = None;
+            s.awaiting_login.decrypt = false;
         }
         if flags & mflag::DIGEST != 0 {
             s.digest = None;
         }
         if flags & mflag::SIGN != 0 {
             s.sign = None;
+            s.awaiting_login.sign = false;
         }
         if flags & mflag::VERIFY != 0 {
             s.verify = None;

@@ -153,9 +153,35 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
 pub fn finalize() -> Result<()> {
     let mut g = PROVIDER.write();
     match g.take() {
-        Some(p) if p.pid == crate::ffi::process::id() => Ok(()),
+        Some(p) if p.pid == crate::ffi::process::id() => {
+            drop(g);
+            // Releases every blocking C_WaitForSlotEvent.
+            *FINALIZED.0.lock() += 1;
+            FINALIZED.1.notify_all();
+            Ok(())
+        }
         _ => Err(Error::CryptokiNotInitialized),
     }
+}
+
+/// Counts `C_Finalize` calls; a blocking `C_WaitForSlotEvent` waits for the next one.
+static FINALIZED: (Mutex<u64>, parking_lot::Condvar) = (Mutex::new(0), parking_lot::Condvar::new());
+
+/// `C_WaitForSlotEvent`. keygate's slots are its configured tokens, present for the life of
+/// the module: there is never an event. Without blocking that is `CKR_NO_EVENT`; a blocking
+/// wait lasts until `C_Finalize` (from another thread), and then, as the specification says,
+/// returns `CKR_CRYPTOKI_NOT_INITIALIZED`.
+pub fn wait_for_slot_event(block: bool) -> Result<u64> {
+    let mut finalized = FINALIZED.0.lock();
+    provider()?;
+    if !block {
+        return Err(Error::NoEvent);
+    }
+    let seen = *finalized;
+    while *finalized == seen {
+        FINALIZED.1.wait(&mut finalized);
+    }
+    Err(Error::CryptokiNotInitialized)
 }
 
 /// Information about one session for `C_GetSessionInfo`.
@@ -283,8 +309,7 @@ impl Provider {
         let sl = &self.slots[slot_ix];
         let current = *sl.login.lock();
         match (user, current) {
-            (UserType::ContextSpecific, Some(UserType::User)) => return sl.backend.login(h, UserType::User, pin),
-            (UserType::ContextSpecific, _) => return Err(Error::UserNotLoggedIn),
+            (UserType::ContextSpecific, _) => return self.context_login(h, current, pin),
             (u, Some(c)) if u == c => return Err(Error::UserAlreadyLoggedIn),
             (_, Some(_)) => return Err(Error::UserAnotherAlreadyLoggedIn),
             (_, None) => {}
@@ -303,6 +328,23 @@ impl Provider {
         sl.backend.login(h, user, pin)?;
         *sl.login.lock() = Some(user);
         log::info!("token {:?}: {} logged in", sl.label, user.name());
+        Ok(())
+    }
+
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)`: the user's PIN again, for the operations of this session
+    /// that wait for it (started with a `CKA_ALWAYS_AUTHENTICATE` key). The backend checks the
+    /// PIN (an HSM, for the operation it runs); a wrong one leaves the operations waiting.
+    fn context_login(&self, h: u64, current: Option<UserType>, pin: &Pin) -> Result<()> {
+        let s = self.session(h)?;
+        let mut s = s.lock();
+        if !s.awaiting_login.any() {
+            return Err(Error::OperationNotInitialized);
+        }
+        if current != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        self.slot_of(&s).backend.login(h, UserType::ContextSpecific, pin)?;
+        s.awaiting_login = Default::default();
         Ok(())
     }
 
@@ -532,6 +574,12 @@ impl Provider {
         let s = self.session(h)?;
         let mut s = s.lock();
         s.find.take().map(|_| ()).ok_or(Error::OperationNotInitialized)
+    }
+
+    pub fn seed_random(&self, h: u64, seed: &[u8]) -> Result<()> {
+        let s = self.session(h)?;
+        let backend = self.slot_of(&s.lock()).backend.clone();
+        backend.seed_random(h, seed)
     }
 
     pub fn random(&self, h: u64, out: &mut [u8]) -> Result<()> {

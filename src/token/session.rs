@@ -32,6 +32,23 @@ pub struct Session {
     /// buffer), returned by the next call with the same mechanism and keys instead of being
     /// wrapped again.
     pub wrapped: Option<KeptWrap>,
+    /// Operations started with a `CKA_ALWAYS_AUTHENTICATE` key that wait for their
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)`.
+    pub awaiting_login: AwaitingLogin,
+}
+
+/// See [`Session::awaiting_login`]. Each context-specific login authorises the operations
+/// waiting at that moment, once.
+#[derive(Default, Clone, Copy)]
+pub struct AwaitingLogin {
+    pub sign: bool,
+    pub decrypt: bool,
+}
+
+impl AwaitingLogin {
+    pub fn any(self) -> bool {
+        self.sign || self.decrypt
+    }
 }
 
 /// See [`Session::wrapped`].
@@ -55,6 +72,7 @@ impl Session {
             decrypt: None,
             digest: None,
             wrapped: None,
+            awaiting_login: AwaitingLogin::default(),
         }
     }
 }

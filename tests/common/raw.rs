@@ -10,8 +10,17 @@ pub struct Raw {
 }
 
 pub fn raw() -> Raw {
+    raw_of(&module_path())
+}
+
+/// The module of the suite's target ([`target_module`]): keygate, or SoftHSM2 itself.
+pub fn raw_target() -> Raw {
+    raw_of(&target_module())
+}
+
+fn raw_of(path: &Path) -> Raw {
     // SAFETY: loading the module under test, as any client does.
-    let lib = unsafe { libloading::Library::new(module_path()) }.unwrap();
+    let lib = unsafe { libloading::Library::new(path) }.unwrap();
     let mut list: CK_FUNCTION_LIST_PTR = null_mut();
     // SAFETY: the exported symbol has this signature.
     let get: libloading::Symbol<unsafe extern "C" fn(CK_FUNCTION_LIST_PTR_PTR) -> CK_RV> =
@@ -35,6 +44,33 @@ pub fn logged_in(r: &Raw) -> CK_SESSION_HANDLE {
     assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
     let h = session(r, true);
     login(r, h);
+    h
+}
+
+/// The slot of the token labelled "test" (SoftHSM2 also shows its root token and a free slot).
+pub fn test_slot(r: &Raw) -> CK_SLOT_ID {
+    let mut slots = [0; 8];
+    let mut n = slots.len() as CK_ULONG;
+    assert_eq!(call!(r, C_GetSlotList(CK_TRUE, slots.as_mut_ptr(), &mut n)), CKR_OK);
+    *slots[..n as usize]
+        .iter()
+        .find(|s| {
+            // SAFETY: CK_TOKEN_INFO is plain data; all zeroes is a valid value.
+            let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+            call!(r, C_GetTokenInfo(**s, &mut info)) == CKR_OK && info.label.starts_with(b"test ")
+        })
+        .expect("a token labelled test")
+}
+
+/// C_Initialize and a session on the target's test token (read/write or not), nobody logged in.
+pub fn target_session(r: &Raw, rw: bool) -> CK_SESSION_HANDLE {
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    let mut h = 0;
+    let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
+    assert_eq!(
+        call!(r, C_OpenSession(test_slot(r), flags, null_mut(), None, &mut h)),
+        CKR_OK
+    );
     h
 }
 

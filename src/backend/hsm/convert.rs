@@ -234,6 +234,11 @@ pub(super) fn user_of(u: UserType) -> CkUser {
 /// costs: SoftHSM2 encrypts every byte-string attribute of a private object, which made its
 /// P-256 key generation 23 % slower under keygate than called directly (perf).
 pub(super) fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
+    attributes_out(&template_for_hsm(t))
+}
+
+/// What of a completed template goes to the HSM (see [`for_hsm`]).
+pub(super) fn template_for_hsm(t: &AttrMap) -> AttrMap {
     const EMPTY_BY_DEFAULT: [u64; 5] = [attr::LABEL, attr::ID, attr::SUBJECT, attr::START_DATE, attr::END_DATE];
     let cls = t.class().ok();
     let mut out = AttrMap::new();
@@ -246,7 +251,7 @@ pub(super) fn for_hsm(t: &AttrMap) -> Result<Vec<Attribute>> {
             out.set(ty, v.to_vec());
         }
     }
-    attributes_out(&out)
+    out
 }
 
 /// A public EC or Edwards key's `CKA_EC_POINT` in the DER OCTET STRING form every HSM takes:

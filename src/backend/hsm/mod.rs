@@ -7,6 +7,7 @@
 
 mod convert;
 mod ops;
+mod raw;
 
 use crate::fastmap::FastMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,8 @@ use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
-use self::ops::{Cipher, Op, Prehashed};
+use self::ops::{Cipher, Kind, Op, Prehashed};
+use self::raw::RawFunctions;
 use super::module::raw_pin;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
@@ -34,9 +36,22 @@ use crate::token::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo
 struct Device {
     pkcs11: Pkcs11,
     slot: CkSlot,
+    /// The library's own function list ([`RawFunctions`]).
+    raw: Arc<RawFunctions>,
 }
 
 type Shared = Arc<Mutex<CkSession>>;
+
+/// The HSM sessions of one keygate session: `main` for objects and searches (the HSM destroys
+/// a session's objects with the session that made them), and one per kind of operation, opened
+/// at its first use. PKCS#11 lets a session run a search and one operation of each kind at once;
+/// an HSM may run one of anything per session (SoftHSM2 does), so a signature started with
+/// C_SignInit must not make the application's next C_FindObjectsInit fail.
+struct HsmSession {
+    main: Shared,
+    rw: bool,
+    ops: Mutex<[Option<Shared>; Kind::COUNT]>,
+}
 
 /// What the token offers, worked out once from what the HSM offers.
 struct Offered {
@@ -56,7 +71,7 @@ pub struct HsmBackend {
     hsm: HsmConfig,
     device: Mutex<Option<Arc<Device>>>,
     mechanisms: OnceCell<Offered>,
-    sessions: RwLock<FastMap<u64, Shared>>,
+    sessions: RwLock<FastMap<u64, Arc<HsmSession>>>,
     objects: RwLock<FastMap<ObjectId, ObjectHandle>>,
     session_objects: Mutex<FastMap<u64, Vec<ObjectHandle>>>,
     /// The HSM refused the held credential (`login = "held"`); it is not presented again.
@@ -162,7 +177,8 @@ impl HsmBackend {
             );
             Error::TokenNotPresent
         })?;
-        let d = Arc::new(Device { pkcs11, slot });
+        let raw = Arc::new(RawFunctions::of(&self.hsm.module)?);
+        let d = Arc::new(Device { pkcs11, slot, raw });
         *g = Some(d.clone());
         Ok(d)
     }
@@ -198,6 +214,20 @@ impl HsmBackend {
         }
     }
 
+    /// Starts an operation on the HSM session of `session` (as `CKM_ECDSA` when keygate hashes
+    /// for the HSM).
+    fn start(&self, session: u64, kind: Kind, mech: &Mechanism, key: Option<&ObjectId>, prehashed: bool) -> Result<Op> {
+        let key = key.map(|k| self.handle(k)).transpose()?;
+        let mech = if prehashed { Mechanism::Ecdsa } else { self.to_hsm(mech) };
+        Op::start(
+            self.op_session(session, kind)?,
+            self.device()?.raw.clone(),
+            kind,
+            mech,
+            key,
+        )
+    }
+
     /// A `CKM_ECDSA_SHA*` that keygate hashes for the HSM: its digest.
     fn prehashed(&self, mech: &Mechanism) -> Option<DigestAlg> {
         match mech {
@@ -207,12 +237,52 @@ impl HsmBackend {
     }
 
     fn session(&self, s: u64) -> Result<Shared> {
-        self.sessions.read().get(&s).cloned().ok_or(Error::SessionHandleInvalid)
+        self.sessions
+            .read()
+            .get(&s)
+            .map(|x| x.main.clone())
+            .ok_or(Error::SessionHandleInvalid)
+    }
+
+    /// The HSM session of keygate session `s` for operations of `kind` (see [`HsmSession`]).
+    fn op_session(&self, s: u64, kind: Kind) -> Result<Shared> {
+        let hs = self
+            .sessions
+            .read()
+            .get(&s)
+            .cloned()
+            .ok_or(Error::SessionHandleInvalid)?;
+        let mut ops = hs.ops.lock();
+        if let Some(x) = &ops[kind as usize] {
+            return Ok(x.clone());
+        }
+        let x = Arc::new(Mutex::new(self.open_hsm_session(hs.rw)?));
+        ops[kind as usize] = Some(x.clone());
+        Ok(x)
+    }
+
+    /// The operation sessions of `s` already open for `kinds`.
+    fn open_op_sessions(&self, s: u64, kinds: &[Kind]) -> Vec<Shared> {
+        let Some(hs) = self.sessions.read().get(&s).cloned() else {
+            return Vec::new();
+        };
+        let ops = hs.ops.lock();
+        kinds.iter().filter_map(|k| ops[*k as usize].clone()).collect()
+    }
+
+    fn open_hsm_session(&self, rw: bool) -> Result<CkSession> {
+        let d = self.device()?;
+        if rw {
+            d.pkcs11.open_rw_session(d.slot)
+        } else {
+            d.pkcs11.open_ro_session(d.slot)
+        }
+        .map_err(fwd("C_OpenSession"))
     }
 
     /// Any open HSM session (logout and login state are per application on the HSM).
     fn any_session(&self) -> Option<Shared> {
-        self.sessions.read().values().next().cloned()
+        self.sessions.read().values().next().map(|x| x.main.clone())
     }
 
     /// One C_GetAttributeValue for what a key operation checks, instead of the class and then
@@ -291,7 +361,7 @@ impl HsmBackend {
     /// `login = "held"`: the application's `C_Login` (its PIN, if any, is not used) logs the
     /// HSM in with the credential keygate holds. A credential the HSM refuses is not presented
     /// again by this process: keygate never adds tries to the HSM's own failure counter.
-    fn held_login(&self, s: &cryptoki::session::Session) -> Result<()> {
+    fn held_login(&self, s: &cryptoki::session::Session, user: CkUser) -> Result<()> {
         if self.held_refused.load(Ordering::Relaxed) {
             log::error!(
                 "token {:?}: the held HSM credential was refused before; fix it and restart the application",
@@ -301,7 +371,7 @@ impl HsmBackend {
         }
         let pin = super::module::credential(self.hsm.pin_env.as_ref(), self.hsm.pin_file.as_ref(), "HSM credential")
             .inspect_err(|e| log::error!("token {:?}: {e}", self.cfg.label))?;
-        match s.login_with_raw(CkUser::User, &raw_pin(&pin)) {
+        match s.login_with_raw(user, &raw_pin(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => Ok(()),
             Err(e) => {
                 let e = fwd("C_Login")(e);
@@ -317,6 +387,28 @@ impl HsmBackend {
         }
     }
 
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` on the HSM sessions whose operation waits for it (a
+    /// signature or a decryption: `token/` checked that one does). The first answer other than
+    /// "no operation here" is the answer, so a wrong PIN counts once.
+    fn context_login(&self, session: u64, pin: &Pin) -> Result<()> {
+        let mut answer = Err(Error::OperationNotInitialized);
+        for s in self.open_op_sessions(session, &[Kind::Sign, Kind::Decrypt]) {
+            let s = s.lock();
+            let r = if self.hsm.login == LoginMode::Held {
+                self.held_login(&s, CkUser::ContextSpecific)
+            } else {
+                s.login_with_raw(CkUser::ContextSpecific, &raw_pin(pin))
+                    .map_err(fwd("C_Login"))
+            };
+            match r {
+                Err(e) if e.ck_rv() == pkcs11_sys::CKR_OPERATION_NOT_INITIALIZED => {}
+                Ok(()) => answer = Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        answer
+    }
+
     /// The attributes of `attrs` that differ from the object's now: only those are sent, since
     /// an HSM refuses writes to attributes it fixed, even with an unchanged value.
     fn changes(&self, session: u64, id: &ObjectId, attrs: &AttrMap) -> Result<AttrMap> {
@@ -328,6 +420,16 @@ impl HsmBackend {
             }
         }
         Ok(changed)
+    }
+
+    /// The non-secret attributes an object of `class` may have that cryptoki cannot express.
+    fn beyond_cryptoki(class: u64) -> impl Iterator<Item = u64> {
+        RULES
+            .iter()
+            .filter_map(move |r| rule_for(r.ty, class))
+            .filter(|r| r.flags & flag::SECRET == 0 && r.ty != attr::KEYGATE_REVOKED)
+            .map(|r| r.ty)
+            .filter(|ty| convert::attribute_type(*ty).is_none())
     }
 
     /// The types of the non-secret attributes an object of `class` may have.
@@ -394,10 +496,13 @@ impl Backend for HsmBackend {
     }
 
     fn login(&self, session: u64, user: UserType, pin: &Pin) -> Result<()> {
+        if user == UserType::ContextSpecific {
+            return self.context_login(session, pin);
+        }
         let s = self.session(session)?;
         let s = s.lock();
         if self.hsm.login == LoginMode::Held && user != UserType::So {
-            return self.held_login(&s);
+            return self.held_login(&s, convert::user_of(user));
         }
         s.login_with_raw(convert::user_of(user), &raw_pin(pin))
             .map_err(fwd("C_Login"))
@@ -433,11 +538,18 @@ impl Backend for HsmBackend {
 
     fn create(&self, session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
         convert::der_point(&mut attrs)?;
+        let raw = self.device()?.raw.clone();
         let s = self.session(session)?;
-        let h = s
-            .lock()
-            .create_object(&convert::for_hsm(&attrs)?)
-            .map_err(fwd("C_CreateObject"))?;
+        let attrs = convert::template_for_hsm(&attrs);
+        let template: Vec<(u64, &[u8])> = attrs.iter().collect();
+        // Through the library's own C_CreateObject: cryptoki has no variant for some
+        // attributes a client sets (CKA_CERTIFICATE_CATEGORY of a certificate).
+        let h = raw
+            .create_object(s.lock().handle(), &template)
+            .map_err(|rv| Error::Forwarded {
+                function: "C_CreateObject",
+                rv,
+            })?;
         Ok(self.created(session, lifetime, h))
     }
 
@@ -494,6 +606,13 @@ impl Backend for HsmBackend {
         }
         for a in &got {
             if let Some((ty, v)) = convert::attribute_in(a) {
+                out.set(ty, v);
+            }
+        }
+        // The attributes cryptoki has no variant for, one by one through the library itself.
+        let raw = self.device()?.raw.clone();
+        for ty in Self::beyond_cryptoki(class) {
+            if let Some(v) = raw.attribute(s.handle(), h, ty) {
                 out.set(ty, v);
             }
         }
@@ -584,14 +703,13 @@ impl Backend for HsmBackend {
     }
 
     fn session_opened(&self, session: u64, rw: bool) -> Result<()> {
-        let d = self.device()?;
-        let s = if rw {
-            d.pkcs11.open_rw_session(d.slot)
-        } else {
-            d.pkcs11.open_ro_session(d.slot)
-        }
-        .map_err(fwd("C_OpenSession"))?;
-        self.sessions.write().insert(session, Arc::new(Mutex::new(s)));
+        let main = Arc::new(Mutex::new(self.open_hsm_session(rw)?));
+        let hs = HsmSession {
+            main,
+            rw,
+            ops: Mutex::new(Default::default()),
+        };
+        self.sessions.write().insert(session, Arc::new(hs));
         Ok(())
     }
 
@@ -706,54 +824,62 @@ impl Backend for HsmBackend {
     }
 
     fn sign(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn SignOp>> {
-        let op = Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?));
-        Ok(match self.prehashed(mech) {
+        let prehashed = self.prehashed(mech);
+        let op = self.start(session, Kind::Sign, mech, Some(key), prehashed.is_some())?;
+        Ok(match prehashed {
             Some(d) => Box::new(Prehashed::new(op, d)),
             None => Box::new(op),
         })
     }
 
     fn verify(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn VerifyOp>> {
-        let op = Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?));
-        Ok(match self.prehashed(mech) {
+        let prehashed = self.prehashed(mech);
+        let op = self.start(session, Kind::Verify, mech, Some(key), prehashed.is_some())?;
+        Ok(match prehashed {
             Some(d) => Box::new(Prehashed::new(op, d)),
             None => Box::new(op),
         })
     }
 
     fn encrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
-        Ok(Box::new(Cipher {
-            op: Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?)),
-            encrypt: true,
-            input: Zeroizing::new(Vec::new()),
-        }))
+        Ok(Box::new(Cipher::new(self.start(
+            session,
+            Kind::Encrypt,
+            mech,
+            Some(key),
+            false,
+        )?)))
     }
 
     fn decrypt(&self, session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
-        Ok(Box::new(Cipher {
-            op: Op::new(self.session(session)?, self.to_hsm(mech), Some(self.handle(key)?)),
-            encrypt: false,
-            input: Zeroizing::new(Vec::new()),
-        }))
+        Ok(Box::new(Cipher::new(self.start(
+            session,
+            Kind::Decrypt,
+            mech,
+            Some(key),
+            false,
+        )?)))
     }
 
     fn digest(&self, session: u64, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
-        Ok(Box::new(Op::new(self.session(session)?, mech.clone(), None)))
+        Ok(Box::new(self.start(session, Kind::Digest, mech, None, false)?))
     }
 
     fn digest_key(&self, _session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()> {
         let key = self.handle(key)?;
         let op = op.as_any().downcast_mut::<Op>().ok_or(Error::OperationNotInitialized)?;
-        // The HSM digest starts here if no data came before the key.
-        op.feed(
-            ("C_DigestInit", |s, m| s.digest_init(m)),
-            ("C_DigestKey", |s| s.digest_key(key)),
-        )
+        op.digest_key(key)
     }
 
     fn random(&self, session: u64, out: &mut [u8]) -> Result<()> {
         let s = self.session(session)?;
         let r = s.lock().generate_random_slice(out).map_err(fwd("C_GenerateRandom"));
+        r
+    }
+
+    fn seed_random(&self, session: u64, seed: &[u8]) -> Result<()> {
+        let s = self.session(session)?;
+        let r = s.lock().seed_random(seed).map_err(fwd("C_SeedRandom"));
         r
     }
 

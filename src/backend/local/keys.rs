@@ -158,7 +158,7 @@ const HMAC_TYPES: &[u64] = &[key_type::GENERIC_SECRET, key_type::SHA256_HMAC];
 
 impl LocalBackend {
     fn generated(&self, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
-        let r = self.new_record(attrs)?;
+        let r = self.new_record(attrs, lifetime)?;
         Ok(self.put_new(vec![(lifetime, r)])?[0])
     }
 
@@ -267,8 +267,8 @@ impl Backend for LocalBackend {
             );
         }
         private.set(attr::VALUE, secret.to_vec());
-        let pubr = self.new_record(public)?;
-        let privr = self.new_record(private)?;
+        let pubr = self.new_record(public, lifetimes.0)?;
+        let privr = self.new_record(private, lifetimes.1)?;
         let ids = self.put_new(vec![(lifetimes.0, pubr), (lifetimes.1, privr)])?;
         Ok((ids[0], ids[1]))
     }

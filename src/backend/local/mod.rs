@@ -63,6 +63,9 @@ pub struct LocalBackend {
     root: Mutex<Option<Arc<Root>>>,
     unlocked: RwLock<Unlocked>,
     session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
+    /// Seals the secrets of public session objects (`objects.rs`, `public_session`): random,
+    /// made at first need, never stored.
+    session_key: std::sync::OnceLock<HeldKey>,
     opened: Mutex<objects::OpenedCache>,
     /// The records this process has checked against the header's member digest (`members.rs`).
     members: Mutex<Option<Arc<members::MemberSet>>>,
@@ -112,6 +115,7 @@ impl LocalBackend {
             root: Mutex::new(None),
             unlocked: RwLock::new(Unlocked::default()),
             session_objects: Mutex::new(FastMap::default()),
+            session_key: std::sync::OnceLock::new(),
             opened: Mutex::new(objects::OpenedCache::default()),
             members: Mutex::new(None),
         }
@@ -400,6 +404,16 @@ impl LocalBackend {
             .as_ref()
             .map(HeldKey::key)
             .ok_or(Error::UserNotLoggedIn)
+    }
+
+    /// See [`LocalBackend::session_key`].
+    fn session_key(&self) -> Result<Key32> {
+        if let Some(k) = self.session_key.get() {
+            return Ok(k.key());
+        }
+        let mut k = Key32::new([0u8; 32]);
+        crypto::random(&mut k[..])?;
+        Ok(self.session_key.get_or_init(|| HeldKey::new(&k)).key())
     }
 
     fn new_credential(&self, h: &Header, pin: &Pin, dek: &Key32, role: Role, kdf: KdfParams) -> Result<Credential> {

@@ -196,13 +196,20 @@ impl LocalBackend {
         // Held across the unsealing, so that a logout (which takes it to write) cannot happen
         // between the check and the caching.
         let unlocked = self.unlocked.read();
-        let dek = unlocked.dek.as_ref().ok_or(Error::UserNotLoggedIn)?;
+        let public_session = Self::public_session(o.lifetime, &o.attrs);
+        let dek = match public_session {
+            true => None,
+            false => Some(unlocked.dek.as_ref().ok_or(Error::UserNotLoggedIn)?),
+        };
         let mut slot = o.secret.lock();
         if let Some(s) = &*slot {
             return Ok(s.clone());
         }
         let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        let dek = dek.key();
+        let dek = match dek {
+            Some(dek) => dek.key(),
+            None => self.session_key()?,
+        };
         let secret = match vault::unseal(&dek, aad, blob) {
             Ok(s) => s,
             Err(e) => {
@@ -225,7 +232,7 @@ impl LocalBackend {
 
     /// Builds a record: the secret (`CKA_VALUE` of a key) moves out of the clear attributes
     /// into the sealed blob.
-    fn seal_record(&self, uid: ObjectId, mut attrs: AttrMap) -> Result<Record> {
+    fn seal_record(&self, uid: ObjectId, mut attrs: AttrMap, lifetime: Lifetime) -> Result<Record> {
         attrs.set(attr::UNIQUE_ID, hex::encode(uid).into_bytes());
         let secret = if has_secret(&attrs) {
             attrs.remove(attr::VALUE).map(Zeroizing::new)
@@ -235,7 +242,10 @@ impl LocalBackend {
         let sealed = match secret {
             None => None,
             Some(s) => {
-                let dek = self.dek()?;
+                let dek = match Self::public_session(lifetime, &attrs) {
+                    true => self.session_key()?,
+                    false => self.dek()?,
+                };
                 let (uuid, _) = self.current()?;
                 Some(vault::seal(&dek, &vault::aad(&uuid, &uid, &attrs), &s)?)
             }
@@ -325,11 +335,18 @@ impl LocalBackend {
         Ok(ids)
     }
 
-    /// A record for a new object (fresh identifier) from complete attributes.
-    pub(super) fn new_record(&self, attrs: AttrMap) -> Result<Record> {
+    /// A record for a new object of `lifetime` (fresh identifier) from complete attributes.
+    pub(super) fn new_record(&self, attrs: AttrMap, lifetime: Lifetime) -> Result<Record> {
         let mut uid = [0u8; 16];
         crypto::random(&mut uid)?;
-        self.seal_record(uid, attrs)
+        self.seal_record(uid, attrs, lifetime)
+    }
+
+    /// A public session object: usable in a public session (PKCS#11's session states), so its
+    /// secret is sealed under this process's session key, not under the DEK, which exists only
+    /// while the user is logged in. It never leaves the process's memory.
+    fn public_session(lifetime: Lifetime, attrs: &AttrMap) -> bool {
+        matches!(lifetime, Lifetime::Session(_)) && !attrs.flag(attr::PRIVATE)
     }
 
     pub(crate) fn find_impl(&self, template: &AttrMap, private_visible: bool) -> Result<Vec<ObjectId>> {
@@ -406,7 +423,7 @@ impl LocalBackend {
         if o.sealed.is_some() {
             attrs.set(attr::VALUE, self.secret(&o)?.to_vec());
         }
-        let new = self.new_record(attrs)?;
+        let new = self.new_record(attrs, lifetime)?;
         Ok(self.put_new(vec![(lifetime, new)])?[0])
     }
 

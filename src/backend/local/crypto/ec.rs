@@ -122,11 +122,26 @@ pub fn p256_public_of(scalar: &[u8]) -> Result<Vec<u8>> {
         .to_vec())
 }
 
+/// A `CKM_ECDSA` input as the ecdsa crate takes it. ECDSA reads the digest as an integer (SEC 1
+/// §4.1.3; PKCS#11 sets no length): one shorter than the field is the same number with zero
+/// bytes in front, which the crate, asking for at least half the field, then accepts. Longer
+/// ones are the crate's to truncate. An empty input is refused.
+fn field_digest(digest: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    const FIELD: usize = 32;
+    match digest.len() {
+        0 => Err(Error::DataLenRange),
+        n if n < FIELD => {
+            let mut e = vec![0u8; FIELD];
+            e[FIELD - n..].copy_from_slice(digest);
+            Ok(e.into())
+        }
+        _ => Ok(digest.into()),
+    }
+}
+
 /// ECDSA over a caller-supplied digest (`CKM_ECDSA`): `r‖s`, 64 bytes.
 pub fn p256_sign_prehash(scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
-    if digest.is_empty() {
-        return Err(Error::DataLenRange);
-    }
+    let digest = &*field_digest(digest)?;
     // What SigningKey::sign_prehash does (RFC 6979 k, the digest reduced by bits2field), on the
     // scalar alone: a SigningKey would first compute the public key, a second scalar
     // multiplication as costly as the signature (keygate bench: half the time of CKM_ECDSA).
@@ -149,7 +164,8 @@ pub fn p256_verify_prehash(point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()
     }
     let vk = VerifyingKey::from_sec1_bytes(point).map_err(|_| Error::KeyTypeInconsistent)?;
     let sig = Signature::from_slice(sig).map_err(|_| Error::SignatureInvalid)?;
-    vk.verify_prehash(digest, &sig).map_err(|_| Error::SignatureInvalid)
+    let digest = field_digest(digest).map_err(|_| Error::SignatureInvalid)?;
+    vk.verify_prehash(&digest, &sig).map_err(|_| Error::SignatureInvalid)
 }
 
 /// ECDH on P-256: the x-coordinate of the shared point (`CKD_NULL`).
@@ -207,6 +223,17 @@ mod tests {
             }
         }
         assert_eq!(p256_sign_prehash(&[0u8; 32], &[7u8; 32]), Err(Error::KeySizeRange));
-        assert_eq!(p256_sign_prehash(&a, &[7u8; 8]), Err(Error::DataLenRange));
+        assert_eq!(p256_sign_prehash(&a, &[]), Err(Error::DataLenRange));
+    }
+
+    #[test]
+    fn a_short_digest_is_the_same_number_as_its_zero_padded_form() {
+        let (a, pa) = p256_generate();
+        let mut padded = [0u8; 32];
+        padded[25..].copy_from_slice(b"HI BOB!");
+        let sig = p256_sign_prehash(&a, b"HI BOB!").unwrap();
+        p256_verify_prehash(&pa, &padded, &sig).unwrap();
+        p256_verify_prehash(&pa, b"HI BOB!", &sig).unwrap();
+        assert_eq!(p256_verify_prehash(&pa, b"HI BOB?", &sig), Err(Error::SignatureInvalid));
     }
 }

@@ -44,12 +44,12 @@ impl CryptoProvider for OpenSsl {
     }
 
     fn p256_sign_prehash(&self, scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
-        // The inputs the RustCrypto path accepts: a digest of at least half the field size
-        // (ecdsa's bits2field), a scalar of at most 32 bytes.
+        // The inputs the RustCrypto path accepts: a digest of any length but none, a scalar of
+        // at most 32 bytes.
         if scalar.is_empty() || scalar.len() > 32 {
             return Err(Error::KeySizeRange);
         }
-        if digest.len() < 16 {
+        if digest.is_empty() {
             return Err(Error::DataLenRange);
         }
         let group = p256()?;
@@ -123,7 +123,12 @@ mod tests {
     #[test]
     fn openssl_and_rustcrypto_agree() {
         let (scalar, point) = super::super::ec::p256_generate();
-        for digest in [[7u8; 32].to_vec(), [9u8; 48].to_vec(), [1u8; 64].to_vec()] {
+        for digest in [
+            b"HI BOB!".to_vec(),
+            [7u8; 32].to_vec(),
+            [9u8; 48].to_vec(),
+            [1u8; 64].to_vec(),
+        ] {
             let a = OpenSsl.p256_sign_prehash(&scalar, &digest).unwrap();
             RustCrypto.p256_verify_prehash(&point, &digest, &a).unwrap();
             let b = RustCrypto.p256_sign_prehash(&scalar, &digest).unwrap();
