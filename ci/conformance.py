@@ -6,6 +6,7 @@
 """
 
 import fnmatch
+import glob
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -31,17 +32,26 @@ def mechanisms(module, label):
     print(",".join(sorted(names)))
 
 
-def results(path):
-    """{test id: 'pass' | 'fail' | 'skip'} from a JUnit XML report (gtest's or pytest's)."""
+def results(pattern):
+    """{test id: 'pass' | 'fail' | 'skip'} from the JUnit XML reports (gtest's or pytest's)
+    matching `pattern`."""
     out = {}
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        return out
+    for path in sorted(glob.glob(pattern)):
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError):
+            continue
+        out.update(cases(root))
+    return out
+
+
+def cases(root):
+    out = {}
     for case in root.iter("testcase"):
         test = f"{case.get('classname')}.{case.get('name')}"
-        if case.get("value_param"):  # gtest's parameterised tests: the parameter, not only its index
-            test += f" ({case.get('value_param').strip('\"')})"
+        param = case.get("value_param")
+        if param:  # gtest's parameterised tests: the parameter, not only its index
+            test += " (" + param.strip('"') + ")"
         if case.find("failure") is not None or case.find("error") is not None:
             out[test] = "fail"
         elif case.find("skipped") is not None or case.get("status") == "notrun" or case.get("result") == "skipped":
@@ -82,8 +92,8 @@ def compare(runs, doc, suites):
     unexplained = 0
     for suite in suites:
         for mode in ("self-managed", "hsm"):
-            soft = results(f"{runs}/softhsm-{mode}/{suite}/{suite}.xml")
-            kg = results(f"{runs}/{mode}/{suite}/{suite}.xml")
+            soft = results(f"{runs}/softhsm-{mode}/{suite}/{suite}*.xml")
+            kg = results(f"{runs}/{mode}/{suite}/{suite}*.xml")
             print(f"\n== {suite}, {mode}: SoftHSM2 (same mechanisms) {count(soft)}; keygate {count(kg)}")
             behind = sorted(t for t, r in soft.items() if r == "pass" and kg.get(t) != "pass")
             ahead = sorted(t for t, r in kg.items() if r == "pass" and soft.get(t) != "pass")

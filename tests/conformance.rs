@@ -600,3 +600,47 @@ fn seed_random_and_mechanism_info_check_their_pointers() {
         CKR_ARGUMENTS_BAD
     );
 }
+
+// AES-GCM with a shorter tag (python-pkcs11 uses 120 bits): NIST's 96 to 128 bits are taken;
+// a shorter tag is the full tag's first bytes.
+
+#[test]
+fn aes_gcm_takes_tags_of_96_to_128_bits() {
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let value = [0x24u8; 16];
+    let key = import_secret(
+        &s,
+        KeyType::AES,
+        &value,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let full = aes_gcm::Aes128Gcm::new_from_slice(&value)
+        .unwrap()
+        .encrypt(
+            &[5u8; 12].into(),
+            Payload {
+                msg: b"INPUT DATA",
+                aad: b"foo",
+            },
+        )
+        .unwrap();
+    for bits in [96u64, 104, 112, 120, 128] {
+        let mut iv = [5u8; 12];
+        let ct = s.encrypt(&gcm_tag(&mut iv, bits), key, b"INPUT DATA").unwrap();
+        assert_eq!(ct[..], full[..10 + bits as usize / 8], "{bits}-bit tag");
+        assert_eq!(s.decrypt(&gcm_tag(&mut iv, bits), key, &ct).unwrap(), b"INPUT DATA");
+        let mut bad = ct.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(
+            s.decrypt(&gcm_tag(&mut iv, bits), key, &bad).is_err(),
+            "{bits}-bit tag forged"
+        );
+    }
+}
+
+fn gcm_tag(iv: &mut [u8; 12], bits: u64) -> Mechanism<'_> {
+    Mechanism::AesGcm(cryptoki::mechanism::aead::GcmParams::new(iv, b"foo", bits.into()).unwrap())
+}

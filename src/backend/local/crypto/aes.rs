@@ -75,6 +75,71 @@ pub fn gcm_decrypt(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroi
     }
 }
 
+/// The GCM tag lengths keygate takes besides [`TAG_LEN`] (bytes): NIST SP 800-38D's 96 to 120
+/// bits. Shorter tags (64 and 32 bits) are for special uses only and are refused.
+pub const SHORT_TAGS: std::ops::RangeInclusive<usize> = 12..=15;
+
+/// AES-GCM with a tag of `tag_len` bytes ([`SHORT_TAGS`]): the full tag's first bytes, as
+/// GCM defines a shorter tag.
+pub fn gcm_encrypt_short_tag(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8], tag_len: usize) -> Result<Vec<u8>> {
+    let mut out = gcm_encrypt(key, iv, aad, pt)?;
+    if !SHORT_TAGS.contains(&tag_len) {
+        return Err(Error::MechanismParamInvalid);
+    }
+    out.truncate(out.len() - (TAG_LEN - tag_len));
+    Ok(out)
+}
+
+/// AES-GCM decryption with a tag of `tag_len` bytes ([`SHORT_TAGS`]), checked by the aes-gcm
+/// crate's own short-tag instances before any plaintext is released.
+pub fn gcm_decrypt_short_tag(
+    key: &[u8],
+    iv: &[u8],
+    aad: &[u8],
+    ct: &[u8],
+    tag_len: usize,
+) -> Result<Zeroizing<Vec<u8>>> {
+    use aes_gcm::aead::consts::{U12 as T12, U13, U14, U15};
+    macro_rules! open {
+        ($a:ty) => {
+            match tag_len {
+                12 => open_short::<$a, T12>(key, iv, aad, ct),
+                13 => open_short::<$a, U13>(key, iv, aad, ct),
+                14 => open_short::<$a, U14>(key, iv, aad, ct),
+                15 => open_short::<$a, U15>(key, iv, aad, ct),
+                _ => Err(Error::MechanismParamInvalid),
+            }
+        };
+    }
+    if iv.len() != IV_LEN {
+        return Err(Error::MechanismParamInvalid);
+    }
+    match key.len() {
+        16 => open!(aes::Aes128),
+        24 => open!(aes::Aes192),
+        32 => open!(aes::Aes256),
+        _ => Err(Error::KeySizeRange),
+    }
+}
+
+fn open_short<A, T>(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
+where
+    T: aes_gcm::TagSize,
+    AesGcm<A, U12, T>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12, TagSize = T>,
+{
+    let c = AesGcm::<A, U12, T>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
+    let n = T::USIZE;
+    let Some(tag_at) = ct.len().checked_sub(n) else {
+        return Err(Error::EncryptedDataLenRange);
+    };
+    let mut buf = Zeroizing::new(ct[..tag_at].to_vec());
+    let tag: &aes_gcm::Tag<T> = ct[tag_at..].into();
+    let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
+    c.decrypt_in_place_detached(&Nonce::from(iv), aad, &mut buf, tag)
+        .map_err(|_| Error::EncryptedDataInvalid)?;
+    Ok(buf)
+}
+
 /// Which key-wrap construction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WrapKind {
@@ -192,6 +257,27 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_short_gcm_tag_is_the_full_tags_prefix_and_is_checked() {
+        let key = [7u8; 16];
+        let full = gcm_encrypt(&key, &[1; 12], b"aad", b"plaintext").unwrap();
+        for n in SHORT_TAGS {
+            let ct = gcm_encrypt_short_tag(&key, &[1; 12], b"aad", b"plaintext", n).unwrap();
+            assert_eq!(ct[..], full[..9 + n]);
+            assert_eq!(
+                &*gcm_decrypt_short_tag(&key, &[1; 12], b"aad", &ct, n).unwrap(),
+                b"plaintext"
+            );
+            let mut bad = ct.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            assert_eq!(
+                gcm_decrypt_short_tag(&key, &[1; 12], b"aad", &bad, n).map(|_| ()),
+                Err(Error::EncryptedDataInvalid)
+            );
+        }
+        assert!(gcm_encrypt_short_tag(&key, &[1; 12], b"", b"x", 8).is_err());
     }
 
     #[test]

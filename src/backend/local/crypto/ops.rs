@@ -183,19 +183,24 @@ pub struct Gcm {
     key: Secret,
     iv: Vec<u8>,
     aad: Vec<u8>,
+    /// The tag length in bytes: 16, or one of [`aes::SHORT_TAGS`].
+    tag_len: usize,
     buf: Zeroizing<Vec<u8>>,
     encrypt: bool,
 }
 
 impl Gcm {
     pub fn new(key: Secret, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
-        if iv.len() != aes::IV_LEN || tag_bits != (aes::TAG_LEN * 8) as u64 {
+        let tag_len = (tag_bits / 8) as usize;
+        let tag_ok = tag_bits % 8 == 0 && (tag_len == aes::TAG_LEN || aes::SHORT_TAGS.contains(&tag_len));
+        if iv.len() != aes::IV_LEN || !tag_ok {
             return Err(Error::MechanismParamInvalid);
         }
         Ok(Self {
             key,
             iv,
             aad,
+            tag_len,
             buf: Zeroizing::new(Vec::new()),
             encrypt,
         })
@@ -205,6 +210,15 @@ impl Gcm {
 impl Gcm {
     /// The whole operation on the whole input.
     fn run(&self, input: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if self.tag_len != aes::TAG_LEN {
+            // A shorter tag: rare, so the crate's own instances rather than the provider's.
+            return match self.encrypt {
+                true => {
+                    aes::gcm_encrypt_short_tag(&self.key, &self.iv, &self.aad, input, self.tag_len).map(Zeroizing::new)
+                }
+                false => aes::gcm_decrypt_short_tag(&self.key, &self.iv, &self.aad, input, self.tag_len),
+            };
+        }
         if self.encrypt {
             provider()
                 .gcm_encrypt(&self.key, &self.iv, &self.aad, input)
