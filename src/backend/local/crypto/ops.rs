@@ -192,7 +192,7 @@ pub struct Gcm {
 impl Gcm {
     pub fn new(key: Secret, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
         let tag_len = (tag_bits / 8) as usize;
-        let tag_ok = tag_bits % 8 == 0 && (tag_len == aes::TAG_LEN || aes::SHORT_TAGS.contains(&tag_len));
+        let tag_ok = tag_bits.is_multiple_of(8) && (tag_len == aes::TAG_LEN || aes::SHORT_TAGS.contains(&tag_len));
         if iv.len() != aes::IV_LEN || !tag_ok {
             return Err(Error::MechanismParamInvalid);
         }
