@@ -8,16 +8,17 @@
 mod convert;
 mod ops;
 mod raw;
+mod sessions;
 
 use crate::fastmap::FastMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::Error as CkError;
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
-use cryptoki::session::{Session as CkSession, UserType as CkUser};
+use cryptoki::session::Session as CkSession;
 use cryptoki::slot::Slot as CkSlot;
 use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
@@ -25,7 +26,7 @@ use zeroize::Zeroizing;
 
 use self::ops::{Cipher, Kind, Op, Prehashed};
 use self::raw::RawFunctions;
-use super::module::raw_pin;
+use self::sessions::HsmSession;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
@@ -41,17 +42,6 @@ struct Device {
 }
 
 type Shared = Arc<Mutex<CkSession>>;
-
-/// The HSM sessions of one keygate session: `main` for objects and searches (the HSM destroys
-/// a session's objects with the session that made them), and one per kind of operation, opened
-/// at its first use. PKCS#11 lets a session run a search and one operation of each kind at once;
-/// an HSM may run one of anything per session (SoftHSM2 does), so a signature started with
-/// C_SignInit must not make the application's next C_FindObjectsInit fail.
-struct HsmSession {
-    main: Shared,
-    rw: bool,
-    ops: Mutex<[Option<Shared>; Kind::COUNT]>,
-}
 
 /// What the token offers, worked out once from what the HSM offers.
 struct Offered {
@@ -236,55 +226,6 @@ impl HsmBackend {
         }
     }
 
-    fn session(&self, s: u64) -> Result<Shared> {
-        self.sessions
-            .read()
-            .get(&s)
-            .map(|x| x.main.clone())
-            .ok_or(Error::SessionHandleInvalid)
-    }
-
-    /// The HSM session of keygate session `s` for operations of `kind` (see [`HsmSession`]).
-    fn op_session(&self, s: u64, kind: Kind) -> Result<Shared> {
-        let hs = self
-            .sessions
-            .read()
-            .get(&s)
-            .cloned()
-            .ok_or(Error::SessionHandleInvalid)?;
-        let mut ops = hs.ops.lock();
-        if let Some(x) = &ops[kind as usize] {
-            return Ok(x.clone());
-        }
-        let x = Arc::new(Mutex::new(self.open_hsm_session(hs.rw)?));
-        ops[kind as usize] = Some(x.clone());
-        Ok(x)
-    }
-
-    /// The operation sessions of `s` already open for `kinds`.
-    fn open_op_sessions(&self, s: u64, kinds: &[Kind]) -> Vec<Shared> {
-        let Some(hs) = self.sessions.read().get(&s).cloned() else {
-            return Vec::new();
-        };
-        let ops = hs.ops.lock();
-        kinds.iter().filter_map(|k| ops[*k as usize].clone()).collect()
-    }
-
-    fn open_hsm_session(&self, rw: bool) -> Result<CkSession> {
-        let d = self.device()?;
-        if rw {
-            d.pkcs11.open_rw_session(d.slot)
-        } else {
-            d.pkcs11.open_ro_session(d.slot)
-        }
-        .map_err(fwd("C_OpenSession"))
-    }
-
-    /// Any open HSM session (logout and login state are per application on the HSM).
-    fn any_session(&self) -> Option<Shared> {
-        self.sessions.read().values().next().map(|x| x.main.clone())
-    }
-
     /// One C_GetAttributeValue for what a key operation checks, instead of the class and then
     /// every attribute of the class.
     fn read_key_attributes(&self, session: u64, id: &ObjectId) -> Result<Arc<AttrMap>> {
@@ -356,57 +297,6 @@ impl HsmBackend {
             self.session_objects.lock().entry(s).or_default().push(h);
         }
         self.register(h)
-    }
-
-    /// `login = "held"`: the application's `C_Login` (its PIN, if any, is not used) logs the
-    /// HSM in with the credential keygate holds. A credential the HSM refuses is not presented
-    /// again by this process: keygate never adds tries to the HSM's own failure counter.
-    fn held_login(&self, s: &cryptoki::session::Session, user: CkUser) -> Result<()> {
-        if self.held_refused.load(Ordering::Relaxed) {
-            log::error!(
-                "token {:?}: the held HSM credential was refused before; fix it and restart the application",
-                self.cfg.label
-            );
-            return Err(Error::PinIncorrect);
-        }
-        let pin = super::module::credential(self.hsm.pin_env.as_ref(), self.hsm.pin_file.as_ref(), "HSM credential")
-            .inspect_err(|e| log::error!("token {:?}: {e}", self.cfg.label))?;
-        match s.login_with_raw(user, &raw_pin(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-            Err(e) => {
-                let e = fwd("C_Login")(e);
-                if matches!(
-                    e.ck_rv(),
-                    pkcs11_sys::CKR_PIN_INCORRECT | pkcs11_sys::CKR_PIN_LOCKED | pkcs11_sys::CKR_PIN_EXPIRED
-                ) {
-                    self.held_refused.store(true, Ordering::Relaxed);
-                }
-                log::error!("token {:?}: the HSM refused the held credential: {e}", self.cfg.label);
-                Err(e)
-            }
-        }
-    }
-
-    /// `C_Login(CKU_CONTEXT_SPECIFIC)` on the HSM sessions whose operation waits for it (a
-    /// signature or a decryption: `token/` checked that one does). The first answer other than
-    /// "no operation here" is the answer, so a wrong PIN counts once.
-    fn context_login(&self, session: u64, pin: &Pin) -> Result<()> {
-        let mut answer = Err(Error::OperationNotInitialized);
-        for s in self.open_op_sessions(session, &[Kind::Sign, Kind::Decrypt]) {
-            let s = s.lock();
-            let r = if self.hsm.login == LoginMode::Held {
-                self.held_login(&s, CkUser::ContextSpecific)
-            } else {
-                s.login_with_raw(CkUser::ContextSpecific, &raw_pin(pin))
-                    .map_err(fwd("C_Login"))
-            };
-            match r {
-                Err(e) if e.ck_rv() == pkcs11_sys::CKR_OPERATION_NOT_INITIALIZED => {}
-                Ok(()) => answer = Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-        answer
     }
 
     /// The attributes of `attrs` that differ from the object's now: only those are sent, since
@@ -496,16 +386,7 @@ impl Backend for HsmBackend {
     }
 
     fn login(&self, session: u64, user: UserType, pin: &Pin) -> Result<()> {
-        if user == UserType::ContextSpecific {
-            return self.context_login(session, pin);
-        }
-        let s = self.session(session)?;
-        let s = s.lock();
-        if self.hsm.login == LoginMode::Held && user != UserType::So {
-            return self.held_login(&s, convert::user_of(user));
-        }
-        s.login_with_raw(convert::user_of(user), &raw_pin(pin))
-            .map_err(fwd("C_Login"))
+        self.log_in(session, user, pin)
     }
 
     fn logout(&self, session: u64) {
@@ -703,14 +584,7 @@ impl Backend for HsmBackend {
     }
 
     fn session_opened(&self, session: u64, rw: bool) -> Result<()> {
-        let main = Arc::new(Mutex::new(self.open_hsm_session(rw)?));
-        let hs = HsmSession {
-            main,
-            rw,
-            ops: Mutex::new(Default::default()),
-        };
-        self.sessions.write().insert(session, Arc::new(hs));
-        Ok(())
+        self.open_session(session, rw)
     }
 
     fn session_closed(&self, session: u64) {
