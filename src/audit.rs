@@ -120,7 +120,7 @@ pub fn now() -> String {
         .unwrap_or_default();
     let secs = d.as_secs();
     let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = crate::token::dates::civil(days as i64);
+    let (year, month, day) = crate::model::dates::civil(days as i64);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rest / 3600,

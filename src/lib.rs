@@ -12,8 +12,11 @@
 pub mod audit;
 pub mod backend;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod fastmap;
 pub mod ffi;
 pub mod logging;
+pub mod model;
+pub mod sys;
 pub mod token;

@@ -14,12 +14,12 @@ use std::fmt::Debug;
 use zeroize::Zeroizing;
 
 use crate::error::Result;
-use crate::token::attributes::AttrMap;
-use crate::token::mechanisms::{Mechanism, MechanismInfo, Pin};
+use crate::model::attributes::AttrMap;
+use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin};
 
 /// What [`Backend::key_attributes`] returns at least.
 pub const KEY_USE: &[u64] = {
-    use crate::token::attributes::attr::*;
+    use crate::model::attributes::attr::*;
     &[
         CLASS,
         KEY_TYPE,

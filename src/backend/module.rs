@@ -13,7 +13,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::slot::Slot;
 
 use crate::error::{Error, Result};
-use crate::token::mechanisms::Pin;
+use crate::model::mechanisms::Pin;
 
 /// The module at `path`, loaded and initialised, and the slot of its token labelled `label`.
 ///

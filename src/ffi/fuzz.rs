@@ -14,8 +14,8 @@ use crate::backend::local::anchor::Anchor;
 use crate::backend::local::codec;
 use crate::backend::local::header::Header;
 use crate::config::Config;
-use crate::token::attributes::{nested, RULES};
-use crate::token::mechanisms::{mech, MECHANISMS};
+use crate::model::attributes::{nested, RULES};
+use crate::model::mechanisms::{mech, MECHANISMS};
 use crate::token::object::{self, Origin};
 
 /// Takes the next byte (0 once the input is used up).

@@ -5,7 +5,7 @@ use pkcs11_sys::*;
 use super::entry;
 use super::raw::{self, padded};
 use crate::error::Error;
-use crate::token::mechanisms::lookup;
+use crate::model::mechanisms::lookup;
 use crate::token::{provider, provider as prov};
 
 /// keygate's library version, reported in `CK_INFO` and `CK_SLOT_INFO`/`CK_TOKEN_INFO`.
@@ -158,8 +158,8 @@ entry! {
             ulSessionCount: sessions,
             ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
             ulRwSessionCount: rw,
-            ulMaxPinLen: crate::token::mechanisms::PIN_MAX as CK_ULONG,
-            ulMinPinLen: crate::token::mechanisms::PIN_MIN as CK_ULONG,
+            ulMaxPinLen: crate::model::mechanisms::PIN_MAX as CK_ULONG,
+            ulMinPinLen: crate::model::mechanisms::PIN_MIN as CK_ULONG,
             ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
             ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
             ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,

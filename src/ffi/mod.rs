@@ -1,9 +1,8 @@
-//! The C ABI: the ONLY place raw pointers are read or written, and the only module allowed
-//! `unsafe`. Every entry point runs inside [`guard`]: pointers are decoded at the top by
+//! The C ABI keygate exports: the only place an application's raw pointers are read or
+//! written. Every entry point runs inside [`guard`]: pointers are decoded at the top by
 //! `raw.rs`, the call goes to `token/`, the result maps to a `CK_RV` once, and a panic never
-//! crosses the C boundary (it becomes `CKR_GENERAL_ERROR`). The calls keygate makes into the
-//! OS's C interface for locked, undumpable memory are here too (`secret_page`), behind a safe
-//! type the backends use.
+//! crosses the C boundary (it becomes `CKR_GENERAL_ERROR`). The OS calls keygate makes (locked
+//! pages, the process id across fork) are in `sys/`.
 #![allow(unsafe_code)]
 #![allow(non_snake_case)]
 
@@ -15,10 +14,8 @@ mod general;
 pub mod interface;
 mod key;
 mod object;
-pub mod process;
 mod random;
 pub mod raw;
-pub mod secret_page;
 mod session;
 mod sign;
 mod unsupported;

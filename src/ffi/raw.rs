@@ -5,8 +5,8 @@
 use pkcs11_sys::*;
 
 use crate::error::{Error, Result};
-use crate::token::attributes::{nested, AttrMap};
-use crate::token::mechanisms::{mech, DigestAlg, Mechanism, OaepParams, Pin, PssParams};
+use crate::model::attributes::{nested, AttrMap};
+use crate::model::mechanisms::{mech, DigestAlg, Mechanism, OaepParams, Pin, PssParams};
 
 /// Largest attribute value or input accepted through a pointer (sanity bound against lengths
 /// that do not describe the caller's memory).

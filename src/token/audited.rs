@@ -5,8 +5,6 @@
 //! operation initialised is ended again, objects just made are destroyed, and the caller gets
 //! `CKR_GENERAL_ERROR`. Nothing here holds a session lock while it writes.
 
-use super::attributes::{attr, AttrMap};
-use super::mechanisms::{mflag, Mechanism, Pin};
 use super::operations::Out;
 use super::pinning::of_attrs;
 use super::policy;
@@ -14,6 +12,8 @@ use super::provider::Provider;
 use crate::audit::{self, Event, KeyRef};
 use crate::backend::UserType;
 use crate::error::Result;
+use crate::model::attributes::{attr, AttrMap};
+use crate::model::mechanisms::{mflag, Mechanism, Pin};
 
 impl Provider {
     /// The label, `CKA_ID` and fingerprint of the key behind `handle`, as far as the session

@@ -3,9 +3,9 @@
 //! only the token sets, what `C_SetAttributeValue` may change, and what `C_GetAttributeValue`
 //! may reveal.
 
-use super::attributes::{attr, check_kind, class, flag, key_type, rule_for, AttrMap, Default, UNAVAILABLE};
-use super::mechanisms::Mechanism;
 use crate::error::{Error, Result};
+use crate::model::attributes::{attr, check_kind, class, flag, key_type, rule_for, AttrMap, Default, UNAVAILABLE};
+use crate::model::mechanisms::Mechanism;
 
 /// How a new object comes to be; decides the token-set attributes.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ fn check_caller_attrs(t: &AttrMap, cls: u64, origin: Origin<'_>, is_so: bool) ->
 /// Completes a caller's template for a new object: checks, defaults, token-set attributes.
 pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrMap> {
     let cls = t.class()?;
-    if super::attributes::Classes::of(cls).is_none() {
+    if crate::model::attributes::Classes::of(cls).is_none() {
         // A class keygate does not hold (or no class at all): the value is what is wrong.
         return Err(Error::AttributeValueInvalid(attr::CLASS));
     }
@@ -63,7 +63,10 @@ pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrM
             }
         }
     }
-    for r in super::attributes::RULES.iter().chain(std::iter::once(&value_rule(cls))) {
+    for r in crate::model::attributes::RULES
+        .iter()
+        .chain(std::iter::once(&value_rule(cls)))
+    {
         let Some(r) = rule_for(r.ty, cls) else { continue };
         if t.contains(r.ty) {
             continue;
@@ -108,11 +111,11 @@ pub fn complete(mut t: AttrMap, origin: Origin<'_>, is_so: bool) -> Result<AttrM
     Ok(t)
 }
 
-fn value_rule(cls: u64) -> super::attributes::Rule {
-    rule_for(attr::VALUE, cls).unwrap_or(super::attributes::Rule {
+fn value_rule(cls: u64) -> crate::model::attributes::Rule {
+    rule_for(attr::VALUE, cls).unwrap_or(crate::model::attributes::Rule {
         ty: attr::VALUE,
-        kind: super::attributes::Kind::Bytes,
-        classes: super::attributes::Classes::DATA,
+        kind: crate::model::attributes::Kind::Bytes,
+        classes: crate::model::attributes::Classes::DATA,
         flags: 0,
         default: None,
     })
@@ -203,7 +206,7 @@ pub fn apply_changes(obj: &AttrMap, changes: &AttrMap, copy: bool, is_so: bool) 
         }
         if ty == attr::KEYGATE_REVOKED {
             let reason = u64::from_le_bytes(v.try_into().map_err(|_| Error::AttributeValueInvalid(ty))?);
-            if super::attributes::revocation::name(reason).is_none() {
+            if crate::model::attributes::revocation::name(reason).is_none() {
                 return Err(Error::AttributeValueInvalid(ty));
             }
         }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
-use super::attributes::{attr, class, key_type, nested, revocation, AttrMap};
-use super::dates;
-use super::mechanisms::{mflag, Mechanism};
 use super::object::{self, Origin};
 use super::provider::Provider;
 use super::session::{Active, KeptWrap, Session};
 use crate::backend::{Backend, ObjectId};
 use crate::error::{Error, Result};
+use crate::model::attributes::{attr, class, key_type, nested, revocation, AttrMap};
+use crate::model::dates;
+use crate::model::mechanisms::{mflag, Mechanism};
 
 /// The answer to a call that produces output.
 #[derive(Debug)]

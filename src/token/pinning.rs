@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::attributes::{attr, class, key_type, AttrMap};
-use super::mechanisms::{DigestAlg, Mechanism};
-use crate::backend::local::crypto::ec;
 use crate::backend::{Backend, ObjectId};
 use crate::config::PinConfig;
+use crate::crypto::ec;
 use crate::error::{Error, Result};
+use crate::model::attributes::{attr, class, key_type, AttrMap};
+use crate::model::mechanisms::{DigestAlg, Mechanism};
 
 /// What a pin says a key must be.
 #[derive(Debug, Clone, PartialEq, Eq)]

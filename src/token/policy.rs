@@ -8,13 +8,12 @@
 
 use pkcs11_sys as ck;
 
-use super::attributes::{attr, class, key_type, AttrMap};
-use super::mechanisms::{mech, mflag, Mechanism, MechanismInfo};
 use crate::config::PolicyConfig;
 use crate::error::{Error, Result};
+use crate::model::attributes::{attr, class, key_type, AttrMap};
+use crate::model::mechanisms::{mech, mflag, Mechanism, MechanismInfo};
 
-/// The smallest RSA modulus the floor allows, in bits.
-pub const RSA_FLOOR_BITS: u64 = 2048;
+pub use crate::model::mechanisms::RSA_FLOOR_BITS;
 /// The smallest AES key the floor allows, in bytes.
 const AES_FLOOR_BYTES: u64 = 16;
 
@@ -292,7 +291,15 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::mechanisms::{PssParams, MECHANISMS};
+    use crate::model::mechanisms::{PssParams, MECHANISMS};
+
+    #[test]
+    fn a_configuration_cannot_lower_the_floor() {
+        assert!(Policy::check_config("t", &cfg(Some(&["CKM_ECDSA"]), 2048)).is_ok());
+        let e = Policy::check_config("t", &cfg(Some(&["CKM_DES3_CBC"]), 2048)).unwrap_err();
+        assert!(e.contains("floor"), "{e}");
+        assert!(Policy::check_config("t", &cfg(None, 1024)).is_err());
+    }
 
     fn cfg(allow: Option<&[&str]>, min_rsa_bits: u32) -> PolicyConfig {
         PolicyConfig {
@@ -304,7 +311,7 @@ mod tests {
 
     #[test]
     fn every_forwardable_mechanism_has_a_name() {
-        for ty in crate::token::mechanisms::FORWARDABLE {
+        for ty in crate::model::mechanisms::FORWARDABLE {
             assert_eq!(by_name(&name(*ty)), Some(*ty));
             assert_eq!(
                 floor_refuses(*ty),

@@ -13,9 +13,7 @@ use std::sync::Arc;
 use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 
-use super::attributes::{attr, AttrMap};
 use super::handles::Handles;
-use super::mechanisms::{Mechanism, MechanismInfo, Pin};
 use super::object::{self, Origin, Readable};
 use super::pinning::Pins;
 use super::policy::Policy;
@@ -24,6 +22,8 @@ use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, Lifetime, ObjectId, TokenStatus, UserType};
 use crate::config::{Config, Mode, TokenConfig};
 use crate::error::{Error, Result};
+use crate::model::attributes::{attr, AttrMap};
+use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin};
 
 /// One slot and its token.
 #[derive(Debug)]
@@ -85,7 +85,7 @@ static PROVIDER: RwLock<Option<Arc<Provider>>> = RwLock::new(None);
 /// The initialised provider, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child).
 pub fn provider() -> Result<Arc<Provider>> {
     match &*PROVIDER.read() {
-        Some(p) if p.pid == crate::ffi::process::id() => Ok(p.clone()),
+        Some(p) if p.pid == crate::sys::process::id() => Ok(p.clone()),
         _ => Err(Error::CryptokiNotInitialized),
     }
 }
@@ -97,7 +97,7 @@ static FORKED_FROM: Mutex<Vec<Arc<Provider>>> = Mutex::new(Vec::new());
 pub fn initialize() -> Result<()> {
     let mut g = PROVIDER.write();
     if let Some(p) = &*g {
-        if p.pid == crate::ffi::process::id() {
+        if p.pid == crate::sys::process::id() {
             return Err(Error::CryptokiAlreadyInitialized);
         }
         // A forked child: the parent's state (its sqlite connections, its HSM sessions) belongs
@@ -108,7 +108,7 @@ pub fn initialize() -> Result<()> {
             FORKED_FROM.lock().push(inherited);
         }
     }
-    let (slots, audit) = match Config::load() {
+    let (slots, audit) = match super::load_config(None) {
         Ok(cfg) => (slots_from(&cfg), cfg.audit.as_ref().map(crate::audit::Audit::new)),
         Err(e) => {
             log::error!("keygate: {e}; the module has no slots");
@@ -120,7 +120,7 @@ pub fn initialize() -> Result<()> {
         sessions: RwLock::new(FastMap::default()),
         handles: Handles::default(),
         next_session: AtomicU64::new(0),
-        pid: crate::ffi::process::id(),
+        pid: crate::sys::process::id(),
         audit,
     }));
     Ok(())
@@ -153,7 +153,7 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
 pub fn finalize() -> Result<()> {
     let mut g = PROVIDER.write();
     match g.take() {
-        Some(p) if p.pid == crate::ffi::process::id() => {
+        Some(p) if p.pid == crate::sys::process::id() => {
             drop(g);
             // Releases every blocking C_WaitForSlotEvent.
             *FINALIZED.0.lock() += 1;

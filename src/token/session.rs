@@ -53,7 +53,7 @@ impl AwaitingLogin {
 
 /// See [`Session::wrapped`].
 pub struct KeptWrap {
-    pub mech: crate::token::mechanisms::Mechanism,
+    pub mech: crate::model::mechanisms::Mechanism,
     pub wrapping: u64,
     pub key: u64,
     pub out: Vec<u8>,

@@ -11,11 +11,11 @@ use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::UserType as CkUser;
 use cryptoki::types::Ulong;
 
-use crate::backend::local::crypto::ec;
 use crate::backend::UserType;
+use crate::crypto::ec;
 use crate::error::{Error, Result};
-use crate::token::attributes::{attr, class, flag, key_type, rule_for, AttrMap};
-use crate::token::mechanisms::{mech, mflag, Mechanism, MechanismInfo, PssParams};
+use crate::model::attributes::{attr, class, flag, key_type, rule_for, AttrMap};
+use crate::model::mechanisms::{mech, mflag, Mechanism, MechanismInfo, PssParams};
 
 /// The HSM's `CK_MECHANISM_INFO` as keygate's.
 pub fn mechanism_info(i: &cryptoki::mechanism::MechanismInfo) -> MechanismInfo {

@@ -30,8 +30,8 @@ use self::sessions::HsmSession;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
-use crate::token::attributes::{attr, flag, rule_for, AttrMap, RULES};
-use crate::token::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo, Pin, FORWARDABLE};
+use crate::model::attributes::{attr, flag, rule_for, AttrMap, RULES};
+use crate::model::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo, Pin, FORWARDABLE};
 
 /// The HSM library and the slot of the configured token.
 struct Device {

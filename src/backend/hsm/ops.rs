@@ -21,10 +21,10 @@ use zeroize::Zeroizing;
 
 use super::raw::{RawFunctions, SinglePart};
 use super::{convert, fwd, Shared};
-use crate::backend::local::crypto::digest::Hasher;
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
+use crate::crypto::digest::Hasher;
 use crate::error::{Error, Result};
-use crate::token::mechanisms::{DigestAlg, Mechanism};
+use crate::model::mechanisms::{DigestAlg, Mechanism};
 
 /// Which kind of operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use crate::backend::module::raw_pin;
 use crate::backend::UserType;
 use crate::config::LoginMode;
 use crate::error::{Error, Result};
-use crate::token::mechanisms::Pin;
+use crate::model::mechanisms::Pin;
 
 /// The HSM sessions of one keygate session: `main` for objects and searches (the HSM destroys
 /// a session's objects with the session that made them), and one per kind of operation, opened

@@ -13,9 +13,10 @@ use super::members::{check_membership, membership};
 use super::restore::remove_db;
 use super::store::Store;
 use super::vault::{self, Key32, Purpose, Role};
-use super::{crypto, Change, LocalBackend, HEADER_DOMAIN};
+use super::{Change, LocalBackend, HEADER_DOMAIN};
+use crate::crypto;
 use crate::error::{Error, Result};
-use crate::token::mechanisms::Pin;
+use crate::model::mechanisms::Pin;
 
 /// What `keygate verify` found. Identifiers are hex.
 #[derive(Debug, Default, Clone, serde::Serialize)]

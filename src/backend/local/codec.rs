@@ -6,7 +6,7 @@
 
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
-use crate::token::attributes::AttrMap;
+use crate::model::attributes::AttrMap;
 
 /// The record format version written by this code.
 pub const FORMAT_VERSION: u8 = 1;
@@ -137,7 +137,7 @@ pub fn check_limits(r: &Record) -> Result<()> {
         return Err(Error::AttributeValueInvalid(t));
     }
     if r.sealed.as_ref().is_some_and(|s| s.len() > MAX_BYTES) {
-        return Err(Error::AttributeValueInvalid(crate::token::attributes::attr::VALUE));
+        return Err(Error::AttributeValueInvalid(crate::model::attributes::attr::VALUE));
     }
     Ok(())
 }

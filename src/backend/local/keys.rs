@@ -4,12 +4,13 @@
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
-use super::crypto::{self, aes, ec, eddsa, ops};
+use super::ops;
 use super::LocalBackend;
 use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
+use crate::crypto::{self, aes, ec, eddsa};
 use crate::error::{Error, Result};
-use crate::token::attributes::{attr, class, key_type, AttrMap};
-use crate::token::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
+use crate::model::attributes::{attr, class, key_type, AttrMap};
+use crate::model::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
 
 /// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410), followed by the 32-byte seed.
 const ED25519_PKCS8_PREFIX: [u8; 16] = [

@@ -9,13 +9,13 @@ pub mod admin;
 pub mod anchor;
 pub mod codec;
 mod commit;
-pub mod crypto;
 pub mod header;
 mod keys;
 mod lock;
 mod members;
 mod mirror;
 mod objects;
+mod ops;
 mod restore;
 pub mod root;
 pub mod store;
@@ -33,9 +33,10 @@ use self::store::Store;
 use self::vault::{KdfParams, Key32, Purpose, Role};
 use crate::backend::{TokenStatus, UserType};
 use crate::config::TokenConfig;
+use crate::crypto;
 use crate::error::{Error, Result};
-use crate::ffi::secret_page::HeldKey;
-use crate::token::mechanisms::{Pin, PIN_MAX, PIN_MIN};
+use crate::model::mechanisms::{Pin, PIN_MAX, PIN_MIN};
+use crate::sys::secret_page::HeldKey;
 
 pub(super) const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
 

@@ -7,14 +7,15 @@ use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use super::codec::{self, Record};
-use super::crypto::ops::Secret;
 use super::members::Vouched;
+use super::ops::Secret;
 use super::store::{candidate_rows, IndexColumns, Row};
 use super::vault::{self, Key32};
-use super::{crypto, LocalBackend, SessionObject};
+use super::{LocalBackend, SessionObject};
 use crate::backend::{Lifetime, ObjectId};
+use crate::crypto;
 use crate::error::{Error, Result};
-use crate::token::attributes::{attr, class, AttrMap};
+use crate::model::attributes::{attr, class, AttrMap};
 
 const OBJECT_DOMAIN: &[u8] = b"keygate/v1/object";
 

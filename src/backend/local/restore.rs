@@ -12,12 +12,12 @@ use super::vault::{self, Key32, Role};
 use super::{LocalBackend, HEADER_DOMAIN};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
-use crate::token::mechanisms::Pin;
+use crate::model::mechanisms::Pin;
 
 /// What restoring `copy` over `current` (both of token `h`) changes: keys destroyed since the
 /// copy was made come back, revocations are undone, and keys made since are gone.
 fn returned_keys(k: &Key32, h: &Header, current: &[Row], copy: &[Row]) -> Result<Vec<String>> {
-    use crate::token::attributes::attr;
+    use crate::model::attributes::attr;
     let open = |rows: &[Row]| -> std::collections::BTreeMap<ObjectId, (String, bool)> {
         rows.iter()
             .filter_map(|row| LocalBackend::check_row(k, &h.uuid, row).ok())

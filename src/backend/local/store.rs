@@ -473,7 +473,7 @@ impl Store {
         if let (Some(m), Some(ops)) = (&self.mirror, t.ops) {
             let prev = generation(&tx)?;
             let mut next = [0u8; 16];
-            super::crypto::random(&mut next)?;
+            crate::crypto::random(&mut next)?;
             set_generation(&tx, &next)?;
             m.follow(&tx, prev, &next, &ops.into_inner());
         }

@@ -16,13 +16,13 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::codec::{Writer, FORMAT_VERSION};
-use super::crypto::{aes, digest, random};
 use crate::backend::ObjectId;
 use crate::config::KdfConfig;
+use crate::crypto::{aes, digest, random};
 use crate::error::{Error, Result};
-use crate::token::attributes::{attr, flag, rule_for, AttrMap};
+use crate::model::attributes::{attr, flag, rule_for, AttrMap};
 
-pub type Key32 = Zeroizing<[u8; 32]>;
+pub use crate::sys::Key32;
 
 /// What an HSM-side value is for.
 #[derive(Debug, Clone, Copy)]
@@ -267,7 +267,7 @@ mod tests {
     fn seal_binds_uid() {
         let dek = new_dek().unwrap();
         let mut attrs = AttrMap::new();
-        attrs.set_ulong(attr::CLASS, crate::token::attributes::class::SECRET_KEY);
+        attrs.set_ulong(attr::CLASS, crate::model::attributes::class::SECRET_KEY);
         let a1 = aad(&[0; 16], &[1; 16], &attrs);
         let a2 = aad(&[0; 16], &[2; 16], &attrs);
         let blob = seal(&dek, &a1, b"key").unwrap();
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn aad_ignores_modifiable_attributes() {
         let mut attrs = AttrMap::new();
-        attrs.set_ulong(attr::CLASS, crate::token::attributes::class::SECRET_KEY);
+        attrs.set_ulong(attr::CLASS, crate::model::attributes::class::SECRET_KEY);
         let before = aad(&[0; 16], &[1; 16], &attrs);
         attrs.set(attr::LABEL, b"renamed".to_vec());
         assert_eq!(aad(&[0; 16], &[1; 16], &attrs), before);

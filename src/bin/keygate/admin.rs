@@ -8,8 +8,8 @@ use keygate_pkcs11::backend::local::admin::VerifyReport;
 use keygate_pkcs11::backend::local::LocalBackend;
 use keygate_pkcs11::backend::{Backend, ObjectId, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
-use keygate_pkcs11::token::attributes::{attr, class, key_type, revocation, AttrMap};
-use keygate_pkcs11::token::mechanisms::Pin;
+use keygate_pkcs11::model::attributes::{attr, class, key_type, revocation, AttrMap};
+use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::Slot;
 
 use crate::read_pin;

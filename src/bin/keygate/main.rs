@@ -9,8 +9,7 @@ mod admin;
 mod bench;
 
 use clap::{Parser, Subcommand};
-use keygate_pkcs11::config::Config;
-use keygate_pkcs11::token::mechanisms::Pin;
+use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::slots_from;
 
 #[derive(Parser)]
@@ -234,7 +233,7 @@ fn fingerprint(
     json: bool,
 ) -> Result<(), String> {
     use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
-    use keygate_pkcs11::token::attributes::{attr, class, AttrMap};
+    use keygate_pkcs11::model::attributes::{attr, class, AttrMap};
     use keygate_pkcs11::token::pinning::of_attrs;
     let b = &slot.backend;
     let token = &slot.label;
@@ -479,11 +478,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         _ => {}
     }
-    let cfg = match &cli.config {
-        Some(p) => Config::load_from(p),
-        None => Config::load(),
-    }
-    .map_err(|e| e.to_string())?;
+    let cfg = keygate_pkcs11::token::load_config(cli.config.as_deref()).map_err(|e| e.to_string())?;
     let slots = slots_from(&cfg);
     match cli.command {
         Command::Init {
@@ -526,13 +521,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 .ok_or(format!("no token {token:?} in the configuration"))?;
             let ident = match (label, id) {
                 (Some(l), _) => (
-                    keygate_pkcs11::token::attributes::attr::LABEL,
+                    keygate_pkcs11::model::attributes::attr::LABEL,
                     l.as_bytes().to_vec(),
                     format!("label {l:?}"),
                 ),
                 (None, Some(i)) => {
                     let v = hex::decode(i.replace(':', "")).map_err(|_| format!("--id {i:?} is not hex"))?;
-                    (keygate_pkcs11::token::attributes::attr::ID, v, format!("CKA_ID {i}"))
+                    (keygate_pkcs11::model::attributes::attr::ID, v, format!("CKA_ID {i}"))
                 }
                 (None, None) => return Err("give --label or --id".into()),
             };
@@ -670,7 +665,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    keygate_pkcs11::ffi::process::default_sigpipe();
+    keygate_pkcs11::sys::process::default_sigpipe();
     keygate_pkcs11::logging::init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,6 @@
 //! says which and why. `KEYGATE_CRYPTO_PROVIDER=rustcrypto|openssl` chooses one for the process
 //! (read once); without it, OpenSSL where it is built, else RustCrypto.
 
-use once_cell::sync::Lazy;
 use zeroize::Zeroizing;
 
 use super::{aes, ec, eddsa};
@@ -49,35 +48,4 @@ impl CryptoProvider for RustCrypto {
     fn name(&self) -> &'static str {
         "rustcrypto"
     }
-}
-
-/// The provider of this process.
-pub fn provider() -> &'static dyn CryptoProvider {
-    *CHOSEN
-}
-
-static CHOSEN: Lazy<&'static dyn CryptoProvider> = Lazy::new(|| {
-    let chosen = match std::env::var("KEYGATE_CRYPTO_PROVIDER").ok().as_deref() {
-        None => default_provider(),
-        Some("rustcrypto") => &RustCrypto,
-        #[cfg(feature = "openssl")]
-        Some("openssl") => &super::openssl::OpenSsl,
-        Some(other) => {
-            let chosen = default_provider();
-            log::error!(
-                "KEYGATE_CRYPTO_PROVIDER={other:?} names no provider built into this module; using {}",
-                chosen.name()
-            );
-            chosen
-        }
-    };
-    log::debug!("crypto provider: {}", chosen.name());
-    chosen
-});
-
-fn default_provider() -> &'static dyn CryptoProvider {
-    #[cfg(feature = "openssl")]
-    return &super::openssl::OpenSsl;
-    #[cfg(not(feature = "openssl"))]
-    return &RustCrypto;
 }

@@ -77,6 +77,9 @@ const fn info(min_key_size: u64, max_key_size: u64, flags: u64) -> MechanismInfo
 }
 
 use mflag::*;
+
+/// The smallest RSA modulus keygate's policy floor allows, in bits (no configuration lowers it).
+pub const RSA_FLOOR_BITS: u64 = 2048;
 /// What the self-managed token implements. Key sizes are in bytes for AES and secrets, in bits
 /// for curves, as PKCS#11 defines per mechanism.
 pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
@@ -305,7 +308,7 @@ impl Mechanism {
 
     /// The key types this mechanism works with (`None`: it takes no key).
     pub fn key_types(&self) -> Option<&'static [u64]> {
-        use crate::token::attributes::key_type as k;
+        use crate::model::attributes::key_type as k;
         const HMAC: &[u64] = &[k::GENERIC_SECRET, k::SHA256_HMAC, k::SHA384_HMAC, k::SHA512_HMAC];
         Some(match self {
             Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Ecdh1Derive { .. } => &[k::EC],

@@ -117,7 +117,7 @@ impl CryptoProvider for OpenSsl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::local::crypto::provider::RustCrypto;
+    use crate::crypto::provider::RustCrypto;
 
     /// Each provider's output is accepted by the other one.
     #[test]

@@ -4,7 +4,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::error::{Error, Result};
-use crate::token::mechanisms::DigestAlg;
+use crate::model::mechanisms::DigestAlg;
 
 /// A running SHA-2 digest.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use zeroize::Zeroize;
 
-use crate::backend::local::vault::Key32;
+use super::Key32;
 
 const LEN: usize = 32;
 

@@ -8,12 +8,12 @@ use zeroize::Zeroizing;
 /// A key's secret as the token holds it while a user is logged in, shared by its operations.
 pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 
-use super::aes;
-use super::digest::{Hasher, HmacSha256};
-use super::provider::provider;
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
+use crate::crypto::aes;
+use crate::crypto::digest::{Hasher, HmacSha256};
+use crate::crypto::provider;
 use crate::error::{Error, Result};
-use crate::token::mechanisms::DigestAlg;
+use crate::model::mechanisms::DigestAlg;
 
 /// What the data of a signature goes through before the key sees it.
 enum Input {

@@ -81,11 +81,11 @@ pub fn raw_point(curve: Curve, bytes: &[u8]) -> Result<Vec<u8>> {
         strip_octet_string(bytes)
     };
     if raw.len() != want {
-        return Err(Error::AttributeValueInvalid(crate::token::attributes::attr::EC_POINT));
+        return Err(Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT));
     }
     if curve == Curve::P256 {
         VerifyingKey::from_sec1_bytes(raw)
-            .map_err(|_| Error::AttributeValueInvalid(crate::token::attributes::attr::EC_POINT))?;
+            .map_err(|_| Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT))?;
     }
     Ok(raw.to_vec())
 }

@@ -3,7 +3,7 @@
 //! (keygate bench, sha256-64, perf). The id is kept in an atomic that a `pthread_atfork` child
 //! handler clears, so a forked child asks the OS once and then has its own.
 //!
-//! In `ffi/` because registering the handler is a call into the C library.
+//! In `sys/` because registering the handler is a call into the C library.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Once;

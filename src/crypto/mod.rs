@@ -1,0 +1,61 @@
+//! In-process cryptography of the self-managed token, over the RustCrypto crates; one file per
+//! mechanism family. Every function takes decoded key bytes and returns zeroising buffers for
+//! secrets. Failures are opaque ([`Error::Crypto`]) unless the specification names a code.
+
+pub mod aes;
+pub mod digest;
+pub mod ec;
+pub mod eddsa;
+#[cfg(feature = "openssl")]
+pub mod openssl;
+
+pub mod provider;
+
+use once_cell::sync::Lazy;
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Fills `out` from the operating system's generator.
+pub fn random(out: &mut [u8]) -> Result<()> {
+    OsRng.try_fill_bytes(out).map_err(|_| Error::RandomNoRng)
+}
+
+/// `n` random bytes in a zeroising buffer.
+pub fn random_secret(n: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut v = Zeroizing::new(vec![0u8; n]);
+    random(&mut v)?;
+    Ok(v)
+}
+
+/// The provider of this process.
+pub fn provider() -> &'static dyn provider::CryptoProvider {
+    *CHOSEN
+}
+
+static CHOSEN: Lazy<&'static dyn provider::CryptoProvider> = Lazy::new(|| {
+    let chosen = match std::env::var("KEYGATE_CRYPTO_PROVIDER").ok().as_deref() {
+        None => default_provider(),
+        Some("rustcrypto") => &provider::RustCrypto,
+        #[cfg(feature = "openssl")]
+        Some("openssl") => &openssl::OpenSsl,
+        Some(other) => {
+            let chosen = default_provider();
+            log::error!(
+                "KEYGATE_CRYPTO_PROVIDER={other:?} names no provider built into this module; using {}",
+                chosen.name()
+            );
+            chosen
+        }
+    };
+    log::debug!("crypto provider: {}", chosen.name());
+    chosen
+});
+
+fn default_provider() -> &'static dyn provider::CryptoProvider {
+    #[cfg(feature = "openssl")]
+    return &openssl::OpenSsl;
+    #[cfg(not(feature = "openssl"))]
+    return &provider::RustCrypto;
+}
