@@ -257,3 +257,134 @@ fn a_full_disk_fails_closed_hsm() {
 fn an_unwritable_path_fails_closed() {
     unwritable(Mode::SelfManaged, "/nonexistent-dir/keygate/audit.jsonl");
 }
+
+/// Every administrative act of the `keygate` program leaves one line in the trail, with its
+/// result as a `CKR_*` name, and no PIN: init, change-pin (a refused one too), rotate-dek,
+/// rotate-root, revoke, destroy, backup's restore.
+#[test]
+fn the_keygate_programs_admin_acts_are_in_the_trail() {
+    pins_in_env();
+    let env = Env::bare();
+    let trail = env.path().join("audit.jsonl");
+    let conf = env.path().join("keygate.toml");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!("\n[audit]\npath = \"{}\"\n", trail.display()));
+    std::fs::write(&conf, text).unwrap();
+    let run = |args: &[&str]| ok(&env, args);
+    run(&[
+        "init",
+        "--token",
+        "test",
+        "--so-pin-env",
+        "KG_SO",
+        "--pin-env",
+        "KG_USER",
+    ]);
+    {
+        let p = env.load();
+        let s = Env::user_session(&p);
+        aes_token_key(&s, "to-revoke");
+        aes_token_key(&s, "to-destroy");
+        drop(s);
+        p.finalize().unwrap();
+    }
+    let uid = |label: &str| {
+        let out = run(&["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["label"] == label)
+            .map(|v| v["uid"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (revoked, destroyed) = (uid("to-revoke"), uid("to-destroy"));
+    std::env::set_var("KG_NEW", "new-user-pin-7788");
+    let change = [
+        "change-pin",
+        "--token",
+        "test",
+        "--old-pin-env",
+        "KG_USER",
+        "--new-pin-env",
+        "KG_NEW",
+    ];
+    let undo = [
+        "change-pin",
+        "--token",
+        "test",
+        "--old-pin-env",
+        "KG_NEW",
+        "--new-pin-env",
+        "KG_USER",
+    ];
+    run(&change);
+    fails(&env, &change, "PIN");
+    run(&undo);
+    run(&[
+        "rotate-dek",
+        "--token",
+        "test",
+        "--so-pin-env",
+        "KG_SO",
+        "--pin-env",
+        "KG_USER",
+    ]);
+    run(&[
+        "rotate-root",
+        "--token",
+        "test",
+        "--so-pin-env",
+        "KG_SO",
+        "--pin-env",
+        "KG_USER",
+    ]);
+    run(&[
+        "revoke",
+        "--token",
+        "test",
+        "--reason",
+        "superseded",
+        "--pin-env",
+        "KG_USER",
+        &revoked,
+    ]);
+    run(&[
+        "destroy",
+        "--token",
+        "test",
+        "--yes",
+        "--pin-env",
+        "KG_USER",
+        &destroyed,
+    ]);
+    let backup = env.path().join("backup.db");
+    run(&["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    run(&["restore", "--token", "test", "--from", backup.to_str().unwrap()]);
+
+    let got: Vec<(String, String)> = lines(&trail)
+        .iter()
+        .filter(|v| v["op"].as_str().unwrap_or("").starts_with("keygate "))
+        .map(|v| {
+            (
+                v["op"].as_str().unwrap().to_string(),
+                v["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("keygate init", "ok"),
+        ("keygate change-pin", "ok"),
+        ("keygate change-pin", "CKR_PIN_INCORRECT"),
+        ("keygate change-pin", "ok"),
+        ("keygate rotate-dek", "ok"),
+        ("keygate rotate-root", "ok"),
+        ("keygate revoke", "ok"),
+        ("keygate destroy", "ok"),
+        ("keygate restore", "ok"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(o, r)| (o.to_string(), r.to_string())).collect();
+    assert_eq!(got, want);
+    let all = std::fs::read_to_string(&trail).unwrap();
+    for secret in [SO_PIN, USER_PIN, "new-user-pin-7788"] {
+        assert!(!all.contains(secret), "a PIN in the trail");
+    }
+}

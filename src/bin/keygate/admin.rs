@@ -55,7 +55,7 @@ pub fn local(cfg: &Config, label: &str) -> Result<LocalBackend, String> {
 }
 
 /// What a rotation needs: the token, the SO PIN and, when the token has one, the user PIN.
-pub fn rotation(
+fn rotation(
     cfg: &Config,
     token: &str,
     so_pin_env: &Option<String>,
@@ -71,6 +71,106 @@ pub fn rotation(
         .then(|| pins.get(pin_env, "user PIN"))
         .transpose()?;
     Ok((b, so, user))
+}
+
+/// Which key `keygate rotate-*` replaces.
+#[derive(Clone, Copy)]
+pub enum Rotate {
+    Dek,
+    Root,
+}
+
+/// `keygate rotate-dek` and `keygate rotate-root`, audited.
+pub fn rotate(
+    cfg: &Config,
+    token: &str,
+    which: Rotate,
+    so_pin_env: &Option<String>,
+    pin_env: &Option<String>,
+) -> Result<(), String> {
+    let (b, so, user) = rotation(cfg, token, so_pin_env, pin_env)?;
+    let (op, r) = match which {
+        Rotate::Dek => (
+            "keygate rotate-dek",
+            b.rotate_dek(&so, user.as_ref(), &progress("re-sealing"))
+                .map(|n| format!("{n} secrets re-sealed")),
+        ),
+        Rotate::Root => (
+            "keygate rotate-root",
+            b.rotate_root(&so, user.as_ref(), &progress("re-MACing"))
+                .map(|()| "root key replaced".to_string()),
+        ),
+    };
+    audited(
+        cfg,
+        token,
+        op,
+        Vec::new(),
+        r.as_ref().ok().cloned(),
+        &audit::result_name(&r),
+    )?;
+    match (which, r) {
+        (Rotate::Dek, Ok(done)) => println!("data key of {token:?} rotated: {done}"),
+        (Rotate::Root, Ok(_)) => println!("root key of {token:?} rotated"),
+        (Rotate::Dek, Err(e)) => return Err(format!("cannot rotate the data key of {token:?}: {e}")),
+        (Rotate::Root, Err(e)) => return Err(format!("cannot rotate the root key of {token:?}: {e}")),
+    }
+    Ok(())
+}
+
+/// `keygate change-pin`, audited (never the PINs).
+pub fn change_pin(
+    cfg: &Config,
+    token: &str,
+    so: bool,
+    old_pin_env: &Option<String>,
+    new_pin_env: &Option<String>,
+) -> Result<(), String> {
+    let b = local(cfg, token)?;
+    let mut pins = Pins::new();
+    let who = if so { "SO PIN" } else { "user PIN" };
+    let old = pins.get(old_pin_env, &format!("current {who}"))?;
+    let new = pins.get(new_pin_env, &format!("new {who}"))?;
+    let r = b.change_pin(so, &old, &new);
+    audited(
+        cfg,
+        token,
+        "keygate change-pin",
+        Vec::new(),
+        Some(who.into()),
+        &audit::result_name(&r),
+    )?;
+    r.map_err(|e| format!("cannot change the {who} of {token:?}: {e}"))?;
+    println!("{who} of {token:?} changed");
+    Ok(())
+}
+
+/// `keygate init`: a new token (any mode's backend), the SO and user PINs set; audited.
+pub fn init(cfg: &Config, slot: &Slot, so: &Pin, user: &Pin) -> Result<(), String> {
+    let (b, token) = (&slot.backend, slot.label.as_str());
+    let r = (|| {
+        b.init_token(so, token)
+            .map_err(|e| (format!("cannot initialise {token:?}: {e}"), e))?;
+        b.session_opened(ADMIN_SESSION, true)
+            .map_err(|e| (format!("cannot open {token:?}: {e}"), e))?;
+        let set = b
+            .login(ADMIN_SESSION, UserType::So, so)
+            .map_err(|e| (format!("SO login failed: {e}"), e))
+            .and_then(|()| {
+                b.init_pin(ADMIN_SESSION, user)
+                    .map_err(|e| (format!("cannot set the user PIN: {e}"), e))
+            });
+        b.logout(ADMIN_SESSION);
+        b.session_closed(ADMIN_SESSION);
+        set
+    })();
+    let result = r
+        .as_ref()
+        .map_or_else(|(_, e)| keygate_pkcs11::error::rv_name(e.ck_rv()), |_| "ok".into());
+    audited(cfg, token, "keygate init", Vec::new(), None, &result)?;
+    r.map_err(|(m, _)| m)?;
+    println!("token {token:?} initialised");
+    Ok(())
 }
 
 /// A bar on standard error while `total` items are worked through, when standard error is a
@@ -436,7 +536,7 @@ pub fn revoke(cfg: &Config, token: &str, key: &str, reason: &str, pin: &Pin) -> 
         let mut new = a.clone();
         new.set_ulong(attr::KEYGATE_REVOKED, code);
         let r = b.update(ADMIN_SESSION, id, new);
-        let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+        let result = audit::result_name(&r);
         audited(
             cfg,
             token,
@@ -456,7 +556,7 @@ pub fn destroy(cfg: &Config, token: &str, key: &str, pin: &Pin) -> Result<(), St
     let b = local(cfg, token)?;
     with_object(&b, token, key, pin, |id, a| {
         let r = b.destroy(ADMIN_SESSION, id);
-        let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+        let result = audit::result_name(&r);
         audited(cfg, token, "keygate destroy", vec![key_ref(a)], None, &result)?;
         r.map_err(|e| format!("cannot destroy {key}: {e}"))?;
         println!("object {key} destroyed");
@@ -468,7 +568,7 @@ pub fn destroy(cfg: &Config, token: &str, key: &str, pin: &Pin) -> Result<(), St
 pub fn destroy_all(cfg: &Config, token: &str, so_pin: &Pin) -> Result<(), String> {
     let b = local(cfg, token)?;
     let r = b.destroy_token(so_pin);
-    let result = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+    let result = audit::result_name(&r);
     audited(cfg, token, "keygate destroy --all", vec![], None, &result)?;
     r.map_err(|e| format!("cannot destroy {token:?}: {e}"))?;
     println!("token {token:?} destroyed: its root key is gone from the HSM, and with it every copy of its keys");

@@ -493,20 +493,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut stdin = std::io::stdin().lock().lines();
             let so = read_pin(&so_pin_env, &mut stdin, "SO PIN")?;
             let user = read_pin(&pin_env, &mut stdin, "user PIN")?;
-            let b = &slot.backend;
-            let admin = keygate_pkcs11::backend::ADMIN_SESSION;
-            b.init_token(&so, &token)
-                .map_err(|e| format!("cannot initialise {token:?}: {e}"))?;
-            b.session_opened(admin, true)
-                .map_err(|e| format!("cannot open {token:?}: {e}"))?;
-            b.login(admin, keygate_pkcs11::backend::UserType::So, &so)
-                .map_err(|e| format!("SO login failed: {e}"))?;
-            b.init_pin(admin, &user)
-                .map_err(|e| format!("cannot set the user PIN: {e}"))?;
-            b.logout(admin);
-            b.session_closed(admin);
-            println!("token {token:?} initialised");
-            Ok(())
+            admin::init(&cfg, slot, &so, &user)
         }
         Command::Fingerprint {
             token,
@@ -587,40 +574,17 @@ fn run(cli: Cli) -> Result<(), String> {
             so,
             old_pin_env,
             new_pin_env,
-        } => {
-            let b = admin::local(&cfg, &token)?;
-            let mut pins = admin::Pins::new();
-            let who = if so { "SO PIN" } else { "user PIN" };
-            let old = pins.get(&old_pin_env, &format!("current {who}"))?;
-            let new = pins.get(&new_pin_env, &format!("new {who}"))?;
-            b.change_pin(so, &old, &new)
-                .map_err(|e| format!("cannot change the {who} of {token:?}: {e}"))?;
-            println!("{who} of {token:?} changed");
-            Ok(())
-        }
+        } => admin::change_pin(&cfg, &token, so, &old_pin_env, &new_pin_env),
         Command::RotateDek(RotateArgs {
             token,
             so_pin_env,
             pin_env,
-        }) => {
-            let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
-            let n = b
-                .rotate_dek(&so, user.as_ref(), &admin::progress("re-sealing"))
-                .map_err(|e| format!("cannot rotate the data key of {token:?}: {e}"))?;
-            println!("data key of {token:?} rotated: {n} secrets re-sealed");
-            Ok(())
-        }
+        }) => admin::rotate(&cfg, &token, admin::Rotate::Dek, &so_pin_env, &pin_env),
         Command::RotateRoot(RotateArgs {
             token,
             so_pin_env,
             pin_env,
-        }) => {
-            let (b, so, user) = admin::rotation(&cfg, &token, &so_pin_env, &pin_env)?;
-            b.rotate_root(&so, user.as_ref(), &admin::progress("re-MACing"))
-                .map_err(|e| format!("cannot rotate the root key of {token:?}: {e}"))?;
-            println!("root key of {token:?} rotated");
-            Ok(())
-        }
+        }) => admin::rotate(&cfg, &token, admin::Rotate::Root, &so_pin_env, &pin_env),
         Command::Status { json } => {
             let mut rows = Vec::new();
             for s in &slots {
