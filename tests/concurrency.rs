@@ -157,3 +157,63 @@ fn many_processes_and_threads() {
     );
     assert!(ops > 0);
 }
+
+/// Two threads log in at once, on two sessions of one token: the login state is checked and
+/// set under one lock, so exactly one succeeds and the other is told the user is already
+/// logged in (before, both could pass the check while the PIN was being checked). The same
+/// for an SO login racing a user login: never both.
+#[test]
+fn concurrent_logins_on_one_token_cannot_both_succeed() {
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let env = Env::new();
+    let p = std::sync::Arc::new(env.load());
+    let slot = Env::slot(&p);
+    for (first, second) in [
+        (UserType::User, UserType::User),
+        (UserType::User, UserType::So),
+        (UserType::So, UserType::User),
+    ] {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let results: Vec<_> = [first, second]
+            .into_iter()
+            .map(|who| {
+                let (p, barrier) = (p.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let s = p.open_rw_session(slot).unwrap();
+                    let pin = if matches!(who, UserType::So) { SO_PIN } else { USER_PIN };
+                    barrier.wait();
+                    let r = s.login(who, Some(&AuthPin::from(pin)));
+                    (s, r)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
+        assert_eq!(
+            ok,
+            1,
+            "{first:?} and {second:?}: {:?}",
+            results.iter().map(|(_, r)| r).collect::<Vec<_>>()
+        );
+        for (_, r) in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(
+                        e,
+                        cryptoki::error::Error::Pkcs11(
+                            cryptoki::error::RvError::UserAlreadyLoggedIn
+                                | cryptoki::error::RvError::UserAnotherAlreadyLoggedIn,
+                            _
+                        )
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
+        let (s, _) = results.into_iter().find(|(_, r)| r.is_ok()).unwrap();
+        s.logout().unwrap();
+    }
+}

@@ -31,6 +31,9 @@ pub struct Slot {
     pub label: String,
     pub backend: Arc<dyn Backend>,
     pub login: Mutex<Option<UserType>>,
+    /// Held by a `C_Login` from its check of [`Slot::login`] to setting it, the PIN check in
+    /// between: two concurrent logins cannot both find nobody logged in.
+    login_gate: Mutex<()>,
     pub policy: Policy,
     pub pins: Pins,
     /// What the token offers under its policy; filled once the backend can say.
@@ -43,6 +46,7 @@ impl Slot {
             label: t.label.clone(),
             backend,
             login: Mutex::new(None),
+            login_gate: Mutex::new(()),
             policy: Policy::new(&t.label, &t.policy),
             pins: Pins::new(&t.label, &t.pins),
             offered: OnceCell::new(),
@@ -307,6 +311,7 @@ impl Provider {
             (s.slot, s.rw)
         };
         let sl = &self.slots[slot_ix];
+        let _gate = sl.login_gate.lock();
         let current = *sl.login.lock();
         match (user, current) {
             (UserType::ContextSpecific, _) => return self.context_login(h, current, pin),
