@@ -6,6 +6,7 @@
 //! failure, so a missing HSM gives `CKR_TOKEN_NOT_PRESENT`/`CKR_DEVICE_ERROR` on this slot only.
 
 mod convert;
+mod objects;
 mod ops;
 mod raw;
 mod sessions;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::Error as CkError;
-use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session as CkSession;
 use cryptoki::slot::Slot as CkSlot;
 use once_cell::sync::OnceCell;
@@ -30,7 +31,7 @@ use self::sessions::HsmSession;
 use super::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::config::{HsmConfig, LoginMode, TokenConfig};
 use crate::error::{Error, Result};
-use crate::model::attributes::{attr, flag, rule_for, AttrMap, RULES};
+use crate::model::attributes::{attr, AttrMap};
 use crate::model::mechanisms::{lookup, mech, DigestAlg, Mechanism, MechanismInfo, Pin, FORWARDABLE};
 
 /// The HSM library and the slot of the configured token.
@@ -225,119 +226,6 @@ impl HsmBackend {
             _ => None,
         }
     }
-
-    /// One C_GetAttributeValue for what a key operation checks, instead of the class and then
-    /// every attribute of the class.
-    fn read_key_attributes(&self, session: u64, id: &ObjectId) -> Result<Arc<AttrMap>> {
-        static TYPES: once_cell::sync::Lazy<Vec<AttributeType>> = once_cell::sync::Lazy::new(|| {
-            // Not the dates (SoftHSM2 2.6.1 fails the whole request when one is empty), nor
-            // keygate's own revocation attribute (no HSM holds it), nor the nested templates
-            // (cryptoki does not carry them): in hsm mode the HSM enforces these, if it does
-            // (docs/decisions.md).
-            super::KEY_USE
-                .iter()
-                .filter(|t| {
-                    ![
-                        attr::START_DATE,
-                        attr::END_DATE,
-                        attr::KEYGATE_REVOKED,
-                        attr::WRAP_TEMPLATE,
-                        attr::UNWRAP_TEMPLATE,
-                    ]
-                    .contains(t)
-                })
-                .filter_map(|t| convert::attribute_type(*t))
-                .collect()
-        });
-        self.read_these(session, id, &TYPES)
-    }
-
-    /// One C_GetAttributeValue for `types` of an object, falling back to reading the class and
-    /// then every attribute of the class when the HSM fails the request as a whole.
-    fn read_these(&self, session: u64, id: &ObjectId, types: &[AttributeType]) -> Result<Arc<AttrMap>> {
-        let h = self.handle(id)?;
-        let got = {
-            let s = self.session(session)?;
-            let s = s.lock();
-            s.get_attributes(h, types)
-        };
-        match got {
-            Ok(got) => {
-                let mut out = AttrMap::new();
-                for a in &got {
-                    if let Some((ty, v)) = convert::attribute_in(a) {
-                        out.set(ty, v);
-                    }
-                }
-                if out.class().is_err() {
-                    return Err(Error::ObjectHandleInvalid);
-                }
-                Ok(Arc::new(out))
-            }
-            // An HSM that fails the request as a whole: the careful way.
-            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => {
-                self.attributes(session, id).map(Arc::new)
-            }
-            Err(e) => Err(fwd("C_GetAttributeValue")(e)),
-        }
-    }
-
-    fn handle(&self, id: &ObjectId) -> Result<ObjectHandle> {
-        self.objects.read().get(id).copied().ok_or(Error::ObjectHandleInvalid)
-    }
-
-    fn register(&self, h: ObjectHandle) -> ObjectId {
-        let id = id_of(h);
-        self.objects.write().insert(id, h);
-        id
-    }
-
-    fn created(&self, s: u64, lifetime: Lifetime, h: ObjectHandle) -> ObjectId {
-        if let Lifetime::Session(_) = lifetime {
-            self.session_objects.lock().entry(s).or_default().push(h);
-        }
-        self.register(h)
-    }
-
-    /// The attributes of `attrs` that differ from the object's now: only those are sent, since
-    /// an HSM refuses writes to attributes it fixed, even with an unchanged value.
-    fn changes(&self, session: u64, id: &ObjectId, attrs: &AttrMap) -> Result<AttrMap> {
-        let before = self.attributes(session, id)?;
-        let mut changed = AttrMap::new();
-        for (ty, v) in attrs.iter() {
-            if before.get(ty) != Some(v) {
-                changed.set(ty, v.to_vec());
-            }
-        }
-        Ok(changed)
-    }
-
-    /// The non-secret attributes an object of `class` may have that cryptoki cannot express.
-    fn beyond_cryptoki(class: u64) -> impl Iterator<Item = u64> {
-        RULES
-            .iter()
-            .filter_map(move |r| rule_for(r.ty, class))
-            .filter(|r| r.flags & flag::SECRET == 0 && r.ty != attr::KEYGATE_REVOKED)
-            .map(|r| r.ty)
-            .filter(|ty| convert::attribute_type(*ty).is_none())
-    }
-
-    /// The types of the non-secret attributes an object of `class` may have.
-    fn readable_types(class: u64) -> Vec<AttributeType> {
-        let mut out: Vec<AttributeType> = RULES
-            .iter()
-            .filter_map(|r| {
-                rule_for(r.ty, class)
-                    .filter(|r| r.flags & flag::SECRET == 0)
-                    .map(|r| r.ty)
-            })
-            .filter_map(convert::attribute_type)
-            .collect();
-        if rule_for(attr::VALUE, class).is_some_and(|r| r.flags & flag::SECRET == 0) {
-            out.push(AttributeType::Value);
-        }
-        out
-    }
 }
 
 impl Backend for HsmBackend {
@@ -417,21 +305,8 @@ impl Backend for HsmBackend {
         r
     }
 
-    fn create(&self, session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
-        convert::der_point(&mut attrs)?;
-        let raw = self.device()?.raw.clone();
-        let s = self.session(session)?;
-        let attrs = convert::template_for_hsm(&attrs);
-        let template: Vec<(u64, &[u8])> = attrs.iter().collect();
-        // Through the library's own C_CreateObject: cryptoki has no variant for some
-        // attributes a client sets (CKA_CERTIFICATE_CATEGORY of a certificate).
-        let h = raw
-            .create_object(s.lock().handle(), &template)
-            .map_err(|rv| Error::Forwarded {
-                function: "C_CreateObject",
-                rv,
-            })?;
-        Ok(self.created(session, lifetime, h))
+    fn create(&self, session: u64, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
+        self.create_object(session, lifetime, attrs)
     }
 
     fn find(&self, session: u64, template: &AttrMap, _private_visible: bool) -> Result<Vec<ObjectId>> {
@@ -442,62 +317,7 @@ impl Backend for HsmBackend {
     }
 
     fn attributes(&self, session: u64, id: &ObjectId) -> Result<AttrMap> {
-        let h = self.handle(id)?;
-        let s = self.session(session)?;
-        let s = s.lock();
-        let class = match s
-            .get_attributes(h, &[AttributeType::Class])
-            .map_err(fwd("C_GetAttributeValue"))?[..]
-        {
-            [Attribute::Class(c)] => u64::from(c),
-            _ => return Err(Error::ObjectHandleInvalid),
-        };
-        // Asked for alone, after the rest: CKA_KEY_GEN_MECHANISM (cryptoki cannot represent the
-        // CK_UNAVAILABLE_INFORMATION an imported key has there) and the two dates (SoftHSM2
-        // 2.6.1 fails a request for an empty CKA_START_DATE/CKA_END_DATE with
-        // CKR_GENERAL_ERROR, which made every key operation's attribute read fall back to one
-        // call per attribute: keygate bench showed it).
-        let alone = [
-            AttributeType::KeyGenMechanism,
-            AttributeType::StartDate,
-            AttributeType::EndDate,
-        ];
-        let (alone, types): (Vec<_>, Vec<_>) = Self::readable_types(class).into_iter().partition(|t| alone.contains(t));
-        let mut got = match s.get_attributes(h, &types) {
-            Ok(got) => got,
-            // Some HSMs fail a whole request over one attribute they handle badly; ask one by
-            // one and keep what works.
-            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => types
-                .iter()
-                .filter_map(|t| s.get_attributes(h, &[*t]).ok())
-                .flatten()
-                .collect(),
-            Err(e) => return Err(fwd("C_GetAttributeValue")(e)),
-        };
-        let mut out = AttrMap::new();
-        for t in alone {
-            match s.get_attributes(h, &[t]) {
-                Ok(v) => got.extend(v),
-                Err(CkError::Pkcs11(..)) => {}
-                Err(_) if t == AttributeType::KeyGenMechanism => {
-                    out.set_ulong(attr::KEY_GEN_MECHANISM, pkcs11_sys::CK_UNAVAILABLE_INFORMATION)
-                }
-                Err(_) => {}
-            }
-        }
-        for a in &got {
-            if let Some((ty, v)) = convert::attribute_in(a) {
-                out.set(ty, v);
-            }
-        }
-        // The attributes cryptoki has no variant for, one by one through the library itself.
-        let raw = self.device()?.raw.clone();
-        for ty in Self::beyond_cryptoki(class) {
-            if let Some(v) = raw.attribute(s.handle(), h, ty) {
-                out.set(ty, v);
-            }
-        }
-        Ok(out)
+        self.object_attributes(session, id)
     }
 
     /// The HSM decides (`tests/objects.rs` shows SoftHSM2 refusing as keygate does): reading
