@@ -3,6 +3,7 @@
 
 mod audited;
 pub mod handles;
+mod keys;
 pub mod object;
 pub mod operations;
 pub mod pinning;
