@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
 
 const PROCESSES: usize = 4;
 const THREADS: usize = 2;
@@ -35,7 +37,14 @@ fn worker() {
             .map(|t| {
                 let p = &p;
                 scope.spawn(move || {
-                    let s = Env::user_session(p);
+                    // Login state is the application's: the thread that logs in second finds the
+                    // user logged in already (tests below: two logins never both succeed).
+                    let s = p.open_rw_session(Env::slot(p)).unwrap();
+                    match s.login(UserType::User, Some(&AuthPin::from(USER_PIN))) {
+                        Ok(())
+                        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {}
+                        Err(e) => panic!("C_Login: {e}"),
+                    }
                     let (mut kept, mut ops) = (Vec::new(), 0u64);
                     let mut n = 0;
                     while Instant::now() < deadline {
@@ -164,8 +173,6 @@ fn many_processes_and_threads() {
 /// for an SO login racing a user login: never both.
 #[test]
 fn concurrent_logins_on_one_token_cannot_both_succeed() {
-    use cryptoki::session::UserType;
-    use cryptoki::types::AuthPin;
     let env = Env::new();
     let p = std::sync::Arc::new(env.load());
     let slot = Env::slot(&p);
