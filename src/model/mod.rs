@@ -5,3 +5,4 @@
 pub mod attributes;
 pub mod dates;
 pub mod mechanisms;
+pub mod rules;
