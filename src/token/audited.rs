@@ -10,33 +10,37 @@ use super::pinning::of_attrs;
 use super::policy;
 use super::provider::Provider;
 use crate::audit::{self, Event, KeyRef};
-use crate::backend::UserType;
+use crate::backend::{ObjectId, UserType};
 use crate::error::Result;
 use crate::model::attributes::{attr, AttrMap};
 use crate::model::mechanisms::{mflag, Mechanism, Pin};
 
 impl Provider {
     /// The label, `CKA_ID` and fingerprint of the key behind `handle`, as far as the session
-    /// can see it. An EC or Edwards private key has a fingerprint here once a pin proved it.
-    fn key_ref(&self, h: u64, handle: u64) -> KeyRef {
+    /// can see it, and where it is (to ask the pins again after the call). Read with the
+    /// attributes a key operation reads anyway ([`crate::backend::KEY_USE`]: in hsm mode kept
+    /// for a moment, so the operation that follows does not ask the HSM again). An EC or
+    /// Edwards private key has a fingerprint here once a pin proved it.
+    fn key_ref(&self, h: u64, handle: u64) -> (KeyRef, Option<(usize, ObjectId)>) {
         let Ok(s) = self.session(h) else {
-            return KeyRef::default();
+            return (KeyRef::default(), None);
         };
         let (id, attrs, slot) = {
             let g = s.lock();
-            match self.object(&g, handle, crate::error::Error::KeyHandleInvalid) {
+            match self.key_object(&g, handle, crate::error::Error::KeyHandleInvalid) {
                 Ok((id, a)) => (id, a, g.slot),
-                Err(_) => return KeyRef::default(),
+                Err(_) => return (KeyRef::default(), None),
             }
         };
         let text = |t| attrs.get(t).filter(|v| !v.is_empty());
-        KeyRef {
+        let r = KeyRef {
             label: text(attr::LABEL).map(|v| String::from_utf8_lossy(v).into_owned()),
             id: text(attr::ID).map(hex::encode),
             fingerprint: of_attrs(&attrs)
                 .or_else(|| self.slots[slot].pins.proven_fingerprint(&id))
                 .map(|f| f.to_string()),
-        }
+        };
+        (r, Some((slot, id)))
     }
 
     fn token_of(&self, h: u64) -> String {
@@ -76,13 +80,20 @@ impl Provider {
         a.ready()?;
         // Named before the call (a destroyed key is gone after it); a private key's fingerprint
         // may only be known after it (a pin proved it).
-        let mut keys: Vec<KeyRef> = inputs.iter().map(|k| self.key_ref(h, *k)).collect();
+        let seen: Vec<_> = inputs.iter().map(|k| self.key_ref(h, *k)).collect();
         let r = run();
-        for (k, handle) in keys.iter_mut().zip(inputs).filter(|(k, _)| k.fingerprint.is_none()) {
-            k.fingerprint = self.key_ref(h, *handle).fingerprint;
-        }
+        // What the call proved (a pin, for a private key) is asked of the pins, not the key.
+        let mut keys: Vec<KeyRef> = seen
+            .into_iter()
+            .map(|(mut k, at)| {
+                if let (None, Some((slot, id))) = (&k.fingerprint, at) {
+                    k.fingerprint = self.slots[slot].pins.proven_fingerprint(&id).map(|f| f.to_string());
+                }
+                k
+            })
+            .collect();
         if let Ok(v) = &r {
-            keys.extend(outputs(v).into_iter().map(|k| self.key_ref(h, k)));
+            keys.extend(outputs(v).into_iter().map(|k| self.key_ref(h, k).0));
         }
         let written = self.record(h, op, mech.map(Mechanism::ty), keys, &r);
         match (written, r) {
@@ -182,7 +193,7 @@ impl Provider {
         match run() {
             Ok(out @ (Out::Len(_) | Out::TooSmall(_))) => Ok(out),
             r => {
-                let keys = vec![self.key_ref(h, wrapping), self.key_ref(h, key)];
+                let keys = vec![self.key_ref(h, wrapping).0, self.key_ref(h, key).0];
                 let written = self.record(h, "C_WrapKey", Some(mech.ty()), keys, &r);
                 match written {
                     Err(e) if r.is_ok() && a.required() => Err(e),
