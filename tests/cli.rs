@@ -61,13 +61,6 @@ fn sealed_blob(env: &Env, label: &str) -> String {
     hex
 }
 
-fn uid_of(c: &rusqlite::Connection, label: &str) -> Vec<u8> {
-    c.query_row("SELECT uid FROM objects WHERE label = ?1", [label.as_bytes()], |r| {
-        r.get(0)
-    })
-    .unwrap()
-}
-
 fn verify_json(env: &Env, with_pin: bool) -> (Option<i32>, serde_json::Value) {
     let mut args = vec!["verify", "--token", "test", "--json"];
     if with_pin {

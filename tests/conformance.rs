@@ -10,20 +10,13 @@ use std::ptr::null_mut;
 
 use common::raw::*;
 use common::*;
-use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::error::RvError;
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use pkcs11_sys::*;
-
-fn rv<T: std::fmt::Debug>(r: Result<T, CkError>) -> RvError {
-    match r {
-        Err(CkError::Pkcs11(rv, _)) => rv,
-        other => panic!("expected a CKR_ error, got {other:?}"),
-    }
-}
 
 /// A P-256 session key pair; the private key with `private_extra` attributes.
 fn p256_pair(s: &Session, private_extra: &[Attribute]) -> (ObjectHandle, ObjectHandle) {
@@ -388,10 +381,6 @@ fn a_public_session_may_create_and_generate_public_session_objects() {
         )),
         RvError::UserNotLoggedIn
     );
-}
-
-fn gcm(iv: &mut [u8; 12]) -> Mechanism<'_> {
-    Mechanism::AesGcm(cryptoki::mechanism::aead::GcmParams::new(iv, b"", 128.into()).unwrap())
 }
 
 // 7: an operation's init reports the init's errors.

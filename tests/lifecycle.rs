@@ -7,20 +7,12 @@ mod common;
 
 use common::*;
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::{AuthPin, Date};
 
 const KEYGATE_REVOKED: u64 = pkcs11_sys::CKA_VENDOR_DEFINED | 0x4b47_0001;
-
-fn rv(e: CkError) -> RvError {
-    match e {
-        CkError::Pkcs11(rv, _) => rv,
-        other => panic!("{other:?}"),
-    }
-}
 
 /// `keygate revoke` of `key` for `reason`, with the user PIN from `KG_USER`.
 fn revoke_args<'a>(reason: &'a str, key: &'a str) -> [&'a str; 8] {
@@ -46,10 +38,6 @@ fn uid(env: &Env, label: &str) -> String {
         .map(|v| v["uid"].as_str().unwrap().to_string())
         .next()
         .unwrap_or_else(|| panic!("no {label:?} in {out}"))
-}
-
-fn gcm(iv: &mut [u8; 12]) -> Mechanism<'_> {
-    Mechanism::AesGcm(GcmParams::new(iv, b"", 128.into()).unwrap())
 }
 
 fn p256_pair(s: &Session, label: &str) -> (ObjectHandle, ObjectHandle) {
@@ -89,11 +77,11 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     }
     // The running process sees the revocation at its next operation.
     assert_eq!(
-        rv(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
+        rv_of(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
     assert_eq!(
-        rv(s.encrypt(&gcm(&mut iv), aes, b"after").unwrap_err()),
+        rv_of(s.encrypt(&gcm(&mut iv), aes, b"after").unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
     s.verify(&Mechanism::Ecdsa, public, &digest, &sig).unwrap();
@@ -112,7 +100,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
         ))
     };
     assert_eq!(
-        rv(s.update_attributes(aes, &[revoked(4)]).unwrap_err()),
+        rv_of(s.update_attributes(aes, &[revoked(4)]).unwrap_err()),
         RvError::AttributeReadOnly
     );
     s.update_attributes(aes, &[revoked(1)]).unwrap();
@@ -124,17 +112,17 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
             revoked(1),
         ])
         .unwrap_err();
-    assert_eq!(rv(e), RvError::AttributeReadOnly);
+    assert_eq!(rv_of(e), RvError::AttributeReadOnly);
     // An application may revoke a key too, with a known reason only.
     aes_token_key(&s, "other");
     let other = find_one(&s, "other").unwrap();
     assert_eq!(
-        rv(s.update_attributes(other, &[revoked(77)]).unwrap_err()),
+        rv_of(s.update_attributes(other, &[revoked(77)]).unwrap_err()),
         RvError::AttributeValueInvalid
     );
     s.update_attributes(other, &[revoked(4)]).unwrap();
     assert_eq!(
-        rv(s.encrypt(&gcm(&mut iv), other, b"x").unwrap_err()),
+        rv_of(s.encrypt(&gcm(&mut iv), other, b"x").unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
 
@@ -190,7 +178,7 @@ fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
         ])
         .unwrap()[0];
     assert_eq!(
-        rv(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
+        rv_of(s.sign(&Mechanism::Ecdsa, private, &digest).unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
     let aes = find_one(&s, "data").unwrap();
@@ -210,7 +198,7 @@ fn start_and_end_dates_bound_new_work_only() {
 
     s.update_attributes(k, &[Attribute::EndDate(date("2000"))]).unwrap();
     assert_eq!(
-        rv(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
+        rv_of(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
     assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"in service");
@@ -224,7 +212,7 @@ fn start_and_end_dates_bound_new_work_only() {
     )
     .unwrap();
     assert_eq!(
-        rv(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
+        rv_of(s.encrypt(&gcm(&mut iv), k, b"x").unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
     assert_eq!(s.decrypt(&gcm(&mut iv), k, &ct).unwrap(), b"in service");
@@ -242,7 +230,7 @@ fn start_and_end_dates_bound_new_work_only() {
     s.update_attributes(private, &[Attribute::EndDate(date("2001"))])
         .unwrap();
     assert_eq!(
-        rv(s.sign(&Mechanism::Ecdsa, private, &[1; 32]).unwrap_err()),
+        rv_of(s.sign(&Mechanism::Ecdsa, private, &[1; 32]).unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
 }
@@ -422,7 +410,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
         &[Attribute::Wrap(true), Attribute::Unwrap(true)],
     );
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, attacker, target).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, attacker, target).unwrap_err()),
         RvError::KeyNotWrappable
     );
 
@@ -430,7 +418,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
     //    decryption of the RFC 3394 blocks).
     let both = kek(&s, &[Attribute::Decrypt(true)]);
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, both, target).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, both, target).unwrap_err()),
         RvError::KeyFunctionNotPermitted
     );
 
@@ -444,7 +432,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
     );
     let blob = s.wrap_key(&Mechanism::AesKeyWrap, enc_unwrap, chosen).unwrap();
     let e = unwrap_aes(&s, enc_unwrap, &blob, Attribute::Token(false)).unwrap_err();
-    assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
+    assert_eq!(rv_of(e), RvError::KeyFunctionNotPermitted);
 
     // 4. Wrap, then unwrap the same key as not sensitive and read it: a key-encryption key
     //    whose CKA_UNWRAP_TEMPLATE fixes CKA_SENSITIVE refuses the weaker template (the C-level
@@ -460,7 +448,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
     //    not become a wrapping key for sensitive keys.
     let copy = unwrap_aes(&s, good, &wrapped, Attribute::Wrap(true)).unwrap();
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, copy, target).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, copy, target).unwrap_err()),
         RvError::KeyNotWrappable
     );
 
@@ -475,9 +463,9 @@ fn wrap_and_unwrap_attacks_are_refused() {
             ],
         )
         .unwrap_err();
-    assert_eq!(rv(e), RvError::AttributeReadOnly);
+    assert_eq!(rv_of(e), RvError::AttributeReadOnly);
     assert_eq!(
-        rv(s.update_attributes(good, &[Attribute::Trusted(true)]).unwrap_err()),
+        rv_of(s.update_attributes(good, &[Attribute::Trusted(true)]).unwrap_err()),
         RvError::AttributeReadOnly
     );
 }
@@ -510,15 +498,17 @@ fn wrap_with_trusted_needs_a_key_the_so_trusted() {
     let guarded = precious(&s, &[Attribute::WrapWithTrusted(true)]);
     let untrusted = kek(&s, &[]);
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, untrusted, guarded).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, untrusted, guarded).unwrap_err()),
         RvError::KeyNotWrappable
     );
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, trusted, guarded).unwrap();
     assert_eq!(wrapped.len(), 40);
     // CKA_WRAP_WITH_TRUSTED is one-way.
     assert_eq!(
-        rv(s.update_attributes(guarded, &[Attribute::WrapWithTrusted(false)])
-            .unwrap_err()),
+        rv_of(
+            s.update_attributes(guarded, &[Attribute::WrapWithTrusted(false)])
+                .unwrap_err()
+        ),
         RvError::AttributeReadOnly
     );
 }
@@ -537,7 +527,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
     let good = kek(&s, &[]);
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, good, target).unwrap();
     let e = unwrap_aes(&s, good, &wrapped, Attribute::Sensitive(false)).unwrap_err();
-    assert_eq!(rv(e), RvError::TemplateInconsistent);
+    assert_eq!(rv_of(e), RvError::TemplateInconsistent);
     let back = unwrap_aes(&s, good, &wrapped, Attribute::Extractable(true)).unwrap();
     assert!(
         s.get_attributes(back, &[AttributeType::Value]).unwrap().is_empty(),
@@ -548,7 +538,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
         .copy_object(good, &[Attribute::Wrap(false), Attribute::Token(false)])
         .unwrap();
     let e = unwrap_aes(&s, copy, &wrapped, Attribute::Sensitive(false)).unwrap_err();
-    assert_eq!(rv(e), RvError::TemplateInconsistent);
+    assert_eq!(rv_of(e), RvError::TemplateInconsistent);
 
     // b. A key derived by ECDH from a public key the attacker chose: the attacker knows it. It
     //    must not count as "always sensitive", so it cannot wrap a sensitive key; had it
@@ -588,7 +578,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, derived, target).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, derived, target).unwrap_err()),
         RvError::KeyNotWrappable
     );
 
@@ -604,7 +594,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
         )
         .unwrap();
     assert_eq!(
-        rv(s.wrap_key(&Mechanism::AesKeyWrap, short, target).unwrap_err()),
+        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, short, target).unwrap_err()),
         RvError::KeyNotWrappable
     );
 }

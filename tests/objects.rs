@@ -12,13 +12,6 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::types::{AuthPin, Ulong};
 
-fn rv<T: std::fmt::Debug>(r: Result<T, CkError>) -> RvError {
-    match r {
-        Err(CkError::Pkcs11(rv, _)) => rv,
-        other => panic!("expected a CKR_ error, got {other:?}"),
-    }
-}
-
 fn aes_key(s: &Session, label: &str, value: &[u8], extra: &[Attribute]) -> ObjectHandle {
     let mut t = vec![
         Attribute::Token(true),

@@ -43,13 +43,6 @@ fn rows(env: &Env) -> rusqlite::Connection {
     rusqlite::Connection::open(env.store()).unwrap()
 }
 
-fn uid_of(conn: &rusqlite::Connection, label: &str) -> Vec<u8> {
-    conn.query_row("SELECT uid FROM objects WHERE label = ?1", [label.as_bytes()], |r| {
-        r.get(0)
-    })
-    .unwrap()
-}
-
 #[test]
 fn flipped_sealed_byte_refuses_only_that_object() {
     let env = Env::new();

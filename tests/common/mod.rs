@@ -278,6 +278,36 @@ pub fn initialise_token(p: &Pkcs11) -> Session {
     s
 }
 
+/// The `CKR_*` of a call that should have failed.
+pub fn rv<T: std::fmt::Debug>(r: Result<T, cryptoki::error::Error>) -> cryptoki::error::RvError {
+    match r {
+        Err(e) => rv_of(e),
+        Ok(v) => panic!("expected a CKR_ error, got Ok({v:?})"),
+    }
+}
+
+/// The `CKR_*` of an error.
+pub fn rv_of(e: cryptoki::error::Error) -> cryptoki::error::RvError {
+    match e {
+        cryptoki::error::Error::Pkcs11(rv, _) => rv,
+        other => panic!("expected a CKR_ error, got {other:?}"),
+    }
+}
+
+/// AES-GCM with a 96-bit IV, no additional data and a 128-bit tag.
+pub fn gcm(iv: &mut [u8; 12]) -> Mechanism<'_> {
+    Mechanism::AesGcm(GcmParams::new(iv, b"", 128.into()).unwrap())
+}
+
+/// The record identifier of the object labelled `label`, read from the store with rusqlite
+/// (only where no module in this process has the store open: see tests/freshness.rs).
+pub fn uid_of(conn: &rusqlite::Connection, label: &str) -> Vec<u8> {
+    conn.query_row("SELECT uid FROM objects WHERE label = ?1", [label.as_bytes()], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
 /// Imports a P-256 public key (`CKA_EC_POINT` as a DER OCTET STRING).
 pub fn import_p256_public(s: &Session, vk: &p256::ecdsa::VerifyingKey) -> ObjectHandle {
     let mut point = vec![0x04, 65];
