@@ -1,18 +1,19 @@
-//! The token-administration subcommands: list, verify, backup, restore, change-pin, rotate-dek,
-//! rotate-root. Each returns one clear sentence as its error; `main` prints it and exits 1.
+//! The token-administration subcommands: init, verify, backup, restore, change-pin, rotate-dek,
+//! rotate-root, revoke, destroy. Each returns one clear sentence as its error; `main` prints it
+//! and exits 1. Each that changes a token writes a line to the audit trail.
 
 use std::path::Path;
 
 use keygate_pkcs11::audit::{self, Audit, Event, KeyRef};
-use keygate_pkcs11::backend::local::admin::VerifyReport;
 use keygate_pkcs11::backend::local::LocalBackend;
 use keygate_pkcs11::backend::{Backend, ObjectId, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
-use keygate_pkcs11::model::attributes::{attr, class, key_type, revocation, AttrMap};
+use keygate_pkcs11::model::attributes::{attr, class, revocation, AttrMap};
 use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::Slot;
 
 use crate::read_pin;
+use crate::show::report;
 
 /// Where PINs come from: the environment variables named, else standard input, one per line
 /// in the order the command asks for them.
@@ -189,191 +190,6 @@ pub fn progress(what: &str) -> impl Fn(u64, u64) {
             bar.finish_and_clear();
         }
     }
-}
-
-fn class_name(c: u64) -> &'static str {
-    match c {
-        class::DATA => "data",
-        class::CERTIFICATE => "certificate",
-        class::PUBLIC_KEY => "public-key",
-        class::PRIVATE_KEY => "private-key",
-        class::SECRET_KEY => "secret-key",
-        _ => "other",
-    }
-}
-
-fn key_type_name(t: u64) -> &'static str {
-    match t {
-        key_type::EC => "ec",
-        key_type::EC_EDWARDS => "ec-edwards",
-        key_type::RSA => "rsa",
-        key_type::AES => "aes",
-        key_type::GENERIC_SECRET => "generic-secret",
-        key_type::SHA256_HMAC => "sha256-hmac",
-        key_type::SHA384_HMAC => "sha384-hmac",
-        key_type::SHA512_HMAC => "sha512-hmac",
-        _ => "other",
-    }
-}
-
-/// `keygate list`: the token objects, public ones only without a PIN.
-pub fn list(slot: &Slot, pin: Option<Pin>, json: bool) -> Result<(), String> {
-    let b = &slot.backend;
-    let token = &slot.label;
-    b.session_opened(ADMIN_SESSION, false)
-        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
-    let result = (|| -> Result<Vec<serde_json::Value>, String> {
-        if let Some(pin) = &pin {
-            b.login(ADMIN_SESSION, UserType::User, pin)
-                .map_err(|e| format!("login to {token:?} failed: {e}"))?;
-        }
-        let mut template = AttrMap::new();
-        template.set_bool(attr::TOKEN, true);
-        let ids = b
-            .find(ADMIN_SESSION, &template, pin.is_some())
-            .map_err(|e| format!("cannot search {token:?}: {e}"))?;
-        let mut rows = Vec::new();
-        for id in ids {
-            let a = b
-                .attributes(ADMIN_SESSION, &id)
-                .map_err(|e| format!("cannot read object {}: {e}", hex::encode(id)))?;
-            let c = a.class().unwrap_or(u64::MAX);
-            let text = |t| String::from_utf8_lossy(a.get(t).unwrap_or_default()).into_owned();
-            let flags: Vec<&str> = [
-                (attr::PRIVATE, "private"),
-                (attr::SENSITIVE, "sensitive"),
-                (attr::EXTRACTABLE, "extractable"),
-                (attr::MODIFIABLE, "modifiable"),
-                (attr::SIGN, "sign"),
-                (attr::VERIFY, "verify"),
-                (attr::ENCRYPT, "encrypt"),
-                (attr::DECRYPT, "decrypt"),
-                (attr::WRAP, "wrap"),
-                (attr::UNWRAP, "unwrap"),
-                (attr::DERIVE, "derive"),
-            ]
-            .into_iter()
-            .filter(|(t, _)| a.flag(*t))
-            .map(|(_, n)| n)
-            .collect();
-            rows.push(serde_json::json!({
-                "uid": hex::encode(id),
-                "class": class_name(c),
-                "key_type": a.key_type().map(key_type_name),
-                "label": text(attr::LABEL),
-                "id": hex::encode(a.get(attr::ID).unwrap_or_default()),
-                "flags": flags,
-                "revoked": a.ulong(attr::KEYGATE_REVOKED).ok().flatten().map(|r| revocation::name(r).unwrap_or("unknown")),
-            }));
-        }
-        Ok(rows)
-    })();
-    if pin.is_some() {
-        b.logout(ADMIN_SESSION);
-    }
-    b.session_closed(ADMIN_SESSION);
-    let rows = result?;
-    for r in &rows {
-        if json {
-            println!("{r}");
-        } else {
-            println!(
-                "{} {:<12} {:<14} label {:?} id {} [{}]",
-                r["uid"].as_str().unwrap_or_default(),
-                r["class"].as_str().unwrap_or_default(),
-                r["key_type"].as_str().unwrap_or("-"),
-                r["label"].as_str().unwrap_or_default(),
-                r["id"].as_str().filter(|s| !s.is_empty()).unwrap_or("-"),
-                r["flags"]
-                    .as_array()
-                    .map(|f| f.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","))
-                    .unwrap_or_default()
-            );
-        }
-    }
-    if !json {
-        println!(
-            "{} objects{}",
-            rows.len(),
-            if pin.is_some() {
-                ""
-            } else {
-                " (public only: give the user PIN to see private ones)"
-            }
-        );
-    }
-    Ok(())
-}
-
-/// Prints a verification report; an error when anything failed.
-pub fn report(what: &str, token: &str, rep: &VerifyReport, json: bool) -> Result<(), String> {
-    if json {
-        let mut o = serde_json::to_value(rep).map_err(|e| e.to_string())?;
-        o["token"] = token.into();
-        o["ok"] = rep.ok().into();
-        if let Some(m) = &rep.mirror {
-            o["mirror"]["ok"] = (m.problem.is_none() && m.report.ok()).into();
-        }
-        println!("{o}");
-    } else {
-        print_report(&format!("{what} {token:?}"), rep);
-        if let Some(m) = &rep.mirror {
-            match &m.problem {
-                Some(p) => println!("mirror {}: cannot be checked: {p}\n  FAILED", m.path),
-                None => print_report(&format!("mirror {}", m.path), &m.report),
-            }
-        }
-    }
-    if rep.ok() {
-        return Ok(());
-    }
-    let mut failed = Vec::new();
-    if !rep.store_ok() {
-        failed.push(format!("the store: {}", rep.summary()));
-    }
-    if let Some(m) = &rep.mirror {
-        match &m.problem {
-            Some(p) => failed.push(format!("the mirror: {p}")),
-            None if !m.report.store_ok() => failed.push(format!("the mirror: {}", m.report.summary())),
-            None => {}
-        }
-    }
-    Err(format!(
-        "{what} of {token:?} failed: {} (details above)",
-        failed.join("; ")
-    ))
-}
-
-fn print_report(title: &str, rep: &VerifyReport) {
-    println!(
-        "{title}: {} objects checked, {} sealed secrets opened",
-        rep.objects, rep.secrets_opened
-    );
-    for p in &rep.store_problems {
-        println!("  store file damaged: {p}");
-    }
-    if let Some(p) = &rep.header_problem {
-        println!("  header: {p}");
-    }
-    if let Some(p) = &rep.membership_problem {
-        println!("  object set: {p}");
-    }
-    if let Some(p) = &rep.anchor_problem {
-        println!("  HSM anchor: {p}");
-    }
-    for r in &rep.returned {
-        println!("  restored: {r}");
-    }
-    for f in &rep.failed {
-        println!("  object {}: {}", f.id, f.reason);
-    }
-    for m in &rep.missing {
-        println!("  object {m}: missing (the header vouches for it; its record is gone)");
-    }
-    for u in &rep.unlisted {
-        println!("  object {u}: not vouched for by the header (added behind keygate's back)");
-    }
-    println!("  {}", if rep.store_ok() { "ok" } else { "FAILED" });
 }
 
 pub fn verify(b: &LocalBackend, token: &str, pin: Option<Pin>, json: bool) -> Result<(), String> {
@@ -575,55 +391,24 @@ pub fn destroy_all(cfg: &Config, token: &str, so_pin: &Pin) -> Result<(), String
     Ok(())
 }
 
-/// `keygate audit`: the trail's events, oldest first.
-pub fn audit_trail(cfg: &Config, token: Option<&str>, last: Option<usize>, json: bool) -> Result<(), String> {
-    let a = cfg
-        .audit
-        .as_ref()
-        .ok_or("the configuration has no [audit] section, so there is no trail")?;
-    let text = std::fs::read_to_string(&a.path).map_err(|e| format!("cannot read {}: {e}", a.path.display()))?;
-    let mut events = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("{} line {}: not an audit event ({e})", a.path.display(), n + 1))?;
-        if token.is_none_or(|t| v["token"] == t) {
-            events.push(v);
-        }
+/// `keygate destroy`: one object (user PIN) or, with `--all`, the whole token (SO PIN), after
+/// confirmation.
+pub fn destroy_command(
+    cfg: &Config,
+    token: &str,
+    key: Option<&str>,
+    all: bool,
+    yes: bool,
+    pin_env: &Option<String>,
+) -> Result<(), String> {
+    let what = if all {
+        "Destroying the whole token"
+    } else {
+        "Destroying an object"
+    };
+    confirm(yes, what, token)?;
+    match key {
+        Some(key) => destroy(cfg, token, key, &Pins::new().get(pin_env, "user PIN")?),
+        None => destroy_all(cfg, token, &Pins::new().get(pin_env, "SO PIN")?),
     }
-    let skip = last.map_or(0, |n| events.len().saturating_sub(n));
-    for v in &events[skip..] {
-        if json {
-            println!("{v}");
-            continue;
-        }
-        let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
-        let keys: Vec<String> = v["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|k| {
-                k["label"]
-                    .as_str()
-                    .map(|l| format!("{l:?}"))
-                    .or_else(|| k["id"].as_str().map(|i| format!("id {i}")))
-                    .unwrap_or_else(|| "?".into())
-            })
-            .collect();
-        println!(
-            "{} {} pid {} {}{}{}{} -> {}",
-            s("time"),
-            s("token"),
-            v["pid"],
-            s("op"),
-            v["mechanism"].as_str().map(|m| format!(" {m}")).unwrap_or_default(),
-            if keys.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", keys.join(", "))
-            },
-            v["detail"].as_str().map(|d| format!(" ({d})")).unwrap_or_default(),
-            s("result")
-        );
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod admin;
 mod bench;
 mod cli;
+mod show;
 
 use clap::Parser;
 use cli::{BenchArgs, Cli, Command, RotateArgs};
@@ -226,20 +227,22 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     let cfg = keygate_pkcs11::token::load_config(cli.config.as_deref()).map_err(|e| e.to_string())?;
     let slots = slots_from(&cfg);
+    let slot = |token: &str| {
+        slots
+            .iter()
+            .find(|s| s.label == token)
+            .ok_or(format!("no token {token:?} in the configuration"))
+    };
     match cli.command {
         Command::Init {
             token,
             so_pin_env,
             pin_env,
         } => {
-            let slot = slots
-                .iter()
-                .find(|s| s.label == token)
-                .ok_or(format!("no token {token:?} in the configuration"))?;
             let mut stdin = std::io::stdin().lock().lines();
             let so = read_pin(&so_pin_env, &mut stdin, "SO PIN")?;
             let user = read_pin(&pin_env, &mut stdin, "user PIN")?;
-            admin::init(&cfg, slot, &so, &user)
+            admin::init(&cfg, slot(&token)?, &so, &user)
         }
         Command::Fingerprint {
             token,
@@ -247,27 +250,9 @@ fn run(cli: Cli) -> Result<(), String> {
             id,
             pin_env,
             json,
-        } => {
-            let slot = slots
-                .iter()
-                .find(|s| s.label == token)
-                .ok_or(format!("no token {token:?} in the configuration"))?;
-            let ident = match (label, id) {
-                (Some(l), _) => (
-                    keygate_pkcs11::model::attributes::attr::LABEL,
-                    l.as_bytes().to_vec(),
-                    format!("label {l:?}"),
-                ),
-                (None, Some(i)) => {
-                    let v = hex::decode(i.replace(':', "")).map_err(|_| format!("--id {i:?} is not hex"))?;
-                    (keygate_pkcs11::model::attributes::attr::ID, v, format!("CKA_ID {i}"))
-                }
-                (None, None) => return Err("give --label or --id".into()),
-            };
-            fingerprint(slot, ident, &pin_env, json)
-        }
+        } => fingerprint(slot(&token)?, identifier(label, id)?, &pin_env, json),
         Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } => unreachable!("handled above"),
-        Command::Audit { token, last, json } => admin::audit_trail(&cfg, token.as_deref(), last, json),
+        Command::Audit { token, last, json } => show::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Revoke {
             token,
             key,
@@ -283,30 +268,11 @@ fn run(cli: Cli) -> Result<(), String> {
             all,
             yes,
             pin_env,
-        } => {
-            let what = if all {
-                "Destroying the whole token"
-            } else {
-                "Destroying an object"
-            };
-            admin::confirm(yes, what, &token)?;
-            match key {
-                Some(key) => admin::destroy(&cfg, &token, &key, &admin::Pins::new().get(&pin_env, "user PIN")?),
-                None => admin::destroy_all(&cfg, &token, &admin::Pins::new().get(&pin_env, "SO PIN")?),
-            }
-        }
-        Command::List { token, pin_env, json } => {
-            let slot = slots
-                .iter()
-                .find(|s| s.label == token)
-                .ok_or(format!("no token {token:?} in the configuration"))?;
-            let pin = admin::user_pin_if_named(&pin_env)?;
-            admin::list(slot, pin, json)
-        }
+        } => admin::destroy_command(&cfg, &token, key.as_deref(), all, yes, &pin_env),
+        Command::List { token, pin_env, json } => show::list(slot(&token)?, admin::user_pin_if_named(&pin_env)?, json),
         Command::Verify { token, pin_env, json } => {
             let b = admin::local(&cfg, &token)?;
-            let pin = admin::user_pin_if_named(&pin_env)?;
-            admin::verify(&b, &token, pin, json)
+            admin::verify(&b, &token, admin::user_pin_if_named(&pin_env)?, json)
         }
         Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
         Command::Restore {
@@ -331,46 +297,20 @@ fn run(cli: Cli) -> Result<(), String> {
             so_pin_env,
             pin_env,
         }) => admin::rotate(&cfg, &token, admin::Rotate::Root, &so_pin_env, &pin_env),
-        Command::Status { json } => {
-            let mut rows = Vec::new();
-            for s in &slots {
-                let st = s.backend.status().map_err(|e| format!("token {:?}: {e}", s.label))?;
-                // hsm-mode tokens do not count objects (that needs an HSM login).
-                let count = keygate_pkcs11::token::provider::object_count(s).ok();
-                rows.push((s.label.clone(), st, count));
-            }
-            for (label, st, count) in rows {
-                let (count_json, count_text) = match count {
-                    Some(n) => (n.to_string(), format!("{n} token objects")),
-                    None => ("null".to_string(), "token objects not counted".to_string()),
-                };
-                if json {
-                    println!(
-                        "{{\"token\":{label:?},\"initialized\":{},\"user_pin_initialized\":{},\"user_pin_locked\":{},\"objects\":{count_json}}}",
-                        st.initialized,
-                        st.user_pin_initialized,
-                        st.user_locked()
-                    );
-                } else {
-                    println!(
-                        "{label}: {}, user PIN {}, {count_text}",
-                        if st.initialized {
-                            "initialised"
-                        } else {
-                            "not initialised"
-                        },
-                        if st.user_locked() {
-                            "locked"
-                        } else if st.user_pin_initialized {
-                            "set"
-                        } else {
-                            "not set"
-                        }
-                    );
-                }
-            }
-            Ok(())
+        Command::Status { json } => show::status(&slots, json),
+    }
+}
+
+/// The identifier `keygate fingerprint` looks keys up by: (attribute, value, how to name it).
+fn identifier(label: Option<String>, id: Option<String>) -> Result<(u64, Vec<u8>, String), String> {
+    use keygate_pkcs11::model::attributes::attr;
+    match (label, id) {
+        (Some(l), _) => Ok((attr::LABEL, l.as_bytes().to_vec(), format!("label {l:?}"))),
+        (None, Some(i)) => {
+            let v = hex::decode(i.replace(':', "")).map_err(|_| format!("--id {i:?} is not hex"))?;
+            Ok((attr::ID, v, format!("CKA_ID {i}")))
         }
+        (None, None) => Err("give --label or --id".into()),
     }
 }
 
