@@ -20,6 +20,7 @@ mod pins;
 mod restore;
 pub mod root;
 pub mod store;
+mod tx;
 pub mod vault;
 
 use crate::fastmap::FastMap;

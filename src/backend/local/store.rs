@@ -167,145 +167,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<usize> {
     })
 }
 
-/// How a transaction changed a token object's record, for the header's member digest and the
-/// verified member sets of processes (`objects.rs`): its record MAC before (`None`: new) and
-/// after (`None`: deleted).
-pub struct MemberChange {
-    pub uid: ObjectId,
-    pub old: Option<Vec<u8>>,
-    pub new: Option<Vec<u8>>,
-}
-
-/// The writes of one transaction ([`Store::write`]).
-pub struct Tx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
-    /// What was applied, kept for the mirror (only when there is one).
-    ops: Option<RefCell<Vec<Op>>>,
-    /// Whether anything was applied.
-    wrote: Cell<bool>,
-    /// Every record written or deleted, in order.
-    changes: RefCell<Vec<MemberChange>>,
-}
-
-impl Tx<'_> {
-    fn run(&self, op: Op) -> Result<usize> {
-        let n = apply(self.tx, &op)?;
-        self.wrote.set(true);
-        if let Some(ops) = &self.ops {
-            ops.borrow_mut().push(op);
-        }
-        Ok(n)
-    }
-
-    pub fn header(&self) -> Result<Option<HeaderRow>> {
-        header_row(self.tx)
-    }
-
-    pub fn set_header(&self, body: &[u8], mac: &[u8]) -> Result<()> {
-        self.run(Op::Header {
-            body: body.to_vec(),
-            mac: mac.to_vec(),
-        })?;
-        Ok(())
-    }
-
-    fn mac_of(&self, uid: &ObjectId) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .tx
-            .query_row(
-                "SELECT CAST(mac AS BLOB) FROM objects WHERE uid = ?1",
-                params![&uid[..]],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    fn changed(&self, uid: ObjectId, old: Option<Vec<u8>>, new: Option<Vec<u8>>) {
-        self.changes.borrow_mut().push(MemberChange { uid, old, new });
-    }
-
-    /// The records this transaction wrote and deleted.
-    pub fn member_changes(&self) -> Vec<MemberChange> {
-        std::mem::take(&mut *self.changes.borrow_mut())
-    }
-
-    fn put(&self, new: bool, ix: &IndexColumns<'_>, row: &Row) -> Result<usize> {
-        let old = if new { None } else { self.mac_of(&row.uid)? };
-        let n = self.put_row(new, ix, row)?;
-        if n > 0 {
-            self.changed(row.uid, old, Some(row.mac.clone()));
-        }
-        Ok(n)
-    }
-
-    fn put_row(&self, new: bool, ix: &IndexColumns<'_>, row: &Row) -> Result<usize> {
-        self.run(Op::Put {
-            new,
-            class: ix.class,
-            label: ix.label.map(<[u8]>::to_vec),
-            ckid: ix.ckid.map(<[u8]>::to_vec),
-            uid: row.uid,
-            body: row.body.clone(),
-            mac: row.mac.clone(),
-        })
-    }
-
-    /// Inserts a new object and lists it among the token's members.
-    pub fn insert(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
-        self.put(true, ix, row)?;
-        Ok(())
-    }
-
-    /// Rewrites an existing object; `ObjectHandleInvalid` if it is not there.
-    pub fn replace(&self, ix: &IndexColumns<'_>, row: &Row) -> Result<()> {
-        if self.put(false, ix, row)? == 0 {
-            return Err(Error::ObjectHandleInvalid);
-        }
-        Ok(())
-    }
-
-    pub fn get(&self, uid: &ObjectId) -> Result<Option<Row>> {
-        row_by_uid(self.tx, uid)
-    }
-
-    /// Whether this transaction has written anything yet.
-    pub fn wrote(&self) -> bool {
-        self.wrote.get()
-    }
-
-    /// Forgets which mirror state this database holds (a restored copy: its mirror is then
-    /// copied whole at the next open).
-    pub fn forget_generation(&self) -> Result<()> {
-        self.tx.execute("DELETE FROM sync", [])?;
-        Ok(())
-    }
-
-    /// Deletes every object and member (`C_InitToken`).
-    pub fn clear(&self) -> Result<()> {
-        self.run(Op::Clear)?;
-        Ok(())
-    }
-
-    /// Deletes an object and its membership; false if it was not there.
-    pub fn delete(&self, uid: &ObjectId) -> Result<bool> {
-        let old = self.mac_of(uid)?;
-        let deleted = self.run(Op::Delete(*uid))? > 0;
-        if deleted {
-            self.changed(*uid, old, None);
-        }
-        Ok(deleted)
-    }
-
-    /// Every object row (rotation re-seals them all in one transaction).
-    pub fn all(&self) -> Result<Vec<Row>> {
-        all_rows(self.tx)
-    }
-
-    /// The identifiers the members table lists.
-    pub fn members(&self) -> Result<Vec<Vec<u8>>> {
-        member_ids(self.tx)
-    }
-}
+pub use super::tx::{MemberChange, Tx};
 
 pub(super) fn member_ids(conn: &Connection) -> Result<Vec<Vec<u8>>> {
     let mut stmt = conn.prepare("SELECT CAST(uid AS BLOB) FROM members")?;
@@ -394,7 +256,7 @@ pub(super) fn header_row(conn: &Connection) -> Result<Option<HeaderRow>> {
         .optional()?)
 }
 
-fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
+pub(super) fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
     let mut stmt = conn.prepare("SELECT CAST(uid AS BLOB), CAST(body AS BLOB), CAST(mac AS BLOB) FROM objects")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))?
