@@ -86,15 +86,7 @@ impl LocalBackend {
     /// from the store.
     pub fn restore(&self, from: Option<&Path>, so_pin: Option<&Pin>) -> Result<VerifyReport> {
         let path = self.store_path()?.to_path_buf();
-        let from = match from {
-            Some(f) => f.to_path_buf(),
-            None => self.cfg.mirror.clone().ok_or_else(|| {
-                Error::Config("the token has no mirror: name the backup to restore with --from".into())
-            })?,
-        };
-        if !from.exists() {
-            return Err(Error::Store(format!("{} does not exist", from.display())));
-        }
+        let from = self.restore_source(from)?;
         let from_mirror = self.cfg.mirror.as_deref() == Some(from.as_path());
         if from_mirror && self.sound(&path) {
             if !self.sound(&from) {
@@ -108,20 +100,7 @@ impl LocalBackend {
             );
             return self.verify(None);
         }
-        let source = self.beside(&from);
-        let rep = source.verify(None).map_err(|e| {
-            Error::Store(format!(
-                "{} cannot be checked under this token's HSM root ({e}); it was not made from this token, or the root key is gone",
-                from.display()
-            ))
-        })?;
-        if !rep.ok() {
-            return Err(Error::Integrity(format!(
-                "{} does not verify; nothing restored",
-                from.display()
-            )));
-        }
-        let theirs = source.header()?;
+        let (source, theirs) = self.checked_copy(&from)?;
         let current = Store::open(&path, false)
             .ok()
             .filter(|s| s.structural_problems().is_ok_and(|p| p.is_empty()));
@@ -139,71 +118,12 @@ impl LocalBackend {
             }
         }
         let src = source.store()?;
-        let (src_body, _) = src.header()?.ok_or(Error::UserPinNotInitialized)?;
-        let anchor = self.root()?.read_anchor(&theirs.uuid)?;
-        let named = match &anchor {
-            None => theirs.epoch == 0,
-            Some(a) => matches!(
-                a.judge(&State::of(&theirs, &src_body)),
-                Verdict::Named | Verdict::Ahead { .. }
-            ),
-        };
-        let anchored = anchor.as_ref().map_or(0, |a| a.epoch());
-        let returned = match (&mine, named) {
-            (_, true) => Vec::new(),
-            (Some((h, rows)), false) => returned_keys(&self.k_int(h)?, h, rows, &src.snapshot()?.rows)?,
-            (None, false) => vec!["the current store cannot be read, so what the copy brings back is unknown".into()],
-        };
-        if !named {
-            let pin = so_pin.ok_or_else(|| {
-                Error::Integrity(format!(
-                    "{} is at epoch {}, older than epoch {anchored} that the token's HSM anchor names: restoring it undoes every change since ({}); give the SO PIN to restore it deliberately",
-                    from.display(),
-                    theirs.epoch,
-                    if returned.is_empty() { "no key changes".to_string() } else { returned.join("; ") }
-                ))
-            })?;
-            source.evaluate_pin(&theirs, Role::So, pin).inspect_err(|_| {
-                log::warn!("token {:?}: restore refused: wrong SO PIN for the copy", self.cfg.label)
-            })?;
-        }
-        // The copy, staged beside the store with its header above the anchor.
-        let staged = std::path::PathBuf::from(format!("{}.restoring", path.display()));
-        remove_db(&staged)?;
-        src.copy_to(&staged)?;
-        let staged_store = Store::open(&staged, false)?;
-        let mut h = theirs.clone();
-        h.epoch = anchored.max(theirs.epoch).saturating_add(1);
-        let body = h.encode();
-        let mac = vault::mac(&self.k_int(&h)?, HEADER_DOMAIN, &[&body])?;
-        staged_store.write(|tx| {
-            tx.forget_generation()?;
-            tx.set_header(&body, &mac)
-        })?;
-        // The primary itself, even while this process serves from the mirror.
-        *self.store.lock() = None;
-        {
-            let _lock = self.write_lock.lock()?;
-            let step = Step {
-                uuid: h.uuid,
-                from: mine.as_ref().and(current.as_ref()).and_then(|s| {
-                    let (b, _) = s.header().ok()??;
-                    Header::decode(&b).ok().map(|cur| State::of(&cur, &b))
-                }),
-                to: State::of(&h, &body),
-            };
-            let prepared = self.anchor_prepare(&step, true)?;
-            match &current {
-                Some(t) => staged_store.copy_into(t)?,
-                None => {
-                    set_aside(&path, &self.cfg.label)?;
-                    staged_store.copy_to(&path)?;
-                }
-            }
-            self.anchor_commit(&prepared)?;
-        }
-        drop(staged_store);
-        remove_db(&staged)?;
+        let (anchored, returned) = self.authorise(&from, &source, &src, &theirs, mine.as_ref(), so_pin)?;
+        let mine_state = mine.as_ref().and(current.as_ref()).and_then(|s| {
+            let (b, _) = s.header().ok()??;
+            Header::decode(&b).ok().map(|cur| State::of(&cur, &b))
+        });
+        let h = self.install(&path, &src, &theirs, anchored, mine_state, current.as_ref())?;
         self.opened.lock().clear();
         log::warn!(
             "token {:?}: restored from {} (epoch {} -> {}){}",
@@ -222,6 +142,130 @@ impl LocalBackend {
         let mut rep = self.verify(None)?;
         rep.returned = returned;
         Ok(rep)
+    }
+
+    /// The copy to restore: the file named, else the token's mirror.
+    fn restore_source(&self, from: Option<&Path>) -> Result<std::path::PathBuf> {
+        let from = match from {
+            Some(f) => f.to_path_buf(),
+            None => self.cfg.mirror.clone().ok_or_else(|| {
+                Error::Config("the token has no mirror: name the backup to restore with --from".into())
+            })?,
+        };
+        if !from.exists() {
+            return Err(Error::Store(format!("{} does not exist", from.display())));
+        }
+        Ok(from)
+    }
+
+    /// The copy opened beside this token and verified under its HSM root, with its header.
+    fn checked_copy(&self, from: &Path) -> Result<(LocalBackend, Header)> {
+        let source = self.beside(from);
+        let rep = source.verify(None).map_err(|e| {
+            Error::Store(format!(
+                "{} cannot be checked under this token's HSM root ({e}); it was not made from this token, or the root key is gone",
+                from.display()
+            ))
+        })?;
+        if !rep.ok() {
+            return Err(Error::Integrity(format!(
+                "{} does not verify; nothing restored",
+                from.display()
+            )));
+        }
+        let theirs = source.header()?;
+        Ok((source, theirs))
+    }
+
+    /// Whether the copy may replace the store: one the HSM anchor names may; an older one only
+    /// with the SO PIN (checked against the copy). The anchor's epoch, and what an older copy
+    /// brings back (keys since destroyed or changed).
+    fn authorise(
+        &self,
+        from: &Path,
+        source: &LocalBackend,
+        src: &Store,
+        theirs: &Header,
+        mine: Option<&(Header, Vec<Row>)>,
+        so_pin: Option<&Pin>,
+    ) -> Result<(u64, Vec<String>)> {
+        let (src_body, _) = src.header()?.ok_or(Error::UserPinNotInitialized)?;
+        let anchor = self.root()?.read_anchor(&theirs.uuid)?;
+        let named = match &anchor {
+            None => theirs.epoch == 0,
+            Some(a) => matches!(
+                a.judge(&State::of(theirs, &src_body)),
+                Verdict::Named | Verdict::Ahead { .. }
+            ),
+        };
+        let anchored = anchor.as_ref().map_or(0, |a| a.epoch());
+        let returned = match (mine, named) {
+            (_, true) => Vec::new(),
+            (Some((h, rows)), false) => returned_keys(&self.k_int(h)?, h, rows, &src.snapshot()?.rows)?,
+            (None, false) => vec!["the current store cannot be read, so what the copy brings back is unknown".into()],
+        };
+        if !named {
+            let pin = so_pin.ok_or_else(|| {
+                Error::Integrity(format!(
+                    "{} is at epoch {}, older than epoch {anchored} that the token's HSM anchor names: restoring it undoes every change since ({}); give the SO PIN to restore it deliberately",
+                    from.display(),
+                    theirs.epoch,
+                    if returned.is_empty() { "no key changes".to_string() } else { returned.join("; ") }
+                ))
+            })?;
+            source.evaluate_pin(theirs, Role::So, pin).inspect_err(|_| {
+                log::warn!("token {:?}: restore refused: wrong SO PIN for the copy", self.cfg.label)
+            })?;
+        }
+        Ok((anchored, returned))
+    }
+
+    /// Puts the copy in place of the store at `path`: staged beside it with its header above
+    /// the anchor, then copied in under the write lock while the anchor moves to it. Returns
+    /// the header the token now has.
+    fn install(
+        &self,
+        path: &Path,
+        src: &Store,
+        theirs: &Header,
+        anchored: u64,
+        from_state: Option<State>,
+        current: Option<&Store>,
+    ) -> Result<Header> {
+        let staged = std::path::PathBuf::from(format!("{}.restoring", path.display()));
+        remove_db(&staged)?;
+        src.copy_to(&staged)?;
+        let staged_store = Store::open(&staged, false)?;
+        let mut h = theirs.clone();
+        h.epoch = anchored.max(theirs.epoch).saturating_add(1);
+        let body = h.encode();
+        let mac = vault::mac(&self.k_int(&h)?, HEADER_DOMAIN, &[&body])?;
+        staged_store.write(|tx| {
+            tx.forget_generation()?;
+            tx.set_header(&body, &mac)
+        })?;
+        // The primary itself, even while this process serves from the mirror.
+        *self.store.lock() = None;
+        {
+            let _lock = self.write_lock.lock()?;
+            let step = Step {
+                uuid: h.uuid,
+                from: from_state,
+                to: State::of(&h, &body),
+            };
+            let prepared = self.anchor_prepare(&step, true)?;
+            match current {
+                Some(t) => staged_store.copy_into(t)?,
+                None => {
+                    set_aside(path, &self.cfg.label)?;
+                    staged_store.copy_to(path)?;
+                }
+            }
+            self.anchor_commit(&prepared)?;
+        }
+        drop(staged_store);
+        remove_db(&staged)?;
+        Ok(h)
     }
 
     /// The header of `store` if it verifies under this token's root, with its records.
