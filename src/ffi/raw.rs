@@ -294,6 +294,74 @@ unsafe fn param<T: Copy>(m: &CK_MECHANISM) -> Result<T> {
     Ok(unsafe { (m.pParameter as *const T).read_unaligned() })
 }
 
+/// `CK_GCM_PARAMS`: the IV and the additional data, copied.
+///
+/// # Safety
+/// As [`mechanism_in`], for a `CKM_AES_GCM` mechanism.
+unsafe fn gcm_in(m: &CK_MECHANISM) -> Result<Mechanism> {
+    let bad = |_| Error::MechanismParamInvalid;
+    // SAFETY: forwarded contract.
+    let g: CK_GCM_PARAMS = unsafe { param(m) }?;
+    // ulIvBits restates ulIvLen in bits; 0 is what clients that leave it unset send.
+    if g.ulIvBits != 0 && Some(g.ulIvBits) != g.ulIvLen.checked_mul(8) {
+        return Err(Error::MechanismParamInvalid);
+    }
+    // SAFETY: the caller promises the IV and AAD buffers are readable.
+    let iv = unsafe { in_slice(g.pIv, g.ulIvLen) }.map_err(bad)?.to_vec();
+    // SAFETY: as above.
+    let aad = unsafe { in_slice(g.pAAD, g.ulAADLen) }.map_err(bad)?.to_vec();
+    Ok(Mechanism::AesGcm {
+        iv,
+        aad,
+        tag_bits: g.ulTagBits,
+    })
+}
+
+/// `CK_ECDH1_DERIVE_PARAMS`: the KDF, the shared data and the peer's public data, copied.
+///
+/// # Safety
+/// As [`mechanism_in`], for a `CKM_ECDH1_DERIVE` mechanism.
+unsafe fn ecdh_in(m: &CK_MECHANISM) -> Result<Mechanism> {
+    let bad = |_| Error::MechanismParamInvalid;
+    // SAFETY: forwarded contract.
+    let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(m) }?;
+    // SAFETY: the caller promises the shared and public data are readable.
+    let shared_data = unsafe { in_slice(e.pSharedData, e.ulSharedDataLen) }
+        .map_err(bad)?
+        .to_vec();
+    // SAFETY: as above.
+    let public_data = unsafe { in_slice(e.pPublicData, e.ulPublicDataLen) }
+        .map_err(bad)?
+        .to_vec();
+    Ok(Mechanism::Ecdh1Derive {
+        kdf: e.kdf,
+        shared_data,
+        public_data,
+    })
+}
+
+/// `CK_RSA_PKCS_OAEP_PARAMS`: hash, MGF and the label, copied.
+///
+/// # Safety
+/// As [`mechanism_in`], for a `CKM_RSA_PKCS_OAEP` mechanism.
+unsafe fn oaep_in(m: &CK_MECHANISM) -> Result<Mechanism> {
+    // SAFETY: forwarded contract.
+    let p: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param(m) }?;
+    let label = match p.source {
+        0 => Vec::new(),
+        // SAFETY: the caller promises the source data is readable.
+        CKZ_DATA_SPECIFIED => unsafe { in_slice(p.pSourceData as *const u8, p.ulSourceDataLen) }
+            .map_err(|_| Error::MechanismParamInvalid)?
+            .to_vec(),
+        _ => return Err(Error::MechanismParamInvalid),
+    };
+    Ok(Mechanism::RsaOaep(OaepParams {
+        hash: p.hashAlg,
+        mgf: p.mgf,
+        label,
+    }))
+}
+
 /// A mechanism with its parameter decoded and copied.
 ///
 /// # Safety
@@ -306,42 +374,10 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
     // SAFETY: non-null and readable per the caller's contract.
     let m = unsafe { p.read_unaligned() };
     log::trace!("mechanism {:#x}, {} parameter bytes", m.mechanism, m.ulParameterLen);
-    let bad = |_| Error::MechanismParamInvalid;
     Ok(match m.mechanism {
-        mech::AES_GCM => {
-            // SAFETY: forwarded contract.
-            let g: CK_GCM_PARAMS = unsafe { param(&m) }?;
-            // ulIvBits restates ulIvLen in bits; 0 is what clients that leave it unset send.
-            if g.ulIvBits != 0 && Some(g.ulIvBits) != g.ulIvLen.checked_mul(8) {
-                return Err(Error::MechanismParamInvalid);
-            }
-            // SAFETY: the caller promises the IV and AAD buffers are readable.
-            let iv = unsafe { in_slice(g.pIv, g.ulIvLen) }.map_err(bad)?.to_vec();
-            // SAFETY: as above.
-            let aad = unsafe { in_slice(g.pAAD, g.ulAADLen) }.map_err(bad)?.to_vec();
-            Mechanism::AesGcm {
-                iv,
-                aad,
-                tag_bits: g.ulTagBits,
-            }
-        }
-        mech::ECDH1_DERIVE => {
-            // SAFETY: forwarded contract.
-            let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param(&m) }?;
-            // SAFETY: the caller promises the shared and public data are readable.
-            let shared_data = unsafe { in_slice(e.pSharedData, e.ulSharedDataLen) }
-                .map_err(bad)?
-                .to_vec();
-            // SAFETY: as above.
-            let public_data = unsafe { in_slice(e.pPublicData, e.ulPublicDataLen) }
-                .map_err(bad)?
-                .to_vec();
-            Mechanism::Ecdh1Derive {
-                kdf: e.kdf,
-                shared_data,
-                public_data,
-            }
-        }
+        // SAFETY (both): forwarded contract.
+        mech::AES_GCM => unsafe { gcm_in(&m) }?,
+        mech::ECDH1_DERIVE => unsafe { ecdh_in(&m) }?,
         mech::AES_KEY_WRAP if !m.pParameter.is_null() && m.ulParameterLen != 0 => {
             // SAFETY: forwarded contract.
             let iv: [u8; 8] = unsafe { param(&m) }?;
@@ -370,23 +406,8 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
                 _ => Mechanism::RsaPss(pss),
             }
         }
-        mech::RSA_PKCS_OAEP => {
-            // SAFETY: forwarded contract.
-            let p: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param(&m) }?;
-            let label = match p.source {
-                0 => Vec::new(),
-                // SAFETY: the caller promises the source data is readable.
-                CKZ_DATA_SPECIFIED => unsafe { in_slice(p.pSourceData as *const u8, p.ulSourceDataLen) }
-                    .map_err(bad)?
-                    .to_vec(),
-                _ => return Err(Error::MechanismParamInvalid),
-            };
-            Mechanism::RsaOaep(OaepParams {
-                hash: p.hashAlg,
-                mgf: p.mgf,
-                label,
-            })
-        }
+        // SAFETY: forwarded contract.
+        mech::RSA_PKCS_OAEP => unsafe { oaep_in(&m) }?,
         mech::AES_CBC | mech::AES_CBC_PAD => {
             // SAFETY: forwarded contract.
             let iv: [u8; 16] = unsafe { param(&m) }?;
