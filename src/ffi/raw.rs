@@ -375,9 +375,14 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
     let m = unsafe { p.read_unaligned() };
     log::trace!("mechanism {:#x}, {} parameter bytes", m.mechanism, m.ulParameterLen);
     Ok(match m.mechanism {
-        // SAFETY (both): forwarded contract.
-        mech::AES_GCM => unsafe { gcm_in(&m) }?,
-        mech::ECDH1_DERIVE => unsafe { ecdh_in(&m) }?,
+        mech::AES_GCM => {
+            // SAFETY: forwarded contract.
+            unsafe { gcm_in(&m) }?
+        }
+        mech::ECDH1_DERIVE => {
+            // SAFETY: forwarded contract.
+            unsafe { ecdh_in(&m) }?
+        }
         mech::AES_KEY_WRAP if !m.pParameter.is_null() && m.ulParameterLen != 0 => {
             // SAFETY: forwarded contract.
             let iv: [u8; 8] = unsafe { param(&m) }?;
@@ -406,8 +411,10 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
                 _ => Mechanism::RsaPss(pss),
             }
         }
-        // SAFETY: forwarded contract.
-        mech::RSA_PKCS_OAEP => unsafe { oaep_in(&m) }?,
+        mech::RSA_PKCS_OAEP => {
+            // SAFETY: forwarded contract.
+            unsafe { oaep_in(&m) }?
+        }
         mech::AES_CBC | mech::AES_CBC_PAD => {
             // SAFETY: forwarded contract.
             let iv: [u8; 16] = unsafe { param(&m) }?;
