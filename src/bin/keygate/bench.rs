@@ -213,99 +213,20 @@ fn gcm_iv(i: u64) -> [u8; 12] {
 
 /// Makes a workload's objects in the admin session, checks one operation against an
 /// independent implementation, and returns the timed step.
-fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
-    use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    let plain = |step: Step<'a>| Prepared {
+/// A workload step of no particular byte count that may run on several threads.
+fn plain(step: Step<'_>) -> Prepared<'_> {
+    Prepared {
         step,
         bytes_per_op: 0,
         single_thread: false,
-    };
+    }
+}
+
+fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
     Ok(match w {
-        "ecdsa-sign" | "ecdsa-verify" => {
-            let (public, private) = p256_pair(s)?;
-            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point(s, public)?).map_err(|e| e.to_string())?;
-            let digest = [0x5au8; 32];
-            let sig = ck(s.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign (ECDSA)")?;
-            let parsed = p256::ecdsa::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
-            vk.verify_prehash(&digest, &parsed)
-                .map_err(|_| "the ECDSA signature does not verify".to_string())?;
-            if w == "ecdsa-sign" {
-                plain(Box::new(move |t, _| {
-                    ck(t.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign").map(drop)
-                }))
-            } else {
-                plain(Box::new(move |t, _| {
-                    ck(t.verify(&Mechanism::Ecdsa, public, &digest, &sig), "C_Verify")
-                }))
-            }
-        }
-        "ed25519-sign" | "ed25519-verify" => {
-            let (public, private) = ck(
-                s.generate_key_pair(
-                    &Mechanism::EccEdwardsKeyPairGen,
-                    &[Attribute::EcParams(ED25519_OID.to_vec()), Attribute::Verify(true)],
-                    &[Attribute::Sign(true), Attribute::Sensitive(true)],
-                ),
-                "C_GenerateKeyPair (Ed25519)",
-            )?;
-            let raw: [u8; 32] = point(s, public)?
-                .try_into()
-                .map_err(|_| "an Ed25519 point is 32 bytes".to_string())?;
-            let vk = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?;
-            let msg = [0x33u8; 64];
-            let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-            let sig = ck(s.sign(&m, private, &msg), "C_Sign (EdDSA)")?;
-            let parsed = ed25519_dalek::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
-            vk.verify_strict(&msg, &parsed)
-                .map_err(|_| "the Ed25519 signature does not verify".to_string())?;
-            if w == "ed25519-sign" {
-                plain(Box::new(move |t, _| {
-                    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-                    ck(t.sign(&m, private, &msg), "C_Sign").map(drop)
-                }))
-            } else {
-                plain(Box::new(move |t, _| {
-                    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
-                    ck(t.verify(&m, public, &msg, &sig), "C_Verify")
-                }))
-            }
-        }
-        "aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m" => {
-            use aes_gcm::aead::{Aead, KeyInit, Payload};
-            let len = match w {
-                "aes-gcm-64" => 64,
-                "aes-gcm-4k" => 4096,
-                _ => 1 << 20,
-            };
-            let value = [0x42u8; 32];
-            let key = aes_key(s, &value, &[Attribute::Encrypt(true), Attribute::Decrypt(true)])?;
-            let data = vec![0x17u8; len];
-            let mut iv = gcm_iv(0);
-            let ct = ck(
-                s.encrypt(
-                    &Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?),
-                    key,
-                    &data,
-                ),
-                "C_Encrypt (GCM)",
-            )?;
-            let outside = aes_gcm::Aes256Gcm::new_from_slice(&value).map_err(|e| e.to_string())?;
-            let pt = outside
-                .decrypt(&gcm_iv(0).into(), Payload { msg: &ct, aad: &[] })
-                .map_err(|_| "aes-gcm cannot open the token's ciphertext".to_string())?;
-            if pt != data {
-                return Err("the token's AES-GCM does not round-trip".into());
-            }
-            Prepared {
-                step: Box::new(move |t, i| {
-                    let mut iv = gcm_iv(i);
-                    let m = Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?);
-                    ck(t.encrypt(&m, key, &data), "C_Encrypt").map(drop)
-                }),
-                bytes_per_op: len,
-                single_thread: false,
-            }
-        }
+        "ecdsa-sign" | "ecdsa-verify" => prepare_ecdsa(s, w)?,
+        "ed25519-sign" | "ed25519-verify" => prepare_ed25519(s, w)?,
+        "aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m" => prepare_gcm(s, w)?,
         "aes-wrap" => {
             let kek_value = [0x11u8; 32];
             let target_value = [0x22u8; 32];
@@ -384,6 +305,98 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
             }
         }
         other => return Err(format!("no workload {other:?} (known: {})", WORKLOADS.join(", "))),
+    })
+}
+
+/// The `"ecdsa-sign" | "ecdsa-verify"` workloads.
+fn prepare_ecdsa<'a>(s: &Session, w: &str) -> BenchResult<Prepared<'a>> {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    let (public, private) = p256_pair(s)?;
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point(s, public)?).map_err(|e| e.to_string())?;
+    let digest = [0x5au8; 32];
+    let sig = ck(s.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign (ECDSA)")?;
+    let parsed = p256::ecdsa::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+    vk.verify_prehash(&digest, &parsed)
+        .map_err(|_| "the ECDSA signature does not verify".to_string())?;
+    Ok(if w == "ecdsa-sign" {
+        plain(Box::new(move |t, _| {
+            ck(t.sign(&Mechanism::Ecdsa, private, &digest), "C_Sign").map(drop)
+        }))
+    } else {
+        plain(Box::new(move |t, _| {
+            ck(t.verify(&Mechanism::Ecdsa, public, &digest, &sig), "C_Verify")
+        }))
+    })
+}
+
+/// The `"ed25519-sign" | "ed25519-verify"` workloads.
+fn prepare_ed25519<'a>(s: &Session, w: &str) -> BenchResult<Prepared<'a>> {
+    let (public, private) = ck(
+        s.generate_key_pair(
+            &Mechanism::EccEdwardsKeyPairGen,
+            &[Attribute::EcParams(ED25519_OID.to_vec()), Attribute::Verify(true)],
+            &[Attribute::Sign(true), Attribute::Sensitive(true)],
+        ),
+        "C_GenerateKeyPair (Ed25519)",
+    )?;
+    let raw: [u8; 32] = point(s, public)?
+        .try_into()
+        .map_err(|_| "an Ed25519 point is 32 bytes".to_string())?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|e| e.to_string())?;
+    let msg = [0x33u8; 64];
+    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+    let sig = ck(s.sign(&m, private, &msg), "C_Sign (EdDSA)")?;
+    let parsed = ed25519_dalek::Signature::from_slice(&sig).map_err(|e| e.to_string())?;
+    vk.verify_strict(&msg, &parsed)
+        .map_err(|_| "the Ed25519 signature does not verify".to_string())?;
+    Ok(if w == "ed25519-sign" {
+        plain(Box::new(move |t, _| {
+            let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            ck(t.sign(&m, private, &msg), "C_Sign").map(drop)
+        }))
+    } else {
+        plain(Box::new(move |t, _| {
+            let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+            ck(t.verify(&m, public, &msg, &sig), "C_Verify")
+        }))
+    })
+}
+
+/// The `"aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m"` workloads.
+fn prepare_gcm<'a>(s: &Session, w: &str) -> BenchResult<Prepared<'a>> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let len = match w {
+        "aes-gcm-64" => 64,
+        "aes-gcm-4k" => 4096,
+        _ => 1 << 20,
+    };
+    let value = [0x42u8; 32];
+    let key = aes_key(s, &value, &[Attribute::Encrypt(true), Attribute::Decrypt(true)])?;
+    let data = vec![0x17u8; len];
+    let mut iv = gcm_iv(0);
+    let ct = ck(
+        s.encrypt(
+            &Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?),
+            key,
+            &data,
+        ),
+        "C_Encrypt (GCM)",
+    )?;
+    let outside = aes_gcm::Aes256Gcm::new_from_slice(&value).map_err(|e| e.to_string())?;
+    let pt = outside
+        .decrypt(&gcm_iv(0).into(), Payload { msg: &ct, aad: &[] })
+        .map_err(|_| "aes-gcm cannot open the token's ciphertext".to_string())?;
+    if pt != data {
+        return Err("the token's AES-GCM does not round-trip".into());
+    }
+    Ok(Prepared {
+        step: Box::new(move |t, i| {
+            let mut iv = gcm_iv(i);
+            let m = Mechanism::AesGcm(GcmParams::new(&mut iv, &[], 128.into()).map_err(|e| e.to_string())?);
+            ck(t.encrypt(&m, key, &data), "C_Encrypt").map(drop)
+        }),
+        bytes_per_op: len,
+        single_thread: false,
     })
 }
 
