@@ -11,7 +11,7 @@ use super::anchor::State;
 use super::header::{Header, Retiring};
 use super::members::{check_membership, membership};
 use super::restore::remove_db;
-use super::store::Store;
+use super::store::{Row, Store, Tx};
 use super::vault::{self, Key32, Purpose, Role};
 use super::{Change, LocalBackend, HEADER_DOMAIN};
 use crate::crypto;
@@ -354,6 +354,32 @@ impl LocalBackend {
     /// exists and until the old one is gone, so that a run interrupted anywhere leaves no root key
     /// behind for long: the next `rotate-root` or `verify` destroys it
     /// ([`finish_retirement`](Self::finish_retirement)).
+    /// Every record checked under the old integrity key and written again under the new one,
+    /// within the caller's transaction; the new rows.
+    fn remac(
+        &self,
+        tx: &Tx<'_>,
+        rows: &[Row],
+        (k_old, k_new): (&Key32, &Key32),
+        uuid: &[u8; 16],
+        progress: Progress<'_>,
+    ) -> Result<Vec<Row>> {
+        let total = rows.len() as u64;
+        log::info!(
+            "token {:?}: re-MACing {total} records under a new root key, in one transaction",
+            self.cfg.label
+        );
+        let mut remaced = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let r = Self::check_row(k_old, uuid, row)?;
+            let new_row = Self::row_of(k_new, uuid, &r)?;
+            tx.replace(&Self::index_of(&r), &new_row)?;
+            remaced.push(new_row);
+            progress(i as u64 + 1, total);
+        }
+        Ok(remaced)
+    }
+
     pub fn rotate_root(&self, so_pin: &Pin, user_pin: Option<&Pin>, progress: Progress<'_>) -> Result<()> {
         self.finish_retirement()?;
         let h = self.header()?;
@@ -390,19 +416,7 @@ impl LocalBackend {
                 let rows = tx.all()?;
                 let members = tx.members()?;
                 check_membership(&k_old, &cur, &rows, &members)?;
-                let total = rows.len() as u64;
-                log::info!(
-                    "token {:?}: re-MACing {total} records under a new root key, in one transaction",
-                    self.cfg.label
-                );
-                let mut remaced = Vec::with_capacity(rows.len());
-                for (i, row) in rows.iter().enumerate() {
-                    let r = Self::check_row(&k_old, &cur.uuid, row)?;
-                    let new_row = Self::row_of(&k_new, &cur.uuid, &r)?;
-                    tx.replace(&Self::index_of(&r), &new_row)?;
-                    remaced.push(new_row);
-                    progress(i as u64 + 1, total);
-                }
+                let remaced = self.remac(tx, &rows, (&k_old, &k_new), &cur.uuid, progress)?;
                 let mut new = cur.clone();
                 new.root_id = next.root_id;
                 new.retiring = Some(Retiring::Previous(h.root_id));
