@@ -184,10 +184,33 @@ fn default_max_failures() -> u32 {
     10
 }
 
+/// A TOML error in one line: where (line, column, and the key whose value it is), then what.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    // The key is the last `name =` before the value on its line (inline tables included).
+    let key = before[line_start..]
+        .rsplit('=')
+        .nth(1)
+        .and_then(|k| k.rsplit(|c: char| c == '{' || c == ',').next())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    match key {
+        Some(k) => format!("line {line}, column {column}, `{k}`: {}", e.message()),
+        None => format!("line {line}, column {column}: {}", e.message()),
+    }
+}
+
 impl Config {
     /// Parses and checks a configuration text.
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -434,6 +457,16 @@ hsm = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "prod" }
         assert!(Config::parse(&pin_without_held).is_err());
         assert!(Config::parse(&HSM.replace("hsm = {", "#hsm = {")).is_err());
         assert!(Config::parse(&format!("{HSM}{GOOD}")).is_ok(), "both modes in one file");
+    }
+
+    #[test]
+    fn a_wrong_value_is_named_by_line_column_and_key() {
+        let bad = GOOD.replace("store =", "policy = { min_rsa_bits = \"10\" }\nstore =");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        let line = bad.lines().position(|l| l.contains("min_rsa_bits")).unwrap() + 1;
+        assert!(e.contains(&format!("line {line}, column ")), "{e}");
+        assert!(e.contains("`min_rsa_bits`") && e.contains("expected u32"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 
     #[test]
