@@ -198,7 +198,7 @@ fn located(text: &str, e: &toml::de::Error) -> String {
     let key = before[line_start..]
         .rsplit('=')
         .nth(1)
-        .and_then(|k| k.rsplit(|c: char| c == '{' || c == ',').next())
+        .and_then(|k| k.rsplit(['{', ',']).next())
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     match key {
