@@ -78,6 +78,66 @@ const fn info(min_key_size: u64, max_key_size: u64, flags: u64) -> MechanismInfo
 
 use mflag::*;
 
+/// What a key is used for in one operation: the mechanism flag it needs (`CKF_SIGN`, ...) and
+/// the key's usage attribute (`CKA_SIGN`, ...) go together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Sign,
+    Verify,
+    Encrypt,
+    Decrypt,
+    Wrap,
+    Unwrap,
+    Derive,
+}
+
+impl Usage {
+    /// The `CKF_*` flag a mechanism needs for it.
+    pub fn flag(self) -> u64 {
+        match self {
+            Usage::Sign => mflag::SIGN,
+            Usage::Verify => mflag::VERIFY,
+            Usage::Encrypt => mflag::ENCRYPT,
+            Usage::Decrypt => mflag::DECRYPT,
+            Usage::Wrap => mflag::WRAP,
+            Usage::Unwrap => mflag::UNWRAP,
+            Usage::Derive => mflag::DERIVE,
+        }
+    }
+
+    /// The key attribute that permits it.
+    pub fn attribute(self) -> u64 {
+        use crate::model::attributes::attr;
+        match self {
+            Usage::Sign => attr::SIGN,
+            Usage::Verify => attr::VERIFY,
+            Usage::Encrypt => attr::ENCRYPT,
+            Usage::Decrypt => attr::DECRYPT,
+            Usage::Wrap => attr::WRAP,
+            Usage::Unwrap => attr::UNWRAP,
+            Usage::Derive => attr::DERIVE,
+        }
+    }
+
+    /// Whether it makes something new (a revoked key, or one out of its dates, may not).
+    pub fn makes(self) -> bool {
+        matches!(self, Usage::Sign | Usage::Encrypt | Usage::Wrap | Usage::Derive)
+    }
+
+    /// How log lines name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Usage::Sign => "signing",
+            Usage::Verify => "verification",
+            Usage::Encrypt => "encryption",
+            Usage::Decrypt => "decryption",
+            Usage::Wrap => "wrapping",
+            Usage::Unwrap => "unwrapping",
+            Usage::Derive => "derivation",
+        }
+    }
+}
+
 /// The smallest RSA modulus keygate's policy floor allows, in bits (no configuration lowers it).
 pub const RSA_FLOOR_BITS: u64 = 2048;
 /// What the self-managed token implements. Key sizes are in bytes for AES and secrets, in bits

@@ -7,7 +7,7 @@ use super::provider::Provider;
 use super::session::KeptWrap;
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, key_type, nested, AttrMap};
-use crate::model::mechanisms::{mflag, Mechanism};
+use crate::model::mechanisms::{mflag, Mechanism, Usage};
 
 /// Whether `wrapping` may wrap `key` out of the token (beyond `CKA_EXTRACTABLE`, the wrap
 /// template and pins). A sensitive key leaves the token only under a key nobody outside knows:
@@ -160,7 +160,7 @@ impl Provider {
             backend: b,
             ..
         } = self
-            .keyed(h, mech, mflag::WRAP, wrapping, attr::WRAP)
+            .keyed(h, mech, Usage::Wrap, wrapping)
             .map_err(|e| key_errors_as(e, (Error::WrappingKeyHandleInvalid, Error::WrappingKeyTypeInconsistent)))?;
         let mut s = s.lock();
         let (kid, kattrs) = self.key_object(&s, key, Error::KeyHandleInvalid)?;
@@ -223,14 +223,12 @@ impl Provider {
             id: uid,
             backend: b,
             ..
-        } = self
-            .keyed(h, mech, mflag::UNWRAP, unwrapping, attr::UNWRAP)
-            .map_err(|e| {
-                key_errors_as(
-                    e,
-                    (Error::UnwrappingKeyHandleInvalid, Error::UnwrappingKeyTypeInconsistent),
-                )
-            })?;
+        } = self.keyed(h, mech, Usage::Unwrap, unwrapping).map_err(|e| {
+            key_errors_as(
+                e,
+                (Error::UnwrappingKeyHandleInvalid, Error::UnwrappingKeyTypeInconsistent),
+            )
+        })?;
         let s = s.lock();
         template.class()?;
         let uattrs = b.key_attributes(h, &uid)?;
@@ -285,7 +283,7 @@ impl Provider {
             id: bid,
             backend: b,
             ..
-        } = self.keyed(h, mech, mflag::DERIVE, base, attr::DERIVE)?;
+        } = self.keyed(h, mech, Usage::Derive, base)?;
         let s = s.lock();
         if !template.contains(attr::CLASS) {
             template.set_ulong(attr::CLASS, class::SECRET_KEY);

@@ -13,7 +13,7 @@ use crate::backend::{Backend, ObjectId};
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, revocation, AttrMap};
 use crate::model::dates;
-use crate::model::mechanisms::{mflag, Mechanism};
+use crate::model::mechanisms::{mflag, Mechanism, Usage};
 
 /// The answer to a call that produces output.
 #[derive(Debug)]
@@ -94,9 +94,9 @@ fn authorised(s: &mut Session, op: Waits) -> Result<()> {
     Err(Error::UserNotLoggedIn)
 }
 
-/// Which usage attribute a function needs of its key.
-fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
-    if !attrs.flag(usage) {
+/// Whether the key's usage attribute and allowed mechanisms permit this use.
+fn usage_permits(attrs: &AttrMap, usage: Usage, mech: &Mechanism) -> Result<()> {
+    if !attrs.flag(usage.attribute()) {
         return Err(Error::KeyFunctionNotPermitted);
     }
     if let Some(allowed) = attrs.allowed_mechanisms() {
@@ -110,8 +110,8 @@ fn usage_permits(attrs: &AttrMap, usage: u64, mech: &Mechanism) -> Result<()> {
 /// Whether a key may still make something new: sign, encrypt, wrap or derive. A revoked key
 /// (`CKA_KEYGATE_REVOKED`) and a key outside its `CKA_START_DATE`..=`CKA_END_DATE` may not; both
 /// may still verify and decrypt what was made before.
-fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
-    if !matches!(usage, attr::SIGN | attr::ENCRYPT | attr::WRAP | attr::DERIVE) {
+fn in_service(attrs: &AttrMap, usage: Usage) -> Result<()> {
+    if !usage.makes() {
         return Ok(());
     }
     let label = || String::from_utf8_lossy(attrs.get(attr::LABEL).unwrap_or_default()).into_owned();
@@ -120,7 +120,7 @@ fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
             "key {:?} is revoked ({}): refused for {}",
             label(),
             revocation::name(reason).unwrap_or("unknown reason"),
-            usage_name(usage)
+            usage.name()
         );
         return Err(Error::KeyFunctionNotPermitted);
     }
@@ -139,7 +139,7 @@ fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
             "key {:?} is not in service before {}: refused for {}",
             label(),
             String::from_utf8_lossy(start),
-            usage_name(usage)
+            usage.name()
         );
         return Err(Error::KeyFunctionNotPermitted);
     }
@@ -148,20 +148,11 @@ fn in_service(attrs: &AttrMap, usage: u64) -> Result<()> {
             "key {:?} went out of service after {}: refused for {}",
             label(),
             String::from_utf8_lossy(end),
-            usage_name(usage)
+            usage.name()
         );
         return Err(Error::KeyFunctionNotPermitted);
     }
     Ok(())
-}
-
-fn usage_name(usage: u64) -> &'static str {
-    match usage {
-        attr::SIGN => "signing",
-        attr::ENCRYPT => "encryption",
-        attr::WRAP => "wrapping",
-        _ => "derivation",
-    }
 }
 
 /// A keyed operation ready to start: the session, the key, its backend.
@@ -175,15 +166,15 @@ pub(super) struct Keyed {
 }
 
 impl Provider {
-    /// Common start of every keyed operation: the session, the mechanism for `function`, the key
-    /// (visible, permitting `usage`).
-    pub(super) fn keyed(&self, h: u64, mech: &Mechanism, function: u64, key: u64, usage: u64) -> Result<Keyed> {
+    /// Common start of every keyed operation: the session, the mechanism (offered for
+    /// `usage`), the key (visible, permitting `usage`).
+    pub(super) fn keyed(&self, h: u64, mech: &Mechanism, usage: Usage, key: u64) -> Result<Keyed> {
         let s = self.session(h)?;
         let (id, backend, always_authenticate) = {
             let g = s.lock();
             let slot = self.slot_of(&g);
             let backend = slot.backend.clone();
-            slot.check(mech, function)?;
+            slot.check(mech, usage.flag())?;
             let (id, attrs) = self.key_object(&g, key, Error::KeyHandleInvalid)?;
             if !matches!(
                 attrs.class()?,
@@ -214,7 +205,7 @@ impl Provider {
     }
 
     pub(super) fn sign_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let k = self.keyed(h, mech, mflag::SIGN, key, attr::SIGN)?;
+        let k = self.keyed(h, mech, Usage::Sign, key)?;
         let mut s = k.session.lock();
         if s.sign.is_some() {
             return Err(Error::OperationActive);
@@ -247,7 +238,7 @@ impl Provider {
     }
 
     pub(super) fn verify_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let k = self.keyed(h, mech, mflag::VERIFY, key, attr::VERIFY)?;
+        let k = self.keyed(h, mech, Usage::Verify, key)?;
         let mut s = k.session.lock();
         if s.verify.is_some() {
             return Err(Error::OperationActive);
@@ -276,12 +267,8 @@ impl Provider {
     }
 
     pub(super) fn crypt_init_unaudited(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
-        let (function, usage) = if encrypt {
-            (mflag::ENCRYPT, attr::ENCRYPT)
-        } else {
-            (mflag::DECRYPT, attr::DECRYPT)
-        };
-        let k = self.keyed(h, mech, function, key, usage)?;
+        let usage = if encrypt { Usage::Encrypt } else { Usage::Decrypt };
+        let k = self.keyed(h, mech, usage, key)?;
         let mut s = k.session.lock();
         let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
         if slot.is_some() {
