@@ -704,3 +704,41 @@ fn man_writes_one_page_per_subcommand_from_the_clap_definitions() {
     let restore = std::fs::read_to_string(dir.join("keygate-restore.1")).unwrap();
     assert!(restore.contains("mirror") && restore.contains("from"), "{restore}");
 }
+
+/// `keygate status` shows every token: one whose store is not a database is reported with its
+/// error, the healthy one after it still shows, and the exit status says one is broken.
+#[test]
+fn status_shows_every_token_even_after_a_broken_one() {
+    pins_in_env();
+    let env = Env::new();
+    let garbage = env.path().join("broken.db");
+    std::fs::write(&garbage, b"this is not an sqlite database, only some bytes").unwrap();
+    let conf = env.path().join("keygate.toml");
+    let mine = std::fs::read_to_string(&conf).unwrap();
+    let broken = mine
+        .replace("label = \"test\"", "label = \"broken\"")
+        .replace(env.store().to_str().unwrap(), garbage.to_str().unwrap());
+    std::fs::write(&conf, format!("{broken}\n{mine}")).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["status"];
+        if json {
+            args.push("--json");
+        }
+        let o = env.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        if json {
+            let v = json_lines(&out);
+            assert_eq!(v[0]["token"], "broken");
+            assert!(v[0]["error"].as_str().is_some_and(|e| !e.is_empty()), "{out}");
+            assert_eq!(v[1]["token"], "test");
+            assert_eq!(v[1]["initialized"], true);
+        } else {
+            assert!(lines[0].starts_with("broken: error: "), "{out}");
+            assert!(lines[1].starts_with("test: initialised"), "{out}");
+        }
+        assert!(stderr(&o).contains("1 of 2 tokens cannot be read: broken"), "{o:?}");
+    }
+}

@@ -246,16 +246,26 @@ pub fn audit_trail(cfg: &Config, token: Option<&str>, last: Option<usize>, json:
     Ok(())
 }
 
-/// `keygate status`: each configured token's state.
+/// `keygate status`: each configured token's state, or what is wrong with it; one broken token
+/// does not hide the others (the exit status says whether any is broken).
 pub fn status(slots: &[Slot], json: bool) -> Result<(), String> {
-    let mut rows = Vec::new();
+    let mut broken = Vec::new();
     for s in slots {
-        let st = s.backend.status().map_err(|e| format!("token {:?}: {e}", s.label))?;
+        let label = &s.label;
+        let st = match s.backend.status() {
+            Ok(st) => st,
+            Err(e) => {
+                if json {
+                    println!("{{\"token\":{label:?},\"error\":{:?}}}", e.to_string());
+                } else {
+                    println!("{label}: error: {e}");
+                }
+                broken.push(label.clone());
+                continue;
+            }
+        };
         // hsm-mode tokens do not count objects (that needs an HSM login).
         let count = keygate_pkcs11::token::provider::object_count(s).ok();
-        rows.push((s.label.clone(), st, count));
-    }
-    for (label, st, count) in rows {
         let (count_json, count_text) = match count {
             Some(n) => (n.to_string(), format!("{n} token objects")),
             None => ("null".to_string(), "token objects not counted".to_string()),
@@ -283,5 +293,13 @@ pub fn status(slots: &[Slot], json: bool) -> Result<(), String> {
             println!("{label}: {state}, user PIN {pin}, {count_text}");
         }
     }
-    Ok(())
+    match broken.len() {
+        0 => Ok(()),
+        _ => Err(format!(
+            "{} of {} tokens cannot be read: {}",
+            broken.len(),
+            slots.len(),
+            broken.join(", ")
+        )),
+    }
 }
