@@ -72,9 +72,32 @@ impl Audit {
     }
 
     /// Opens the file if it is not open yet.
+    /// The trail's file, opened again when the one held is no longer at the path (rotated
+    /// away by logrotate, or removed). A new file is `0600` in a directory made `0700`: the
+    /// trail names keys and who used them.
     fn open<'g>(&self, slot: &'g mut Option<File>) -> std::io::Result<&'g mut File> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+        let moved = |f: &File| match (std::fs::metadata(&self.path), f.metadata()) {
+            (Ok(at_path), Ok(held)) => (at_path.dev(), at_path.ino()) != (held.dev(), held.ino()),
+            _ => true,
+        };
+        if slot.as_ref().is_some_and(moved) {
+            log::info!(
+                "audit: {} was rotated or removed; writing to a new file there",
+                self.path.display()
+            );
+            *slot = None;
+        }
         if slot.is_none() {
-            *slot = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            *slot = Some(f);
         }
         Ok(slot.as_mut().expect("just opened"))
     }

@@ -388,3 +388,32 @@ fn the_keygate_programs_admin_acts_are_in_the_trail() {
         assert!(!all.contains(secret), "a PIN in the trail");
     }
 }
+
+/// The trail is made private (directory `0700`, file `0600`) where the configuration names it,
+/// and follows logrotate: once the file is renamed away, the next line goes to a new file at
+/// the configured path, not to the old one.
+#[test]
+fn the_trail_is_private_and_follows_a_rotation() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("logs/keygate/audit.jsonl");
+    let env = env(Mode::SelfManaged, &format!("path = \"{}\"\n", trail.display()));
+    let p = env.load();
+    let s = Env::user_session(&p);
+    generate(&s, "before").unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(trail.parent().unwrap()), 0o700);
+    assert_eq!(mode(&trail), 0o600);
+    let rotated = trail.with_extension("jsonl.1");
+    std::fs::rename(&trail, &rotated).unwrap();
+    let old = lines(&rotated).len();
+    generate(&s, "after").unwrap();
+    assert_eq!(lines(&rotated).len(), old, "nothing more goes to the rotated file");
+    let new = lines(&trail);
+    assert!(
+        new.iter()
+            .any(|v| v["op"] == "C_GenerateKey" && v["keys"][0]["label"] == "after"),
+        "{new:?}"
+    );
+    assert_eq!(mode(&trail), 0o600);
+}
