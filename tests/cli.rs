@@ -703,6 +703,22 @@ fn man_writes_one_page_per_subcommand_from_the_clap_definitions() {
     }
     let restore = std::fs::read_to_string(dir.join("keygate-restore.1")).unwrap();
     assert!(restore.contains("mirror") && restore.contains("from"), "{restore}");
+    // Exactly those: no page for a hidden helper subcommand (bench-open).
+    let pages = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(pages, subcommands.len() + 1, "{out}");
+    assert!(!dir.join("keygate-bench-open.1").exists());
+}
+
+/// A usage error exits 1, as every other error (README); `--help` exits 0.
+#[test]
+fn a_usage_error_exits_1() {
+    let env = Env::bare();
+    let o = env.cli(&["--no-such-option"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("--no-such-option"), "{o:?}");
+    let o = env.cli(&["status", "--json", "extra"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(env.cli(&["--help"]).status.code(), Some(0));
 }
 
 /// `keygate status` shows every token: one whose store is not a database is reported with its

@@ -205,7 +205,7 @@ fn man_pages(dir: &std::path::Path) -> Result<(), String> {
         println!("{}", path.display());
         Ok(())
     };
-    for sub in top.get_subcommands() {
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
         let name = format!("keygate-{}", sub.get_name());
         write(&name, sub.clone().name(name.clone()))?;
     }
@@ -317,7 +317,20 @@ fn identifier(label: Option<String>, id: Option<String>) -> Result<(u64, Vec<u8>
 fn main() -> ExitCode {
     keygate_pkcs11::sys::process::default_sigpipe();
     keygate_pkcs11::logging::init();
-    match run(Cli::parse()) {
+    // A usage error exits 1 like every other error (the README's promise); --help and
+    // --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keygate: {e}");
