@@ -206,11 +206,17 @@ mod tests {
             required: true,
         });
         assert!(full.write(&e).is_err());
-        let missing = Audit::new(&AuditConfig {
+        // A missing directory is made; one that cannot be (under a file) fails closed.
+        let made = Audit::new(&AuditConfig {
             path: dir.join("no/such/dir/audit.jsonl"),
             required: true,
         });
-        assert!(missing.ready().is_err());
+        assert!(made.ready().is_ok());
+        let impossible = Audit::new(&AuditConfig {
+            path: path.join("under-a-file/audit.jsonl"),
+            required: true,
+        });
+        assert!(impossible.ready().is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

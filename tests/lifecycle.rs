@@ -598,3 +598,67 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
         RvError::KeyNotWrappable
     );
 }
+
+/// `keygate destroy` and `keygate revoke` go through the token layer's rules, as
+/// `C_DestroyObject` and `C_SetAttributeValue` do: a key marked `CKA_DESTROYABLE=FALSE` is not
+/// destroyed, one marked `CKA_MODIFIABLE=FALSE` is not revoked (the program used to change the
+/// store directly, past both), and each refusal is in the audit trail.
+#[test]
+fn the_program_keeps_the_rules_the_c_api_keeps() {
+    pins_in_env();
+    let trail = tempfile::tempdir().unwrap();
+    let trail = trail.path().join("audit.jsonl");
+    let env = Env::new_with(&format!("{EXPORT_ALLOWED}\n[audit]\npath = \"{}\"\n", trail.display()));
+    {
+        let p = env.load();
+        let s = Env::user_session(&p);
+        for (label, extra) in [
+            ("kept", Attribute::Destroyable(false)),
+            ("fixed", Attribute::Modifiable(false)),
+        ] {
+            s.generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Token(true),
+                    Attribute::Label(label.into()),
+                    extra,
+                ],
+            )
+            .unwrap();
+        }
+        drop(s);
+        p.finalize().unwrap();
+    }
+    let kept = uid(&env, "kept");
+    fails(
+        &env,
+        &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &kept],
+        "cannot destroy",
+    );
+    let fixed = uid(&env, "fixed");
+    fails(&env, &revoke_args("superseded", &fixed), "cannot revoke");
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(find_one(&s, "kept").is_some(), "a non-destroyable key stays");
+    let f = find_one(&s, "fixed").unwrap();
+    assert!(
+        gcm_works(&s, "fixed"),
+        "the non-modifiable key still works: not revoked"
+    );
+    assert!(s.get_attributes(f, &[AttributeType::Label]).is_ok());
+    let results: Vec<(String, String)> = std::fs::read_to_string(&trail)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["op"].as_str().unwrap_or("").starts_with("keygate "))
+        .map(|v| (v["op"].as_str().unwrap().into(), v["result"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            ("keygate destroy".to_string(), "CKR_ACTION_PROHIBITED".to_string()),
+            ("keygate revoke".to_string(), "CKR_ACTION_PROHIBITED".to_string())
+        ]
+    );
+}

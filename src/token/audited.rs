@@ -21,7 +21,7 @@ impl Provider {
     /// attributes a key operation reads anyway ([`crate::backend::KEY_USE`]: in hsm mode kept
     /// for a moment, so the operation that follows does not ask the HSM again). An EC or
     /// Edwards private key has a fingerprint here once a pin proved it.
-    fn key_ref(&self, h: u64, handle: u64) -> (KeyRef, Option<(usize, ObjectId)>) {
+    pub(super) fn key_ref(&self, h: u64, handle: u64) -> (KeyRef, Option<(usize, ObjectId)>) {
         let Ok(s) = self.session(h) else {
             return (KeyRef::default(), None);
         };
@@ -51,6 +51,30 @@ impl Provider {
 
     /// Writes one line; `Ok` when there is no trail.
     fn record<T>(&self, h: u64, op: &str, mech: Option<u64>, keys: Vec<KeyRef>, r: &Result<T>) -> Result<()> {
+        self.write_line(h, op, mech, keys, None, r)
+    }
+
+    /// A line with a detail (the `keygate` program's actions: `token/admin.rs`).
+    pub(super) fn record_detail<T>(
+        &self,
+        h: u64,
+        op: &str,
+        keys: Vec<KeyRef>,
+        detail: Option<String>,
+        r: &Result<T>,
+    ) -> Result<()> {
+        self.write_line(h, op, None, keys, detail, r)
+    }
+
+    fn write_line<T>(
+        &self,
+        h: u64,
+        op: &str,
+        mech: Option<u64>,
+        keys: Vec<KeyRef>,
+        detail: Option<String>,
+        r: &Result<T>,
+    ) -> Result<()> {
         let Some(a) = &self.audit else { return Ok(()) };
         a.write(&Event {
             time: audit::now(),
@@ -60,7 +84,7 @@ impl Provider {
             op,
             mechanism: mech.map(policy::name),
             keys,
-            detail: None,
+            detail,
             result: audit::result_name(r),
         })
     }

@@ -1,6 +1,7 @@
 //! PKCS#11 semantics with no C types: slots and tokens, sessions and login state, object
 //! handles, the attribute and usage policy, and operations. Guards both backends alike.
 
+pub mod admin;
 mod audited;
 pub mod handles;
 mod keys;

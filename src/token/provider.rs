@@ -76,10 +76,10 @@ impl Slot {
 
 pub struct Provider {
     pub slots: Vec<Slot>,
-    sessions: RwLock<FastMap<u64, Arc<Mutex<Session>>>>,
+    pub(super) sessions: RwLock<FastMap<u64, Arc<Mutex<Session>>>>,
     pub handles: Handles,
-    next_session: AtomicU64,
-    pid: u32,
+    pub(super) next_session: AtomicU64,
+    pub(super) pid: u32,
     /// The audit trail, when the configuration has one.
     pub(super) audit: Option<crate::audit::Audit>,
 }

@@ -10,7 +10,7 @@ use keygate_pkcs11::backend::{Backend, ObjectId, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
 use keygate_pkcs11::model::attributes::{attr, class, revocation, AttrMap};
 use keygate_pkcs11::model::mechanisms::Pin;
-use keygate_pkcs11::token::provider::Slot;
+use keygate_pkcs11::token::provider::{Provider, Slot};
 
 use crate::read_pin;
 use crate::show::report;
@@ -294,39 +294,31 @@ fn audited(
         .map_err(|e| format!("{e}"))
 }
 
-/// Runs `f` on the token's backend logged in as the user, with the object `key` names (its
-/// identifier as `keygate list` prints it) and that object's attributes.
+/// Runs `f` in a session of the token layer (as the C ABI's) on `token`, logged in as the
+/// user, with the handle and attributes of the object `key` names (its identifier as
+/// `keygate list` prints it).
 fn with_object<T>(
-    b: &LocalBackend,
+    cfg: &Config,
     token: &str,
     key: &str,
     pin: &Pin,
-    f: impl FnOnce(&ObjectId, &AttrMap) -> Result<T, String>,
+    f: impl FnOnce(&Provider, u64, u64, &AttrMap) -> Result<T, String>,
 ) -> Result<T, String> {
     let id: ObjectId = hex::decode(key).ok().and_then(|v| v.try_into().ok()).ok_or(format!(
         "{key:?} is not an object identifier (32 hex digits, as keygate list prints them)"
     ))?;
-    b.session_opened(ADMIN_SESSION, true)
-        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+    let p = Provider::for_program(cfg);
+    let h = p
+        .admin_session(token, pin)
+        .map_err(|e| format!("login to {token:?} failed: {e}"))?;
     let out = (|| {
-        b.login(ADMIN_SESSION, UserType::User, pin)
-            .map_err(|e| format!("login to {token:?} failed: {e}"))?;
-        let attrs = b
-            .attributes(ADMIN_SESSION, &id)
+        let (handle, attrs) = p
+            .object_by_uid(h, &id)
             .map_err(|_| format!("token {token:?} has no object {key}"))?;
-        f(&id, &attrs)
+        f(&p, h, handle, &attrs)
     })();
-    b.logout(ADMIN_SESSION);
-    b.session_closed(ADMIN_SESSION);
+    p.end_admin_session(h);
     out
-}
-
-fn key_ref(a: &AttrMap) -> KeyRef {
-    KeyRef {
-        label: a.get(attr::LABEL).map(|l| String::from_utf8_lossy(l).into_owned()),
-        id: a.get(attr::ID).filter(|i| !i.is_empty()).map(hex::encode),
-        fingerprint: None,
-    }
 }
 
 /// `keygate revoke`: the key stops signing, encrypting, wrapping and deriving for good.
@@ -335,8 +327,7 @@ pub fn revoke(cfg: &Config, token: &str, key: &str, reason: &str, pin: &Pin) -> 
         "unknown reason {reason:?}: one of {}",
         revocation::NAMES.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
     ))?;
-    let b = local(cfg, token)?;
-    with_object(&b, token, key, pin, |id, a| {
+    with_object(cfg, token, key, pin, |p, h, handle, a| {
         if !matches!(
             a.class(),
             Ok(class::PRIVATE_KEY | class::SECRET_KEY | class::PUBLIC_KEY)
@@ -349,32 +340,19 @@ pub fn revoke(cfg: &Config, token: &str, key: &str, reason: &str, pin: &Pin) -> 
                 revocation::name(r).unwrap_or("unknown reason")
             ));
         }
-        let mut new = a.clone();
-        new.set_ulong(attr::KEYGATE_REVOKED, code);
-        let r = b.update(ADMIN_SESSION, id, new);
-        let result = audit::result_name(&r);
-        audited(
-            cfg,
-            token,
-            "keygate revoke",
-            vec![key_ref(a)],
-            Some(format!("reason: {reason}")),
-            &result,
-        )?;
-        r.map_err(|e| format!("cannot revoke {key}: {e}"))?;
+        p.revoke_key(h, handle, code)
+            .map_err(|e| format!("cannot revoke {key}: {e}"))?;
         println!("key {key} revoked ({reason}): it no longer signs, encrypts, wraps or derives");
         Ok(())
     })
 }
 
-/// `keygate destroy KEY`: the object's record is deleted and its bytes overwritten.
+/// `keygate destroy KEY`: the object's record is deleted and its bytes overwritten, if
+/// `C_DestroyObject` would allow it (`CKA_DESTROYABLE`).
 pub fn destroy(cfg: &Config, token: &str, key: &str, pin: &Pin) -> Result<(), String> {
-    let b = local(cfg, token)?;
-    with_object(&b, token, key, pin, |id, a| {
-        let r = b.destroy(ADMIN_SESSION, id);
-        let result = audit::result_name(&r);
-        audited(cfg, token, "keygate destroy", vec![key_ref(a)], None, &result)?;
-        r.map_err(|e| format!("cannot destroy {key}: {e}"))?;
+    with_object(cfg, token, key, pin, |p, h, handle, _| {
+        p.destroy_by_program(h, handle)
+            .map_err(|e| format!("cannot destroy {key}: {e}"))?;
         println!("object {key} destroyed");
         Ok(())
     })
