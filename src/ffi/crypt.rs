@@ -3,6 +3,7 @@
 use pkcs11_sys::*;
 
 use super::{entry, raw};
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use crate::token::provider;
 
 entry! {
@@ -10,7 +11,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided mechanism.
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
-        p.crypt_init(hSession, &m, hKey, true)
+        p.crypt_init(SessionHandle(hSession), &m, ObjectHandle(hKey), true)
     }
 
     fn C_Encrypt(
@@ -25,7 +26,7 @@ entry! {
         let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pEncryptedData, pulEncryptedDataLen) }?;
-        let o = p.crypt(hSession, true, data, cap)?;
+        let o = p.crypt(SessionHandle(hSession), true, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pEncryptedData, pulEncryptedDataLen, o) }
     }
@@ -42,7 +43,7 @@ entry! {
         let data = unsafe { raw::in_slice(pPart, ulPartLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pEncryptedPart, pulEncryptedPartLen) }?;
-        let o = p.crypt_update(hSession, true, data, cap)?;
+        let o = p.crypt_update(SessionHandle(hSession), true, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pEncryptedPart, pulEncryptedPartLen, o) }
     }
@@ -51,7 +52,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided buffer per the two-call convention.
         let cap = unsafe { raw::capacity(pLastEncryptedPart, pulLastEncryptedPartLen) }?;
-        let o = p.crypt_final(hSession, true, cap)?;
+        let o = p.crypt_final(SessionHandle(hSession), true, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pLastEncryptedPart, pulLastEncryptedPartLen, o) }
     }
@@ -60,7 +61,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided mechanism.
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
-        p.crypt_init(hSession, &m, hKey, false)
+        p.crypt_init(SessionHandle(hSession), &m, ObjectHandle(hKey), false)
     }
 
     fn C_Decrypt(
@@ -75,7 +76,7 @@ entry! {
         let data = unsafe { raw::in_slice(pEncryptedData, ulEncryptedDataLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pData, pulDataLen) }?;
-        let o = p.crypt(hSession, false, data, cap)?;
+        let o = p.crypt(SessionHandle(hSession), false, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pData, pulDataLen, o) }
     }
@@ -92,7 +93,7 @@ entry! {
         let data = unsafe { raw::in_slice(pEncryptedPart, ulEncryptedPartLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pPart, pulPartLen) }?;
-        let o = p.crypt_update(hSession, false, data, cap)?;
+        let o = p.crypt_update(SessionHandle(hSession), false, data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pPart, pulPartLen, o) }
     }
@@ -101,7 +102,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided buffer per the two-call convention.
         let cap = unsafe { raw::capacity(pLastPart, pulLastPartLen) }?;
-        let o = p.crypt_final(hSession, false, cap)?;
+        let o = p.crypt_final(SessionHandle(hSession), false, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pLastPart, pulLastPartLen, o) }
     }

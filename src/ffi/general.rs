@@ -5,6 +5,7 @@ use pkcs11_sys::*;
 use super::entry;
 use super::raw::{self, padded};
 use crate::error::Error;
+use crate::model::handles::SessionHandle;
 use crate::model::mechanisms::lookup;
 use crate::token::{provider, provider as prov};
 
@@ -206,7 +207,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided PIN buffer.
         let pin = unsafe { raw::pin_in(pPin, ulPinLen) }?;
-        p.init_pin(hSession, &pin)
+        p.init_pin(SessionHandle(hSession), &pin)
     }
 
     fn C_SetPIN(
@@ -221,7 +222,7 @@ entry! {
         let old = unsafe { raw::pin_in(pOldPin, ulOldLen) }?;
         // SAFETY: caller-provided PIN buffer.
         let new = unsafe { raw::pin_in(pNewPin, ulNewLen) }?;
-        p.set_pin(hSession, &old, &new)
+        p.set_pin(SessionHandle(hSession), &old, &new)
     }
 
     fn C_GetFunctionStatus(hSession: CK_SESSION_HANDLE) {

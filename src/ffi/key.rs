@@ -4,6 +4,7 @@ use pkcs11_sys::*;
 
 use super::{entry, raw};
 use crate::error::Error;
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use crate::token::provider;
 
 entry! {
@@ -22,9 +23,9 @@ entry! {
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
         // SAFETY: caller-provided mechanism and template.
         let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
-        let h = p.generate_key(hSession, &m, t)?;
+        let h = p.generate_key(SessionHandle(hSession), &m, t)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phKey, h) }
+        unsafe { raw::out(phKey, h.0) }
     }
 
     fn C_GenerateKeyPair(
@@ -47,11 +48,11 @@ entry! {
         let pu = unsafe { raw::template_in(pPublicKeyTemplate, ulPublicKeyAttributeCount) }?;
         // SAFETY: as above.
         let pr = unsafe { raw::template_in(pPrivateKeyTemplate, ulPrivateKeyAttributeCount) }?;
-        let (a, b) = p.generate_key_pair(hSession, &m, pu, pr)?;
+        let (a, b) = p.generate_key_pair(SessionHandle(hSession), &m, pu, pr)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phPublicKey, a) }?;
+        unsafe { raw::out(phPublicKey, a.0) }?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phPrivateKey, b) }
+        unsafe { raw::out(phPrivateKey, b.0) }
     }
 
     fn C_WrapKey(
@@ -67,7 +68,7 @@ entry! {
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
         // SAFETY: caller-provided mechanism and output buffer.
         let cap = unsafe { raw::capacity(pWrappedKey, pulWrappedKeyLen) }?;
-        let o = p.wrap_key(hSession, &m, hWrappingKey, hKey, cap)?;
+        let o = p.wrap_key(SessionHandle(hSession), &m, ObjectHandle(hWrappingKey), ObjectHandle(hKey), cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pWrappedKey, pulWrappedKeyLen, o) }
     }
@@ -92,9 +93,9 @@ entry! {
         let w = unsafe { raw::in_slice(pWrappedKey, ulWrappedKeyLen) }?;
         // SAFETY: caller-provided mechanism, wrapped key and template.
         let t = unsafe { raw::template_in(pTemplate, ulAttributeCount) }?;
-        let h = p.unwrap_key(hSession, &m, hUnwrappingKey, w, t)?;
+        let h = p.unwrap_key(SessionHandle(hSession), &m, ObjectHandle(hUnwrappingKey), w, t)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phKey, h) }
+        unsafe { raw::out(phKey, h.0) }
     }
 
     fn C_DeriveKey(
@@ -113,8 +114,8 @@ entry! {
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
         // SAFETY: caller-provided mechanism and template.
         let t = unsafe { raw::template_in(pTemplate, ulAttributeCount) }?;
-        let h = p.derive_key(hSession, &m, hBaseKey, t)?;
+        let h = p.derive_key(SessionHandle(hSession), &m, ObjectHandle(hBaseKey), t)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phKey, h) }
+        unsafe { raw::out(phKey, h.0) }
     }
 }

@@ -4,6 +4,7 @@ use pkcs11_sys::*;
 
 use super::{entry, raw};
 use crate::error::Error;
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use crate::token::provider;
 
 entry! {
@@ -19,9 +20,9 @@ entry! {
         }
         // SAFETY: caller-provided template.
         let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
-        let h = p.create_object(hSession, t)?;
+        let h = p.create_object(SessionHandle(hSession), t)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phObject, h) }
+        unsafe { raw::out(phObject, h.0) }
     }
 
     fn C_CopyObject(
@@ -37,13 +38,13 @@ entry! {
         }
         // SAFETY: caller-provided template.
         let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
-        let h = p.copy_object(hSession, hObject, t)?;
+        let h = p.copy_object(SessionHandle(hSession), ObjectHandle(hObject), t)?;
         // SAFETY: checked non-null.
-        unsafe { raw::out(phNewObject, h) }
+        unsafe { raw::out(phNewObject, h.0) }
     }
 
     fn C_DestroyObject(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE) {
-        provider()?.destroy_object(hSession, hObject)
+        provider()?.destroy_object(SessionHandle(hSession), ObjectHandle(hObject))
     }
 
     fn C_GetObjectSize(hSession: CK_SESSION_HANDLE, hObject: CK_OBJECT_HANDLE, pulSize: CK_ULONG_PTR) {
@@ -51,7 +52,7 @@ entry! {
         if pulSize.is_null() {
             return Err(Error::ArgumentsBad);
         }
-        let n = p.object_size(hSession, hObject)?;
+        let n = p.object_size(SessionHandle(hSession), ObjectHandle(hObject))?;
         // SAFETY: checked non-null.
         unsafe { raw::out(pulSize, n) }
     }
@@ -68,7 +69,7 @@ entry! {
         }
         // SAFETY: caller-provided template (types only).
         let types = unsafe { raw::template_types(pTemplate, ulCount) }?;
-        let answers = p.attribute_values(hSession, hObject, &types)?;
+        let answers = p.attribute_values(SessionHandle(hSession), ObjectHandle(hObject), &types)?;
         if ulCount == 0 {
             return Ok(());
         }
@@ -85,14 +86,14 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided template.
         let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
-        p.set_attribute_values(hSession, hObject, t)
+        p.set_attribute_values(SessionHandle(hSession), ObjectHandle(hObject), t)
     }
 
     fn C_FindObjectsInit(hSession: CK_SESSION_HANDLE, pTemplate: CK_ATTRIBUTE_PTR, ulCount: CK_ULONG) {
         let p = provider()?;
         // SAFETY: caller-provided template.
         let t = unsafe { raw::template_in(pTemplate, ulCount) }?;
-        p.find_init(hSession, t)
+        p.find_init(SessionHandle(hSession), t)
     }
 
     fn C_FindObjects(
@@ -105,7 +106,11 @@ entry! {
         if pulObjectCount.is_null() || (phObject.is_null() && ulMaxObjectCount > 0) {
             return Err(Error::ArgumentsBad);
         }
-        let found = p.find_next(hSession, ulMaxObjectCount as usize)?;
+        let found: Vec<CK_OBJECT_HANDLE> = p
+            .find_next(SessionHandle(hSession), ulMaxObjectCount as usize)?
+            .into_iter()
+            .map(|o| o.0)
+            .collect();
         if !found.is_empty() {
             // SAFETY: the caller's array holds `ulMaxObjectCount >= found.len()` handles.
             unsafe { std::ptr::copy_nonoverlapping(found.as_ptr(), phObject, found.len()) };
@@ -115,6 +120,6 @@ entry! {
     }
 
     fn C_FindObjectsFinal(hSession: CK_SESSION_HANDLE) {
-        provider()?.find_final(hSession)
+        provider()?.find_final(SessionHandle(hSession))
     }
 }

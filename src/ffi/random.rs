@@ -4,12 +4,13 @@ use pkcs11_sys::*;
 
 use super::entry;
 use crate::error::Error;
+use crate::model::handles::SessionHandle;
 use crate::token::provider;
 
 entry! {
     fn C_SeedRandom(hSession: CK_SESSION_HANDLE, pSeed: CK_BYTE_PTR, ulSeedLen: CK_ULONG) {
         let p = provider()?;
-        p.session_info(hSession)?;
+        p.session_info(SessionHandle(hSession))?;
         if pSeed.is_null() && ulSeedLen > 0 {
             return Err(Error::ArgumentsBad);
         }
@@ -24,7 +25,7 @@ entry! {
         };
         // Self-managed: the OS generator takes no seed (CKR_RANDOM_SEED_NOT_SUPPORTED); hsm
         // mode: the HSM's generator, which may.
-        p.seed_random(hSession, seed)
+        p.seed_random(SessionHandle(hSession), seed)
     }
 
     fn C_GenerateRandom(hSession: CK_SESSION_HANDLE, RandomData: CK_BYTE_PTR, ulRandomLen: CK_ULONG) {
@@ -36,7 +37,7 @@ entry! {
             return Err(Error::ArgumentsBad);
         }
         let mut buf = vec![0u8; ulRandomLen as usize];
-        p.random(hSession, &mut buf)?;
+        p.random(SessionHandle(hSession), &mut buf)?;
         if !buf.is_empty() {
             // SAFETY: the caller's buffer holds `ulRandomLen` bytes.
             unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), RandomData, buf.len()) };

@@ -5,6 +5,7 @@ use pkcs11_sys::*;
 use super::{entry, raw};
 use crate::backend::UserType;
 use crate::error::Error;
+use crate::model::handles::SessionHandle;
 use crate::token::provider;
 
 entry! {
@@ -22,11 +23,11 @@ entry! {
         }
         let h = p.open_session(slotID, flags & CKF_SERIAL_SESSION != 0, flags & CKF_RW_SESSION != 0)?;
         // SAFETY: checked non-null; caller-provided out-parameter.
-        unsafe { raw::out(phSession, h) }
+        unsafe { raw::out(phSession, h.0) }
     }
 
     fn C_CloseSession(hSession: CK_SESSION_HANDLE) {
-        provider()?.close_session(hSession)
+        provider()?.close_session(SessionHandle(hSession))
     }
 
     fn C_CloseAllSessions(slotID: CK_SLOT_ID) {
@@ -34,7 +35,7 @@ entry! {
     }
 
     fn C_GetSessionInfo(hSession: CK_SESSION_HANDLE, pInfo: CK_SESSION_INFO_PTR) {
-        let i = provider()?.session_info(hSession)?;
+        let i = provider()?.session_info(SessionHandle(hSession))?;
         let flags = CKF_SERIAL_SESSION | if i.rw { CKF_RW_SESSION } else { 0 };
         let info = CK_SESSION_INFO { slotID: i.slot, state: i.state, flags, ulDeviceError: 0 };
         // SAFETY: caller-provided out-parameter.
@@ -51,14 +52,14 @@ entry! {
         };
         // SAFETY: caller-provided PIN buffer.
         let pin = unsafe { raw::pin_in(pPin, ulPinLen) }?;
-        p.login(hSession, user, &pin)
+        p.login(SessionHandle(hSession), user, &pin)
     }
 
     fn C_Logout(hSession: CK_SESSION_HANDLE) {
-        provider()?.logout(hSession)
+        provider()?.logout(SessionHandle(hSession))
     }
 
     fn C_SessionCancel(hSession: CK_SESSION_HANDLE, flags: CK_FLAGS) {
-        provider()?.session_cancel(hSession, flags)
+        provider()?.session_cancel(SessionHandle(hSession), flags)
     }
 }

@@ -3,6 +3,7 @@
 use pkcs11_sys::*;
 
 use super::{entry, raw};
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use crate::token::provider;
 
 entry! {
@@ -10,7 +11,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided mechanism.
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
-        p.sign_init(hSession, &m, hKey)
+        p.sign_init(SessionHandle(hSession), &m, ObjectHandle(hKey))
     }
 
     fn C_Sign(
@@ -25,7 +26,7 @@ entry! {
         let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pSignature, pulSignatureLen) }?;
-        let o = p.sign(hSession, data, cap)?;
+        let o = p.sign(SessionHandle(hSession), data, cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pSignature, pulSignatureLen, o) }
     }
@@ -34,14 +35,14 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided input.
         let data = unsafe { raw::in_slice(pPart, ulPartLen) }?;
-        p.sign_update(hSession, data)
+        p.sign_update(SessionHandle(hSession), data)
     }
 
     fn C_SignFinal(hSession: CK_SESSION_HANDLE, pSignature: CK_BYTE_PTR, pulSignatureLen: CK_ULONG_PTR) {
         let p = provider()?;
         // SAFETY: caller-provided buffer per the two-call convention.
         let cap = unsafe { raw::capacity(pSignature, pulSignatureLen) }?;
-        let o = p.sign_final(hSession, cap)?;
+        let o = p.sign_final(SessionHandle(hSession), cap)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pSignature, pulSignatureLen, o) }
     }
@@ -50,7 +51,7 @@ entry! {
         let p = provider()?;
         // SAFETY: caller-provided mechanism.
         let m = unsafe { raw::mechanism_in(pMechanism) }?;
-        p.verify_init(hSession, &m, hKey)
+        p.verify_init(SessionHandle(hSession), &m, ObjectHandle(hKey))
     }
 
     fn C_Verify(
@@ -65,20 +66,20 @@ entry! {
         let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
         // SAFETY: caller-provided inputs.
         let sig = unsafe { raw::in_slice(pSignature, ulSignatureLen) }?;
-        p.verify(hSession, data, sig)
+        p.verify(SessionHandle(hSession), data, sig)
     }
 
     fn C_VerifyUpdate(hSession: CK_SESSION_HANDLE, pPart: CK_BYTE_PTR, ulPartLen: CK_ULONG) {
         let p = provider()?;
         // SAFETY: caller-provided input.
         let data = unsafe { raw::in_slice(pPart, ulPartLen) }?;
-        p.verify_update(hSession, data)
+        p.verify_update(SessionHandle(hSession), data)
     }
 
     fn C_VerifyFinal(hSession: CK_SESSION_HANDLE, pSignature: CK_BYTE_PTR, ulSignatureLen: CK_ULONG) {
         let p = provider()?;
         // SAFETY: caller-provided input.
         let sig = unsafe { raw::in_slice(pSignature, ulSignatureLen) }?;
-        p.verify_final(hSession, sig)
+        p.verify_final(SessionHandle(hSession), sig)
     }
 }

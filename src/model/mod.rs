@@ -4,5 +4,6 @@
 
 pub mod attributes;
 pub mod dates;
+pub mod handles;
 pub mod mechanisms;
 pub mod rules;

@@ -6,6 +6,7 @@
 //! changes) stays with the self-managed backend's own API (`backend/local/admin.rs`), and the
 //! program audits it.
 
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use std::sync::atomic::AtomicU64;
 
 use parking_lot::RwLock;
@@ -35,7 +36,7 @@ impl Provider {
 
     /// A read/write session on the token labelled `token` with the user logged in (the
     /// login audited as any `C_Login`).
-    pub fn admin_session(&self, token: &str, pin: &Pin) -> Result<u64> {
+    pub fn admin_session(&self, token: &str, pin: &Pin) -> Result<SessionHandle> {
         let slot = self
             .slots
             .iter()
@@ -50,25 +51,28 @@ impl Provider {
     }
 
     /// Logs out and closes a session of [`Provider::admin_session`].
-    pub fn end_admin_session(&self, h: u64) {
+    pub fn end_admin_session(&self, h: SessionHandle) {
         let _ = self.logout(h);
         let _ = self.close_session(h);
     }
 
     /// The handle of the object with record identifier `uid` (as `keygate list` prints it),
     /// and its attributes, as the session may see it.
-    pub fn object_by_uid(&self, h: u64, uid: &ObjectId) -> Result<(u64, AttrMap)> {
+    pub fn object_by_uid(&self, h: SessionHandle, uid: &ObjectId) -> Result<(ObjectHandle, AttrMap)> {
+        let h = h.0;
         let s = self.session(h)?;
         let g = s.lock();
         let handle = self.handles.handle_for(g.slot, *uid);
         let (_, attrs) = self.object(&g, handle, Error::ObjectHandleInvalid)?;
-        Ok((handle, attrs))
+        Ok((ObjectHandle(handle), attrs))
     }
 
     /// `keygate revoke`: the key is marked revoked for `reason` (an RFC 5280 code), through
     /// `C_SetAttributeValue`'s rules (a key that is not modifiable, or already revoked, is
     /// refused); audited as "keygate revoke".
-    pub fn revoke_key(&self, h: u64, handle: u64, reason: u64) -> Result<()> {
+    pub fn revoke_key(&self, h: SessionHandle, handle: ObjectHandle, reason: u64) -> Result<()> {
+        let h = h.0;
+        let handle = handle.0;
         let (keys, r) = {
             let key = self.key_ref(h, handle).0;
             let r = (|| {
@@ -82,7 +86,7 @@ impl Provider {
                 }
                 let mut change = AttrMap::new();
                 change.set_ulong(attr::KEYGATE_REVOKED, reason);
-                self.set_attribute_values(h, handle, change)
+                self.set_attribute_values(SessionHandle(h), ObjectHandle(handle), change)
             })();
             (vec![key], r)
         };
@@ -93,7 +97,9 @@ impl Provider {
 
     /// `keygate destroy KEY`: `C_DestroyObject`'s rules (`CKA_DESTROYABLE`, visibility);
     /// audited as "keygate destroy".
-    pub fn destroy_by_program(&self, h: u64, handle: u64) -> Result<()> {
+    pub fn destroy_by_program(&self, h: SessionHandle, handle: ObjectHandle) -> Result<()> {
+        let h = h.0;
+        let handle = handle.0;
         let key = self.key_ref(h, handle).0;
         let r = self.destroy_object_unaudited(h, handle);
         self.record_detail(h, "keygate destroy", vec![key], None, &r)?;

@@ -13,6 +13,7 @@ use crate::audit::{self, Event, KeyRef};
 use crate::backend::{ObjectId, UserType};
 use crate::error::Result;
 use crate::model::attributes::{attr, AttrMap};
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use crate::model::mechanisms::{mflag, Mechanism, Pin};
 
 impl Provider {
@@ -129,7 +130,8 @@ impl Provider {
         }
     }
 
-    pub fn login(&self, h: u64, user: UserType, pin: &Pin) -> Result<()> {
+    pub fn login(&self, h: SessionHandle, user: UserType, pin: &Pin) -> Result<()> {
+        let h = h.0;
         let r = self.login_unaudited(h, user, pin);
         let op = match user {
             UserType::So => "C_Login(SO)",
@@ -140,31 +142,38 @@ impl Provider {
         r
     }
 
-    pub fn logout(&self, h: u64) -> Result<()> {
+    pub fn logout(&self, h: SessionHandle) -> Result<()> {
+        let h = h.0;
         let r = self.logout_unaudited(h);
         let _ = self.record(h, "C_Logout", None, Vec::new(), &r);
         r
     }
 
-    pub fn sign_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let cancel = |_: &()| drop(self.session_cancel(h, mflag::SIGN));
+    pub fn sign_init(&self, h: SessionHandle, mech: &Mechanism, key: ObjectHandle) -> Result<()> {
+        let h = h.0;
+        let key = key.0;
+        let cancel = |_: &()| drop(self.session_cancel(SessionHandle(h), mflag::SIGN));
         let run = || self.sign_init_unaudited(h, mech, key);
         self.audited(h, ("C_SignInit", Some(mech), &[key]), run, |_| Vec::new(), cancel)
     }
 
-    pub fn verify_init(&self, h: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let cancel = |_: &()| drop(self.session_cancel(h, mflag::VERIFY));
+    pub fn verify_init(&self, h: SessionHandle, mech: &Mechanism, key: ObjectHandle) -> Result<()> {
+        let h = h.0;
+        let key = key.0;
+        let cancel = |_: &()| drop(self.session_cancel(SessionHandle(h), mflag::VERIFY));
         let run = || self.verify_init_unaudited(h, mech, key);
         self.audited(h, ("C_VerifyInit", Some(mech), &[key]), run, |_| Vec::new(), cancel)
     }
 
-    pub fn crypt_init(&self, h: u64, mech: &Mechanism, key: u64, encrypt: bool) -> Result<()> {
+    pub fn crypt_init(&self, h: SessionHandle, mech: &Mechanism, key: ObjectHandle, encrypt: bool) -> Result<()> {
+        let h = h.0;
+        let key = key.0;
         let (op, flag) = if encrypt {
             ("C_EncryptInit", mflag::ENCRYPT)
         } else {
             ("C_DecryptInit", mflag::DECRYPT)
         };
-        let cancel = |_: &()| drop(self.session_cancel(h, flag));
+        let cancel = |_: &()| drop(self.session_cancel(SessionHandle(h), flag));
         let run = || self.crypt_init_unaudited(h, mech, key, encrypt);
         self.audited(h, (op, Some(mech), &[key]), run, |_| Vec::new(), cancel)
     }
@@ -178,38 +187,65 @@ impl Provider {
         }
     }
 
-    pub fn generate_key(&self, h: u64, mech: &Mechanism, template: AttrMap) -> Result<u64> {
+    pub fn generate_key(&self, h: SessionHandle, mech: &Mechanism, template: AttrMap) -> Result<ObjectHandle> {
+        let h = h.0;
         let run = || self.generate_key_unaudited(h, mech, template);
         let undo = |k: &u64| self.unmake(h, &[*k]);
         self.audited(h, ("C_GenerateKey", Some(mech), &[]), run, |k| vec![*k], undo)
+            .map(ObjectHandle)
     }
 
-    pub fn generate_key_pair(&self, h: u64, mech: &Mechanism, public: AttrMap, private: AttrMap) -> Result<(u64, u64)> {
+    pub fn generate_key_pair(
+        &self,
+        h: SessionHandle,
+        mech: &Mechanism,
+        public: AttrMap,
+        private: AttrMap,
+    ) -> Result<(ObjectHandle, ObjectHandle)> {
+        let h = h.0;
         let run = || self.generate_key_pair_unaudited(h, mech, public, private);
         let undo = |k: &(u64, u64)| self.unmake(h, &[k.0, k.1]);
         self.audited(h, ("C_GenerateKeyPair", Some(mech), &[]), run, |k| vec![k.0, k.1], undo)
+            .map(|(public, private)| (ObjectHandle(public), ObjectHandle(private)))
     }
 
-    pub fn create_object(&self, h: u64, template: AttrMap) -> Result<u64> {
+    pub fn create_object(&self, h: SessionHandle, template: AttrMap) -> Result<ObjectHandle> {
+        let h = h.0;
         let run = || self.create_object_unaudited(h, template);
         let undo = |k: &u64| self.unmake(h, &[*k]);
         self.audited(h, ("C_CreateObject", None, &[]), run, |k| vec![*k], undo)
+            .map(ObjectHandle)
     }
 
-    pub fn copy_object(&self, h: u64, handle: u64, template: AttrMap) -> Result<u64> {
+    pub fn copy_object(&self, h: SessionHandle, handle: ObjectHandle, template: AttrMap) -> Result<ObjectHandle> {
+        let h = h.0;
+        let handle = handle.0;
         let run = || self.copy_object_unaudited(h, handle, template);
         let undo = |k: &u64| self.unmake(h, &[*k]);
         self.audited(h, ("C_CopyObject", None, &[handle]), run, |k| vec![*k], undo)
+            .map(ObjectHandle)
     }
 
     /// Destruction cannot be taken back: with a required trail that cannot be opened it is
     /// refused beforehand; a line that fails after it is logged.
-    pub fn destroy_object(&self, h: u64, handle: u64) -> Result<()> {
+    pub fn destroy_object(&self, h: SessionHandle, handle: ObjectHandle) -> Result<()> {
+        let h = h.0;
+        let handle = handle.0;
         let run = || self.destroy_object_unaudited(h, handle);
         self.audited(h, ("C_DestroyObject", None, &[handle]), run, |_| Vec::new(), |_| ())
     }
 
-    pub fn wrap_key(&self, h: u64, mech: &Mechanism, wrapping: u64, key: u64, cap: Option<usize>) -> Result<Out> {
+    pub fn wrap_key(
+        &self,
+        h: SessionHandle,
+        mech: &Mechanism,
+        wrapping: ObjectHandle,
+        key: ObjectHandle,
+        cap: Option<usize>,
+    ) -> Result<Out> {
+        let h = h.0;
+        let key = key.0;
+        let wrapping = wrapping.0;
         // Length queries are not events: the line is written when the wrapped key is handed out.
         let run = || self.wrap_key_unaudited(h, mech, wrapping, key, cap);
         let Some(a) = &self.audit else { return run() };
@@ -229,20 +265,32 @@ impl Provider {
 
     pub fn unwrap_key(
         &self,
-        h: u64,
+        h: SessionHandle,
         mech: &Mechanism,
-        unwrapping: u64,
+        unwrapping: ObjectHandle,
         wrapped: &[u8],
         template: AttrMap,
-    ) -> Result<u64> {
+    ) -> Result<ObjectHandle> {
+        let h = h.0;
+        let unwrapping = unwrapping.0;
         let run = || self.unwrap_key_unaudited(h, mech, unwrapping, wrapped, template);
         let undo = |k: &u64| self.unmake(h, &[*k]);
         self.audited(h, ("C_UnwrapKey", Some(mech), &[unwrapping]), run, |k| vec![*k], undo)
+            .map(ObjectHandle)
     }
 
-    pub fn derive_key(&self, h: u64, mech: &Mechanism, base: u64, template: AttrMap) -> Result<u64> {
+    pub fn derive_key(
+        &self,
+        h: SessionHandle,
+        mech: &Mechanism,
+        base: ObjectHandle,
+        template: AttrMap,
+    ) -> Result<ObjectHandle> {
+        let h = h.0;
+        let base = base.0;
         let run = || self.derive_key_unaudited(h, mech, base, template);
         let undo = |k: &u64| self.unmake(h, &[*k]);
         self.audited(h, ("C_DeriveKey", Some(mech), &[base]), run, |k| vec![*k], undo)
+            .map(ObjectHandle)
     }
 }

@@ -2,6 +2,7 @@
 //! the two-call length convention. A finished output that the caller's buffer could not take is
 //! kept in the slot until the caller asks again, so no operation runs twice.
 
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -214,13 +215,15 @@ impl Provider {
         s.awaiting_login.sign = k.always_authenticate;
         Ok(())
     }
-    pub fn sign(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
+    pub fn sign(&self, h: SessionHandle, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         authorised(&mut s, Waits::Sign)?;
         deliver(&mut s.sign, cap, |op| op.once(data).map(Zeroizing::new))
     }
-    pub fn sign_update(&self, h: u64, data: &[u8]) -> Result<()> {
+    pub fn sign_update(&self, h: SessionHandle, data: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         authorised(&mut s, Waits::Sign)?;
@@ -230,7 +233,8 @@ impl Provider {
         }
         r
     }
-    pub fn sign_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
+    pub fn sign_final(&self, h: SessionHandle, cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         authorised(&mut s, Waits::Sign)?;
@@ -246,12 +250,14 @@ impl Provider {
         s.verify = Some(k.backend.verify(h, mech, &k.id)?);
         Ok(())
     }
-    pub fn verify(&self, h: u64, data: &[u8], signature: &[u8]) -> Result<()> {
+    pub fn verify(&self, h: SessionHandle, data: &[u8], signature: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
         op.once(data, signature)
     }
-    pub fn verify_update(&self, h: u64, data: &[u8]) -> Result<()> {
+    pub fn verify_update(&self, h: SessionHandle, data: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         let r = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?.update(data);
@@ -260,7 +266,8 @@ impl Provider {
         }
         r
     }
-    pub fn verify_final(&self, h: u64, signature: &[u8]) -> Result<()> {
+    pub fn verify_final(&self, h: SessionHandle, signature: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let op = s.lock().verify.take().ok_or(Error::OperationNotInitialized)?;
         op.finish(signature)
@@ -285,7 +292,8 @@ impl Provider {
         }
         Ok(())
     }
-    pub fn crypt(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+    pub fn crypt(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         if !encrypt {
@@ -298,7 +306,8 @@ impl Provider {
             out => Ok(out),
         }
     }
-    pub fn crypt_update(&self, h: u64, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+    pub fn crypt_update(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         if !encrypt {
@@ -325,7 +334,8 @@ impl Provider {
             }
         }
     }
-    pub fn crypt_final(&self, h: u64, encrypt: bool, cap: Option<usize>) -> Result<Out> {
+    pub fn crypt_final(&self, h: SessionHandle, encrypt: bool, cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         if !encrypt {
@@ -335,7 +345,8 @@ impl Provider {
         deliver(slot, cap, |op| op.finish())
     }
 
-    pub fn digest_init(&self, h: u64, mech: &Mechanism) -> Result<()> {
+    pub fn digest_init(&self, h: SessionHandle, mech: &Mechanism) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         let b = self.slot_of(&s).backend.clone();
@@ -346,12 +357,14 @@ impl Provider {
         s.digest = Some(Active::Running(b.digest(h, mech)?));
         Ok(())
     }
-    pub fn digest(&self, h: u64, data: &[u8], cap: Option<usize>) -> Result<Out> {
+    pub fn digest(&self, h: SessionHandle, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         deliver(&mut s.digest, cap, |op| op.once(data).map(Zeroizing::new))
     }
-    pub fn digest_update(&self, h: u64, data: &[u8]) -> Result<()> {
+    pub fn digest_update(&self, h: SessionHandle, data: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         let r = running(&mut s.digest)?.update(data);
@@ -360,7 +373,9 @@ impl Provider {
         }
         r
     }
-    pub fn digest_key(&self, h: u64, key: u64) -> Result<()> {
+    pub fn digest_key(&self, h: SessionHandle, key: ObjectHandle) -> Result<()> {
+        let h = h.0;
+        let key = key.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         let (id, attrs) = self.object(&s, key, Error::KeyHandleInvalid)?;
@@ -371,7 +386,8 @@ impl Provider {
         let op = running(&mut s.digest)?;
         b.digest_key(h, op.as_mut(), &id)
     }
-    pub fn digest_final(&self, h: u64, cap: Option<usize>) -> Result<Out> {
+    pub fn digest_final(&self, h: SessionHandle, cap: Option<usize>) -> Result<Out> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         deliver(&mut s.digest, cap, |op| op.finish().map(Zeroizing::new))
@@ -380,7 +396,8 @@ impl Provider {
 
 impl Provider {
     /// `C_SessionCancel`: ends the operations named by `flags` (`CKF_ENCRYPT`, `CKF_SIGN`, …).
-    pub fn session_cancel(&self, h: u64, flags: u64) -> Result<()> {
+    pub fn session_cancel(&self, h: SessionHandle, flags: u64) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         if flags & mflag::ENCRYPT != 0 {

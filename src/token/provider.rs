@@ -6,6 +6,7 @@
 //! mutex; no shared lock is held across Argon2 or an HSM round trip.
 
 use crate::fastmap::FastMap;
+use crate::model::handles::{ObjectHandle, SessionHandle};
 use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -231,7 +232,7 @@ impl Provider {
         &self.slots[s.slot]
     }
 
-    pub fn open_session(&self, slot: u64, serial: bool, rw: bool) -> Result<u64> {
+    pub fn open_session(&self, slot: u64, serial: bool, rw: bool) -> Result<SessionHandle> {
         let sl = self.slot(slot)?;
         if !serial {
             return Err(Error::SessionParallelNotSupported);
@@ -244,10 +245,11 @@ impl Provider {
         self.sessions
             .write()
             .insert(h, Arc::new(Mutex::new(Session::new(h, slot as usize, rw))));
-        Ok(h)
+        Ok(SessionHandle(h))
     }
 
-    pub fn close_session(&self, h: u64) -> Result<()> {
+    pub fn close_session(&self, h: SessionHandle) -> Result<()> {
+        let h = h.0;
         let s = self.sessions.write().remove(&h).ok_or(Error::SessionHandleInvalid)?;
         let slot = s.lock().slot;
         self.slots[slot].backend.session_closed(h);
@@ -271,12 +273,13 @@ impl Provider {
                 .collect()
         };
         for h in handles {
-            let _ = self.close_session(h);
+            let _ = self.close_session(SessionHandle(h));
         }
         Ok(())
     }
 
-    pub fn session_info(&self, h: u64) -> Result<SessionInfo> {
+    pub fn session_info(&self, h: SessionHandle) -> Result<SessionInfo> {
+        let h = h.0;
         let s = self.session(h)?;
         let s = s.lock();
         let login = *self.slot_of(&s).login.lock();
@@ -363,7 +366,8 @@ impl Provider {
         Ok(())
     }
 
-    pub fn init_pin(&self, h: u64, pin: &Pin) -> Result<()> {
+    pub fn init_pin(&self, h: SessionHandle, pin: &Pin) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let (slot, rw) = {
             let s = s.lock();
@@ -375,7 +379,8 @@ impl Provider {
         self.slots[slot].backend.init_pin(h, pin)
     }
 
-    pub fn set_pin(&self, h: u64, old: &Pin, new: &Pin) -> Result<()> {
+    pub fn set_pin(&self, h: SessionHandle, old: &Pin, new: &Pin) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let (slot, rw) = {
             let s = s.lock();
@@ -517,7 +522,9 @@ impl Provider {
     }
 
     /// The size of an object: the length of its clear encoding (an estimate, as PKCS#11 allows).
-    pub fn object_size(&self, h: u64, handle: u64) -> Result<u64> {
+    pub fn object_size(&self, h: SessionHandle, handle: ObjectHandle) -> Result<u64> {
+        let h = h.0;
+        let handle = handle.0;
         let s = self.session(h)?;
         let s = s.lock();
         let (_, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
@@ -526,7 +533,14 @@ impl Provider {
 
     /// `C_GetAttributeValue`: one answer per requested type, `Err` per attribute as the spec's
     /// per-attribute rules say (`ffi` writes `CK_UNAVAILABLE_INFORMATION` for those).
-    pub fn attribute_values(&self, h: u64, handle: u64, types: &[u64]) -> Result<Vec<Result<Vec<u8>>>> {
+    pub fn attribute_values(
+        &self,
+        h: SessionHandle,
+        handle: ObjectHandle,
+        types: &[u64],
+    ) -> Result<Vec<Result<Vec<u8>>>> {
+        let h = h.0;
+        let handle = handle.0;
         let s = self.session(h)?;
         let s = s.lock();
         let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
@@ -542,7 +556,9 @@ impl Provider {
             .collect())
     }
 
-    pub fn set_attribute_values(&self, h: u64, handle: u64, changes: AttrMap) -> Result<()> {
+    pub fn set_attribute_values(&self, h: SessionHandle, handle: ObjectHandle, changes: AttrMap) -> Result<()> {
+        let h = h.0;
+        let handle = handle.0;
         let s = self.session(h)?;
         let s = s.lock();
         let (id, attrs) = self.object(&s, handle, Error::ObjectHandleInvalid)?;
@@ -551,7 +567,8 @@ impl Provider {
         self.slot_of(&s).backend.update(h, &id, new)
     }
 
-    pub fn find_init(&self, h: u64, template: AttrMap) -> Result<()> {
+    pub fn find_init(&self, h: SessionHandle, template: AttrMap) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         if s.find.is_some() {
@@ -565,29 +582,36 @@ impl Provider {
         Ok(())
     }
 
-    pub fn find_next(&self, h: u64, max: usize) -> Result<Vec<u64>> {
+    pub fn find_next(&self, h: SessionHandle, max: usize) -> Result<Vec<ObjectHandle>> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         let slot = s.slot;
         let f = s.find.as_mut().ok_or(Error::OperationNotInitialized)?;
         let n = max.min(f.remaining.len());
         let ids: Vec<ObjectId> = f.remaining.drain(..n).collect();
-        Ok(ids.into_iter().map(|id| self.handles.handle_for(slot, id)).collect())
+        Ok(ids
+            .into_iter()
+            .map(|id| ObjectHandle(self.handles.handle_for(slot, id)))
+            .collect())
     }
 
-    pub fn find_final(&self, h: u64) -> Result<()> {
+    pub fn find_final(&self, h: SessionHandle) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
         s.find.take().map(|_| ()).ok_or(Error::OperationNotInitialized)
     }
 
-    pub fn seed_random(&self, h: u64, seed: &[u8]) -> Result<()> {
+    pub fn seed_random(&self, h: SessionHandle, seed: &[u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let backend = self.slot_of(&s.lock()).backend.clone();
         backend.seed_random(h, seed)
     }
 
-    pub fn random(&self, h: u64, out: &mut [u8]) -> Result<()> {
+    pub fn random(&self, h: SessionHandle, out: &mut [u8]) -> Result<()> {
+        let h = h.0;
         let s = self.session(h)?;
         let backend = self.slot_of(&s.lock()).backend.clone();
         backend.random(h, out)

@@ -9,6 +9,7 @@ use keygate_pkcs11::backend::local::LocalBackend;
 use keygate_pkcs11::backend::{Backend, ObjectId, UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::{Config, Mode};
 use keygate_pkcs11::model::attributes::{attr, class, revocation, AttrMap};
+use keygate_pkcs11::model::handles::{ObjectHandle, SessionHandle};
 use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::{Provider, Slot};
 
@@ -302,7 +303,7 @@ fn with_object<T>(
     token: &str,
     key: &str,
     pin: &Pin,
-    f: impl FnOnce(&Provider, u64, u64, &AttrMap) -> Result<T, String>,
+    f: impl FnOnce(&Provider, SessionHandle, ObjectHandle, &AttrMap) -> Result<T, String>,
 ) -> Result<T, String> {
     let id: ObjectId = hex::decode(key).ok().and_then(|v| v.try_into().ok()).ok_or(format!(
         "{key:?} is not an object identifier (32 hex digits, as keygate list prints them)"
