@@ -6,6 +6,7 @@ mod audited;
 pub mod handles;
 mod keys;
 pub mod object;
+mod objects;
 pub mod operations;
 pub mod pinning;
 pub mod policy;

@@ -14,91 +14,6 @@ use cli::{BenchArgs, Cli, Command, RotateArgs};
 use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::slots_from;
 
-/// `keygate fingerprint`: the keys with an identifier and the fingerprint to pin each by.
-fn fingerprint(
-    slot: &keygate_pkcs11::token::provider::Slot,
-    ident: (u64, Vec<u8>, String),
-    pin_env: &Option<String>,
-    json: bool,
-) -> Result<(), String> {
-    use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
-    use keygate_pkcs11::model::attributes::{attr, class, AttrMap};
-    use keygate_pkcs11::token::pinning::of_attrs;
-    let b = &slot.backend;
-    let token = &slot.label;
-    b.session_opened(ADMIN_SESSION, false)
-        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
-    let logged_in = match pin_env {
-        Some(_) => {
-            let pin = read_pin(pin_env, &mut std::iter::empty(), "user PIN")?;
-            b.login(ADMIN_SESSION, UserType::User, &pin)
-                .map_err(|e| format!("login to {token:?} failed: {e}"))?;
-            true
-        }
-        None => false,
-    };
-    let (ty, value, name) = ident;
-    let mut template = AttrMap::new();
-    template.set(ty, value);
-    let found = b.find(ADMIN_SESSION, &template, logged_in);
-    let mut rows = Vec::new();
-    for id in found.map_err(|e| format!("cannot search {token:?}: {e}"))? {
-        let a = b
-            .attributes(ADMIN_SESSION, &id)
-            .map_err(|e| format!("cannot read a key: {e}"))?;
-        let kind = match a.class() {
-            Ok(class::PUBLIC_KEY) => "public key",
-            Ok(class::PRIVATE_KEY) => "private key",
-            Ok(class::SECRET_KEY) => "secret key",
-            _ => continue,
-        };
-        let label = String::from_utf8_lossy(a.get(attr::LABEL).unwrap_or_default()).into_owned();
-        let cka_id = hex::encode(a.get(attr::ID).unwrap_or_default());
-        rows.push((kind, label, cka_id, of_attrs(&a)));
-    }
-    if logged_in {
-        b.logout(ADMIN_SESSION);
-    }
-    b.session_closed(ADMIN_SESSION);
-    if rows.is_empty() {
-        return Err(format!(
-            "no key with {name} on {token:?}{}",
-            if logged_in {
-                ""
-            } else {
-                " (private keys need --pin-env)"
-            }
-        ));
-    }
-    for (kind, label, cka_id, f) in rows {
-        let (ident_key, ident_value) = if ty == attr::LABEL {
-            ("label", label.clone())
-        } else {
-            ("id", cka_id.clone())
-        };
-        if json {
-            let mut o = serde_json::json!({"token": token, "class": kind, "label": label, "id": cka_id});
-            if let Some(f) = &f {
-                o["fingerprint"] = f.to_string().into();
-                o["pin"] = serde_json::json!({ ident_key: ident_value, f.config_key(): f.hex() });
-            }
-            println!("{o}");
-        } else {
-            match f {
-                Some(f) => println!(
-                    "{kind} {label:?} (CKA_ID {cka_id}): {f}\n  pins = [{{ {ident_key} = {ident_value:?}, {} = \"{}\" }}]",
-                    f.config_key(),
-                    f.hex()
-                ),
-                None => println!(
-                    "{kind} {label:?} (CKA_ID {cka_id}): pinned by its public key's fingerprint"
-                ),
-            }
-        }
-    }
-    Ok(())
-}
-
 fn read_pin(
     env: &Option<String>,
     stdin: &mut impl Iterator<Item = std::io::Result<String>>,
@@ -212,19 +127,27 @@ fn man_pages(dir: &std::path::Path) -> Result<(), String> {
     write("keygate", top)
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
-        // Any module, keygate's configuration or not.
-        Command::Bench(a) => return run_bench(a),
-        Command::Man { dir } => return man_pages(&dir),
-        Command::BenchOpen { module, token } => {
+/// The subcommands that need no configuration (any module, keygate's or not): their result,
+/// or the command back for [`run`].
+fn without_config(command: Command) -> Result<Command, Result<(), String>> {
+    match command {
+        Command::Bench(a) => Err(run_bench(a)),
+        Command::Man { dir } => Err(man_pages(&dir)),
+        Command::BenchOpen { module, token } => Err((|| {
             let pin = std::env::var("KEYGATE_BENCH_PIN").map_err(|_| "KEYGATE_BENCH_PIN is not set".to_string())?;
             let (open, login) = bench::open_once(&module, &token, &pin)?;
             println!("{open:.1} {login:.1}");
-            return Ok(());
-        }
-        _ => {}
+            Ok(())
+        })()),
+        other => Ok(other),
     }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let command = match without_config(cli.command) {
+        Ok(c) => c,
+        Err(done) => return done,
+    };
     let cfg = keygate_pkcs11::token::load_config(cli.config.as_deref()).map_err(|e| e.to_string())?;
     let slots = slots_from(&cfg);
     let slot = |token: &str| {
@@ -233,7 +156,7 @@ fn run(cli: Cli) -> Result<(), String> {
             .find(|s| s.label == token)
             .ok_or(format!("no token {token:?} in the configuration"))
     };
-    match cli.command {
+    match command {
         Command::Init {
             token,
             so_pin_env,
@@ -250,7 +173,7 @@ fn run(cli: Cli) -> Result<(), String> {
             id,
             pin_env,
             json,
-        } => fingerprint(slot(&token)?, identifier(label, id)?, &pin_env, json),
+        } => show::fingerprint(slot(&token)?, identifier(label, id)?, &pin_env, json),
         Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } => unreachable!("handled above"),
         Command::Audit { token, last, json } => show::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Revoke {

@@ -6,6 +6,7 @@ use keygate_pkcs11::backend::{UserType, ADMIN_SESSION};
 use keygate_pkcs11::config::Config;
 use keygate_pkcs11::model::attributes::{attr, class, key_type, revocation, AttrMap};
 use keygate_pkcs11::model::mechanisms::Pin;
+use keygate_pkcs11::token::pinning::Fingerprint;
 use keygate_pkcs11::token::provider::Slot;
 
 fn class_name(c: u64) -> &'static str {
@@ -34,6 +35,38 @@ fn key_type_name(t: u64) -> &'static str {
 }
 
 /// `keygate list`: the token objects, public ones only without a PIN.
+/// One object of `keygate list`, as its JSON form.
+fn row(id: &[u8], a: &AttrMap) -> serde_json::Value {
+    let c = a.class().unwrap_or(u64::MAX);
+    let text = |t| String::from_utf8_lossy(a.get(t).unwrap_or_default()).into_owned();
+    let flags: Vec<&str> = [
+        (attr::PRIVATE, "private"),
+        (attr::SENSITIVE, "sensitive"),
+        (attr::EXTRACTABLE, "extractable"),
+        (attr::MODIFIABLE, "modifiable"),
+        (attr::SIGN, "sign"),
+        (attr::VERIFY, "verify"),
+        (attr::ENCRYPT, "encrypt"),
+        (attr::DECRYPT, "decrypt"),
+        (attr::WRAP, "wrap"),
+        (attr::UNWRAP, "unwrap"),
+        (attr::DERIVE, "derive"),
+    ]
+    .into_iter()
+    .filter(|(t, _)| a.flag(*t))
+    .map(|(_, n)| n)
+    .collect();
+    serde_json::json!({
+        "uid": hex::encode(id),
+        "class": class_name(c),
+        "key_type": a.key_type().map(key_type_name),
+        "label": text(attr::LABEL),
+        "id": hex::encode(a.get(attr::ID).unwrap_or_default()),
+        "flags": flags,
+        "revoked": a.ulong(attr::KEYGATE_REVOKED).ok().flatten().map(|r| revocation::name(r).unwrap_or("unknown")),
+    })
+}
+
 pub fn list(slot: &Slot, pin: Option<Pin>, json: bool) -> Result<(), String> {
     let b = &slot.backend;
     let token = &slot.label;
@@ -54,34 +87,7 @@ pub fn list(slot: &Slot, pin: Option<Pin>, json: bool) -> Result<(), String> {
             let a = b
                 .attributes(ADMIN_SESSION, &id)
                 .map_err(|e| format!("cannot read object {}: {e}", hex::encode(id)))?;
-            let c = a.class().unwrap_or(u64::MAX);
-            let text = |t| String::from_utf8_lossy(a.get(t).unwrap_or_default()).into_owned();
-            let flags: Vec<&str> = [
-                (attr::PRIVATE, "private"),
-                (attr::SENSITIVE, "sensitive"),
-                (attr::EXTRACTABLE, "extractable"),
-                (attr::MODIFIABLE, "modifiable"),
-                (attr::SIGN, "sign"),
-                (attr::VERIFY, "verify"),
-                (attr::ENCRYPT, "encrypt"),
-                (attr::DECRYPT, "decrypt"),
-                (attr::WRAP, "wrap"),
-                (attr::UNWRAP, "unwrap"),
-                (attr::DERIVE, "derive"),
-            ]
-            .into_iter()
-            .filter(|(t, _)| a.flag(*t))
-            .map(|(_, n)| n)
-            .collect();
-            rows.push(serde_json::json!({
-                "uid": hex::encode(id),
-                "class": class_name(c),
-                "key_type": a.key_type().map(key_type_name),
-                "label": text(attr::LABEL),
-                "id": hex::encode(a.get(attr::ID).unwrap_or_default()),
-                "flags": flags,
-                "revoked": a.ulong(attr::KEYGATE_REVOKED).ok().flatten().map(|r| revocation::name(r).unwrap_or("unknown")),
-            }));
+            rows.push(row(&id, &a));
         }
         Ok(rows)
     })();
@@ -301,5 +307,93 @@ pub fn status(slots: &[Slot], json: bool) -> Result<(), String> {
             slots.len(),
             broken.join(", ")
         )),
+    }
+}
+
+/// `keygate fingerprint`: the keys with an identifier and the fingerprint to pin each by.
+pub fn fingerprint(
+    slot: &Slot,
+    ident: (u64, Vec<u8>, String),
+    pin_env: &Option<String>,
+    json: bool,
+) -> Result<(), String> {
+    use keygate_pkcs11::token::pinning::of_attrs;
+    let b = &slot.backend;
+    let token = &slot.label;
+    b.session_opened(ADMIN_SESSION, false)
+        .map_err(|e| format!("cannot open {token:?}: {e}"))?;
+    let logged_in = match pin_env {
+        Some(_) => {
+            let pin = crate::read_pin(pin_env, &mut std::iter::empty(), "user PIN")?;
+            b.login(ADMIN_SESSION, UserType::User, &pin)
+                .map_err(|e| format!("login to {token:?} failed: {e}"))?;
+            true
+        }
+        None => false,
+    };
+    let (ty, value, name) = ident;
+    let mut template = AttrMap::new();
+    template.set(ty, value);
+    let found = b.find(ADMIN_SESSION, &template, logged_in);
+    let mut rows = Vec::new();
+    for id in found.map_err(|e| format!("cannot search {token:?}: {e}"))? {
+        let a = b
+            .attributes(ADMIN_SESSION, &id)
+            .map_err(|e| format!("cannot read a key: {e}"))?;
+        let kind = match a.class() {
+            Ok(class::PUBLIC_KEY) => "public key",
+            Ok(class::PRIVATE_KEY) => "private key",
+            Ok(class::SECRET_KEY) => "secret key",
+            _ => continue,
+        };
+        let label = String::from_utf8_lossy(a.get(attr::LABEL).unwrap_or_default()).into_owned();
+        let cka_id = hex::encode(a.get(attr::ID).unwrap_or_default());
+        rows.push((kind, label, cka_id, of_attrs(&a)));
+    }
+    if logged_in {
+        b.logout(ADMIN_SESSION);
+    }
+    b.session_closed(ADMIN_SESSION);
+    if rows.is_empty() {
+        return Err(format!(
+            "no key with {name} on {token:?}{}",
+            if logged_in {
+                ""
+            } else {
+                " (private keys need --pin-env)"
+            }
+        ));
+    }
+    print_fingerprints(token, ty == attr::LABEL, rows, json);
+    Ok(())
+}
+
+/// The lines of `keygate fingerprint`: each key, its fingerprint, and the pin to configure.
+fn print_fingerprints(token: &str, by_label: bool, rows: Vec<(&str, String, String, Option<Fingerprint>)>, json: bool) {
+    for (kind, label, cka_id, f) in rows {
+        let (ident_key, ident_value) = if by_label {
+            ("label", label.clone())
+        } else {
+            ("id", cka_id.clone())
+        };
+        if json {
+            let mut o = serde_json::json!({"token": token, "class": kind, "label": label, "id": cka_id});
+            if let Some(f) = &f {
+                o["fingerprint"] = f.to_string().into();
+                o["pin"] = serde_json::json!({ ident_key: ident_value, f.config_key(): f.hex() });
+            }
+            println!("{o}");
+        } else {
+            match f {
+                Some(f) => println!(
+                    "{kind} {label:?} (CKA_ID {cka_id}): {f}\n  pins = [{{ {ident_key} = {ident_value:?}, {} = \"{}\" }}]",
+                    f.config_key(),
+                    f.hex()
+                ),
+                None => println!(
+                    "{kind} {label:?} (CKA_ID {cka_id}): pinned by its public key's fingerprint"
+                ),
+            }
+        }
     }
 }
