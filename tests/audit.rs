@@ -300,45 +300,16 @@ fn the_keygate_programs_admin_acts_are_in_the_trail() {
     };
     let (revoked, destroyed) = (uid("to-revoke"), uid("to-destroy"));
     std::env::set_var("KG_NEW", "new-user-pin-7788");
-    let change = [
-        "change-pin",
-        "--token",
-        "test",
-        "--old-pin-env",
-        "KG_USER",
-        "--new-pin-env",
-        "KG_NEW",
-    ];
-    let undo = [
-        "change-pin",
-        "--token",
-        "test",
-        "--old-pin-env",
-        "KG_NEW",
-        "--new-pin-env",
-        "KG_USER",
-    ];
+    let change = change_pin_args("KG_USER", "KG_NEW");
+    let undo = change_pin_args("KG_NEW", "KG_USER");
     run(&change);
     fails(&env, &change, "PIN");
     run(&undo);
-    run(&[
-        "rotate-dek",
-        "--token",
-        "test",
-        "--so-pin-env",
-        "KG_SO",
-        "--pin-env",
-        "KG_USER",
-    ]);
-    run(&[
-        "rotate-root",
-        "--token",
-        "test",
-        "--so-pin-env",
-        "KG_SO",
-        "--pin-env",
-        "KG_USER",
-    ]);
+    for rotation in ["rotate-dek", "rotate-root"] {
+        let mut args = vec![rotation];
+        args.extend(ROTATION_ARGS);
+        run(&args);
+    }
     run(&[
         "revoke",
         "--token",

@@ -551,18 +551,7 @@ fn change_pin_rewraps_the_data_key_only() {
         let rows = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         rows
     };
-    let out = ok(
-        &env,
-        &[
-            "change-pin",
-            "--token",
-            "test",
-            "--old-pin-env",
-            "KG_USER",
-            "--new-pin-env",
-            "KG_NEW",
-        ],
-    );
+    let out = ok(&env, &change_pin_args("KG_USER", "KG_NEW"));
     assert!(out.contains("user PIN of \"test\" changed"), "{out}");
     let after: Vec<Vec<u8>> = {
         let c = db(&env);

@@ -114,16 +114,7 @@ fn hsm_token_signs_encrypts_and_wraps_through_keygate() {
     assert_eq!(s.decrypt(&m, k, &ct).unwrap(), b"forwarded");
 
     // AES key wrap (RFC 3394) of a generated extractable key, checked by aes-kw.
-    let target = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(Ulong::from(16)),
-                Attribute::Sensitive(false),
-                Attribute::Extractable(true),
-            ],
-        )
-        .unwrap();
+    let target = readable_aes(&s, 16);
     let value = match &s.get_attributes(target, &[AttributeType::Value]).unwrap()[..] {
         [Attribute::Value(v)] => v.clone(),
         other => panic!("{other:?}"),

@@ -217,16 +217,7 @@ fn generated_and_imported_keys_carry_the_spec_attributes() {
 
     // A key made extractable later loses NEVER_EXTRACTABLE for good; making a key sensitive
     // later does not make it ALWAYS_SENSITIVE.
-    let later = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(Ulong::from(16)),
-                Attribute::Sensitive(false),
-                Attribute::Extractable(true),
-            ],
-        )
-        .unwrap();
+    let later = readable_aes(&s, 16);
     assert!(!flag(&s, later, AttributeType::AlwaysSensitive));
     assert!(!flag(&s, later, AttributeType::NeverExtractable));
     s.update_attributes(later, &[Attribute::Sensitive(true)]).unwrap();

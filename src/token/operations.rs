@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use super::provider::Provider;
 use super::session::{Active, Session};
-use crate::backend::{Backend, ObjectId};
+use crate::backend::{Backend, CipherOp, ObjectId};
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, revocation, AttrMap};
 use crate::model::dates;
@@ -292,57 +292,53 @@ impl Provider {
         }
         Ok(())
     }
-    pub fn crypt(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
-        let h = h.0;
-        let s = self.session(h)?;
+    /// Runs `f` on the operation slot of an encryption or decryption data call, a decryption's
+    /// context-specific login checked first.
+    fn with_cipher<T>(
+        &self,
+        h: SessionHandle,
+        encrypt: bool,
+        f: impl FnOnce(&mut Option<Active<Box<dyn CipherOp>>>) -> Result<T>,
+    ) -> Result<T> {
+        let s = self.session(h.0)?;
         let mut s = s.lock();
         if !encrypt {
             authorised(&mut s, Waits::Decrypt)?;
         }
-        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
-        match deliver(slot, cap, |op| op.once(data))? {
+        f(if encrypt { &mut s.encrypt } else { &mut s.decrypt })
+    }
+    pub fn crypt(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
+        self.with_cipher(h, encrypt, |slot| match deliver(slot, cap, |op| op.once(data))? {
             // Ciphertext needs no wiping (for 1 MiB, the wipe was a sixth of the call).
             Out::Data(mut ct) if encrypt => Ok(Out::Public(std::mem::take(&mut *ct))),
             out => Ok(out),
-        }
+        })
     }
     pub fn crypt_update(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
-        let h = h.0;
-        let s = self.session(h)?;
-        let mut s = s.lock();
-        if !encrypt {
-            authorised(&mut s, Waits::Decrypt)?;
-        }
-        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
-        // The output this input will produce, answered without feeding the cipher: a length
-        // query or a short buffer leaves the operation as it was.
-        let need = running(slot)?.update_len(data.len());
-        match cap {
-            None => return Ok(Out::Len(need)),
-            Some(c) if c < need => return Ok(Out::TooSmall(need)),
-            Some(_) => {}
-        }
-        match running(slot)?.update(data) {
-            Ok(out) if out.len() <= need => Ok(Out::Data(out)),
-            Ok(_) => {
-                *slot = None;
-                Err(Error::General("cipher produced more output than it announced".into()))
+        self.with_cipher(h, encrypt, |slot| {
+            // The output this input will produce, answered without feeding the cipher: a
+            // length query or a short buffer leaves the operation as it was.
+            let need = running(slot)?.update_len(data.len());
+            match cap {
+                None => return Ok(Out::Len(need)),
+                Some(c) if c < need => return Ok(Out::TooSmall(need)),
+                Some(_) => {}
             }
-            Err(e) => {
-                *slot = None;
-                Err(e)
+            match running(slot)?.update(data) {
+                Ok(out) if out.len() <= need => Ok(Out::Data(out)),
+                Ok(_) => {
+                    *slot = None;
+                    Err(Error::General("cipher produced more output than it announced".into()))
+                }
+                Err(e) => {
+                    *slot = None;
+                    Err(e)
+                }
             }
-        }
+        })
     }
     pub fn crypt_final(&self, h: SessionHandle, encrypt: bool, cap: Option<usize>) -> Result<Out> {
-        let h = h.0;
-        let s = self.session(h)?;
-        let mut s = s.lock();
-        if !encrypt {
-            authorised(&mut s, Waits::Decrypt)?;
-        }
-        let slot = if encrypt { &mut s.encrypt } else { &mut s.decrypt };
-        deliver(slot, cap, |op| op.finish())
+        self.with_cipher(h, encrypt, |slot| deliver(slot, cap, |op| op.finish()))
     }
 
     pub fn digest_init(&self, h: SessionHandle, mech: &Mechanism) -> Result<()> {

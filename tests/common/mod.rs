@@ -332,6 +332,33 @@ pub fn import_secret(s: &Session, kt: cryptoki::object::KeyType, value: &[u8], e
     s.create_object(&t).unwrap()
 }
 
+/// Generates a readable, extractable AES session key of `len` bytes (for tests that check the
+/// value a token made).
+pub fn readable_aes(s: &Session, len: u64) -> ObjectHandle {
+    s.generate_key(
+        &Mechanism::AesKeyGen,
+        &[
+            Attribute::ValueLen(len.into()),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+        ],
+    )
+    .unwrap()
+}
+
+/// `keygate change-pin` of the user PIN of the token "test", the PINs in `old` and `new`.
+pub fn change_pin_args<'a>(old: &'a str, new: &'a str) -> [&'a str; 7] {
+    [
+        "change-pin",
+        "--token",
+        "test",
+        "--old-pin-env",
+        old,
+        "--new-pin-env",
+        new,
+    ]
+}
+
 /// Generates a 256-bit AES token key for encryption and decryption, labelled `label`.
 pub fn aes_token_key(s: &Session, label: &str) {
     s.generate_key(
