@@ -40,6 +40,11 @@ fn uid(env: &Env, label: &str) -> String {
         .unwrap_or_else(|| panic!("no {label:?} in {out}"))
 }
 
+/// Why `C_WrapKey` with CKM_AES_KEY_WRAP of `key` under `wrapping` was refused.
+fn wrap_refused(s: &Session, wrapping: ObjectHandle, key: ObjectHandle) -> RvError {
+    rv(s.wrap_key(&Mechanism::AesKeyWrap, wrapping, key))
+}
+
 fn p256_pair(s: &Session, label: &str) -> (ObjectHandle, ObjectHandle) {
     s.generate_key_pair(
         &Mechanism::EccKeyPairGen,
@@ -409,18 +414,12 @@ fn wrap_and_unwrap_attacks_are_refused() {
         &known,
         &[Attribute::Wrap(true), Attribute::Unwrap(true)],
     );
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, attacker, target).unwrap_err()),
-        RvError::KeyNotWrappable
-    );
+    assert_eq!(wrap_refused(&s, attacker, target), RvError::KeyNotWrappable);
 
     // 2. Wrap under a key that can also decrypt, then decrypt the wrapping with it (AES-CBC
     //    decryption of the RFC 3394 blocks).
     let both = kek(&s, &[Attribute::Decrypt(true)]);
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, both, target).unwrap_err()),
-        RvError::KeyFunctionNotPermitted
-    );
+    assert_eq!(wrap_refused(&s, both, target), RvError::KeyFunctionNotPermitted);
 
     // 3. Encrypt a value of one's choosing, then unwrap it as a key (encrypt + unwrap roles).
     let enc_unwrap = kek(&s, &[Attribute::Encrypt(true)]);
@@ -447,10 +446,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
     // 5. The unwrapped copy was known outside the token (CKA_ALWAYS_SENSITIVE false): it can
     //    not become a wrapping key for sensitive keys.
     let copy = unwrap_aes(&s, good, &wrapped, Attribute::Wrap(true)).unwrap();
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, copy, target).unwrap_err()),
-        RvError::KeyNotWrappable
-    );
+    assert_eq!(wrap_refused(&s, copy, target), RvError::KeyNotWrappable);
 
     // 6. A user cannot make a key trusted.
     let e = s
@@ -497,10 +493,7 @@ fn wrap_with_trusted_needs_a_key_the_so_trusted() {
     let s = Env::user_session(&p);
     let guarded = precious(&s, &[Attribute::WrapWithTrusted(true)]);
     let untrusted = kek(&s, &[]);
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, untrusted, guarded).unwrap_err()),
-        RvError::KeyNotWrappable
-    );
+    assert_eq!(wrap_refused(&s, untrusted, guarded), RvError::KeyNotWrappable);
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrap, trusted, guarded).unwrap();
     assert_eq!(wrapped.len(), 40);
     // CKA_WRAP_WITH_TRUSTED is one-way.
@@ -577,10 +570,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
         Attribute::AlwaysSensitive(a) => assert!(!a, "a key an outsider may know is not always sensitive"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, derived, target).unwrap_err()),
-        RvError::KeyNotWrappable
-    );
+    assert_eq!(wrap_refused(&s, derived, target), RvError::KeyNotWrappable);
 
     // c. Not under a weaker key: an AES-128 key made in the token does not wrap an AES-256 key.
     let short = s
@@ -593,10 +583,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
             ],
         )
         .unwrap();
-    assert_eq!(
-        rv_of(s.wrap_key(&Mechanism::AesKeyWrap, short, target).unwrap_err()),
-        RvError::KeyNotWrappable
-    );
+    assert_eq!(wrap_refused(&s, short, target), RvError::KeyNotWrappable);
 }
 
 /// `keygate destroy` and `keygate revoke` go through the token layer's rules, as
