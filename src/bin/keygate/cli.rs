@@ -39,31 +39,11 @@ pub enum Command {
     },
     /// List the token's objects: identifier, class, key type, label, CKA_ID and flags. Without
     /// a PIN, public objects only.
-    List {
-        /// Label of the token in the configuration.
-        #[arg(long)]
-        token: String,
-        /// Environment variable holding the user PIN, to see private objects too.
-        #[arg(long)]
-        pin_env: Option<String>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ReadArgs),
     /// Check a self-managed token's store: the file's structure, the header's MAC, every
     /// record's MAC, and that the objects are exactly those the header vouches for; with the
     /// user PIN, also that every sealed secret opens. Exit code 0 only if everything passes.
-    Verify {
-        /// Label of the token in the configuration.
-        #[arg(long)]
-        token: String,
-        /// Environment variable holding the user PIN (a wrong one counts as a wrong PIN).
-        #[arg(long)]
-        pin_env: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Verify(ReadArgs),
     /// Write a consistent copy of a self-managed token's store while the token stays in use, and
     /// verify it. The copy is as sealed as the store: useless without the HSM root and a PIN.
     Backup {
@@ -216,6 +196,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What `list` and `verify` take: the token, and the user PIN if private objects are to be
+/// seen (and, for `verify`, sealed secrets opened).
+#[derive(clap::Args)]
+pub struct ReadArgs {
+    /// Label of the token in the configuration.
+    #[arg(long)]
+    pub token: String,
+    /// Environment variable holding the user PIN; without it, public objects only (a wrong
+    /// PIN counts as one).
+    #[arg(long)]
+    pub pin_env: Option<String>,
+    /// Machine-readable output, one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What both rotations take: the token and both PINs.

@@ -192,10 +192,10 @@ fn run(cli: Cli) -> Result<(), String> {
             yes,
             pin_env,
         } => admin::destroy_command(&cfg, &token, key.as_deref(), all, yes, &pin_env),
-        Command::List { token, pin_env, json } => show::list(slot(&token)?, admin::user_pin_if_named(&pin_env)?, json),
-        Command::Verify { token, pin_env, json } => {
-            let b = admin::local(&cfg, &token)?;
-            admin::verify(&b, &token, admin::user_pin_if_named(&pin_env)?, json)
+        Command::List(a) => show::list(slot(&a.token)?, admin::user_pin_if_named(&a.pin_env)?, a.json),
+        Command::Verify(a) => {
+            let b = admin::local(&cfg, &a.token)?;
+            admin::verify(&b, &a.token, admin::user_pin_if_named(&a.pin_env)?, a.json)
         }
         Command::Backup { token, to, json } => admin::backup(&admin::local(&cfg, &token)?, &token, &to, json),
         Command::Restore {
