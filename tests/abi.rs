@@ -49,7 +49,7 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
     let r = raw();
     let h = logged_in(&r);
     // A P-256 session key pair.
-    let mut mech = CK_MECHANISM {
+    let mech = CK_MECHANISM {
         mechanism: CKM_EC_KEY_PAIR_GEN,
         pParameter: null_mut(),
         ulParameterLen: 0,
@@ -62,23 +62,15 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
     }];
     let t: CK_BBOOL = 1;
     let priv_t = [attr(CKA_SIGN, &t)];
-    let (mut pu, mut pr) = (0, 0);
-    assert_eq!(
+    let keypair = |public: CK_OBJECT_HANDLE_PTR, private: CK_OBJECT_HANDLE_PTR| {
+        let (pt, st) = (pub_t.as_ptr() as *mut _, priv_t.as_ptr() as *mut _);
         call!(
             r,
-            C_GenerateKeyPair(
-                h,
-                &mut mech,
-                pub_t.as_ptr() as *mut _,
-                1,
-                priv_t.as_ptr() as *mut _,
-                1,
-                &mut pu,
-                &mut pr
-            )
-        ),
-        CKR_OK
-    );
+            C_GenerateKeyPair(h, &mut mech.clone(), pt, 1, st, 1, public, private)
+        )
+    };
+    let (mut pu, mut pr) = (0, 0);
+    assert_eq!(keypair(&mut pu, &mut pr), CKR_OK);
     // Sign: length query, short buffer (operation stays active), then the signature.
     let mut ecdsa = CK_MECHANISM {
         mechanism: CKM_ECDSA,
@@ -118,22 +110,7 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
         CKR_SESSION_HANDLE_INVALID
     );
     assert_eq!(call!(r, C_DestroyObject(h, 999_999)), CKR_OBJECT_HANDLE_INVALID);
-    assert_eq!(
-        call!(
-            r,
-            C_GenerateKeyPair(
-                h,
-                &mut mech,
-                pub_t.as_ptr() as *mut _,
-                1,
-                priv_t.as_ptr() as *mut _,
-                1,
-                null_mut(),
-                &mut pr
-            )
-        ),
-        CKR_ARGUMENTS_BAD
-    );
+    assert_eq!(keypair(null_mut(), &mut pr), CKR_ARGUMENTS_BAD);
     // A public key cannot sign: not a private key's function.
     assert_eq!(call!(r, C_SignInit(h, &mut ecdsa, pu)), CKR_KEY_FUNCTION_NOT_PERMITTED);
     // C_GetAttributeValue: per-attribute answers.
