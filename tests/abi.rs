@@ -49,11 +49,7 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
     let r = raw();
     let h = logged_in(&r);
     // A P-256 session key pair.
-    let mech = CK_MECHANISM {
-        mechanism: CKM_EC_KEY_PAIR_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
+    let keygen = mech(CKM_EC_KEY_PAIR_GEN);
     let oid = P256_OID;
     let pub_t = [CK_ATTRIBUTE {
         type_: CKA_EC_PARAMS,
@@ -66,17 +62,13 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
         let (pt, st) = (pub_t.as_ptr() as *mut _, priv_t.as_ptr() as *mut _);
         call!(
             r,
-            C_GenerateKeyPair(h, &mut mech.clone(), pt, 1, st, 1, public, private)
+            C_GenerateKeyPair(h, &mut keygen.clone(), pt, 1, st, 1, public, private)
         )
     };
     let (mut pu, mut pr) = (0, 0);
     assert_eq!(keypair(&mut pu, &mut pr), CKR_OK);
     // Sign: length query, short buffer (operation stays active), then the signature.
-    let mut ecdsa = CK_MECHANISM {
-        mechanism: CKM_ECDSA,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
+    let mut ecdsa = mech(CKM_ECDSA);
     assert_eq!(call!(r, C_SignInit(h, &mut ecdsa, pr)), CKR_OK);
     assert_eq!(call!(r, C_SignInit(h, &mut ecdsa, pr)), CKR_OPERATION_ACTIVE);
     let digest = [9u8; 32];
@@ -162,11 +154,7 @@ fn two_call_convention_short_buffers_and_wrong_handles() {
     );
     let bad_bool: u32 = 1;
     let bad = [attr(CKA_TOKEN, &bad_bool)];
-    let mut aes = CK_MECHANISM {
-        mechanism: CKM_AES_KEY_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
+    let mut aes = mech(CKM_AES_KEY_GEN);
     let mut k = 0;
     assert_eq!(
         call!(r, C_GenerateKey(h, &mut aes, bad.as_ptr() as *mut _, 1, &mut k)),
@@ -192,11 +180,7 @@ fn read_only_sessions_and_private_objects() {
     let t: CK_BBOOL = 1;
     let len: CK_ULONG = 16;
     let tmpl = [attr(CKA_TOKEN, &t), attr(CKA_VALUE_LEN, &len)];
-    let mut aes = CK_MECHANISM {
-        mechanism: CKM_AES_KEY_GEN,
-        pParameter: null_mut(),
-        ulParameterLen: 0,
-    };
+    let mut aes = mech(CKM_AES_KEY_GEN);
     let mut k = 0;
     assert_eq!(
         call!(r, C_GenerateKey(ro, &mut aes, tmpl.as_ptr() as *mut _, 2, &mut k)),
