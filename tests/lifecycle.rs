@@ -58,13 +58,20 @@ fn p256_pair(s: &Session, label: &str) -> (ObjectHandle, ObjectHandle) {
     .unwrap()
 }
 
+/// A token whose audit trail is `trail` (in `dir`, kept while the test runs); the PINs in the
+/// environment for the keygate program.
+fn with_trail() -> (Env, tempfile::TempDir, std::path::PathBuf) {
+    pins_in_env();
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit.jsonl");
+    let env = Env::new_with(&format!("{EXPORT_ALLOWED}\n[audit]\npath = \"{}\"\n", trail.display()));
+    (env, dir, trail)
+}
+
 #[test]
 fn a_revoked_key_verifies_and_decrypts_but_makes_nothing_new() {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    pins_in_env();
-    let trail = tempfile::tempdir().unwrap();
-    let trail = trail.path().join("audit.jsonl");
-    let env = Env::new_with(&format!("{EXPORT_ALLOWED}\n[audit]\npath = \"{}\"\n", trail.display()));
+    let (env, _dir, trail) = with_trail();
     let p = env.load();
     let s = Env::user_session(&p);
     let (public, private) = p256_pair(&s, "signer");
@@ -375,14 +382,17 @@ fn precious(s: &Session, extra: &[Attribute]) -> ObjectHandle {
     s.generate_key(&Mechanism::AesKeyGen, &t).unwrap()
 }
 
-fn kek(s: &Session, extra: &[Attribute]) -> ObjectHandle {
-    let mut t = vec![
-        Attribute::ValueLen(32.into()),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-    ];
+/// An AES key of `len` bytes with `extra` attributes.
+fn aes_key_of(s: &Session, len: u64, extra: &[Attribute]) -> Result<ObjectHandle, CkError> {
+    let mut t = vec![Attribute::ValueLen(len.into())];
     t.extend_from_slice(extra);
-    s.generate_key(&Mechanism::AesKeyGen, &t).unwrap()
+    s.generate_key(&Mechanism::AesKeyGen, &t)
+}
+
+fn kek(s: &Session, extra: &[Attribute]) -> ObjectHandle {
+    let mut t = vec![Attribute::Wrap(true), Attribute::Unwrap(true)];
+    t.extend_from_slice(extra);
+    aes_key_of(s, 32, &t).unwrap()
 }
 
 /// Unwraps an RFC 3394 `wrapped` AES key under `kek`, with one attribute of the test's own.
@@ -449,16 +459,7 @@ fn wrap_and_unwrap_attacks_are_refused() {
     assert_eq!(wrap_refused(&s, copy, target), RvError::KeyNotWrappable);
 
     // 6. A user cannot make a key trusted.
-    let e = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(32.into()),
-                Attribute::Wrap(true),
-                Attribute::Trusted(true),
-            ],
-        )
-        .unwrap_err();
+    let e = aes_key_of(&s, 32, &[Attribute::Wrap(true), Attribute::Trusted(true)]).unwrap_err();
     assert_eq!(rv_of(e), RvError::AttributeReadOnly);
     assert_eq!(
         rv_of(s.update_attributes(good, &[Attribute::Trusted(true)]).unwrap_err()),
@@ -573,16 +574,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
     assert_eq!(wrap_refused(&s, derived, target), RvError::KeyNotWrappable);
 
     // c. Not under a weaker key: an AES-128 key made in the token does not wrap an AES-256 key.
-    let short = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(16.into()),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-            ],
-        )
-        .unwrap();
+    let short = aes_key_of(&s, 16, &[Attribute::Wrap(true), Attribute::Unwrap(true)]).unwrap();
     assert_eq!(wrap_refused(&s, short, target), RvError::KeyNotWrappable);
 }
 
@@ -592,10 +584,7 @@ fn no_call_chain_reveals_a_sensitive_key_with_export_allowed() {
 /// store directly, past both), and each refusal is in the audit trail.
 #[test]
 fn the_program_keeps_the_rules_the_c_api_keeps() {
-    pins_in_env();
-    let trail = tempfile::tempdir().unwrap();
-    let trail = trail.path().join("audit.jsonl");
-    let env = Env::new_with(&format!("{EXPORT_ALLOWED}\n[audit]\npath = \"{}\"\n", trail.display()));
+    let (env, _dir, trail) = with_trail();
     {
         let p = env.load();
         let s = Env::user_session(&p);
