@@ -146,7 +146,7 @@ fn hsm_login_is_passed_through_and_init_token_is_refused() {
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
     s.logout().unwrap();
     drop(s);
-    let e = p.init_token(slot, &AuthPin::from(SO_PIN), "x").unwrap_err();
+    let e = p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap_err();
     assert!(matches!(e, CkError::Pkcs11(RvError::FunctionNotSupported, _)), "{e:?}");
 }
 

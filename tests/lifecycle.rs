@@ -638,3 +638,29 @@ fn the_program_keeps_the_rules_the_c_api_keeps() {
         ]
     );
 }
+
+/// `C_InitToken` under another label than the configuration's is refused (and logged with the
+/// configured label): the token stays findable under the label clients and the keygate program
+/// use. Under its own label it is initialised again.
+#[test]
+fn c_init_token_keeps_the_configured_label() {
+    let env = Env::new();
+    let log = env.path().join("stderr.log");
+    let p = env.load();
+    let slot = Env::slot(&p);
+    let redirect = Redirect::to(&log);
+    let e = p.init_token(slot, &AuthPin::from(SO_PIN), "renamed").unwrap_err();
+    drop(redirect);
+    assert_eq!(rv_of(e), RvError::ArgumentsBad);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("C_InitToken with the label \"renamed\" refused") && logged.contains("label = \"test\""),
+        "{logged}"
+    );
+    assert_eq!(p.get_token_info(slot).unwrap().label(), "test");
+    let s = Env::user_session(&p);
+    s.logout().unwrap();
+    drop(s);
+    p.init_token(slot, &AuthPin::from(SO_PIN), "test").unwrap();
+    assert_eq!(p.get_token_info(slot).unwrap().label(), "test");
+}

@@ -302,6 +302,16 @@ impl Provider {
         if self.session_counts(slot).0 > 0 {
             return Err(Error::SessionExists);
         }
+        // The configuration names the token: a token renamed by C_InitToken alone would no longer
+        // be found under the label clients, the keygate program and the configuration use.
+        if label != sl.label {
+            log::error!(
+                "token {:?}: C_InitToken with the label {label:?} refused: a keygate token's label is the one its configuration gives it (`label = {:?}`); initialise it under that label, or change the configuration first",
+                sl.label,
+                sl.label
+            );
+            return Err(Error::ArgumentsBad);
+        }
         sl.backend.init_token(so_pin, label)?;
         // Handles of destroyed objects stay invalid: the backend's ids are gone.
         Ok(())
