@@ -816,3 +816,53 @@ fn contradictory_or_unexpected_mechanism_parameters_are_refused() {
     let mut sha = mech(CKM_SHA256);
     assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
 }
+
+/// p11-kit's per-module `x-init-reserved:` hands a module a string in `C_Initialize`'s
+/// `pReserved`: keygate takes a configuration path there (`config=PATH` or `PATH`), so one
+/// application can be given its own configuration. Anything else there is refused.
+#[test]
+fn c_initialize_takes_a_configuration_path_in_p_reserved() {
+    let env = Env::bare();
+    let own = env.path().join("app.toml");
+    let text = std::fs::read_to_string(env.path().join("keygate.toml"))
+        .unwrap()
+        .replace("label = \"test\"", "label = \"app-own\"");
+    std::fs::write(&own, text).unwrap();
+    std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let r = raw();
+    let init = |reserved: &[u8]| {
+        let mut args = CK_C_INITIALIZE_ARGS {
+            CreateMutex: None,
+            DestroyMutex: None,
+            LockMutex: None,
+            UnlockMutex: None,
+            flags: CKF_OS_LOCKING_OK,
+            pReserved: reserved.as_ptr() as CK_VOID_PTR,
+        };
+        call!(r, C_Initialize(&mut args as *mut _ as CK_VOID_PTR))
+    };
+    assert_eq!(init(b"relative/app.toml\0"), CKR_ARGUMENTS_BAD);
+    assert_eq!(init(b"some=setting\0"), CKR_ARGUMENTS_BAD);
+    let named = format!("config={}\0", own.display());
+    assert_eq!(init(named.as_bytes()), CKR_OK);
+    let mut slot = 0;
+    let mut n = 1;
+    assert_eq!(call!(r, C_GetSlotList(CK_TRUE, &mut slot, &mut n)), CKR_OK);
+    assert_eq!(n, 1);
+    // SAFETY: CK_TOKEN_INFO is plain data; all zeroes is a valid value.
+    let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(r, C_GetTokenInfo(slot, &mut info)), CKR_OK);
+    assert!(
+        info.label.starts_with(b"app-own "),
+        "{:?}",
+        String::from_utf8_lossy(&info.label)
+    );
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+    // A plain path works too, and without pReserved the environment's configuration is back.
+    let plain = format!("{}\0", own.display());
+    assert_eq!(init(plain.as_bytes()), CKR_OK);
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    assert_eq!(call!(r, C_GetTokenInfo(slot, &mut info)), CKR_OK);
+    assert!(info.label.starts_with(b"test "));
+}

@@ -36,10 +36,43 @@ unsafe fn out_list<T: Copy>(list: *mut T, count: *mut CK_ULONG, items: &[T]) -> 
     Ok(())
 }
 
-fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> crate::error::Result<()> {
-    if !args.pReserved.is_null() {
+/// The configuration file an application names in `pReserved`, as p11-kit's per-module
+/// `x-init-reserved:` passes it: an absolute path, NUL-terminated (at most 4096 bytes), or
+/// `config=` and one. Anything else there is `CKR_ARGUMENTS_BAD`.
+///
+/// # Safety
+/// `p` must be NULL or point to a NUL-terminated string (or at least 4096 readable bytes).
+unsafe fn config_in(p: CK_VOID_PTR) -> crate::error::Result<Option<std::path::PathBuf>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // No string lives in the first page: a small number there is a caller's mistake, refused
+    // without being read.
+    if (p as usize) < 4096 {
         return Err(Error::ArgumentsBad);
     }
+    const MAX: usize = 4096;
+    let bytes = p as *const u8;
+    let mut len = 0;
+    // SAFETY: reads up to the NUL, within the caller's string.
+    while len < MAX && unsafe { bytes.wrapping_add(len).read() } != 0 {
+        len += 1;
+    }
+    if len == MAX {
+        return Err(Error::ArgumentsBad);
+    }
+    // SAFETY: `len` bytes were just read from this string.
+    let text =
+        std::str::from_utf8(unsafe { std::slice::from_raw_parts(bytes, len) }).map_err(|_| Error::ArgumentsBad)?;
+    let path = text.strip_prefix("config=").unwrap_or(text).trim();
+    if !path.starts_with('/') {
+        log::error!("C_Initialize: pReserved is not a configuration path (an absolute path, or config=PATH)");
+        return Err(Error::ArgumentsBad);
+    }
+    Ok(Some(std::path::PathBuf::from(path)))
+}
+
+fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> crate::error::Result<()> {
     let given = [
         args.CreateMutex.is_some(),
         args.DestroyMutex.is_some(),
@@ -60,12 +93,15 @@ fn check_init_args(args: &CK_C_INITIALIZE_ARGS) -> crate::error::Result<()> {
 
 entry! {
     fn C_Initialize(pInitArgs: CK_VOID_PTR) {
+        let mut config = None;
         if !pInitArgs.is_null() {
             // SAFETY: non-null; the spec says it points to a CK_C_INITIALIZE_ARGS.
             let args = unsafe { (pInitArgs as *const CK_C_INITIALIZE_ARGS).read_unaligned() };
             check_init_args(&args)?;
+            // SAFETY: a string of the application's, as p11-kit's x-init-reserved passes it.
+            config = unsafe { config_in(args.pReserved) }?;
         }
-        prov::initialize()
+        prov::initialize(config.as_deref())
     }
 
     fn C_Finalize(pReserved: CK_VOID_PTR) {

@@ -98,8 +98,10 @@ pub fn provider() -> Result<Arc<Provider>> {
 /// The state a forked child inherited from its parent (see [`initialize`]).
 static FORKED_FROM: Mutex<Vec<Arc<Provider>>> = Mutex::new(Vec::new());
 
-/// `C_Initialize`. A missing or broken configuration is logged and gives a module with no slots.
-pub fn initialize() -> Result<()> {
+/// `C_Initialize`, with the configuration at `config` if the application named one (else where
+/// [`Config::locate`] finds it). A missing or broken configuration is logged and gives a module
+/// with no slots.
+pub fn initialize(config: Option<&std::path::Path>) -> Result<()> {
     let mut g = PROVIDER.write();
     if let Some(p) = &*g {
         if p.pid == crate::sys::process::id() {
@@ -113,7 +115,7 @@ pub fn initialize() -> Result<()> {
             FORKED_FROM.lock().push(inherited);
         }
     }
-    let (slots, audit) = match super::load_config(None) {
+    let (slots, audit) = match super::load_config(config) {
         Ok(cfg) => (slots_from(&cfg), cfg.audit.as_ref().map(crate::audit::Audit::new)),
         Err(e) => {
             log::error!("keygate: {e}; the module has no slots");
