@@ -661,8 +661,79 @@ fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
         .unwrap();
     let hs = hsm.open_ro_session(slot).unwrap();
     hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
-    let roots = hs.find_objects(&[Attribute::Label(b"keygate-root".to_vec())]).unwrap();
+    let roots = hs
+        .find_objects(&[Attribute::Label(b"keygate-root test".to_vec())])
+        .unwrap();
     assert_eq!(roots.len(), 1);
+}
+
+/// The root keys of keygate tokens in the root HSM token, labelled `keygate-root <token>`.
+fn root_keys_in_hsm() -> Vec<String> {
+    let hsm = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
+    hsm.initialize(cryptoki::context::CInitializeArgs::new(
+        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
+    ))
+    .unwrap();
+    let slot = hsm
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|sl| hsm.get_token_info(*sl).unwrap().label() == "keygate-root")
+        .unwrap();
+    let hs = hsm.open_ro_session(slot).unwrap();
+    hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
+    let labels = hs
+        .find_objects(&[])
+        .unwrap()
+        .into_iter()
+        .filter_map(|o| {
+            match hs
+                .get_attributes(o, &[cryptoki::object::AttributeType::Label])
+                .ok()?
+                .pop()?
+            {
+                Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+                _ => None,
+            }
+        })
+        .filter(|l| l.starts_with("keygate-root"))
+        .collect();
+    drop(hs);
+    hsm.finalize().unwrap();
+    labels
+}
+
+/// `keygate init` checks that the store can be made before it makes anything in the HSM: a
+/// store directory that does not exist leaves no root key behind. A token's root key carries
+/// the token's label.
+#[test]
+fn a_failed_init_leaves_no_root_key_and_root_keys_are_labelled() {
+    pins_in_env();
+    let env = Env::bare();
+    let conf = env.path().join("keygate.toml");
+    let missing = env.path().join("no-such-dir");
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(env.store().to_str().unwrap(), missing.join("test.db").to_str().unwrap());
+    std::fs::write(&conf, text).unwrap();
+    let init = [
+        "init",
+        "--token",
+        "test",
+        "--so-pin-env",
+        "KG_SO",
+        "--pin-env",
+        "KG_USER",
+    ];
+    fails(&env, &init, "no-such-dir");
+    assert_eq!(
+        root_keys_in_hsm(),
+        Vec::<String>::new(),
+        "a failed init left a root key"
+    );
+    std::fs::create_dir(&missing).unwrap();
+    ok(&env, &init);
+    assert_eq!(root_keys_in_hsm(), vec!["keygate-root test".to_string()]);
 }
 
 #[test]

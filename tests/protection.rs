@@ -221,7 +221,10 @@ fn wrong_pin_and_destroyed_root_key() {
     let slot = hsm.get_slots_with_token().unwrap()[0];
     let hs = hsm.open_rw_session(slot).unwrap();
     hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
-    for k in hs.find_objects(&[Attribute::Label(b"keygate-root".to_vec())]).unwrap() {
+    for k in hs
+        .find_objects(&[Attribute::Label(b"keygate-root test".to_vec())])
+        .unwrap()
+    {
         hs.destroy_object(k).unwrap();
     }
     drop(hs);

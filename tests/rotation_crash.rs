@@ -82,7 +82,7 @@ fn root_keys() -> usize {
     s.login(cryptoki::session::UserType::User, Some(&ROOT_PIN.into()))
         .unwrap();
     let n = s
-        .find_objects(&[Attribute::Label(b"keygate-root".to_vec())])
+        .find_objects(&[Attribute::Label(b"keygate-root test".to_vec())])
         .unwrap()
         .len();
     drop(s);

@@ -396,7 +396,7 @@ impl LocalBackend {
             cur.retiring = Some(Retiring::Unused(next.root_id));
             Ok(())
         })?;
-        root.create_key(&next.root_id)?;
+        root.create_key(&next.root_id, &self.cfg.label)?;
         let done = (|| {
             let k_new = vault::integrity_key(&*self.hw(&next, Purpose::Integrity)?);
             let (so, user) = self.credentials(&next, &dek, so_pin, user_pin)?;

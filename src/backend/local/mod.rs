@@ -88,6 +88,20 @@ impl std::fmt::Debug for LocalBackend {
     }
 }
 
+/// Whether a file can be made in `dir` (made and removed again).
+fn tempfile_probe(dir: &std::path::Path) -> bool {
+    let probe = dir.join(format!(".keygate-probe-{}", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .is_ok();
+    if made {
+        let _ = std::fs::remove_file(&probe);
+    }
+    made
+}
+
 pub(super) fn check_pin_len(pin: &Pin) -> Result<()> {
     if (PIN_MIN..=PIN_MAX).contains(&pin.bytes().len()) {
         Ok(())
@@ -419,13 +433,41 @@ impl LocalBackend {
         Ok(self.session_key.get_or_init(|| HeldKey::new(&k)).key())
     }
 
+    /// Before `C_InitToken` makes anything in the HSM: the store's directory exists and can be
+    /// written (and so can the mirror's).
+    fn check_store_place(&self) -> Result<()> {
+        for file in [Some(self.store_path()?), self.cfg.mirror.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            let dir = match file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => std::path::Path::new("."),
+            };
+            let writable = std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) && tempfile_probe(dir);
+            if !writable {
+                log::error!(
+                    "token {:?}: cannot initialise: the directory {} of {} does not exist or cannot be written; nothing was made in the HSM",
+                    self.cfg.label,
+                    dir.display(),
+                    file.display()
+                );
+                return Err(Error::Store(format!(
+                    "{} does not exist or cannot be written",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn create_token(&self, so_pin: &Pin, label: &str) -> Result<Header> {
         let root = self.root()?;
         let mut uuid = [0u8; 16];
         let mut root_id = [0u8; 16];
         crypto::random(&mut uuid)?;
         crypto::random(&mut root_id)?;
-        root.create_key(&root_id)?;
+        root.create_key(&root_id, &self.cfg.label)?;
         let kdf = KdfParams::from(self.cfg.pin_kdf);
         let dek = vault::new_dek()?;
         let mut h = Header {
@@ -484,34 +526,37 @@ impl LocalBackend {
         if old.is_some() {
             self.check_pin(Role::So, so_pin)?;
         }
+        self.check_store_place()?;
         let new = self.create_token(so_pin, label)?;
-        let new_root = new.root_id;
-        let k = self.k_int(&new)?;
-        let store = match self.store_opt()? {
-            Some(s) => s,
-            None => {
-                let mut s = Store::open(self.store_path()?, true)?;
-                if let Some(m) = &self.cfg.mirror {
-                    s = s.mirrored(m)?;
+        let (uuid, new_root) = (new.uuid, new.root_id);
+        // Anything that fails from here takes the new root key (and anchor) back out of the HSM.
+        let written = (|| {
+            let k = self.k_int(&new)?;
+            let store = match self.store_opt()? {
+                Some(s) => s,
+                None => {
+                    let mut s = Store::open(self.store_path()?, true)?;
+                    if let Some(m) = &self.cfg.mirror {
+                        s = s.mirrored(m)?;
+                    }
+                    let s = Arc::new(s);
+                    *self.store.lock() = Some(s.clone());
+                    s
                 }
-                let s = Arc::new(s);
-                *self.store.lock() = Some(s.clone());
-                s
-            }
-        };
-        let uuid = new.uuid;
-        let written = self.commit(&store, false, |tx| {
-            tx.clear()?;
-            Ok((
-                (),
-                Some(Change {
-                    before: None,
-                    after: new,
-                    k,
-                    members_set: true,
-                }),
-            ))
-        });
+            };
+            self.commit(&store, false, |tx| {
+                tx.clear()?;
+                Ok((
+                    (),
+                    Some(Change {
+                        before: None,
+                        after: new,
+                        k,
+                        members_set: true,
+                    }),
+                ))
+            })
+        })();
         if let Err(e) = written {
             let _ = self.root().and_then(|r| {
                 r.destroy_anchor(&uuid)?;

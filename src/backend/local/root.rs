@@ -101,9 +101,15 @@ impl Root {
     }
 
     /// Creates a root key with CKA_ID `id`.
-    pub fn create_key(&self, id: &[u8]) -> Result<()> {
+    /// The label of a keygate token's root key: `keygate-root <token label>`, so that the keys
+    /// on an HSM can be told apart (and one no configured token uses found).
+    pub fn key_label(token: &str) -> Vec<u8> {
+        format!("keygate-root {token}").into_bytes()
+    }
+
+    pub fn create_key(&self, id: &[u8], token: &str) -> Result<()> {
         let session = self.session.lock();
-        let mut template = secret_in_hsm(32, id.to_vec(), b"keygate-root".to_vec(), true);
+        let mut template = secret_in_hsm(32, id.to_vec(), Self::key_label(token), true);
         template.push(Attribute::Modifiable(false));
         session
             .generate_key(&CkMech::GenericSecretKeyGen, &template)
