@@ -818,3 +818,49 @@ fn status_shows_every_token_even_after_a_broken_one() {
         assert!(stderr(&o).contains("1 of 2 tokens cannot be read: broken"), "{o:?}");
     }
 }
+
+/// A token whose store is gone but whose root key the HSM holds is missing, not new: `keygate
+/// status` and `C_GetTokenInfo` say so (`CKR_TOKEN_NOT_PRESENT`), initialising over it is
+/// refused, and restoring a backup brings it back.
+#[test]
+fn a_missing_store_is_reported_missing_not_uninitialised() {
+    let env = populated();
+    let backup = env.path().join("backup.db");
+    ok(&env, &["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", env.store().display()));
+    }
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("test: error:"), "{o:?}");
+    assert!(
+        stderr(&o).contains("is missing, but the HSM holds this token's root key"),
+        "{o:?}"
+    );
+    fails(
+        &env,
+        &[
+            "init",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+        "cannot initialise",
+    );
+    let p = load_module();
+    let slot = Env::slot(&p);
+    assert_eq!(rv(p.get_token_info(slot)), cryptoki::error::RvError::TokenNotPresent);
+    assert_eq!(
+        rv(p.init_token(slot, &AuthPin::from(SO_PIN), "test")),
+        cryptoki::error::RvError::TokenNotPresent
+    );
+    p.finalize().unwrap();
+    ok(
+        &env,
+        &["restore", "--token", "test", "--from", backup.to_str().unwrap()],
+    );
+    assert!(all_work(&["a", "b", "c"]));
+}

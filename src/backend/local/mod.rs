@@ -494,9 +494,31 @@ impl LocalBackend {
 }
 
 impl LocalBackend {
+    /// A token with no store whose root key the HSM still holds: its store went missing (a
+    /// deleted file, a disk not mounted), which must not look like a new token that a client
+    /// may initialise over. The error says so and what to do.
+    fn missing_store(&self) -> Result<()> {
+        let Ok(root) = self.root() else { return Ok(()) };
+        if !root.holds_key_of(&self.cfg.label)? {
+            return Ok(());
+        }
+        let store = self.store_path()?.display().to_string();
+        log::error!(
+            "token {:?}: the store {store} is missing, but the HSM holds this token's root key: its keys are not lost. Restore the store (keygate restore --token {} --from BACKUP); to give the label to a new token instead, delete the HSM key labelled \"keygate-root {}\" first",
+            self.cfg.label,
+            self.cfg.label,
+            self.cfg.label
+        );
+        Err(Error::TokenNotPresent)
+    }
+
     pub(crate) fn status_impl(&self) -> Result<TokenStatus> {
         let max = self.cfg.max_pin_failures;
-        Ok(match self.header_opt()? {
+        let header = self.header_opt()?;
+        if header.is_none() {
+            self.missing_store()?;
+        }
+        Ok(match header {
             None => TokenStatus {
                 label: self.cfg.label.clone(),
                 max_failures: max,
@@ -523,8 +545,9 @@ impl LocalBackend {
         check_pin_len(so_pin)?;
         self.writable()?;
         let old = self.header_opt()?;
-        if old.is_some() {
-            self.check_pin(Role::So, so_pin)?;
+        match old {
+            Some(_) => drop(self.check_pin(Role::So, so_pin)?),
+            None => self.missing_store()?,
         }
         self.check_store_place()?;
         let new = self.create_token(so_pin, label)?;

@@ -100,13 +100,25 @@ impl Root {
         Ok(found.into_iter().next())
     }
 
-    /// Creates a root key with CKA_ID `id`.
     /// The label of a keygate token's root key: `keygate-root <token label>`, so that the keys
     /// on an HSM can be told apart (and one no configured token uses found).
     pub fn key_label(token: &str) -> Vec<u8> {
         format!("keygate-root {token}").into_bytes()
     }
 
+    /// Whether the HSM holds a root key made for the token labelled `token`.
+    pub fn holds_key_of(&self, token: &str) -> Result<bool> {
+        let session = self.session.lock();
+        let found = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::Label(Self::key_label(token)),
+            ])
+            .map_err(hsm("C_FindObjects"))?;
+        Ok(!found.is_empty())
+    }
+
+    /// Creates a root key with CKA_ID `id`, labelled for the token `token`.
     pub fn create_key(&self, id: &[u8], token: &str) -> Result<()> {
         let session = self.session.lock();
         let mut template = secret_in_hsm(32, id.to_vec(), Self::key_label(token), true);
