@@ -864,3 +864,47 @@ fn a_missing_store_is_reported_missing_not_uninitialised() {
     );
     assert!(all_work(&["a", "b", "c"]));
 }
+
+/// Routine administration succeeds quietly: with the default log level (warnings), a rotation
+/// and a restore print their result on standard output and nothing on standard error (their
+/// log lines are at info; warnings are for what needs attention).
+#[test]
+fn routine_administration_logs_nothing_at_the_default_level() {
+    let env = populated();
+    std::env::remove_var("KEYGATE_LOG");
+    let backup = env.path().join("quiet.db");
+    for args in [
+        vec!["backup", "--token", "test", "--to", backup.to_str().unwrap()],
+        vec![
+            "rotate-dek",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+        vec![
+            "restore",
+            "--token",
+            "test",
+            "--from",
+            backup.to_str().unwrap(),
+            "--so-pin-env",
+            "KG_SO",
+        ],
+        vec![
+            "rotate-root",
+            "--token",
+            "test",
+            "--so-pin-env",
+            "KG_SO",
+            "--pin-env",
+            "KG_USER",
+        ],
+    ] {
+        let o = env.cli(&args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        assert_eq!(stderr(&o), "", "{args:?} wrote to standard error");
+    }
+}

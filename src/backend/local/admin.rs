@@ -341,7 +341,7 @@ impl LocalBackend {
             Ok(resealed)
         })?;
         self.opened.lock().clear();
-        log::warn!(
+        log::info!(
             "token {:?}: data key rotated; {resealed} secrets re-sealed",
             self.cfg.label
         );
@@ -456,7 +456,7 @@ impl LocalBackend {
                 hex::encode(h.root_id)
             );
         }
-        log::warn!("token {:?}: root key rotated", self.cfg.label);
+        log::info!("token {:?}: root key rotated", self.cfg.label);
         Ok(())
     }
 
@@ -504,7 +504,7 @@ impl LocalBackend {
                 self.root()?.destroy_key(&id)?;
             }
         }
-        log::warn!(
+        log::info!(
             "token {:?}: root key {} retired (destroyed in the HSM)",
             self.cfg.label,
             hex::encode(id)
@@ -526,7 +526,7 @@ impl LocalBackend {
         }
         root.destroy_key(&h.root_id)?;
         root.destroy_anchor(&h.uuid)?;
-        log::warn!(
+        log::info!(
             "token {:?}: root key {} destroyed; every copy of the store is now unreadable",
             self.cfg.label,
             hex::encode(h.root_id)

@@ -125,7 +125,7 @@ impl LocalBackend {
         });
         let h = self.install(&path, &src, &theirs, anchored, mine_state, current.as_ref())?;
         self.opened.lock().clear();
-        log::warn!(
+        log::info!(
             "token {:?}: restored from {} (epoch {} -> {}){}",
             self.cfg.label,
             from.display(),
