@@ -83,8 +83,8 @@ fn open(path: &Path) -> Result<(Pkcs11, bool)> {
 }
 
 /// The libraries keygate initialised, with the process that did it (see [`open`]).
-static INITIALISED: once_cell::sync::Lazy<parking_lot::Mutex<std::collections::HashMap<PathBuf, u32>>> =
-    once_cell::sync::Lazy::new(Default::default);
+static INITIALISED: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashMap<PathBuf, u32>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// An HSM PIN keygate holds itself (a self-managed root's, or an hsm token's with
 /// `login = "held"`): from the environment variable or the private file the configuration
@@ -147,7 +147,7 @@ fn scan(pkcs11: &Pkcs11, label: &str) -> Result<Option<Slot>> {
 /// The numeric `CK_RV` of a cryptoki error code (cryptoki keeps only the enum).
 pub fn rv_code(e: RvError) -> u64 {
     use cryptoki::error::Rv;
-    static CODES: once_cell::sync::Lazy<Vec<(RvError, u64)>> = once_cell::sync::Lazy::new(|| {
+    static CODES: std::sync::LazyLock<Vec<(RvError, u64)>> = std::sync::LazyLock::new(|| {
         (0..0x300u64)
             .filter_map(|c| match Rv::from(c) {
                 Rv::Error(RvError::UnknownErrorCode(_)) | Rv::Ok => None,

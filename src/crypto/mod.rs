@@ -11,8 +11,8 @@ pub mod openssl;
 
 pub mod provider;
 
-use once_cell::sync::Lazy;
 use rand_core::{OsRng, RngCore};
+use std::sync::LazyLock;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -34,7 +34,7 @@ pub fn provider() -> &'static dyn provider::CryptoProvider {
     *CHOSEN
 }
 
-static CHOSEN: Lazy<&'static dyn provider::CryptoProvider> = Lazy::new(|| {
+static CHOSEN: LazyLock<&'static dyn provider::CryptoProvider> = LazyLock::new(|| {
     let chosen = match std::env::var("KEYGATE_CRYPTO_PROVIDER").ok().as_deref() {
         None => default_provider(),
         Some("rustcrypto") => &provider::RustCrypto,

@@ -3,12 +3,12 @@
 //! RustCrypto crates), Ed25519 from `ed25519-dalek`, which signs faster than OpenSSL here
 //! because OpenSSL derives the public key from the seed on every signature.
 
-use once_cell::sync::Lazy;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
 use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+use std::sync::LazyLock;
 use zeroize::Zeroizing;
 
 use super::aes::{IV_LEN, TAG_LEN};
@@ -23,7 +23,7 @@ pub struct OpenSsl;
 /// the same bytes (tests below).
 const SMALL: usize = 1024;
 
-static P256: Lazy<Option<EcGroup>> = Lazy::new(|| EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok());
+static P256: LazyLock<Option<EcGroup>> = LazyLock::new(|| EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).ok());
 
 fn p256() -> Result<&'static EcGroup> {
     P256.as_ref().ok_or(Error::Crypto)

@@ -11,7 +11,6 @@ use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 
 use super::handles::Handles;
@@ -38,7 +37,7 @@ pub struct Slot {
     pub policy: Policy,
     pub pins: Pins,
     /// What the token offers under its policy; filled once the backend can say.
-    offered: OnceCell<Vec<(u64, MechanismInfo)>>,
+    offered: std::sync::OnceLock<Vec<(u64, MechanismInfo)>>,
 }
 
 impl Slot {
@@ -50,7 +49,7 @@ impl Slot {
             login_gate: Mutex::new(()),
             policy: Policy::new(&t.label, &t.policy),
             pins: Pins::new(&t.label, &t.pins),
-            offered: OnceCell::new(),
+            offered: std::sync::OnceLock::new(),
         }
     }
 

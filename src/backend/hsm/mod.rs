@@ -21,7 +21,6 @@ use cryptoki::error::Error as CkError;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session as CkSession;
 use cryptoki::slot::Slot as CkSlot;
-use once_cell::sync::OnceCell;
 use parking_lot::{Mutex, RwLock};
 use zeroize::Zeroizing;
 
@@ -61,7 +60,7 @@ pub struct HsmBackend {
     cfg: TokenConfig,
     hsm: HsmConfig,
     device: Mutex<Option<Arc<Device>>>,
-    mechanisms: OnceCell<Offered>,
+    mechanisms: std::sync::OnceLock<Offered>,
     sessions: RwLock<FastMap<u64, Arc<HsmSession>>>,
     objects: RwLock<FastMap<ObjectId, ObjectHandle>>,
     session_objects: Mutex<FastMap<u64, Vec<ObjectHandle>>>,
@@ -141,7 +140,7 @@ impl HsmBackend {
             cfg,
             hsm,
             device: Mutex::new(None),
-            mechanisms: OnceCell::new(),
+            mechanisms: std::sync::OnceLock::new(),
             held_refused: AtomicBool::new(false),
             key_attrs: Mutex::new(FastMap::default()),
             sessions: RwLock::new(FastMap::default()),
@@ -176,25 +175,29 @@ impl HsmBackend {
 
     /// What the token offers; `None` while the HSM cannot be reached (asked again next time).
     fn offered(&self) -> Option<&Offered> {
-        self.mechanisms
-            .get_or_try_init(|| -> Result<Offered> {
-                let d = self.device()?;
-                let from_hsm = d.pkcs11.get_mechanism_list(d.slot).map_err(fwd("C_GetMechanismList"))?;
-                let mut list = Vec::new();
-                for m in from_hsm {
-                    let ty: u64 = m.into();
-                    if !FORWARDABLE.contains(&ty) {
-                        continue;
-                    }
-                    let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
-                        continue;
-                    };
-                    list.push((ty, convert::mechanism_info(&i)));
+        if let Some(o) = self.mechanisms.get() {
+            return Some(o);
+        }
+        let found = (|| -> Result<Offered> {
+            let d = self.device()?;
+            let from_hsm = d.pkcs11.get_mechanism_list(d.slot).map_err(fwd("C_GetMechanismList"))?;
+            let mut list = Vec::new();
+            for m in from_hsm {
+                let ty: u64 = m.into();
+                if !FORWARDABLE.contains(&ty) {
+                    continue;
                 }
-                let library = d.pkcs11.get_library_info().map_err(fwd("C_GetInfo"))?;
-                Ok(Offered::from_hsm(list, library.manufacturer_id()))
-            })
-            .ok()
+                let Ok(i) = d.pkcs11.get_mechanism_info(d.slot, m) else {
+                    continue;
+                };
+                list.push((ty, convert::mechanism_info(&i)));
+            }
+            let library = d.pkcs11.get_library_info().map_err(fwd("C_GetInfo"))?;
+            Ok(Offered::from_hsm(list, library.manufacturer_id()))
+        })()
+        .ok()?;
+        // Two threads asking at once both ask the HSM; the first answer is kept.
+        Some(self.mechanisms.get_or_init(|| found))
     }
 
     /// The mechanism sent to the HSM for one keygate offers (see [`Offered::kwp_named_pad`]).

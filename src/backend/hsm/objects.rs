@@ -15,7 +15,7 @@ impl HsmBackend {
     /// One C_GetAttributeValue for what a key operation checks, instead of the class and then
     /// every attribute of the class.
     pub(super) fn read_key_attributes(&self, session: u64, id: &ObjectId) -> Result<Arc<AttrMap>> {
-        static TYPES: once_cell::sync::Lazy<Vec<AttributeType>> = once_cell::sync::Lazy::new(|| {
+        static TYPES: std::sync::LazyLock<Vec<AttributeType>> = std::sync::LazyLock::new(|| {
             // Not the dates (SoftHSM2 2.6.1 fails the whole request when one is empty), nor
             // keygate's own revocation attribute (no HSM holds it), nor the nested templates
             // (cryptoki does not carry them): in hsm mode the HSM enforces these, if it does
