@@ -4,9 +4,11 @@
 //! token sits a [`backend::Backend`]: the self-managed store (keys sealed under a KEK that only
 //! the HSM plus the PIN can re-create) or, later, an HSM reached through cryptoki.
 //!
-//! Data flows one way: C caller → `ffi` → `token` → a `Backend` → (`store` + `crypto`) or the
-//! HSM. Only `ffi` (the C ABI keygate exports) and `backend/hsm/raw.rs` (the C ABI of the HSM
-//! library, for the calls cryptoki lacks) touch raw pointers and may use `unsafe`.
+//! Data flows one way: C caller → `ffi` → `token` → `audit` → a `Backend` → `crypto` → `config`
+//! → `model` (`docs/architecture.md`; `tests/layering.rs` keeps it so). Only `ffi` (the C ABI
+//! keygate exports), `sys` (the OS calls: locked pages, the process id across fork) and
+//! `backend/hsm/raw.rs` (the C ABI of the HSM library, for the calls cryptoki lacks) touch raw
+//! pointers and may use `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod audit;

@@ -1,7 +1,7 @@
 //! The HSM library's own C function list, for the calls cryptoki makes only together with
-//! their `C_*Init` (a single-part `C_Sign` on an operation started earlier). With `ffi/`, the
-//! one place keygate uses `unsafe`: `ffi/` for the C ABI keygate exports, this module for the
-//! C ABI of the HSM library it calls.
+//! their `C_*Init` (a single-part `C_Sign` on an operation started earlier). With `ffi/` (the C
+//! ABI keygate exports) and `sys/` (the OS calls), the only place keygate uses `unsafe`: this
+//! module is the C ABI of the HSM library it calls.
 #![allow(unsafe_code)]
 
 use std::path::Path;
