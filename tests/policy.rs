@@ -336,10 +336,19 @@ fn allow_list(mode: Mode) {
         ]
     );
     let s: Session = Env::user_session(&p);
-    let e = s
-        .generate_key(&Mechanism::AesKeyGen, &[Attribute::ValueLen(Ulong::from(32u64))])
-        .unwrap_err();
+    let log = env.path().join("stderr.log");
+    let e = {
+        let _r = Redirect::to(&log);
+        s.generate_key(&Mechanism::AesKeyGen, &[Attribute::ValueLen(Ulong::from(32u64))])
+            .unwrap_err()
+    };
     assert_eq!(rv_of(e), RvError::MechanismInvalid);
+    // The refusal is a warning that names the mechanism and the rule.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("WARN") && logged.contains("CKM_AES_KEY_GEN refused: policy.allow does not list it"),
+        "{logged}"
+    );
     assert_eq!(
         rv_of(s.digest(&Mechanism::Sha256, b"x").unwrap_err()),
         RvError::MechanismInvalid

@@ -193,6 +193,25 @@ impl Policy {
         Ok(())
     }
 
+    /// Logs, at warn, why a mechanism asked for is not offered when the policy is the reason:
+    /// the built-in floor (with its rule) or the token's `policy.allow`, naming the mechanism.
+    /// A mechanism the backend does not implement is not a refusal and is not logged here.
+    pub fn explain_refusal(&self, ty: u64) {
+        if let Some(rule) = floor_refuses(ty) {
+            log::warn!(
+                "token {:?}: {} refused by the built-in floor: {rule}",
+                self.token,
+                name(ty)
+            );
+        } else if self.allow.as_ref().is_some_and(|a| !a.contains(&ty)) {
+            log::warn!(
+                "token {:?}: {} refused: policy.allow does not list it (the configuration's allow-list for this token)",
+                self.token,
+                name(ty)
+            );
+        }
+    }
+
     /// What the token offers: the backend's mechanisms, less what the floor and the allow-list
     /// refuse, with flags and key sizes narrowed to the floor.
     pub fn mechanisms(&self, offered: &[(u64, MechanismInfo)]) -> Vec<(u64, MechanismInfo)> {

@@ -69,7 +69,10 @@ impl Slot {
     /// Checks that the token offers `mech` for `function` (a `CKF_*` flag) with parameters
     /// its policy accepts.
     pub fn check(&self, mech: &Mechanism, function: u64) -> Result<()> {
-        mech.check(self.mechanisms(), function)?;
+        if let Err(e) = mech.check(self.mechanisms(), function) {
+            self.policy.explain_refusal(mech.ty());
+            return Err(e);
+        }
         self.policy.check_params(mech)
     }
 }
