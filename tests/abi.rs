@@ -22,14 +22,7 @@ fn calls_before_initialize_and_initialize_arguments() {
         call!(r, C_OpenSession(0, CKF_SERIAL_SESSION, null_mut(), None, &mut n)),
         CKR_CRYPTOKI_NOT_INITIALIZED
     );
-    let mut args = CK_C_INITIALIZE_ARGS {
-        CreateMutex: None,
-        DestroyMutex: None,
-        LockMutex: None,
-        UnlockMutex: None,
-        flags: CKF_OS_LOCKING_OK,
-        pReserved: 1 as CK_VOID_PTR,
-    };
+    let mut args = init_args(1 as CK_VOID_PTR);
     assert_eq!(
         call!(r, C_Initialize(&mut args as *mut _ as CK_VOID_PTR)),
         CKR_ARGUMENTS_BAD
@@ -831,14 +824,7 @@ fn c_initialize_takes_a_configuration_path_in_p_reserved() {
     std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let r = raw();
     let init = |reserved: &[u8]| {
-        let mut args = CK_C_INITIALIZE_ARGS {
-            CreateMutex: None,
-            DestroyMutex: None,
-            LockMutex: None,
-            UnlockMutex: None,
-            flags: CKF_OS_LOCKING_OK,
-            pReserved: reserved.as_ptr() as CK_VOID_PTR,
-        };
+        let mut args = init_args(reserved.as_ptr() as CK_VOID_PTR);
         call!(r, C_Initialize(&mut args as *mut _ as CK_VOID_PTR))
     };
     assert_eq!(init(b"relative/app.toml\0"), CKR_ARGUMENTS_BAD);

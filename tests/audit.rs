@@ -273,15 +273,7 @@ fn the_keygate_programs_admin_acts_are_in_the_trail() {
     text.push_str(&format!("\n[audit]\npath = \"{}\"\n", trail.display()));
     std::fs::write(&conf, text).unwrap();
     let run = |args: &[&str]| ok(&env, args);
-    run(&[
-        "init",
-        "--token",
-        "test",
-        "--so-pin-env",
-        "KG_SO",
-        "--pin-env",
-        "KG_USER",
-    ]);
+    run(&INIT_ARGS);
     {
         let p = env.load();
         let s = Env::user_session(&p);

@@ -648,23 +648,7 @@ fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
         "cannot restore",
     );
     // Exactly one keygate root key is left in the HSM.
-    let hsm = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
-    hsm.initialize(cryptoki::context::CInitializeArgs::new(
-        cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
-    ))
-    .unwrap();
-    let slot = hsm
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|sl| hsm.get_token_info(*sl).unwrap().label() == "keygate-root")
-        .unwrap();
-    let hs = hsm.open_ro_session(slot).unwrap();
-    hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
-    let roots = hs
-        .find_objects(&[Attribute::Label(b"keygate-root test".to_vec())])
-        .unwrap();
-    assert_eq!(roots.len(), 1);
+    assert_eq!(root_keys_in_hsm(), vec!["keygate-root test".to_string()]);
 }
 
 /// The root keys of keygate tokens in the root HSM token, labelled `keygate-root <token>`.
@@ -716,23 +700,14 @@ fn a_failed_init_leaves_no_root_key_and_root_keys_are_labelled() {
         .unwrap()
         .replace(env.store().to_str().unwrap(), missing.join("test.db").to_str().unwrap());
     std::fs::write(&conf, text).unwrap();
-    let init = [
-        "init",
-        "--token",
-        "test",
-        "--so-pin-env",
-        "KG_SO",
-        "--pin-env",
-        "KG_USER",
-    ];
-    fails(&env, &init, "no-such-dir");
+    fails(&env, &INIT_ARGS, "no-such-dir");
     assert_eq!(
         root_keys_in_hsm(),
         Vec::<String>::new(),
         "a failed init left a root key"
     );
     std::fs::create_dir(&missing).unwrap();
-    ok(&env, &init);
+    ok(&env, &INIT_ARGS);
     assert_eq!(root_keys_in_hsm(), vec!["keygate-root test".to_string()]);
 }
 
@@ -837,19 +812,7 @@ fn a_missing_store_is_reported_missing_not_uninitialised() {
         stderr(&o).contains("is missing, but the HSM holds this token's root key"),
         "{o:?}"
     );
-    fails(
-        &env,
-        &[
-            "init",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
-        "cannot initialise",
-    );
+    fails(&env, &INIT_ARGS, "cannot initialise");
     let p = load_module();
     let slot = Env::slot(&p);
     assert_eq!(rv(p.get_token_info(slot)), cryptoki::error::RvError::TokenNotPresent);
@@ -875,15 +838,7 @@ fn routine_administration_logs_nothing_at_the_default_level() {
     let backup = env.path().join("quiet.db");
     for args in [
         vec!["backup", "--token", "test", "--to", backup.to_str().unwrap()],
-        vec![
-            "rotate-dek",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
+        [&["rotate-dek"][..], &ROTATION_ARGS].concat(),
         vec![
             "restore",
             "--token",
@@ -893,15 +848,7 @@ fn routine_administration_logs_nothing_at_the_default_level() {
             "--so-pin-env",
             "KG_SO",
         ],
-        vec![
-            "rotate-root",
-            "--token",
-            "test",
-            "--so-pin-env",
-            "KG_SO",
-            "--pin-env",
-            "KG_USER",
-        ],
+        [&["rotate-root"][..], &ROTATION_ARGS].concat(),
     ] {
         let o = env.cli(&args);
         assert!(o.status.success(), "{args:?}: {o:?}");

@@ -227,6 +227,17 @@ impl Env {
     }
 }
 
+/// `keygate init` of the test token, the PINs in `KG_SO` and `KG_USER`.
+pub const INIT_ARGS: [&str; 7] = [
+    "init",
+    "--token",
+    "test",
+    "--so-pin-env",
+    "KG_SO",
+    "--pin-env",
+    "KG_USER",
+];
+
 /// `keygate rotate-*` arguments naming the test token and both PINs, in the variables the CLI
 /// tests set (`KG_SO`, `KG_USER`).
 pub const ROTATION_ARGS: [&str; 6] = ["--token", "test", "--so-pin-env", "KG_SO", "--pin-env", "KG_USER"];

@@ -32,6 +32,18 @@ fn raw_of(path: &Path) -> Raw {
     Raw { f, _lib: lib }
 }
 
+/// `CK_C_INITIALIZE_ARGS` with OS locking and `reserved` as `pReserved`.
+pub fn init_args(reserved: CK_VOID_PTR) -> CK_C_INITIALIZE_ARGS {
+    CK_C_INITIALIZE_ARGS {
+        CreateMutex: None,
+        DestroyMutex: None,
+        LockMutex: None,
+        UnlockMutex: None,
+        flags: CKF_OS_LOCKING_OK,
+        pReserved: reserved,
+    }
+}
+
 pub fn session(r: &Raw, rw: bool) -> CK_SESSION_HANDLE {
     let mut h = 0;
     let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
