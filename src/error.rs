@@ -55,7 +55,8 @@ pub enum Error {
     SlotIdInvalid,
     TemplateIncomplete(&'static str),
     TemplateInconsistent(&'static str),
-    TokenNotPresent,
+    /// The token is not there; the text says what is missing and what to do.
+    TokenNotPresent(String),
     TokenNotRecognized(String),
     /// The token serves from its mirror and takes no changes to its objects.
     TokenWriteProtected,
@@ -154,7 +155,7 @@ impl Error {
             Error::SlotIdInvalid => ck::CKR_SLOT_ID_INVALID,
             Error::TemplateIncomplete(_) => ck::CKR_TEMPLATE_INCOMPLETE,
             Error::TemplateInconsistent(_) => ck::CKR_TEMPLATE_INCONSISTENT,
-            Error::TokenNotPresent => ck::CKR_TOKEN_NOT_PRESENT,
+            Error::TokenNotPresent(_) => ck::CKR_TOKEN_NOT_PRESENT,
             Error::TokenNotRecognized(_) => ck::CKR_TOKEN_NOT_RECOGNIZED,
             Error::TokenWriteProtected => ck::CKR_TOKEN_WRITE_PROTECTED,
             Error::UnwrappingKeyHandleInvalid => ck::CKR_UNWRAPPING_KEY_HANDLE_INVALID,
@@ -200,6 +201,7 @@ impl Error {
                 | Error::Config(_)
                 | Error::General(_)
                 | Error::TokenNotRecognized(_)
+                | Error::TokenNotPresent(_)
         ) || matches!(
             self,
             Error::Forwarded { rv, .. }
@@ -213,18 +215,19 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::AttributeReadOnly(t) => write!(f, "attribute 0x{t:x} is read-only"),
-            Error::AttributeSensitive(t) => write!(f, "attribute 0x{t:x} is sensitive"),
-            Error::AttributeTypeInvalid(t) => write!(f, "attribute type 0x{t:x} is not valid here"),
-            Error::AttributeValueInvalid(t) => write!(f, "attribute 0x{t:x} has an invalid value"),
-            Error::MechanismInvalid(m) => write!(f, "mechanism 0x{m:x} is not supported here"),
+            Error::AttributeReadOnly(t) => write!(f, "{} is read-only", attribute_name(*t)),
+            Error::AttributeSensitive(t) => write!(f, "{} is sensitive", attribute_name(*t)),
+            Error::AttributeTypeInvalid(t) => write!(f, "attribute type {} is not valid here", attribute_name(*t)),
+            Error::AttributeValueInvalid(t) => write!(f, "{} has an invalid value", attribute_name(*t)),
+            Error::MechanismInvalid(m) => write!(f, "{} is not supported here", mechanism_name(*m)),
             Error::TemplateIncomplete(why) => write!(f, "template incomplete: {why}"),
             Error::TemplateInconsistent(why) => write!(f, "template inconsistent: {why}"),
             Error::TokenNotRecognized(why) => write!(f, "token not recognized: {why}"),
+            Error::TokenNotPresent(why) => write!(f, "token not present: {why}"),
             Error::Integrity(why) => write!(f, "integrity check failed: {why}"),
             Error::Store(why) => write!(f, "store error: {why}"),
-            Error::Hsm { function, rv } => write!(f, "HSM returned {rv} from {function}"),
-            Error::Forwarded { function, rv } => write!(f, "the HSM answered {function} with CK_RV {rv:#x}"),
+            Error::Hsm { function, rv } => write!(f, "the HSM answered {function} with {rv}"),
+            Error::Forwarded { function, rv } => write!(f, "the HSM answered {function} with {}", rv_name(*rv)),
             Error::HsmUnavailable(why) => write!(f, "HSM unavailable: {why}"),
             Error::Config(why) => write!(f, "configuration error: {why}"),
             Error::General(why) => write!(f, "{why}"),
@@ -284,23 +287,46 @@ mod tests {
     }
 }
 
+/// The specification's name of a mechanism (`CKM_AES_GCM`), or its number in hex.
+pub fn mechanism_name(m: u64) -> String {
+    match cryptoki::mechanism::MechanismType::try_from(m) {
+        Ok(t) if m < pkcs11_sys::CKM_VENDOR_DEFINED => t.to_string(),
+        _ => format!("mechanism {m:#x}"),
+    }
+}
+
+/// The specification's name of an attribute type (`CKA_VALUE`), or its number in hex.
+pub fn attribute_name(t: u64) -> String {
+    match cryptoki::object::AttributeType::try_from(t) {
+        Ok(a) if t < pkcs11_sys::CKA_VENDOR_DEFINED => a.to_string(),
+        _ => format!("attribute {t:#x}"),
+    }
+}
+
 /// The specification's name of a return value (`CKR_PIN_INCORRECT`), or its number in hex.
 pub fn rv_name(rv: Rv) -> String {
     use cryptoki::error::{Rv as CkRv, RvError};
     match CkRv::from(rv) {
         CkRv::Ok => "CKR_OK".into(),
         CkRv::Error(RvError::UnknownErrorCode(_) | RvError::VendorDefined(_)) => format!("{rv:#x}"),
-        CkRv::Error(e) => {
-            let mut name = String::from("CKR");
-            for c in format!("{e:?}").chars() {
-                if c.is_ascii_uppercase() {
-                    name.push('_');
-                }
-                name.push(c.to_ascii_uppercase());
-            }
-            name
-        }
+        CkRv::Error(e) => rv_error_name(&e),
     }
+}
+
+/// The specification's name of a return value cryptoki reported (`CKR_PIN_INCORRECT`).
+pub fn rv_error_name(e: &cryptoki::error::RvError) -> String {
+    use cryptoki::error::RvError;
+    if let RvError::UnknownErrorCode(rv) | RvError::VendorDefined(rv) = e {
+        return format!("{rv:#x}");
+    }
+    let mut name = String::from("CKR");
+    for c in format!("{e:?}").chars() {
+        if c.is_ascii_uppercase() {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 #[cfg(test)]
@@ -308,6 +334,12 @@ mod rv_name_tests {
     #[test]
     fn names_follow_the_specification() {
         assert_eq!(super::rv_name(pkcs11_sys::CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+        assert_eq!(
+            super::mechanism_name(pkcs11_sys::CKM_AES_KEY_WRAP_PAD),
+            "CKM_AES_KEY_WRAP_PAD"
+        );
+        assert_eq!(super::attribute_name(pkcs11_sys::CKA_VALUE_LEN), "CKA_VALUE_LEN");
+        assert_eq!(super::attribute_name(0x8000_1234), "attribute 0x80001234");
         assert_eq!(super::rv_name(pkcs11_sys::CKR_KEY_SIZE_RANGE), "CKR_KEY_SIZE_RANGE");
         assert_eq!(super::rv_name(0x8000_1234), "0x80001234");
     }

@@ -809,7 +809,7 @@ fn a_missing_store_is_reported_missing_not_uninitialised() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stdout(&o).contains("test: error:"), "{o:?}");
     assert!(
-        stderr(&o).contains("is missing, but the HSM holds this token's root key"),
+        stdout(&o).contains("is missing, but the HSM holds this token's root key"),
         "{o:?}"
     );
     fails(&env, &INIT_ARGS, "cannot initialise");
@@ -854,4 +854,31 @@ fn routine_administration_logs_nothing_at_the_default_level() {
         assert!(o.status.success(), "{args:?}: {o:?}");
         assert_eq!(stderr(&o), "", "{args:?} wrote to standard error");
     }
+}
+
+/// A wrong root PIN is one line that names the HSM token, its module, where the PIN came from
+/// and the HSM's answer by name; a wrong user PIN is one line too (the library's own log lines
+/// are not repeated by the program at the default level).
+#[test]
+fn a_wrong_root_pin_is_one_line_that_says_which_credential() {
+    let env = populated();
+    std::env::remove_var("KEYGATE_LOG");
+    std::env::set_var("KEYGATE_ROOT_PIN", "not-the-root-pin");
+    let o = env.cli(&["verify", "--token", "test", "--pin-env", "KG_USER"]);
+    std::env::set_var("KEYGATE_ROOT_PIN", ROOT_PIN);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        "\"keygate-root\"",
+        SOFTHSM,
+        "environment variable KEYGATE_ROOT_PIN",
+        "CKR_PIN_INCORRECT",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err}");
+    }
+    std::env::set_var("KG_USER", "999999");
+    let o = env.cli(&["verify", "--token", "test", "--pin-env", "KG_USER"]);
+    std::env::set_var("KG_USER", USER_PIN);
+    assert_eq!(stderr(&o), "keygate: cannot verify \"test\": wrong PIN\n", "{o:?}");
 }

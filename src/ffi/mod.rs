@@ -41,9 +41,9 @@ pub(crate) fn guard(name: &'static str, f: impl FnOnce() -> Result<()>) -> CK_RV
         Ok(Err(e)) => {
             let rv = e.ck_rv();
             if e.is_fault() {
-                log::error!("{name}: {e} (CK_RV {rv:#x})");
+                log::error!("{name}: {e} ({})", crate::error::rv_name(rv));
             } else {
-                log::debug!("{name}: {e} (CK_RV {rv:#x})");
+                log::debug!("{name}: {e} ({})", crate::error::rv_name(rv));
             }
             rv
         }

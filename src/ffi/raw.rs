@@ -373,7 +373,11 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
     }
     // SAFETY: non-null and readable per the caller's contract.
     let m = unsafe { p.read_unaligned() };
-    log::trace!("mechanism {:#x}, {} parameter bytes", m.mechanism, m.ulParameterLen);
+    log::trace!(
+        "{}, {} parameter bytes",
+        crate::error::mechanism_name(m.mechanism),
+        m.ulParameterLen
+    );
     Ok(match m.mechanism {
         mech::AES_GCM => {
             // SAFETY: forwarded contract.

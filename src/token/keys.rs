@@ -178,7 +178,8 @@ impl Provider {
                 .map(|(ty, _)| ty);
             if let Some(ty) = differs {
                 log::warn!(
-                    "C_WrapKey refused: the key differs from the wrapping key's CKA_WRAP_TEMPLATE in attribute {ty:#x}"
+                    "C_WrapKey refused: the key differs from the wrapping key's CKA_WRAP_TEMPLATE in {}",
+                    crate::error::attribute_name(ty)
                 );
                 return Err(Error::KeyNotWrappable);
             }

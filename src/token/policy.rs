@@ -81,7 +81,7 @@ pub fn name(ty: u64) -> String {
         .iter()
         .find(|(_, t)| *t == ty)
         .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| format!("mechanism {ty:#x}"))
+        .unwrap_or_else(|| crate::error::mechanism_name(ty))
 }
 
 /// A mechanism number from its name, with or without the `CKM_` prefix.

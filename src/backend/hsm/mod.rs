@@ -159,13 +159,13 @@ impl HsmBackend {
             log::error!("token {:?}: {e}", self.cfg.label);
         })?;
         let slot = slot.ok_or_else(|| {
-            log::error!(
-                "token {:?}: no token labelled {:?} on {}",
-                self.cfg.label,
+            let e = Error::TokenNotPresent(format!(
+                "no HSM token labelled {:?} on {}",
                 self.hsm.token,
                 self.hsm.module.display()
-            );
-            Error::TokenNotPresent
+            ));
+            log::error!("token {:?}: {e}", self.cfg.label);
+            e
         })?;
         let raw = Arc::new(RawFunctions::of(&self.hsm.module)?);
         let d = Arc::new(Device { pkcs11, slot, raw });

@@ -55,8 +55,9 @@ impl RawFunctions {
         let rv = unsafe { get(&mut list) };
         if rv != pkcs11_sys::CKR_OK || list.is_null() {
             return Err(Error::HsmUnavailable(format!(
-                "C_GetFunctionList of {} returned {rv:#x}",
-                path.display()
+                "C_GetFunctionList of {} returned {}",
+                path.display(),
+                crate::error::rv_name(rv)
             )));
         }
         // SAFETY: the list is static data of the module, alive while `lib` keeps it loaded.

@@ -503,13 +503,12 @@ impl LocalBackend {
             return Ok(());
         }
         let store = self.store_path()?.display().to_string();
-        log::error!(
-            "token {:?}: the store {store} is missing, but the HSM holds this token's root key: its keys are not lost. Restore the store (keygate restore --token {} --from BACKUP); to give the label to a new token instead, delete the HSM key labelled \"keygate-root {}\" first",
-            self.cfg.label,
-            self.cfg.label,
-            self.cfg.label
-        );
-        Err(Error::TokenNotPresent)
+        let label = &self.cfg.label;
+        let e = Error::TokenNotPresent(format!(
+            "the store {store} is missing, but the HSM holds this token's root key: its keys are not lost. Restore the store (keygate restore --token {label} --from BACKUP); to give the label to a new token instead, delete the HSM key labelled \"keygate-root {label}\" first"
+        ));
+        log::error!("token {label:?}: {e}");
+        Err(e)
     }
 
     pub(crate) fn status_impl(&self) -> Result<TokenStatus> {

@@ -44,10 +44,27 @@ fn hsm(function: &'static str) -> impl Fn(CkError) -> Error {
     move |e| match e {
         CkError::Pkcs11(rv, _) => Error::Hsm {
             function: function.to_string(),
-            rv: format!("{rv:?}"),
+            rv: crate::error::rv_error_name(&rv),
         },
         other => Error::HsmUnavailable(format!("{function}: {other}")),
     }
+}
+
+/// The error for an HSM that refuses the root credential: which HSM token, which module, where
+/// the PIN came from and the HSM's answer, so that an operator knows what to correct.
+fn refused_login(cfg: &RootConfig, rv: &RvError) -> Error {
+    let source = match (&cfg.pin_env, &cfg.pin_file) {
+        (Some(var), _) => format!("environment variable {var} (root.pin_env)"),
+        (None, Some(file)) => format!("file {} (root.pin_file)", file.display()),
+        (None, None) => "nowhere".into(),
+    };
+    Error::HsmUnavailable(format!(
+        "the HSM token {:?} holding the root key (module {}) refused the PIN from {source}: C_Login answered {}; \
+         that credential must be the HSM token's user PIN",
+        cfg.token,
+        cfg.module.display(),
+        crate::error::rv_error_name(rv),
+    ))
 }
 
 /// The template of a generic secret key made in the HSM that never leaves it and does nothing
@@ -83,6 +100,7 @@ impl Root {
         let pin = crate::backend::module::credential(cfg.pin_env.as_ref(), cfg.pin_file.as_ref(), "root token PIN")?;
         match session.login_with_raw(CkUser::User, &crate::backend::module::raw_pin(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(rv, _)) => return Err(refused_login(cfg, &rv)),
             Err(e) => return Err(hsm("C_Login")(e)),
         }
         log::info!("HSM token {:?} holding root keys: logged in", cfg.token);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod admin;
 mod bench;
 mod cli;
+mod log;
 mod show;
 
 use clap::Parser;
@@ -239,7 +240,7 @@ fn identifier(label: Option<String>, id: Option<String>) -> Result<(u64, Vec<u8>
 
 fn main() -> ExitCode {
     keygate_pkcs11::sys::process::default_sigpipe();
-    keygate_pkcs11::logging::init();
+    log::init();
     // A usage error exits 1 like every other error (the README's promise); --help and
     // --version exit 0.
     let cli = match Cli::try_parse() {
@@ -253,7 +254,9 @@ fn main() -> ExitCode {
             };
         }
     };
-    match run(cli) {
+    let result = run(cli);
+    log::finish(result.is_ok());
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("keygate: {e}");
