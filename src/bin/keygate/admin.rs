@@ -13,26 +13,68 @@ use keygate_pkcs11::model::handles::{ObjectHandle, SessionHandle};
 use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::{Provider, Slot};
 
-use crate::read_pin;
 use crate::show::report;
 
-/// Where PINs come from: the environment variables named, else standard input, one per line
-/// in the order the command asks for them.
+/// Where PINs come from: the environment variable named; else, on a terminal, a prompt with
+/// echo off (asked twice for a PIN being set); else standard input, one per line in the order
+/// the command asks for them (scripts).
 pub struct Pins {
     stdin: std::io::Lines<std::io::StdinLock<'static>>,
+    terminal: bool,
 }
 
 impl Pins {
     pub fn new() -> Pins {
-        use std::io::BufRead;
+        use std::io::{BufRead, IsTerminal};
         Pins {
             stdin: std::io::stdin().lock().lines(),
+            terminal: std::io::stdin().is_terminal(),
         }
     }
 
+    /// A PIN the command checks (a login).
     pub fn get(&mut self, env: &Option<String>, what: &str) -> Result<Pin, String> {
-        read_pin(env, &mut self.stdin, what)
+        self.read(env, what, false)
     }
+
+    /// A PIN the command sets: on a terminal it is asked for twice and must match.
+    pub fn new_pin(&mut self, env: &Option<String>, what: &str) -> Result<Pin, String> {
+        self.read(env, what, true)
+    }
+
+    fn read(&mut self, env: &Option<String>, what: &str, confirm: bool) -> Result<Pin, String> {
+        if let Some(var) = env {
+            let v = zeroize::Zeroizing::new(
+                std::env::var(var).map_err(|_| format!("environment variable {var} ({what}) is not set"))?,
+            );
+            return Ok(Pin::new(v.as_bytes()));
+        }
+        if !self.terminal {
+            let line = zeroize::Zeroizing::new(
+                self.stdin
+                    .next()
+                    .ok_or_else(|| format!("no {what} on standard input"))?
+                    .map_err(|e| format!("cannot read the {what}: {e}"))?,
+            );
+            return Ok(Pin::new(line.trim_end_matches(['\r', '\n']).as_bytes()));
+        }
+        let prompt = |p: String| {
+            rpassword::prompt_password(p)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| format!("cannot read the {what} from the terminal: {e}"))
+        };
+        let first = prompt(format!("{}: ", capitalised(what)))?;
+        if confirm && *prompt(format!("{} again: ", capitalised(what)))? != *first {
+            return Err(format!("the two {what}s differ; nothing was changed"));
+        }
+        Ok(Pin::new(first.as_bytes()))
+    }
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 /// The user PIN from the environment variable named, if one is named (listings and verify work
@@ -132,7 +174,7 @@ pub fn change_pin(
     let mut pins = Pins::new();
     let who = if so { "SO PIN" } else { "user PIN" };
     let old = pins.get(old_pin_env, &format!("current {who}"))?;
-    let new = pins.get(new_pin_env, &format!("new {who}"))?;
+    let new = pins.new_pin(new_pin_env, &format!("new {who}"))?;
     let r = b.change_pin(so, &old, &new);
     audited(
         cfg,

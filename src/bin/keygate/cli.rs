@@ -18,8 +18,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Create (or re-create, destroying every object) a token: root key in the HSM, store,
-    /// SO PIN and user PIN. PINs are read from the environment variables named, or from
-    /// standard input (SO PIN on the first line, user PIN on the second).
+    /// SO PIN and user PIN. PINs are read from the environment variables named; else, on a
+    /// terminal, asked for twice each with echo off; else read from standard input (SO PIN on
+    /// the first line, user PIN on the second).
     Init {
         /// Label of the token in the configuration.
         #[arg(long)]
@@ -77,7 +78,8 @@ pub enum Command {
         json: bool,
     },
     /// Change the user PIN (or with --so the SO PIN). Only the data key is re-wrapped. PINs come
-    /// from the variables named, else from standard input: old PIN first, new PIN second.
+    /// from the variables named; else, on a terminal, asked for with echo off (the new one
+    /// twice); else from standard input: old PIN first, new PIN second.
     ChangePin {
         /// Label of the token in the configuration.
         #[arg(long)]
@@ -114,7 +116,8 @@ pub enum Command {
         /// Why: compromised, superseded, cessation, affiliation-changed or unspecified.
         #[arg(long)]
         reason: String,
-        /// Environment variable holding the user PIN (else read from standard input).
+        /// Environment variable holding the user PIN (else asked for on the terminal, or read
+        /// from standard input).
         #[arg(long)]
         pin_env: Option<String>,
     },
@@ -136,7 +139,7 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
         /// Environment variable holding the user PIN (one object) or the SO PIN (--all); else
-        /// read from standard input.
+        /// asked for on the terminal, or read from standard input.
         #[arg(long)]
         pin_env: Option<String>,
     },

@@ -1,7 +1,6 @@
 //! `keygate`: token administration (DESIGN.md §7). Errors are one sentence on standard error
 //! and exit code 1; listings have `--json`.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 
 mod admin;
@@ -12,24 +11,7 @@ mod show;
 
 use clap::Parser;
 use cli::{BenchArgs, Cli, Command, RotateArgs};
-use keygate_pkcs11::model::mechanisms::Pin;
 use keygate_pkcs11::token::provider::slots_from;
-
-fn read_pin(
-    env: &Option<String>,
-    stdin: &mut impl Iterator<Item = std::io::Result<String>>,
-    what: &str,
-) -> Result<Pin, String> {
-    if let Some(var) = env {
-        let v = std::env::var(var).map_err(|_| format!("environment variable {var} ({what}) is not set"))?;
-        return Ok(Pin::new(v.as_bytes()));
-    }
-    let line = stdin
-        .next()
-        .ok_or_else(|| format!("no {what} on standard input"))?
-        .map_err(|e| format!("cannot read the {what}: {e}"))?;
-    Ok(Pin::new(line.trim_end_matches(['\r', '\n']).as_bytes()))
-}
 
 fn run_bench(a: BenchArgs) -> Result<(), String> {
     if a.list {
@@ -163,9 +145,9 @@ fn run(cli: Cli) -> Result<(), String> {
             so_pin_env,
             pin_env,
         } => {
-            let mut stdin = std::io::stdin().lock().lines();
-            let so = read_pin(&so_pin_env, &mut stdin, "SO PIN")?;
-            let user = read_pin(&pin_env, &mut stdin, "user PIN")?;
+            let mut pins = admin::Pins::new();
+            let so = pins.new_pin(&so_pin_env, "SO PIN")?;
+            let user = pins.new_pin(&pin_env, "user PIN")?;
             admin::init(&cfg, slot(&token)?, &so, &user)
         }
         Command::Fingerprint {

@@ -324,7 +324,7 @@ pub fn fingerprint(
         .map_err(|e| format!("cannot open {token:?}: {e}"))?;
     let logged_in = match pin_env {
         Some(_) => {
-            let pin = crate::read_pin(pin_env, &mut std::iter::empty(), "user PIN")?;
+            let pin = crate::admin::Pins::new().get(pin_env, "user PIN")?;
             b.login(ADMIN_SESSION, UserType::User, &pin)
                 .map_err(|e| format!("login to {token:?} failed: {e}"))?;
             true
