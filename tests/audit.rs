@@ -321,6 +321,19 @@ fn the_keygate_programs_admin_acts_are_in_the_trail() {
         "KG_USER",
         &destroyed,
     ]);
+    let aes = env.path().join("aes.bin");
+    std::fs::write(&aes, [0x5a; 32]).unwrap();
+    run(&[
+        "import",
+        "--token",
+        "test",
+        "--aes",
+        "--label",
+        "imported",
+        "--pin-env",
+        "KG_USER",
+        aes.to_str().unwrap(),
+    ]);
     let backup = env.path().join("backup.db");
     run(&["backup", "--token", "test", "--to", backup.to_str().unwrap()]);
     run(&["restore", "--token", "test", "--from", backup.to_str().unwrap()]);
@@ -344,6 +357,7 @@ fn the_keygate_programs_admin_acts_are_in_the_trail() {
         ("keygate rotate-root", "ok"),
         ("keygate revoke", "ok"),
         ("keygate destroy", "ok"),
+        ("keygate import", "ok"),
         ("keygate restore", "ok"),
     ];
     let want: Vec<(String, String)> = want.iter().map(|(o, r)| (o.to_string(), r.to_string())).collect();

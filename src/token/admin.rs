@@ -105,4 +105,27 @@ impl Provider {
         self.record_detail(h, "keygate destroy", vec![key], None, &r)?;
         r
     }
+
+    /// `keygate import`: the objects a file held (a private key and its public key, or one
+    /// object), made by `C_CreateObject`'s rules in order; all or none, audited as one
+    /// "keygate import" line.
+    pub fn import_objects(&self, h: SessionHandle, templates: Vec<AttrMap>) -> Result<Vec<ObjectHandle>> {
+        let h = h.0;
+        let run = || {
+            let mut made = Vec::new();
+            for t in templates {
+                match self.create_object_unaudited(h, t) {
+                    Ok(k) => made.push(k),
+                    Err(e) => {
+                        self.unmake(h, &made);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(made)
+        };
+        let undo = |made: &Vec<u64>| self.unmake(h, made);
+        self.audited(h, ("keygate import", None, &[]), run, |made| made.clone(), undo)
+            .map(|made| made.into_iter().map(ObjectHandle).collect())
+    }
 }

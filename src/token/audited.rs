@@ -93,7 +93,7 @@ impl Provider {
     /// Runs a key operation (`op` with `mech` on the keys `inputs`) under the trail. `inputs` are the keys it uses (identified before it
     /// runs: it may destroy them), `outputs` the objects it made, `undo` takes its effect back
     /// when the trail is required and cannot take the line.
-    fn audited<T>(
+    pub(super) fn audited<T>(
         &self,
         h: u64,
         (op, mech, inputs): (&str, Option<&Mechanism>, &[u64]),
@@ -179,7 +179,7 @@ impl Provider {
     }
 
     /// Destroys objects made by an operation the trail could not record.
-    fn unmake(&self, h: u64, handles: &[u64]) {
+    pub(super) fn unmake(&self, h: u64, handles: &[u64]) {
         for k in handles {
             if let Err(e) = self.destroy_object_unaudited(h, *k) {
                 log::error!("audit: could not take back an unrecorded object: {e}");

@@ -104,6 +104,10 @@ pub enum Command {
     /// Backups made before stay tied to the old root key, and so become unusable. PINs as for
     /// rotate-dek.
     RotateRoot(RotateArgs),
+    /// Import a key or certificate from a file (PEM or DER): a PKCS#8, SEC 1 or PKCS#1 private
+    /// key (imported with its public key), a public key, an X.509 certificate, or with --aes a
+    /// raw AES key. The token's rules and policy apply as to C_CreateObject; audited.
+    Import(ImportArgs),
     /// Revoke a key of a self-managed token, for good: it no longer signs, encrypts, wraps or
     /// derives, but still verifies and decrypts what was made before. Recorded in the audit
     /// trail; survives backup and restore.
@@ -257,4 +261,27 @@ pub struct BenchArgs {
     /// Machine-readable output, one JSON object per workload.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Label of the token in the configuration.
+    #[arg(long)]
+    pub token: String,
+    /// The file holding the key or certificate.
+    pub file: std::path::PathBuf,
+    /// CKA_LABEL of the objects made.
+    #[arg(long)]
+    pub label: String,
+    /// CKA_ID in hex; by default SHA-1 of the public key (the EC point, Ed25519 key or RSA
+    /// modulus), so that a key and its certificate imported apart share one.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The file is a raw AES key: 16, 24 or 32 bytes, or as many in hex.
+    #[arg(long)]
+    pub aes: bool,
+    /// Environment variable holding the user PIN (else asked for on the terminal, or read from
+    /// standard input).
+    #[arg(long)]
+    pub pin_env: Option<String>,
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod admin;
 mod bench;
 mod cli;
+mod import;
 mod log;
 mod show;
 
@@ -159,6 +160,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => show::fingerprint(slot(&token)?, identifier(label, id)?, &pin_env, json),
         Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } => unreachable!("handled above"),
         Command::Audit { token, last, json } => show::audit_trail(&cfg, token.as_deref(), last, json),
+        Command::Import(a) => import::run(&cfg, a),
         Command::Revoke {
             token,
             key,
