@@ -182,6 +182,12 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell (packages
+    /// install it; by hand: keygate completions bash > ~/.local/share/bash-completion/completions/keygate).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the fingerprint of each key with a label or CKA_ID, and the `pins` entry that ties
     /// the identifier to it: SHA-256 of the public key (DER SubjectPublicKeyInfo) for key pairs,
     /// the key check value for secret keys.

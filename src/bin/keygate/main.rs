@@ -117,6 +117,11 @@ fn without_config(command: Command) -> Result<Command, Result<(), String>> {
     match command {
         Command::Bench(a) => Err(run_bench(a)),
         Command::Man { dir } => Err(man_pages(&dir)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
+            Err(Ok(()))
+        }
         Command::BenchOpen { module, token } => Err((|| {
             let pin = std::env::var("KEYGATE_BENCH_PIN").map_err(|_| "KEYGATE_BENCH_PIN is not set".to_string())?;
             let (open, login) = bench::open_once(&module, &token, &pin)?;
@@ -158,7 +163,9 @@ fn run(cli: Cli) -> Result<(), String> {
             pin_env,
             json,
         } => show::fingerprint(slot(&token)?, identifier(label, id)?, &pin_env, json),
-        Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } => unreachable!("handled above"),
+        Command::Bench(_) | Command::Man { .. } | Command::BenchOpen { .. } | Command::Completions { .. } => {
+            unreachable!("handled above")
+        }
         Command::Audit { token, last, json } => show::audit_trail(&cfg, token.as_deref(), last, json),
         Command::Import(a) => import::run(&cfg, a),
         Command::Revoke {
