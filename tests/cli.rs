@@ -651,8 +651,8 @@ fn rotate_root_moves_the_token_to_a_new_root_key_and_retires_the_old_one() {
     assert_eq!(root_keys_in_hsm(), vec!["keygate-root test".to_string()]);
 }
 
-/// The root keys of keygate tokens in the root HSM token, labelled `keygate-root <token>`.
-fn root_keys_in_hsm() -> Vec<String> {
+/// Runs `f` in a user session on the root HSM token (SoftHSM2, loaded directly).
+fn with_root_hsm<T>(f: impl FnOnce(&cryptoki::session::Session) -> T) -> T {
     let hsm = cryptoki::context::Pkcs11::new(SOFTHSM).unwrap();
     hsm.initialize(cryptoki::context::CInitializeArgs::new(
         cryptoki::context::CInitializeFlags::OS_LOCKING_OK,
@@ -664,27 +664,86 @@ fn root_keys_in_hsm() -> Vec<String> {
         .into_iter()
         .find(|sl| hsm.get_token_info(*sl).unwrap().label() == "keygate-root")
         .unwrap();
-    let hs = hsm.open_ro_session(slot).unwrap();
+    let hs = hsm.open_rw_session(slot).unwrap();
     hs.login(UserType::User, Some(&AuthPin::from(ROOT_PIN))).unwrap();
-    let labels = hs
-        .find_objects(&[])
-        .unwrap()
-        .into_iter()
-        .filter_map(|o| {
-            match hs
-                .get_attributes(o, &[cryptoki::object::AttributeType::Label])
-                .ok()?
-                .pop()?
-            {
-                Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
-                _ => None,
-            }
-        })
-        .filter(|l| l.starts_with("keygate-root"))
-        .collect();
+    let out = f(&hs);
     drop(hs);
     hsm.finalize().unwrap();
-    labels
+    out
+}
+
+/// The root keys of keygate tokens in the root HSM token, labelled `keygate-root <token>`.
+fn root_keys_in_hsm() -> Vec<String> {
+    with_root_hsm(|hs| {
+        hs.find_objects(&[])
+            .unwrap()
+            .into_iter()
+            .filter_map(|o| {
+                match hs
+                    .get_attributes(o, &[cryptoki::object::AttributeType::Label])
+                    .ok()?
+                    .pop()?
+                {
+                    Attribute::Label(l) => Some(String::from_utf8_lossy(&l).into_owned()),
+                    _ => None,
+                }
+            })
+            .filter(|l| l.starts_with("keygate-root"))
+            .collect()
+    })
+}
+
+/// `keygate status --orphans` lists the root keys no configured token uses: one labelled for
+/// a token no longer configured, and a second key under a configured token's label that its
+/// store does not name. The key in use, and one labelled for a configured token whose store
+/// is missing (it may be restored), are not listed.
+#[test]
+fn status_orphans_lists_root_keys_no_token_uses() {
+    let env = populated();
+    let conf = env.path().join("keygate.toml");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str(&format!(
+        "\n[[token]]\nlabel = \"other\"\nmode = \"self-managed\"\nstore = \"{}\"\nroot = {{ module = \"{SOFTHSM}\", token = \"keygate-root\", pin_env = \"KEYGATE_ROOT_PIN\" }}\n",
+        env.path().join("other-missing.db").display()
+    ));
+    std::fs::write(&conf, text).unwrap();
+    let o = env.cli(&["status", "--orphans"]);
+    assert_eq!(stdout(&o), "no orphaned root keys\n", "{o:?}");
+    with_root_hsm(|hs| {
+        for (label, id) in [
+            ("keygate-root gone", [1u8; 16]),
+            ("keygate-root test", [2u8; 16]),
+            ("keygate-root other", [3u8; 16]),
+        ] {
+            hs.create_object(&[
+                Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+                Attribute::KeyType(cryptoki::object::KeyType::GENERIC_SECRET),
+                Attribute::Value(vec![9; 32]),
+                Attribute::Token(true),
+                Attribute::Label(label.into()),
+                Attribute::Id(id.to_vec()),
+            ])
+            .unwrap();
+        }
+    });
+    let o = env.cli(&["status", "--orphans", "--json"]);
+    assert!(o.status.success(), "{o:?}");
+    let mut got: Vec<(String, String)> = json_lines(&stdout(&o))
+        .iter()
+        .map(|v| (v["label"].as_str().unwrap().into(), v["id"].as_str().unwrap().into()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("keygate-root gone".to_string(), hex::encode([1u8; 16])),
+            ("keygate-root test".to_string(), hex::encode([2u8; 16])),
+        ]
+    );
+    let o = env.cli(&["status", "--orphans"]);
+    assert!(stdout(&o).contains("orphan: \"keygate-root gone\""), "{o:?}");
+    // The token's own key still works.
+    assert!(all_work(&["a", "b", "c"]));
 }
 
 /// `keygate init` checks that the store can be made before it makes anything in the HSM: a

@@ -460,6 +460,20 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// The root keys this token's store names: its root key and, while a rotation is
+    /// unfinished, the key to retire. None when the store is missing or not initialised.
+    pub fn root_ids_in_use(&self) -> Result<Vec<[u8; 16]>> {
+        let Some(h) = self.header_opt()? else {
+            return Ok(Vec::new());
+        };
+        Ok(std::iter::once(h.root_id).chain(h.retiring.map(|r| r.id())).collect())
+    }
+
+    /// Every keygate root key on this token's root HSM token, as (label, CKA_ID).
+    pub fn root_keys_on_hsm(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.root()?.keygate_keys()
+    }
+
     /// Destroys the root key the header names as retiring, if any, and forgets it: the old key
     /// of a rotation that committed (destroyed first, so a run killed in between leaves it named,
     /// to be destroyed next time), or the new key of one that did not (forgotten first, in a

@@ -124,6 +124,33 @@ impl Root {
         format!("keygate-root {token}").into_bytes()
     }
 
+    /// Every keygate root key on this HSM token, as (label, CKA_ID): secret keys labelled
+    /// `keygate-root` (older tokens) or `keygate-root <token label>`.
+    pub fn keygate_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let session = self.session.lock();
+        let found = session
+            .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
+            .map_err(hsm("C_FindObjects"))?;
+        let mut keys = Vec::new();
+        for o in found {
+            let attrs = session
+                .get_attributes(o, &[AttributeType::Label, AttributeType::Id])
+                .map_err(hsm("C_GetAttributeValue"))?;
+            let (mut label, mut id) = (String::new(), Vec::new());
+            for a in attrs {
+                match a {
+                    Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                    Attribute::Id(i) => id = i,
+                    _ => {}
+                }
+            }
+            if label == "keygate-root" || label.starts_with("keygate-root ") {
+                keys.push((label, id));
+            }
+        }
+        Ok(keys)
+    }
+
     /// Whether the HSM holds a root key made for the token labelled `token`.
     pub fn holds_key_of(&self, token: &str) -> Result<bool> {
         let session = self.session.lock();

@@ -37,6 +37,11 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Instead: list the keygate root keys on the configured root HSM tokens that no
+        /// configured token's store uses (left by a token removed from the configuration, or
+        /// by a failed run of an older keygate), with their label and CKA_ID.
+        #[arg(long)]
+        orphans: bool,
     },
     /// List the token's objects: identifier, class, key type, label, CKA_ID and flags. Without
     /// a PIN, public objects only.

@@ -212,7 +212,8 @@ fn run(cli: Cli) -> Result<(), String> {
             so_pin_env,
             pin_env,
         }) => admin::rotate(&cfg, &token, admin::Rotate::Root, &so_pin_env, &pin_env),
-        Command::Status { json } => show::status(&slots, json),
+        Command::Status { json, orphans: false } => show::status(&slots, json),
+        Command::Status { json, orphans: true } => show::orphans(&cfg, json),
     }
 }
 

@@ -310,6 +310,76 @@ pub fn status(slots: &[Slot], json: bool) -> Result<(), String> {
     }
 }
 
+/// `keygate status --orphans`: root keys on the configured root HSM tokens that no configured
+/// token uses. A key is in use when a store names it (as its root, or as the key a rotation
+/// still has to retire), or when it is labelled for a configured token whose store is missing
+/// (that store may yet be restored: its keys are not lost).
+pub fn orphans(cfg: &keygate_pkcs11::config::Config, json: bool) -> Result<(), String> {
+    use keygate_pkcs11::backend::local::LocalBackend;
+    use keygate_pkcs11::config::Mode;
+    let mut roots: Vec<(&keygate_pkcs11::config::RootConfig, Vec<&str>)> = Vec::new();
+    for t in cfg.tokens.iter().filter(|t| t.mode == Mode::SelfManaged) {
+        let Some(r) = &t.root else { continue };
+        match roots
+            .iter_mut()
+            .find(|(o, _)| o.module == r.module && o.token == r.token)
+        {
+            Some((_, labels)) => labels.push(&t.label),
+            None => roots.push((r, vec![&t.label])),
+        }
+    }
+    let backend = |label: &str| {
+        let t = cfg
+            .tokens
+            .iter()
+            .find(|t| t.label == label)
+            .expect("a configured token");
+        LocalBackend::new(t.clone())
+    };
+    let mut found = 0;
+    for (root, labels) in &roots {
+        let where_ = format!("HSM token {:?} ({})", root.token, root.module.display());
+        let keys = backend(labels[0])
+            .root_keys_on_hsm()
+            .map_err(|e| format!("cannot list the root keys on {where_}: {e}"))?;
+        let mut used = Vec::new();
+        let mut missing = Vec::new();
+        for label in labels {
+            let b = backend(label);
+            let ids = b.root_ids_in_use().map_err(|e| format!("token {label:?}: {e}"))?;
+            if ids.is_empty() {
+                missing.push(format!("keygate-root {label}"));
+            }
+            used.extend(ids.into_iter().map(|id| id.to_vec()));
+        }
+        for (label, id) in keys {
+            if used.contains(&id) || missing.contains(&label) {
+                continue;
+            }
+            found += 1;
+            if json {
+                println!(
+                    "{{\"root_token\":{:?},\"module\":{:?},\"label\":{label:?},\"id\":{:?}}}",
+                    root.token,
+                    root.module.display().to_string(),
+                    hex::encode(&id)
+                );
+            } else {
+                println!("orphan: {label:?}, CKA_ID {} on {where_}", hex::encode(&id));
+            }
+        }
+    }
+    if !json {
+        match found {
+            0 => println!("no orphaned root keys"),
+            _ => println!(
+                "no configured store uses these keys; destroying one makes every backup sealed under it unreadable, so check your backups first"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// `keygate fingerprint`: the keys with an identifier and the fingerprint to pin each by.
 pub fn fingerprint(
     slot: &Slot,
