@@ -138,19 +138,7 @@ impl Audit {
 
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-22T17:45:10.583Z`).
 pub fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = crate::model::dates::civil(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        d.subsec_millis()
-    )
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 /// The name of a result for the trail: `"ok"` or the `CKR_*` name (or number).
@@ -224,5 +212,24 @@ mod tests {
         let d = std::env::temp_dir().join(format!("keygate-audit-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+}
+#[cfg(test)]
+mod time_format {
+    #[test]
+    fn now_is_rfc3339_utc_with_milliseconds() {
+        let t = super::now();
+        let b = t.as_bytes();
+        assert_eq!(b.len(), 24, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'), "{t}");
+        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.')] {
+            assert_eq!(b[i], c, "{t}");
+        }
+        assert!(
+            b.iter()
+                .enumerate()
+                .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit()),
+            "{t}"
+        );
     }
 }

@@ -31,40 +31,30 @@ pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
     if params == ED25519_OID {
         return Ok(Curve::Ed25519);
     }
-    // PrintableString (0x13) curve name.
-    if let [0x13, len, name @ ..] = params {
-        if *len as usize == name.len() {
-            return match name {
-                b"prime256v1" | b"secp256r1" | b"P-256" => Ok(Curve::P256),
-                b"edwards25519" | b"Ed25519" | b"ed25519" => Ok(Curve::Ed25519),
-                _ => Err(Error::CurveNotSupported),
-            };
-        }
+    // A curve name as a PrintableString (PKCS#11 3.0 §2.3.10 allows it for Edwards curves).
+    use der::Decode;
+    match der::asn1::PrintableStringRef::from_der(params)
+        .as_ref()
+        .map(|n| n.as_str())
+    {
+        Ok("prime256v1" | "secp256r1" | "P-256") => Ok(Curve::P256),
+        Ok("edwards25519" | "Ed25519" | "ed25519") => Ok(Curve::Ed25519),
+        _ => Err(Error::CurveNotSupported),
     }
-    Err(Error::CurveNotSupported)
 }
 
-/// Wraps a raw point in a DER OCTET STRING (short or one-byte long form suffices here).
-pub fn der_octet_string(raw: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(raw.len() + 3);
-    v.push(0x04);
-    if raw.len() < 0x80 {
-        v.push(raw.len() as u8);
-    } else {
-        v.push(0x81);
-        v.push(raw.len() as u8);
-    }
-    v.extend_from_slice(raw);
-    v
+/// Wraps a raw point in a DER OCTET STRING (`CKA_EC_POINT`'s form).
+pub fn der_octet_string(raw: &[u8]) -> Result<Vec<u8>> {
+    use der::Encode;
+    der::asn1::OctetStringRef::new(raw)
+        .and_then(|o| o.to_der())
+        .map_err(|_| Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT))
 }
 
 /// Removes a DER OCTET STRING wrapper if `bytes` is exactly one, else returns `bytes`.
 pub fn strip_octet_string(bytes: &[u8]) -> &[u8] {
-    match bytes {
-        [0x04, len, rest @ ..] if (*len as usize) < 0x80 && *len as usize == rest.len() => rest,
-        [0x04, 0x81, len, rest @ ..] if *len as usize == rest.len() && rest.len() >= 0x80 => rest,
-        _ => bytes,
-    }
+    use der::Decode;
+    der::asn1::OctetStringRef::from_der(bytes).map_or(bytes, |o| o.as_bytes())
 }
 
 /// The raw public point of `curve` from a `CKA_EC_POINT` or an ECDH peer value, either form.
@@ -195,7 +185,10 @@ mod tests {
     fn point_forms() {
         let (_, point) = p256_generate();
         assert_eq!(raw_point(Curve::P256, &point).unwrap(), point);
-        assert_eq!(raw_point(Curve::P256, &der_octet_string(&point)).unwrap(), point);
+        assert_eq!(
+            raw_point(Curve::P256, &der_octet_string(&point).unwrap()).unwrap(),
+            point
+        );
         assert!(raw_point(Curve::P256, &point[..64]).is_err());
     }
 

@@ -79,70 +79,46 @@ pub fn of_attrs(attrs: &AttrMap) -> Option<Fingerprint> {
 
 /// The DER `SubjectPublicKeyInfo` of a public key (or of an RSA private key's public part).
 pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
+    use der::asn1::{Any, BitString, ObjectIdentifier, UintRef};
+    use der::{Decode, Encode};
+    use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+    const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    let algorithm = |oid, parameters| AlgorithmIdentifierOwned { oid, parameters };
     let (algorithm, key) = match attrs.key_type()? {
         key_type::RSA => {
-            let n = attrs.get(attr::MODULUS)?;
-            let e = attrs.get(attr::PUBLIC_EXPONENT)?;
-            let rsa = tlv(0x30, &[integer(n), integer(e)].concat());
-            (tlv(0x30, &[RSA_OID, NULL].concat()), rsa)
+            let rsa = pkcs1::RsaPublicKey {
+                modulus: UintRef::new(attrs.get(attr::MODULUS)?).ok()?,
+                public_exponent: UintRef::new(attrs.get(attr::PUBLIC_EXPONENT)?).ok()?,
+            };
+            (algorithm(RSA_ENCRYPTION, Some(Any::null())), rsa.to_der().ok()?)
         }
         key_type::EC if attrs.class().ok()? == class::PUBLIC_KEY => {
             let params = attrs.get(attr::EC_PARAMS)?;
             let point = attrs.get(attr::EC_POINT)?;
             // The curve as its OID (a named P-256 is written as one); another curve an HSM
             // knows is taken as its `CKA_EC_PARAMS` if that is an OID.
-            let (params, raw) = match ec::curve_from_params(params) {
-                Ok(c @ ec::Curve::P256) => (ec::P256_OID.to_vec(), ec::raw_point(c, point).ok()?),
+            let (curve, raw) = match ec::curve_from_params(params) {
+                Ok(c @ ec::Curve::P256) => (ec::P256_OID, ec::raw_point(c, point).ok()?),
                 Ok(_) => return None,
-                Err(_) if params.first() == Some(&0x06) => (params.to_vec(), ec::strip_octet_string(point).to_vec()),
-                Err(_) => return None,
+                Err(_) => (params, ec::strip_octet_string(point).to_vec()),
             };
-            (tlv(0x30, &[EC_PUBLIC_KEY_OID, &params].concat()), raw)
+            let curve = ObjectIdentifier::from_der(curve).ok()?;
+            (algorithm(EC_PUBLIC_KEY, Some(Any::from(curve))), raw)
         }
         key_type::EC_EDWARDS if attrs.class().ok()? == class::PUBLIC_KEY => {
             let raw = ec::raw_point(ec::Curve::Ed25519, attrs.get(attr::EC_POINT)?).ok()?;
-            (tlv(0x30, ec::ED25519_OID), raw)
+            (algorithm(ED25519, None), raw)
         }
         _ => return None,
     };
-    let mut bits = vec![0u8];
-    bits.extend_from_slice(&key);
-    Some(tlv(0x30, &[algorithm, tlv(0x03, &bits)].concat()))
-}
-
-/// 1.2.840.113549.1.1.1 (rsaEncryption).
-const RSA_OID: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-/// 1.2.840.10045.2.1 (id-ecPublicKey).
-const EC_PUBLIC_KEY_OID: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const NULL: &[u8] = &[0x05, 0x00];
-
-/// A DER tag-length-value.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend_from_slice(&bytes);
+    SubjectPublicKeyInfoOwned {
+        algorithm,
+        subject_public_key: BitString::from_bytes(&key).ok()?,
     }
-    out.extend_from_slice(content);
-    out
-}
-
-/// A DER INTEGER from a big-endian unsigned value.
-fn integer(v: &[u8]) -> Vec<u8> {
-    let v = match v.iter().position(|b| *b != 0) {
-        Some(i) => &v[i..],
-        None => &[0u8][..],
-    };
-    let mut content = Vec::with_capacity(v.len() + 1);
-    if v[0] & 0x80 != 0 {
-        content.push(0);
-    }
-    content.extend_from_slice(v);
-    tlv(0x02, &content)
+    .to_der()
+    .ok()
 }
 
 /// Which objects a pin is about.
@@ -377,7 +353,7 @@ mod tests {
         a.set_ulong(attr::CLASS, class::PUBLIC_KEY);
         a.set_ulong(attr::KEY_TYPE, key_type::EC);
         a.set(attr::EC_PARAMS, ec::P256_OID.to_vec());
-        a.set(attr::EC_POINT, ec::der_octet_string(&point));
+        a.set(attr::EC_POINT, ec::der_octet_string(&point).unwrap());
         let want = sk.verifying_key().to_public_key_der().unwrap();
         assert_eq!(spki(&a).unwrap(), want.as_bytes());
     }
@@ -402,7 +378,8 @@ mod tests {
         let der = spki(&r).unwrap();
         // SEQ(len 0x122) { SEQ { rsaEncryption, NULL }, BIT STRING(0x10f) { 00 SEQ(0x10a) { INTEGER(0x101) 00 c1…, INTEGER 010001 } } }
         assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x22]);
-        assert_eq!(&der[4..19], &[[0x30, 0x0d].as_slice(), RSA_OID, NULL].concat()[..]);
+        // SEQ { OID 1.2.840.113549.1.1.1, NULL }
+        assert_eq!(&der[4..19], &hex::decode("300d06092a864886f70d0101010500").unwrap()[..]);
         assert_eq!(&der[19..24], &[0x03, 0x82, 0x01, 0x0f, 0x00]);
         assert_eq!(&der[24..33], &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01, 0x00]);
         assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 1, 0, 1]);

@@ -269,6 +269,6 @@ pub(super) fn der_point(attrs: &mut AttrMap) -> Result<()> {
         return Ok(());
     };
     let raw = ec::raw_point(curve, point)?;
-    attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
+    attrs.set(attr::EC_POINT, ec::der_octet_string(&raw)?);
     Ok(())
 }

@@ -12,11 +12,6 @@ use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, key_type, AttrMap};
 use crate::model::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
 
-/// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410), followed by the 32-byte seed.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
 fn curve_of(attrs: &AttrMap) -> Result<ec::Curve> {
     ec::curve_from_params(
         attrs
@@ -86,7 +81,7 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
                 .get(attr::EC_POINT)
                 .ok_or(Error::TemplateIncomplete("CKA_EC_POINT missing"))?;
             let raw = ec::raw_point(curve, point)?;
-            attrs.set(attr::EC_POINT, ec::der_octet_string(&raw));
+            attrs.set(attr::EC_POINT, ec::der_octet_string(&raw)?);
         }
         (class::SECRET_KEY | class::PRIVATE_KEY | class::PUBLIC_KEY, _) => {
             return Err(Error::TemplateInconsistent("unsupported key type"))
@@ -106,9 +101,15 @@ fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
-            let mut v = Zeroizing::new(ED25519_PKCS8_PREFIX.to_vec());
-            v.extend_from_slice(secret);
-            Ok(v)
+            // RFC 8410 PKCS#8 v1: the seed alone.
+            let seed: &[u8; 32] = secret.try_into().map_err(|_| Error::KeyNotWrappable)?;
+            let der = ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: *seed,
+                public_key: None,
+            }
+            .to_pkcs8_der()
+            .map_err(|_| Error::KeyNotWrappable)?;
+            Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
         _ => Err(Error::KeyNotWrappable),
     }
@@ -124,9 +125,9 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
             template.set(attr::EC_PARAMS, ec::P256_OID.to_vec());
         }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
-            let seed = bytes
-                .strip_prefix(&ED25519_PKCS8_PREFIX[..])
-                .ok_or(Error::WrappedKeyInvalid)?;
+            // PKCS#8 v1, or v2 with the public key (RFC 8410 §7), which is checked.
+            let pair = ed25519_dalek::SigningKey::from_pkcs8_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
+            let seed = Zeroizing::new(pair.to_bytes());
             if template.get(attr::EC_PARAMS).is_none() {
                 template.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
             }
@@ -260,7 +261,7 @@ impl Backend for LocalBackend {
             (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => return Err(Error::CurveNotSupported),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
         };
-        public.set(attr::EC_POINT, ec::der_octet_string(&point));
+        public.set(attr::EC_POINT, ec::der_octet_string(&point)?);
         if private.get(attr::EC_PARAMS).is_none() {
             private.set(
                 attr::EC_PARAMS,
@@ -442,5 +443,59 @@ impl LocalBackend {
             *tag_bits,
             encrypt,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::EncodePrivateKey;
+
+    /// An Ed25519 private key unwraps from PKCS#8 v1 (RFC 8410's seed alone, what keygate
+    /// writes) and v2 (with the public key, as other tokens write it); a v2 whose public key
+    /// does not belong to the seed is refused.
+    #[test]
+    fn ed25519_unwraps_from_pkcs8_v1_and_v2() {
+        let seed = [7u8; 32];
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let template = || {
+            let mut t = AttrMap::new();
+            t.set_ulong(attr::CLASS, class::PRIVATE_KEY);
+            t.set_ulong(attr::KEY_TYPE, key_type::EC_EDWARDS);
+            t
+        };
+        for public_key in [None, Some(public)] {
+            let der = ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: seed,
+                public_key: public_key.map(ed25519_dalek::pkcs8::PublicKeyBytes),
+            }
+            .to_pkcs8_der()
+            .unwrap();
+            let mut t = template();
+            unwrapped_into(&mut t, Zeroizing::new(der.as_bytes().to_vec())).unwrap();
+            assert_eq!(t.get(attr::VALUE), Some(&seed[..]));
+            assert_eq!(t.get(attr::EC_PARAMS), Some(ec::ED25519_OID));
+        }
+        let forged = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: seed,
+            public_key: Some(ed25519_dalek::pkcs8::PublicKeyBytes([9u8; 32])),
+        }
+        .to_pkcs8_der()
+        .unwrap();
+        assert_eq!(
+            unwrapped_into(&mut template(), Zeroizing::new(forged.as_bytes().to_vec())),
+            Err(Error::WrappedKeyInvalid)
+        );
+        // What keygate wraps is v1, and unwraps to the same seed.
+        let mut private = template();
+        private.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
+        let wrapped = wrappable(&private, &seed).unwrap();
+        // Byte for byte what keygate wrote before it used the pkcs8 crate.
+        let mut v1 = hex::decode("302e020100300506032b657004220420").unwrap();
+        v1.extend_from_slice(&seed);
+        assert_eq!(&wrapped[..], &v1[..]);
+        let mut t = template();
+        unwrapped_into(&mut t, wrapped).unwrap();
+        assert_eq!(t.get(attr::VALUE), Some(&seed[..]));
     }
 }
