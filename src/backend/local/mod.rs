@@ -300,7 +300,8 @@ impl LocalBackend {
             return Ok(r.clone());
         }
         let cfg = self.cfg.root.as_ref().ok_or_else(|| Error::Config("no root".into()))?;
-        let r = Arc::new(Root::open(cfg).inspect_err(|e| log::error!("token {:?}: {e}", self.cfg.label))?);
+        // Not logged here: the error travels to the caller, and the C boundary logs it once.
+        let r = Arc::new(Root::open(cfg)?);
         *guard = Some(r.clone());
         Ok(r)
     }
@@ -498,7 +499,16 @@ impl LocalBackend {
     /// deleted file, a disk not mounted), which must not look like a new token that a client
     /// may initialise over. The error says so and what to do.
     fn missing_store(&self) -> Result<()> {
-        let Ok(root) = self.root() else { return Ok(()) };
+        let root = match self.root() {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!(
+                    "token {:?}: it has no store, and the root HSM cannot say whether it had one: {e}",
+                    self.cfg.label
+                );
+                return Ok(());
+            }
+        };
         if !root.holds_key_of(&self.cfg.label)? {
             return Ok(());
         }
