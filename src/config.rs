@@ -184,33 +184,29 @@ fn default_max_failures() -> u32 {
     10
 }
 
-/// A TOML error in one line: where (line, column, and the key whose value it is), then what.
-fn located(text: &str, e: &toml::de::Error) -> String {
-    let Some(span) = e.span() else {
-        return e.message().to_string();
+/// A TOML error in one line: where (line, column, and the path of the key whose value it is,
+/// `token[1].policy.min_rsa_bits`), then what.
+fn located(text: &str, path: &serde_path_to_error::Path, e: &toml::de::Error) -> String {
+    let path = path.to_string();
+    let key = match path.as_str() {
+        "" | "." => String::new(),
+        p => format!(", `{p}`"),
     };
-    let start = span.start.min(text.len());
-    let before = &text[..start];
+    let Some(span) = e.span() else {
+        return format!("{}{key}", e.message());
+    };
+    let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
-    // The key is the last `name =` before the value on its line (inline tables included).
-    let key = before[line_start..]
-        .rsplit('=')
-        .nth(1)
-        .and_then(|k| k.rsplit(['{', ',']).next())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
-    match key {
-        Some(k) => format!("line {line}, column {column}, `{k}`: {}", e.message()),
-        None => format!("line {line}, column {column}: {}", e.message()),
-    }
+    format!("line {line}, column {column}{key}: {}", e.message())
 }
 
 impl Config {
     /// Parses and checks a configuration text.
     pub fn parse(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(located(text, &e)))?;
+        let cfg: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| Error::Config(located(text, e.path(), e.inner())))?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -465,7 +461,10 @@ hsm = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "prod" }
         let e = Config::parse(&bad).unwrap_err().to_string();
         let line = bad.lines().position(|l| l.contains("min_rsa_bits")).unwrap() + 1;
         assert!(e.contains(&format!("line {line}, column ")), "{e}");
-        assert!(e.contains("`min_rsa_bits`") && e.contains("expected u32"), "{e}");
+        assert!(
+            e.contains("`token[0].policy.min_rsa_bits`") && e.contains("expected u32"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "one line: {e}");
     }
 
