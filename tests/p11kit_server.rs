@@ -126,8 +126,9 @@ fn a_second_process_signs_through_p11_kit_server() {
 /// What p11-kit 0.24's RPC carries (README, "Using keygate from another process or
 /// container"). p11-kit passes only mechanisms whose parameters its protocol knows, and lists
 /// only those: from a self-managed token, key generation (AES, generic secret, P-256),
-/// `CKM_ECDSA` on a digest, SHA-2 digests, `CKM_SHA256_HMAC` and random numbers. AES-GCM, AES
-/// key wrap (with or without padding), EdDSA, `CKM_ECDSA_SHA256` and ECDH are refused with
+/// `CKM_ECDSA` on a digest, SHA-2 digests, `CKM_SHA*_HMAC`, AES-ECB and random numbers. AES-GCM,
+/// AES-CBC, AES key wrap (with or without padding), EdDSA, `CKM_ECDSA_SHA*`, the HMAC
+/// `_GENERAL` mechanisms and ECDH are refused with
 /// `CKR_MECHANISM_INVALID` before they reach keygate. If a newer p11-kit carries more, this
 /// test fails and the README should say so.
 #[test]
@@ -150,6 +151,9 @@ fn which_mechanisms_survive_p11_kit_rpc() {
         M::SHA384,
         M::SHA512,
         M::SHA256_HMAC,
+        M::SHA384_HMAC,
+        M::SHA512_HMAC,
+        M::AES_ECB,
     ];
     want.sort_by_key(|m| **m);
     assert_eq!(

@@ -230,21 +230,66 @@ pub fn unwrap(kind: WrapKind, key: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u
     }
 }
 
+/// The AES block size.
+pub const BLOCK: usize = 16;
+
+/// An expanded AES key of any of the three sizes, for the block modes (ECB, CBC). The key
+/// schedule is zeroised on drop (the `aes` crate's `zeroize` feature).
+pub enum BlockKey {
+    Aes128(aes::Aes128),
+    Aes192(aes::Aes192),
+    Aes256(aes::Aes256),
+}
+
+impl BlockKey {
+    pub fn new(key: &[u8]) -> Result<BlockKey> {
+        let bad = |_| Error::KeySizeRange;
+        Ok(match key.len() {
+            16 => BlockKey::Aes128(aes::Aes128::new_from_slice(key).map_err(bad)?),
+            24 => BlockKey::Aes192(aes::Aes192::new_from_slice(key).map_err(bad)?),
+            32 => BlockKey::Aes256(aes::Aes256::new_from_slice(key).map_err(bad)?),
+            _ => return Err(Error::KeySizeRange),
+        })
+    }
+
+    pub fn encrypt(&self, block: &mut [u8; BLOCK]) {
+        let b: &mut aes::Block = block.into();
+        match self {
+            BlockKey::Aes128(k) => k.encrypt_block(b),
+            BlockKey::Aes192(k) => k.encrypt_block(b),
+            BlockKey::Aes256(k) => k.encrypt_block(b),
+        }
+    }
+
+    pub fn decrypt(&self, block: &mut [u8; BLOCK]) {
+        use aes::cipher::BlockDecrypt;
+        let b: &mut aes::Block = block.into();
+        match self {
+            BlockKey::Aes128(k) => k.decrypt_block(b),
+            BlockKey::Aes192(k) => k.decrypt_block(b),
+            BlockKey::Aes256(k) => k.decrypt_block(b),
+        }
+    }
+}
+
+/// The PKCS#7 padding of a last block, checked without branching on the plaintext: the number
+/// of bytes to keep, or `None` when the padding is malformed.
+pub fn unpad(block: &[u8; BLOCK]) -> Option<usize> {
+    use subtle::{ConstantTimeEq, ConstantTimeLess};
+    let n = block[BLOCK - 1];
+    let mut ok = !n.ct_eq(&0) & n.ct_lt(&(BLOCK as u8 + 1));
+    for (i, b) in block.iter().enumerate() {
+        // Byte i is padding when i >= BLOCK - n; each padding byte must equal n.
+        let in_pad = !(i as u8).ct_lt(&(BLOCK as u8).wrapping_sub(n));
+        ok &= !in_pad | b.ct_eq(&n);
+    }
+    bool::from(ok).then(|| BLOCK - n as usize)
+}
+
 /// The key check value of an AES key: the first three bytes of AES-ECB(key, 0^128).
 pub fn check_value(key: &[u8]) -> Result<Vec<u8>> {
-    let mut block = aes::Block::default();
-    match key.len() {
-        16 => aes::Aes128::new_from_slice(key)
-            .map_err(|_| Error::KeySizeRange)?
-            .encrypt_block(&mut block),
-        24 => aes::Aes192::new_from_slice(key)
-            .map_err(|_| Error::KeySizeRange)?
-            .encrypt_block(&mut block),
-        32 => aes::Aes256::new_from_slice(key)
-            .map_err(|_| Error::KeySizeRange)?
-            .encrypt_block(&mut block),
-        _ => return Err(Error::KeySizeRange),
-    }
+    let mut block = [0u8; BLOCK];
+    BlockKey::new(key)?.encrypt(&mut block);
     Ok(block[..3].to_vec())
 }
 

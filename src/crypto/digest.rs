@@ -1,4 +1,4 @@
-//! SHA-2 digests and HMAC-SHA256, incremental.
+//! SHA-2 digests and HMACs, incremental.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -64,6 +64,48 @@ impl HmacSha256 {
             return Err(Error::SignatureLenRange);
         }
         self.0.verify_slice(tag).map_err(|_| Error::SignatureInvalid)
+    }
+}
+
+/// A running HMAC over any of the SHA-2 digests (`CKM_SHA*_HMAC` and their `_GENERAL` forms).
+pub enum HmacAny {
+    Sha256(Hmac<Sha256>),
+    Sha384(Hmac<Sha384>),
+    Sha512(Hmac<Sha512>),
+}
+
+impl HmacAny {
+    pub fn new(alg: DigestAlg, key: &[u8]) -> Result<Self> {
+        let bad = |_| Error::KeySizeRange;
+        Ok(match alg {
+            DigestAlg::Sha256 => HmacAny::Sha256(<Hmac<Sha256> as Mac>::new_from_slice(key).map_err(bad)?),
+            DigestAlg::Sha384 => HmacAny::Sha384(<Hmac<Sha384> as Mac>::new_from_slice(key).map_err(bad)?),
+            DigestAlg::Sha512 => HmacAny::Sha512(<Hmac<Sha512> as Mac>::new_from_slice(key).map_err(bad)?),
+        })
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            HmacAny::Sha256(m) => m.update(data),
+            HmacAny::Sha384(m) => m.update(data),
+            HmacAny::Sha512(m) => m.update(data),
+        }
+    }
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            HmacAny::Sha256(m) => m.finalize().into_bytes().to_vec(),
+            HmacAny::Sha384(m) => m.finalize().into_bytes().to_vec(),
+            HmacAny::Sha512(m) => m.finalize().into_bytes().to_vec(),
+        }
+    }
+    /// Constant-time comparison of `tag` against the MAC's leftmost `tag.len()` bytes (a
+    /// `_GENERAL` MAC is the truncated one).
+    pub fn verify_truncated(self, tag: &[u8]) -> Result<()> {
+        let r = match self {
+            HmacAny::Sha256(m) => m.verify_truncated_left(tag),
+            HmacAny::Sha384(m) => m.verify_truncated_left(tag),
+            HmacAny::Sha512(m) => m.verify_truncated_left(tag),
+        };
+        r.map_err(|_| Error::SignatureInvalid)
     }
 }
 

@@ -42,6 +42,10 @@ pub mod mech {
     pub const SHA256_HMAC: u64 = ck::CKM_SHA256_HMAC;
     pub const SHA384_HMAC: u64 = ck::CKM_SHA384_HMAC;
     pub const SHA512_HMAC: u64 = ck::CKM_SHA512_HMAC;
+    pub const SHA256_HMAC_GENERAL: u64 = ck::CKM_SHA256_HMAC_GENERAL;
+    pub const SHA384_HMAC_GENERAL: u64 = ck::CKM_SHA384_HMAC_GENERAL;
+    pub const SHA512_HMAC_GENERAL: u64 = ck::CKM_SHA512_HMAC_GENERAL;
+    pub const AES_ECB: u64 = ck::CKM_AES_ECB;
 }
 
 /// Function flags of a mechanism (`CKF_*` of `CK_MECHANISM_INFO`).
@@ -149,16 +153,26 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::EC_EDWARDS_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
     (mech::ECDSA, info(256, 256, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA256, info(256, 256, SIGN | VERIFY | EC_CURVE)),
+    (mech::ECDSA_SHA384, info(256, 256, SIGN | VERIFY | EC_CURVE)),
+    (mech::ECDSA_SHA512, info(256, 256, SIGN | VERIFY | EC_CURVE)),
     (mech::EDDSA, info(255, 255, SIGN | VERIFY)),
     (mech::ECDH1_DERIVE, info(256, 256, DERIVE | EC_CURVE)),
     (mech::AES_GCM, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::AES_KEY_WRAP, info(16, 32, WRAP | UNWRAP)),
     (mech::AES_KEY_WRAP_PAD, info(16, 32, WRAP | UNWRAP)),
     (mech::AES_KEY_WRAP_KWP, info(16, 32, WRAP | UNWRAP)),
+    (mech::AES_CBC, info(16, 32, ENCRYPT | DECRYPT)),
+    (mech::AES_CBC_PAD, info(16, 32, ENCRYPT | DECRYPT)),
+    (mech::AES_ECB, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::SHA256, info(0, 0, DIGEST)),
     (mech::SHA384, info(0, 0, DIGEST)),
     (mech::SHA512, info(0, 0, DIGEST)),
     (mech::SHA256_HMAC, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA384_HMAC, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA512_HMAC, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA256_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA384_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA512_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
 ];
 
 /// Looks a mechanism up in a table.
@@ -230,6 +244,10 @@ pub static FORWARDABLE: &[u64] = &[
     mech::SHA256_HMAC,
     mech::SHA384_HMAC,
     mech::SHA512_HMAC,
+    mech::SHA256_HMAC_GENERAL,
+    mech::SHA384_HMAC_GENERAL,
+    mech::SHA512_HMAC_GENERAL,
+    mech::AES_ECB,
 ];
 
 /// `CK_RSA_PKCS_PSS_PARAMS`: the hash and MGF are mechanism / `CKG_*` numbers as given.
@@ -296,8 +314,12 @@ pub enum Mechanism {
     AesCbcPad {
         iv: [u8; 16],
     },
+    /// AES-ECB: single blocks (key check values, legacy clients).
+    AesEcb,
     Digest(DigestAlg),
     Hmac(DigestAlg),
+    /// HMAC truncated to the given length in bytes (`CK_MAC_GENERAL_PARAMS`).
+    HmacGeneral(DigestAlg, u64),
     /// Known to PKCS#11 but not implemented here.
     Other(u64),
 }
@@ -332,6 +354,12 @@ impl Mechanism {
             Mechanism::AesCbcPad { .. } => mech::AES_CBC_PAD,
             Mechanism::Digest(d) => d.pick(mech::SHA256, mech::SHA384, mech::SHA512),
             Mechanism::Hmac(d) => d.pick(mech::SHA256_HMAC, mech::SHA384_HMAC, mech::SHA512_HMAC),
+            Mechanism::HmacGeneral(d, _) => d.pick(
+                mech::SHA256_HMAC_GENERAL,
+                mech::SHA384_HMAC_GENERAL,
+                mech::SHA512_HMAC_GENERAL,
+            ),
+            Mechanism::AesEcb => mech::AES_ECB,
             Mechanism::Other(t) => *t,
         }
     }
@@ -356,6 +384,7 @@ impl Mechanism {
             mech::AES_KEY_WRAP => Mechanism::AesKeyWrap { iv: None },
             mech::AES_KEY_WRAP_PAD => Mechanism::AesKeyWrapPad,
             mech::AES_KEY_WRAP_KWP => Mechanism::AesKeyWrapKwp,
+            mech::AES_ECB => Mechanism::AesEcb,
             mech::SHA256 => Mechanism::Digest(DigestAlg::Sha256),
             mech::SHA384 => Mechanism::Digest(DigestAlg::Sha384),
             mech::SHA512 => Mechanism::Digest(DigestAlg::Sha512),
@@ -383,8 +412,9 @@ impl Mechanism {
             | Mechanism::AesCbcPad { .. }
             | Mechanism::AesKeyWrap { .. }
             | Mechanism::AesKeyWrapPad
-            | Mechanism::AesKeyWrapKwp => &[k::AES],
-            Mechanism::Hmac(_) => HMAC,
+            | Mechanism::AesKeyWrapKwp
+            | Mechanism::AesEcb => &[k::AES],
+            Mechanism::Hmac(_) | Mechanism::HmacGeneral(..) => HMAC,
             _ => return None,
         })
     }

@@ -43,6 +43,7 @@ static NAMES: &[(&str, u64)] = &[
     ("CKM_AES_GCM", mech::AES_GCM),
     ("CKM_AES_CBC", mech::AES_CBC),
     ("CKM_AES_CBC_PAD", mech::AES_CBC_PAD),
+    ("CKM_AES_ECB", mech::AES_ECB),
     ("CKM_AES_KEY_WRAP", mech::AES_KEY_WRAP),
     ("CKM_AES_KEY_WRAP_PAD", mech::AES_KEY_WRAP_PAD),
     ("CKM_AES_KEY_WRAP_KWP", mech::AES_KEY_WRAP_KWP),
@@ -52,6 +53,9 @@ static NAMES: &[(&str, u64)] = &[
     ("CKM_SHA256_HMAC", mech::SHA256_HMAC),
     ("CKM_SHA384_HMAC", mech::SHA384_HMAC),
     ("CKM_SHA512_HMAC", mech::SHA512_HMAC),
+    ("CKM_SHA256_HMAC_GENERAL", mech::SHA256_HMAC_GENERAL),
+    ("CKM_SHA384_HMAC_GENERAL", mech::SHA384_HMAC_GENERAL),
+    ("CKM_SHA512_HMAC_GENERAL", mech::SHA512_HMAC_GENERAL),
     // Refused by the floor; named so that a configuration asking for them is told why.
     ("CKM_RSA_X_509", ck::CKM_RSA_X_509),
     ("CKM_MD5", ck::CKM_MD5),

@@ -200,6 +200,9 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<C
         Mechanism::AesCbcPad { iv } => CkMech::AesCbcPad(*iv),
         Mechanism::Digest(d) => d.pick(CkMech::Sha256, CkMech::Sha384, CkMech::Sha512),
         Mechanism::Hmac(d) => d.pick(CkMech::Sha256Hmac, CkMech::Sha384Hmac, CkMech::Sha512Hmac),
+        // Not offered in hsm mode (`Offered::from_hsm`): cryptoki has no type for it.
+        Mechanism::HmacGeneral(..) => return Err(Error::MechanismInvalid(m.ty())),
+        Mechanism::AesEcb => CkMech::AesEcb,
         Mechanism::Other(ty) => return Err(Error::MechanismInvalid(*ty)),
     })
 }

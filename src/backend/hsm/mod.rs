@@ -113,6 +113,14 @@ impl Offered {
                 *ty = mech::AES_KEY_WRAP_KWP;
             }
         }
+        // cryptoki 0.12 has no mechanism type for the HMAC _GENERAL mechanisms, so they cannot
+        // be passed to the HSM: not offered, even where the HSM has them.
+        list.retain(|(ty, _)| {
+            !matches!(
+                *ty,
+                mech::SHA256_HMAC_GENERAL | mech::SHA384_HMAC_GENERAL | mech::SHA512_HMAC_GENERAL
+            )
+        });
         let mut prehashed = Vec::new();
         if let Some(ecdsa) = lookup(&list, mech::ECDSA) {
             for ty in [mech::ECDSA_SHA256, mech::ECDSA_SHA384, mech::ECDSA_SHA512] {

@@ -10,7 +10,7 @@ use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, To
 use crate::crypto::{self, aes, ec, eddsa};
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, key_type, AttrMap};
-use crate::model::mechanisms::{DigestAlg, Mechanism, MechanismInfo, Pin, MECHANISMS};
+use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin, MECHANISMS};
 
 fn curve_of(attrs: &AttrMap) -> Result<ec::Curve> {
     ec::curve_from_params(
@@ -156,7 +156,12 @@ fn expect_type(attrs: &AttrMap, want: &[u64], err: Error) -> Result<()> {
     }
 }
 
-const HMAC_TYPES: &[u64] = &[key_type::GENERIC_SECRET, key_type::SHA256_HMAC];
+const HMAC_TYPES: &[u64] = &[
+    key_type::GENERIC_SECRET,
+    key_type::SHA256_HMAC,
+    key_type::SHA384_HMAC,
+    key_type::SHA512_HMAC,
+];
 
 impl LocalBackend {
     fn generated(&self, lifetime: Lifetime, attrs: AttrMap) -> Result<ObjectId> {
@@ -366,12 +371,20 @@ impl Backend for LocalBackend {
                 };
                 Box::new(ops::EddsaSign::new(seed, public))
             }
-            (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
-                Box::new(ops::Hmac::new(&self.secret(&r)?)?)
+            (Mechanism::Hmac(d), Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(*d, &self.secret(&r)?, None)?)
             }
-            (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
-                return Err(Error::KeyTypeInconsistent)
+            (Mechanism::HmacGeneral(d, len), Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(*d, &self.secret(&r)?, Some(*len))?)
             }
+            (
+                Mechanism::Ecdsa
+                | Mechanism::EcdsaWith(_)
+                | Mechanism::Eddsa
+                | Mechanism::Hmac(_)
+                | Mechanism::HmacGeneral(..),
+                _,
+            ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
         })
     }
@@ -391,21 +404,29 @@ impl Backend for LocalBackend {
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))
             }
-            (Mechanism::Hmac(DigestAlg::Sha256), Some(kt)) if HMAC_TYPES.contains(&kt) => {
-                Box::new(ops::Hmac::new(&self.secret(&r)?)?)
+            (Mechanism::Hmac(d), Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(*d, &self.secret(&r)?, None)?)
             }
-            (Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Eddsa | Mechanism::Hmac(_), _) => {
-                return Err(Error::KeyTypeInconsistent)
+            (Mechanism::HmacGeneral(d, len), Some(kt)) if HMAC_TYPES.contains(&kt) => {
+                Box::new(ops::Hmac::new(*d, &self.secret(&r)?, Some(*len))?)
             }
+            (
+                Mechanism::Ecdsa
+                | Mechanism::EcdsaWith(_)
+                | Mechanism::Eddsa
+                | Mechanism::Hmac(_)
+                | Mechanism::HmacGeneral(..),
+                _,
+            ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
         })
     }
 
     fn encrypt(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
-        self.gcm(mech, key, true)
+        self.cipher(mech, key, true)
     }
     fn decrypt(&self, _session: u64, mech: &Mechanism, key: &ObjectId) -> Result<Box<dyn CipherOp>> {
-        self.gcm(mech, key, false)
+        self.cipher(mech, key, false)
     }
 
     fn digest(&self, _session: u64, mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
@@ -430,19 +451,30 @@ impl Backend for LocalBackend {
 }
 
 impl LocalBackend {
-    fn gcm(&self, mech: &Mechanism, key: &ObjectId, encrypt: bool) -> Result<Box<dyn CipherOp>> {
-        let Mechanism::AesGcm { iv, aad, tag_bits } = mech else {
-            return Err(Error::MechanismInvalid(mech.ty()));
+    /// The AES ciphers: GCM, CBC (with or without padding) and ECB.
+    fn cipher(&self, mech: &Mechanism, key: &ObjectId, encrypt: bool) -> Result<Box<dyn CipherOp>> {
+        let block = |iv, pad| -> Result<Box<dyn CipherOp>> {
+            let r = self.opened(key)?;
+            expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
+            Ok(Box::new(ops::AesBlocks::new(&self.secret(&r)?, iv, pad, encrypt)?))
         };
-        let r = self.opened(key)?;
-        expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-        Ok(Box::new(ops::Gcm::new(
-            self.secret(&r)?,
-            iv.clone(),
-            aad.clone(),
-            *tag_bits,
-            encrypt,
-        )?))
+        match mech {
+            Mechanism::AesGcm { iv, aad, tag_bits } => {
+                let r = self.opened(key)?;
+                expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
+                Ok(Box::new(ops::Gcm::new(
+                    self.secret(&r)?,
+                    iv.clone(),
+                    aad.clone(),
+                    *tag_bits,
+                    encrypt,
+                )?))
+            }
+            Mechanism::AesCbc { iv } => block(Some(*iv), false),
+            Mechanism::AesCbcPad { iv } => block(Some(*iv), true),
+            Mechanism::AesEcb => block(None, false),
+            other => Err(Error::MechanismInvalid(other.ty())),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::crypto::aes;
-use crate::crypto::digest::{Hasher, HmacSha256};
+use crate::crypto::digest::{Hasher, HmacAny};
 use crate::crypto::provider;
 use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
@@ -148,32 +148,50 @@ impl VerifyOp for EddsaVerify {
     }
 }
 
-/// HMAC-SHA256 sign and verify.
-pub struct Hmac(HmacSha256);
+/// HMAC with a SHA-2 digest, sign and verify; `len` is the MAC's length (the digest's, or a
+/// `_GENERAL` mechanism's shorter one).
+pub struct Hmac {
+    mac: HmacAny,
+    len: usize,
+}
 
 impl Hmac {
-    pub fn new(key: &[u8]) -> Result<Self> {
-        Ok(Self(HmacSha256::new(key)?))
+    pub fn new(alg: DigestAlg, key: &[u8], len: Option<u64>) -> Result<Self> {
+        let full = alg.pick(32, 48, 64);
+        let len = match len {
+            None => full,
+            Some(l) if (1..=full as u64).contains(&l) => l as usize,
+            Some(_) => return Err(Error::MechanismParamInvalid),
+        };
+        Ok(Self {
+            mac: HmacAny::new(alg, key)?,
+            len,
+        })
     }
 }
 
 impl SignOp for Hmac {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.0.update(data);
+        self.mac.update(data);
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
-        Ok(self.0.finish().to_vec())
+        let mut tag = self.mac.finish();
+        tag.truncate(self.len);
+        Ok(tag)
     }
 }
 
 impl VerifyOp for Hmac {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.0.update(data);
+        self.mac.update(data);
         Ok(())
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
-        self.0.verify(signature)
+        if signature.len() != self.len {
+            return Err(Error::SignatureLenRange);
+        }
+        self.mac.verify_truncated(signature)
     }
 }
 
@@ -259,5 +277,113 @@ impl DigestOp for Digest {
     }
     fn as_any(&mut self) -> &mut dyn std::any::Any {
         self
+    }
+}
+
+/// The block modes of AES: ECB and CBC, with or without PKCS#7 padding (`CKM_AES_CBC_PAD`).
+/// Multi-part: every `update` returns the whole blocks it can; a padded decryption holds back
+/// the last full block, which may be the padding, until `finish`.
+pub struct AesBlocks {
+    key: aes::BlockKey,
+    /// The chaining value (CBC), or none (ECB).
+    chain: Option<[u8; aes::BLOCK]>,
+    pad: bool,
+    encrypt: bool,
+    /// Input not yet processed: less than a block, or (padded decryption) up to one block.
+    held: Zeroizing<Vec<u8>>,
+}
+
+impl AesBlocks {
+    pub fn new(key: &[u8], iv: Option<[u8; aes::BLOCK]>, pad: bool, encrypt: bool) -> Result<Self> {
+        Ok(Self {
+            key: aes::BlockKey::new(key)?,
+            chain: iv,
+            pad,
+            encrypt,
+            held: Zeroizing::new(Vec::new()),
+        })
+    }
+
+    /// How many of `total` available bytes an update processes now.
+    fn ready(&self, total: usize) -> usize {
+        let whole = total - total % aes::BLOCK;
+        if self.pad && !self.encrypt && whole == total {
+            whole.saturating_sub(aes::BLOCK)
+        } else {
+            whole
+        }
+    }
+
+    fn block(&mut self, block: &mut [u8; aes::BLOCK]) {
+        match (&mut self.chain, self.encrypt) {
+            (None, true) => self.key.encrypt(block),
+            (None, false) => self.key.decrypt(block),
+            (Some(prev), true) => {
+                block.iter_mut().zip(prev.iter()).for_each(|(b, p)| *b ^= p);
+                self.key.encrypt(block);
+                *prev = *block;
+            }
+            (Some(prev), false) => {
+                let c = *block;
+                self.key.decrypt(block);
+                block.iter_mut().zip(prev.iter()).for_each(|(b, p)| *b ^= p);
+                *prev = c;
+            }
+        }
+    }
+
+    /// Processes whole blocks of `data` into `out`.
+    fn blocks(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        for chunk in data.chunks_exact(aes::BLOCK) {
+            let mut b = Zeroizing::new([0u8; aes::BLOCK]);
+            b.copy_from_slice(chunk);
+            self.block(&mut b);
+            out.extend_from_slice(&b[..]);
+        }
+    }
+}
+
+impl CipherOp for AesBlocks {
+    fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut input = std::mem::take(&mut self.held);
+        input.extend_from_slice(data);
+        let n = self.ready(input.len());
+        let mut out = Zeroizing::new(Vec::with_capacity(n));
+        self.blocks(&input[..n], &mut out);
+        self.held = Zeroizing::new(input[n..].to_vec());
+        Ok(out)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
+        let held = std::mem::take(&mut self.held);
+        let mut out = Zeroizing::new(Vec::with_capacity(aes::BLOCK));
+        match (self.pad, self.encrypt) {
+            (false, _) if held.is_empty() => {}
+            (false, true) => return Err(Error::DataLenRange),
+            (false, false) => return Err(Error::EncryptedDataLenRange),
+            (true, true) => {
+                // PKCS#7: 1 to 16 bytes, each the count.
+                let n = aes::BLOCK - held.len();
+                let mut last = Zeroizing::new([n as u8; aes::BLOCK]);
+                last[..held.len()].copy_from_slice(&held);
+                self.block(&mut last);
+                out.extend_from_slice(&last[..]);
+            }
+            (true, false) => {
+                let mut last = Zeroizing::new([0u8; aes::BLOCK]);
+                if held.len() != aes::BLOCK {
+                    return Err(Error::EncryptedDataLenRange);
+                }
+                last.copy_from_slice(&held);
+                self.block(&mut last);
+                let keep = aes::unpad(&last).ok_or(Error::EncryptedDataInvalid)?;
+                out.extend_from_slice(&last[..keep]);
+            }
+        }
+        Ok(out)
+    }
+
+    fn update_len(&self, input_len: usize) -> usize {
+        self.ready(self.held.len() + input_len)
     }
 }

@@ -1,0 +1,295 @@
+//! The mechanisms issue 19 adds to the self-managed token, run against all three targets:
+//! HMAC with SHA-256/384/512 (and the `_GENERAL` truncated forms), ECDSA with SHA-384/512 on
+//! P-256, and AES-CBC, AES-CBC-PAD and AES-ECB single- and multi-part. Every result is checked
+//! by OpenSSL through the `openssl` crate (keygate's own HMAC and AES block modes are
+//! RustCrypto's), or, for ECDSA, by the p256 crate.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType};
+use cryptoki::session::Session;
+use openssl::symm::{Cipher, Crypter, Mode};
+
+fn session(env: &Env) -> (cryptoki::context::Pkcs11, Session) {
+    let p = env.load();
+    let s = Env::user_session(&p);
+    (p, s)
+}
+
+fn hmac_outside(md: openssl::hash::MessageDigest, key: &[u8], data: &[u8]) -> Vec<u8> {
+    let k = openssl::pkey::PKey::hmac(key).unwrap();
+    let mut signer = openssl::sign::Signer::new(md, &k).unwrap();
+    signer.update(data).unwrap();
+    signer.sign_to_vec().unwrap()
+}
+
+#[test]
+fn hmac_sha256_384_512_match_openssl_single_and_multi_part() {
+    use openssl::hash::MessageDigest;
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    // 64 bytes: SoftHSM2 wants at least the digest's length for SHA-384/512 HMAC keys.
+    let key: Vec<u8> = (0u8..64).collect();
+    let k = import_secret(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &key,
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
+    for (m, md) in [
+        (Mechanism::Sha256Hmac, MessageDigest::sha256()),
+        (Mechanism::Sha384Hmac, MessageDigest::sha384()),
+        (Mechanism::Sha512Hmac, MessageDigest::sha512()),
+    ] {
+        let want = hmac_outside(md, &key, b"the data, in two parts");
+        assert_eq!(s.sign(&m, k, b"the data, in two parts").unwrap(), want, "{m:?}");
+        s.sign_init(&m, k).unwrap();
+        s.sign_update(b"the data, ").unwrap();
+        s.sign_update(b"in two parts").unwrap();
+        assert_eq!(s.sign_final().unwrap(), want, "{m:?} multi-part");
+        s.verify(&m, k, b"the data, in two parts", &want).unwrap();
+        let mut bad = want.clone();
+        bad[0] ^= 1;
+        assert!(matches!(
+            s.verify(&m, k, b"the data, in two parts", &bad),
+            Err(CkError::Pkcs11(RvError::SignatureInvalid, _))
+        ));
+    }
+}
+
+/// `CKM_SHA*_HMAC_GENERAL` (a MAC truncated to `CK_MAC_GENERAL_PARAMS` bytes), through the C
+/// ABI: cryptoki has no name for it. SoftHSM2 2.6.1 does not have it, and keygate's hsm mode
+/// cannot pass it to an HSM through cryptoki, so there it is `CKR_MECHANISM_INVALID`.
+#[test]
+fn hmac_general_truncates_and_verifies_the_truncated_mac() {
+    use common::raw::*;
+    use pkcs11_sys::*;
+    let env = Env::new();
+    let r = raw_target();
+    let h = target_session(&r, true);
+    login(&r, h);
+    let key = [0x42u8; 48];
+    let (class, kt, yes) = (CKO_SECRET_KEY, CKK_GENERIC_SECRET, CK_TRUE);
+    let mut t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        attr(CKA_SIGN, &yes),
+        attr(CKA_VERIFY, &yes),
+        CK_ATTRIBUTE {
+            type_: CKA_VALUE,
+            pValue: key.as_ptr() as CK_VOID_PTR,
+            ulValueLen: key.len() as CK_ULONG,
+        },
+    ];
+    let mut k = 0;
+    assert_eq!(
+        call!(r, C_CreateObject(h, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+        CKR_OK
+    );
+    let mut len: CK_ULONG = 20;
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_SHA384_HMAC_GENERAL,
+        pParameter: &mut len as *mut CK_ULONG as CK_VOID_PTR,
+        ulParameterLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+    };
+    let rv = call!(r, C_SignInit(h, &mut m, k));
+    if target() != Target::SelfManaged {
+        assert_eq!(rv, CKR_MECHANISM_INVALID);
+        drop(env);
+        return;
+    }
+    assert_eq!(rv, CKR_OK);
+    let data = b"truncated";
+    let mut out = [0u8; 64];
+    let mut n = out.len() as CK_ULONG;
+    assert_eq!(
+        call!(
+            r,
+            C_Sign(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                out.as_mut_ptr(),
+                &mut n
+            )
+        ),
+        CKR_OK
+    );
+    let full = hmac_outside(openssl::hash::MessageDigest::sha384(), &key, data);
+    assert_eq!(&out[..n as usize], &full[..20]);
+    // Verify takes exactly the truncated length.
+    assert_eq!(call!(r, C_VerifyInit(h, &mut m, k)), CKR_OK);
+    assert_eq!(
+        call!(
+            r,
+            C_Verify(h, data.as_ptr() as *mut u8, data.len() as CK_ULONG, out.as_mut_ptr(), n)
+        ),
+        CKR_OK
+    );
+    assert_eq!(call!(r, C_VerifyInit(h, &mut m, k)), CKR_OK);
+    assert_eq!(
+        call!(
+            r,
+            C_Verify(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                out.as_mut_ptr(),
+                32
+            )
+        ),
+        CKR_SIGNATURE_LEN_RANGE
+    );
+    // A length longer than the digest is a bad parameter.
+    let mut too_long: CK_ULONG = 49;
+    m.pParameter = &mut too_long as *mut CK_ULONG as CK_VOID_PTR;
+    assert_eq!(call!(r, C_SignInit(h, &mut m, k)), CKR_MECHANISM_PARAM_INVALID);
+    drop(env);
+}
+
+#[test]
+fn ecdsa_sha384_and_sha512_on_p256_verify_outside() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use sha2::Digest;
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[Attribute::EcParams(P256_OID.to_vec()), Attribute::Verify(true)],
+            &[Attribute::Sign(true)],
+        )
+        .unwrap();
+    if target() == Target::SoftHsm {
+        // SoftHSM2 2.6.1 has only CKM_ECDSA (keygate's hsm mode hashes for it).
+        assert!(matches!(
+            s.sign(&Mechanism::EcdsaSha384, private, b"m"),
+            Err(CkError::Pkcs11(RvError::MechanismInvalid, _))
+        ));
+        return;
+    }
+    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&ec_point(&s, public)).unwrap();
+    let msg = b"hashed by the token";
+    for (m, digest) in [
+        (Mechanism::EcdsaSha384, sha2::Sha384::digest(msg).to_vec()),
+        (Mechanism::EcdsaSha512, sha2::Sha512::digest(msg).to_vec()),
+    ] {
+        let sig = s.sign(&m, private, msg).unwrap();
+        // SEC 1 §4.1.3: a digest longer than the curve's order is cut to its leftmost bits.
+        vk.verify_prehash(&digest, &p256::ecdsa::Signature::from_slice(&sig).unwrap())
+            .unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        s.verify(&m, public, msg, &sig).unwrap();
+        assert!(s.verify(&m, public, b"another message", &sig).is_err());
+    }
+}
+
+/// AES in a block mode through OpenSSL, `pad` as PKCS#7.
+fn aes_outside(cipher: Cipher, key: &[u8], iv: Option<&[u8]>, pad: bool, mode: Mode, data: &[u8]) -> Vec<u8> {
+    let mut c = Crypter::new(cipher, mode, key, iv).unwrap();
+    c.pad(pad);
+    let mut out = vec![0u8; data.len() + 32];
+    let mut n = c.update(data, &mut out).unwrap();
+    n += c.finalize(&mut out[n..]).unwrap();
+    out.truncate(n);
+    out
+}
+
+fn aes_key(s: &Session, key: &[u8]) -> cryptoki::object::ObjectHandle {
+    import_secret(
+        s,
+        KeyType::AES,
+        key,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    )
+}
+
+#[test]
+fn aes_cbc_cbc_pad_and_ecb_match_openssl() {
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let iv = [0x24u8; 16];
+    let data: Vec<u8> = (0..48u8).collect();
+    for (key, cbc, ecb) in [
+        (vec![1u8; 16], Cipher::aes_128_cbc(), Cipher::aes_128_ecb()),
+        (vec![2u8; 24], Cipher::aes_192_cbc(), Cipher::aes_192_ecb()),
+        (vec![3u8; 32], Cipher::aes_256_cbc(), Cipher::aes_256_ecb()),
+    ] {
+        let k = aes_key(&s, &key);
+        let cases = [
+            (Mechanism::AesCbc(iv), cbc, Some(&iv[..]), false, &data[..]),
+            (Mechanism::AesCbcPad(iv), cbc, Some(&iv[..]), true, &data[..45]),
+            (Mechanism::AesCbcPad(iv), cbc, Some(&iv[..]), true, &data[..]),
+            (Mechanism::AesEcb, ecb, None, false, &data[..32]),
+        ];
+        for (m, cipher, civ, pad, pt) in cases {
+            let want = aes_outside(cipher, &key, civ, pad, Mode::Encrypt, pt);
+            let ct = s.encrypt(&m, k, pt).unwrap();
+            assert_eq!(ct, want, "{m:?} with a {}-byte key", key.len());
+            assert_eq!(s.decrypt(&m, k, &ct).unwrap(), pt, "{m:?}");
+        }
+    }
+}
+
+/// Multi-part CBC gives back every whole block at once, as clients expect, and CBC-PAD's
+/// decryption holds back only the last block (it may be the padding).
+#[test]
+fn aes_cbc_streams_whole_blocks() {
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let key = [9u8; 32];
+    let iv = [1u8; 16];
+    let k = aes_key(&s, &key);
+    let data: Vec<u8> = (0..40u8).collect();
+    let want = aes_outside(Cipher::aes_256_cbc(), &key, Some(&iv), true, Mode::Encrypt, &data);
+
+    s.encrypt_init(&Mechanism::AesCbcPad(iv), k).unwrap();
+    assert_eq!(s.encrypt_update(&data[..5]).unwrap().len(), 0);
+    assert_eq!(s.encrypt_update(&data[5..21]).unwrap(), want[..16]);
+    assert_eq!(s.encrypt_update(&data[21..]).unwrap(), want[16..32]);
+    assert_eq!(s.encrypt_final().unwrap(), want[32..]);
+
+    s.decrypt_init(&Mechanism::AesCbcPad(iv), k).unwrap();
+    assert_eq!(s.decrypt_update(&want[..16]).unwrap().len(), 0);
+    assert_eq!(s.decrypt_update(&want[16..]).unwrap(), data[..32]);
+    assert_eq!(s.decrypt_final().unwrap(), data[32..]);
+}
+
+#[test]
+fn aes_block_modes_refuse_bad_lengths_and_bad_padding() {
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let key = [5u8; 16];
+    let iv = [0u8; 16];
+    let k = aes_key(&s, &key);
+    let rv = |r: cryptoki::error::Result<Vec<u8>>| match r {
+        Err(CkError::Pkcs11(rv, _)) => rv,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        rv(s.encrypt(&Mechanism::AesCbc(iv), k, &[0u8; 17])),
+        RvError::DataLenRange
+    );
+    assert_eq!(rv(s.encrypt(&Mechanism::AesEcb, k, &[0u8; 15])), RvError::DataLenRange);
+    assert_eq!(
+        rv(s.decrypt(&Mechanism::AesCbcPad(iv), k, &[0u8; 20])),
+        RvError::EncryptedDataLenRange
+    );
+    // Last blocks whose padding is not PKCS#7: a count above 16, zero, and bytes that do not
+    // all repeat the count.
+    let mut uneven = [0x03u8; 16];
+    uneven[14] = 0x02;
+    // SoftHSM2 2.6.1 answers CKR_GENERAL_ERROR, and keygate's hsm mode passes the HSM's answer
+    // on; PKCS#11 3.0 §5.2 names CKR_ENCRYPTED_DATA_INVALID, which the self-managed token returns.
+    let want = match target() {
+        Target::SelfManaged => RvError::EncryptedDataInvalid,
+        Target::Hsm | Target::SoftHsm => RvError::GeneralError,
+    };
+    for last in [[0x11u8; 16], [0u8; 16], uneven] {
+        let bad = aes_outside(Cipher::aes_128_cbc(), &key, Some(&iv), false, Mode::Encrypt, &last);
+        assert_eq!(rv(s.decrypt(&Mechanism::AesCbcPad(iv), k, &bad)), want, "{last:02x?}");
+    }
+}
