@@ -293,3 +293,204 @@ fn aes_block_modes_refuse_bad_lengths_and_bad_padding() {
         assert_eq!(rv(s.decrypt(&Mechanism::AesCbcPad(iv), k, &bad)), want, "{last:02x?}");
     }
 }
+
+/// A secret key with `value` made through the C ABI, usable for everything the test asks.
+fn raw_aes_key(r: &common::raw::Raw, h: pkcs11_sys::CK_SESSION_HANDLE, value: &[u8]) -> pkcs11_sys::CK_OBJECT_HANDLE {
+    use common::raw::*;
+    use pkcs11_sys::*;
+    let (class, kt, yes) = (CKO_SECRET_KEY, CKK_AES, CK_TRUE);
+    let mut t = [
+        attr(CKA_CLASS, &class),
+        attr(CKA_KEY_TYPE, &kt),
+        attr(CKA_ENCRYPT, &yes),
+        attr(CKA_DECRYPT, &yes),
+        attr(CKA_SIGN, &yes),
+        attr(CKA_VERIFY, &yes),
+        CK_ATTRIBUTE {
+            type_: CKA_VALUE,
+            pValue: value.as_ptr() as CK_VOID_PTR,
+            ulValueLen: value.len() as CK_ULONG,
+        },
+    ];
+    let mut k = 0;
+    assert_eq!(
+        call!(r, C_CreateObject(h, t.as_mut_ptr(), t.len() as CK_ULONG, &mut k)),
+        CKR_OK
+    );
+    k
+}
+
+/// `CKM_AES_CTR` through the C ABI (cryptoki has no variant for it): a 128-bit counter
+/// matches OpenSSL's AES-CTR, single- and multi-part, every update returning every byte; a
+/// 1-bit counter gives two blocks of keystream and then refuses to repeat it.
+#[test]
+fn aes_ctr_matches_openssl_and_will_not_wrap() {
+    use common::raw::*;
+    use pkcs11_sys::*;
+    let env = Env::new();
+    let r = raw_target();
+    let h = target_session(&r, true);
+    login(&r, h);
+    let key = [0x61u8; 32];
+    let k = raw_aes_key(&r, h, &key);
+    let mut cb = [0u8; 16];
+    cb[15] = 0xfe; // the counter carries into the next byte after two blocks
+    let data: Vec<u8> = (0..50u8).collect();
+    let want = aes_outside(Cipher::aes_256_ctr(), &key, Some(&cb), false, Mode::Encrypt, &data);
+    let mut p = CK_AES_CTR_PARAMS { ulCounterBits: 128, cb };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_CTR,
+        pParameter: &mut p as *mut CK_AES_CTR_PARAMS as CK_VOID_PTR,
+        ulParameterLen: std::mem::size_of::<CK_AES_CTR_PARAMS>() as CK_ULONG,
+    };
+    let mut out = vec![0u8; 64];
+    let mut n = out.len() as CK_ULONG;
+    assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+    assert_eq!(
+        call!(
+            r,
+            C_Encrypt(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                out.as_mut_ptr(),
+                &mut n
+            )
+        ),
+        CKR_OK
+    );
+    assert_eq!(&out[..n as usize], &want[..]);
+    // Multi-part: 7 bytes in, 7 bytes out.
+    assert_eq!(call!(r, C_DecryptInit(h, &mut m, k)), CKR_OK);
+    let mut part = [0u8; 64];
+    let mut n = part.len() as CK_ULONG;
+    assert_eq!(
+        call!(
+            r,
+            C_DecryptUpdate(h, want.as_ptr() as *mut u8, 7, part.as_mut_ptr(), &mut n)
+        ),
+        CKR_OK
+    );
+    assert_eq!(&part[..n as usize], &data[..7]);
+    let mut n2 = (part.len() - 7) as CK_ULONG;
+    assert_eq!(
+        call!(
+            r,
+            C_DecryptUpdate(h, want[7..].as_ptr() as *mut u8, 43, part[7..].as_mut_ptr(), &mut n2)
+        ),
+        CKR_OK
+    );
+    assert_eq!(&part[7..7 + n2 as usize], &data[7..]);
+    let mut n3 = 16 as CK_ULONG;
+    assert_eq!(call!(r, C_DecryptFinal(h, part.as_mut_ptr(), &mut n3)), CKR_OK);
+    assert_eq!(n3, 0);
+    if target() == Target::SelfManaged {
+        // Two blocks with a 1-bit counter, then the keystream would repeat.
+        let mut one_bit = CK_AES_CTR_PARAMS {
+            ulCounterBits: 1,
+            cb: [0u8; 16],
+        };
+        m.pParameter = &mut one_bit as *mut CK_AES_CTR_PARAMS as CK_VOID_PTR;
+        assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+        let mut n = out.len() as CK_ULONG;
+        assert_eq!(
+            call!(r, C_Encrypt(h, data.as_ptr() as *mut u8, 33, out.as_mut_ptr(), &mut n)),
+            CKR_DATA_LEN_RANGE
+        );
+        let mut no_bits = CK_AES_CTR_PARAMS {
+            ulCounterBits: 0,
+            cb: [0u8; 16],
+        };
+        m.pParameter = &mut no_bits as *mut CK_AES_CTR_PARAMS as CK_VOID_PTR;
+        assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_MECHANISM_PARAM_INVALID);
+    }
+    drop(env);
+}
+
+/// `CKM_AES_CMAC` against RFC 4493's vectors (AES-128) and OpenSSL (AES-256); the
+/// `_GENERAL` form truncates (self-managed only: SoftHSM2 has no CMAC_GENERAL, and keygate's hsm
+/// mode cannot name it to cryptoki).
+#[test]
+fn aes_cmac_matches_rfc4493_and_openssl() {
+    use common::raw::*;
+    use pkcs11_sys::*;
+    let env = Env::new();
+    let r = raw_target();
+    let h = target_session(&r, true);
+    login(&r, h);
+    let sign = |mech: &mut CK_MECHANISM, k, data: &[u8]| {
+        assert_eq!(call!(r, C_SignInit(h, mech, k)), CKR_OK);
+        let mut out = [0u8; 16];
+        let mut n = out.len() as CK_ULONG;
+        let rv = call!(
+            r,
+            C_Sign(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                out.as_mut_ptr(),
+                &mut n
+            )
+        );
+        assert_eq!(rv, CKR_OK);
+        out[..n as usize].to_vec()
+    };
+    let mut cmac = CK_MECHANISM {
+        mechanism: CKM_AES_CMAC,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    // RFC 4493 §4: the key and the 16- and 40-byte examples.
+    let key = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
+    let msg = hex::decode("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e5130c81c46a35ce411").unwrap();
+    let k = raw_aes_key(&r, h, &key);
+    assert_eq!(
+        sign(&mut cmac, k, &msg[..16]),
+        hex::decode("070a16b46b4d4144f79bdd9dd04a287c").unwrap()
+    );
+    assert_eq!(
+        sign(&mut cmac, k, &msg),
+        hex::decode("dfa66747de9ae63030ca32611497c827").unwrap()
+    );
+    assert_eq!(
+        sign(&mut cmac, k, &[]),
+        hex::decode("bb1d6929e95937287fa37d129b756746").unwrap()
+    );
+    let key256 = [0x77u8; 32];
+    let k256 = raw_aes_key(&r, h, &key256);
+    let ok = openssl::pkey::PKey::cmac(&Cipher::aes_256_cbc(), &key256).unwrap();
+    let mut signer = openssl::sign::Signer::new_without_digest(&ok).unwrap();
+    signer.update(b"cmac with a 256-bit key").unwrap();
+    let want = signer.sign_to_vec().unwrap();
+    let tag = sign(&mut cmac, k256, b"cmac with a 256-bit key");
+    assert_eq!(tag, want);
+    let mut bad = tag.clone();
+    bad[15] ^= 0x80;
+    assert_eq!(call!(r, C_VerifyInit(h, &mut cmac, k256)), CKR_OK);
+    let data = b"cmac with a 256-bit key";
+    assert_eq!(
+        call!(
+            r,
+            C_Verify(
+                h,
+                data.as_ptr() as *mut u8,
+                data.len() as CK_ULONG,
+                bad.as_mut_ptr(),
+                16
+            )
+        ),
+        CKR_SIGNATURE_INVALID
+    );
+    let mut len: CK_ULONG = 8;
+    let mut general = CK_MECHANISM {
+        mechanism: CKM_AES_CMAC_GENERAL,
+        pParameter: &mut len as *mut CK_ULONG as CK_VOID_PTR,
+        ulParameterLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+    };
+    if target() == Target::SelfManaged {
+        assert_eq!(sign(&mut general, k256, data), want[..8]);
+    } else {
+        assert_eq!(call!(r, C_SignInit(h, &mut general, k256)), CKR_MECHANISM_INVALID);
+    }
+    drop(env);
+}

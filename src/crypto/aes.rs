@@ -272,6 +272,52 @@ impl BlockKey {
     }
 }
 
+/// A running AES-CMAC (NIST SP 800-38B) with a key of any of the three sizes.
+pub enum Cmac {
+    Aes128(cmac::Cmac<aes::Aes128>),
+    Aes192(cmac::Cmac<aes::Aes192>),
+    Aes256(cmac::Cmac<aes::Aes256>),
+}
+
+impl Cmac {
+    pub fn new(key: &[u8]) -> Result<Cmac> {
+        use cmac::Mac;
+        let bad = |_| Error::KeySizeRange;
+        Ok(match key.len() {
+            16 => Cmac::Aes128(<cmac::Cmac<aes::Aes128> as Mac>::new_from_slice(key).map_err(bad)?),
+            24 => Cmac::Aes192(<cmac::Cmac<aes::Aes192> as Mac>::new_from_slice(key).map_err(bad)?),
+            32 => Cmac::Aes256(<cmac::Cmac<aes::Aes256> as Mac>::new_from_slice(key).map_err(bad)?),
+            _ => return Err(Error::KeySizeRange),
+        })
+    }
+    pub fn update(&mut self, data: &[u8]) {
+        use cmac::Mac;
+        match self {
+            Cmac::Aes128(m) => m.update(data),
+            Cmac::Aes192(m) => m.update(data),
+            Cmac::Aes256(m) => m.update(data),
+        }
+    }
+    pub fn finish(self) -> [u8; BLOCK] {
+        use cmac::Mac;
+        match self {
+            Cmac::Aes128(m) => m.finalize().into_bytes().into(),
+            Cmac::Aes192(m) => m.finalize().into_bytes().into(),
+            Cmac::Aes256(m) => m.finalize().into_bytes().into(),
+        }
+    }
+    /// Constant-time comparison of `tag` against the MAC's leftmost `tag.len()` bytes.
+    pub fn verify_truncated(self, tag: &[u8]) -> Result<()> {
+        use cmac::Mac;
+        let r = match self {
+            Cmac::Aes128(m) => m.verify_truncated_left(tag),
+            Cmac::Aes192(m) => m.verify_truncated_left(tag),
+            Cmac::Aes256(m) => m.verify_truncated_left(tag),
+        };
+        r.map_err(|_| Error::SignatureInvalid)
+    }
+}
+
 /// The PKCS#7 padding of a last block, checked without branching on the plaintext: the number
 /// of bytes to keep, or `None` when the padding is malformed.
 pub fn unpad(block: &[u8; BLOCK]) -> Option<usize> {

@@ -432,6 +432,25 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
             }
             Mechanism::HmacGeneral(alg, len)
         }
+        mech::AES_CTR => {
+            // SAFETY: forwarded contract.
+            let p: CK_AES_CTR_PARAMS = unsafe { param(&m) }?;
+            if !(1..=128).contains(&p.ulCounterBits) {
+                return Err(Error::MechanismParamInvalid);
+            }
+            Mechanism::AesCtr {
+                counter_bits: p.ulCounterBits,
+                cb: p.cb,
+            }
+        }
+        mech::AES_CMAC_GENERAL => {
+            // SAFETY: forwarded contract. CK_MAC_GENERAL_PARAMS is a CK_ULONG: the MAC length.
+            let len: CK_ULONG = unsafe { param(&m) }?;
+            if !(1..=16).contains(&len) {
+                return Err(Error::MechanismParamInvalid);
+            }
+            Mechanism::AesCmacGeneral(len)
+        }
         mech::AES_CBC | mech::AES_CBC_PAD => {
             // SAFETY: forwarded contract.
             let iv: [u8; 16] = unsafe { param(&m) }?;

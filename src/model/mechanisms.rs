@@ -46,6 +46,9 @@ pub mod mech {
     pub const SHA384_HMAC_GENERAL: u64 = ck::CKM_SHA384_HMAC_GENERAL;
     pub const SHA512_HMAC_GENERAL: u64 = ck::CKM_SHA512_HMAC_GENERAL;
     pub const AES_ECB: u64 = ck::CKM_AES_ECB;
+    pub const AES_CTR: u64 = ck::CKM_AES_CTR;
+    pub const AES_CMAC: u64 = ck::CKM_AES_CMAC;
+    pub const AES_CMAC_GENERAL: u64 = ck::CKM_AES_CMAC_GENERAL;
 }
 
 /// Function flags of a mechanism (`CKF_*` of `CK_MECHANISM_INFO`).
@@ -164,6 +167,9 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::AES_CBC, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::AES_CBC_PAD, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::AES_ECB, info(16, 32, ENCRYPT | DECRYPT)),
+    (mech::AES_CTR, info(16, 32, ENCRYPT | DECRYPT)),
+    (mech::AES_CMAC, info(16, 32, SIGN | VERIFY)),
+    (mech::AES_CMAC_GENERAL, info(16, 32, SIGN | VERIFY)),
     (mech::SHA256, info(0, 0, DIGEST)),
     (mech::SHA384, info(0, 0, DIGEST)),
     (mech::SHA512, info(0, 0, DIGEST)),
@@ -248,6 +254,9 @@ pub static FORWARDABLE: &[u64] = &[
     mech::SHA384_HMAC_GENERAL,
     mech::SHA512_HMAC_GENERAL,
     mech::AES_ECB,
+    mech::AES_CTR,
+    mech::AES_CMAC,
+    mech::AES_CMAC_GENERAL,
 ];
 
 /// `CK_RSA_PKCS_PSS_PARAMS`: the hash and MGF are mechanism / `CKG_*` numbers as given.
@@ -316,6 +325,15 @@ pub enum Mechanism {
     },
     /// AES-ECB: single blocks (key check values, legacy clients).
     AesEcb,
+    /// AES-CTR: the low `counter_bits` bits of the counter block `cb` count (big-endian).
+    AesCtr {
+        counter_bits: u64,
+        cb: [u8; 16],
+    },
+    /// AES-CMAC (NIST SP 800-38B), 16 bytes.
+    AesCmac,
+    /// AES-CMAC truncated to the given length in bytes.
+    AesCmacGeneral(u64),
     Digest(DigestAlg),
     Hmac(DigestAlg),
     /// HMAC truncated to the given length in bytes (`CK_MAC_GENERAL_PARAMS`).
@@ -360,6 +378,9 @@ impl Mechanism {
                 mech::SHA512_HMAC_GENERAL,
             ),
             Mechanism::AesEcb => mech::AES_ECB,
+            Mechanism::AesCtr { .. } => mech::AES_CTR,
+            Mechanism::AesCmac => mech::AES_CMAC,
+            Mechanism::AesCmacGeneral(_) => mech::AES_CMAC_GENERAL,
             Mechanism::Other(t) => *t,
         }
     }
@@ -385,6 +406,7 @@ impl Mechanism {
             mech::AES_KEY_WRAP_PAD => Mechanism::AesKeyWrapPad,
             mech::AES_KEY_WRAP_KWP => Mechanism::AesKeyWrapKwp,
             mech::AES_ECB => Mechanism::AesEcb,
+            mech::AES_CMAC => Mechanism::AesCmac,
             mech::SHA256 => Mechanism::Digest(DigestAlg::Sha256),
             mech::SHA384 => Mechanism::Digest(DigestAlg::Sha384),
             mech::SHA512 => Mechanism::Digest(DigestAlg::Sha512),
@@ -413,7 +435,10 @@ impl Mechanism {
             | Mechanism::AesKeyWrap { .. }
             | Mechanism::AesKeyWrapPad
             | Mechanism::AesKeyWrapKwp
-            | Mechanism::AesEcb => &[k::AES],
+            | Mechanism::AesEcb
+            | Mechanism::AesCtr { .. }
+            | Mechanism::AesCmac
+            | Mechanism::AesCmacGeneral(_) => &[k::AES],
             Mechanism::Hmac(_) | Mechanism::HmacGeneral(..) => HMAC,
             _ => return None,
         })

@@ -44,6 +44,9 @@ static NAMES: &[(&str, u64)] = &[
     ("CKM_AES_CBC", mech::AES_CBC),
     ("CKM_AES_CBC_PAD", mech::AES_CBC_PAD),
     ("CKM_AES_ECB", mech::AES_ECB),
+    ("CKM_AES_CTR", mech::AES_CTR),
+    ("CKM_AES_CMAC", mech::AES_CMAC),
+    ("CKM_AES_CMAC_GENERAL", mech::AES_CMAC_GENERAL),
     ("CKM_AES_KEY_WRAP", mech::AES_KEY_WRAP),
     ("CKM_AES_KEY_WRAP_PAD", mech::AES_KEY_WRAP_PAD),
     ("CKM_AES_KEY_WRAP_KWP", mech::AES_KEY_WRAP_KWP),
@@ -151,6 +154,10 @@ fn is_aes(ty: u64) -> bool {
             | mech::AES_KEY_WRAP
             | mech::AES_KEY_WRAP_PAD
             | mech::AES_KEY_WRAP_KWP
+            | mech::AES_ECB
+            | mech::AES_CTR
+            | mech::AES_CMAC
+            | mech::AES_CMAC_GENERAL
     )
 }
 

@@ -138,10 +138,18 @@ pub fn attribute_type(ty: u64) -> Option<AttributeType> {
     AttributeType::try_from(ty).ok()
 }
 
-/// A decoded mechanism as cryptoki's, borrowing its parameters from `m`; `scratch` holds a
-/// mutable copy of a GCM IV (cryptoki wants it mutable: the specification lets a token write a
-/// generated IV back, which keygate never asks for).
-pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<CkMech<'a>> {
+/// Parameters [`mechanism_out`] builds for the HSM, kept while the mechanism is in use.
+#[derive(Default)]
+pub struct Scratch {
+    /// A mutable copy of a GCM IV (cryptoki wants it mutable: the specification lets a token
+    /// write a generated IV back, which keygate never asks for).
+    iv: Vec<u8>,
+    /// The `CK_AES_CTR_PARAMS` of an AES-CTR mechanism (cryptoki has no variant for it).
+    ctr: Option<cryptoki_sys::CK_AES_CTR_PARAMS>,
+}
+
+/// A decoded mechanism as cryptoki's, borrowing its parameters from `m` and `scratch`.
+pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Scratch) -> Result<CkMech<'a>> {
     Ok(match m {
         Mechanism::AesKeyGen => CkMech::AesKeyGen,
         Mechanism::GenericSecretKeyGen => CkMech::GenericSecretKeyGen,
@@ -181,9 +189,9 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<C
             CkMech::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), public_data))
         }
         Mechanism::AesGcm { iv, aad, tag_bits } => {
-            scratch.clear();
-            scratch.extend_from_slice(iv);
-            let p = GcmParams::new(scratch.as_mut_slice(), aad, Ulong::from(*tag_bits))
+            scratch.iv.clear();
+            scratch.iv.extend_from_slice(iv);
+            let p = GcmParams::new(scratch.iv.as_mut_slice(), aad, Ulong::from(*tag_bits))
                 .map_err(|_| Error::MechanismParamInvalid)?;
             CkMech::AesGcm(p)
         }
@@ -203,6 +211,17 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Vec<u8>) -> Result<C
         // Not offered in hsm mode (`Offered::from_hsm`): cryptoki has no type for it.
         Mechanism::HmacGeneral(..) => return Err(Error::MechanismInvalid(m.ty())),
         Mechanism::AesEcb => CkMech::AesEcb,
+        // cryptoki has types but no variants for these: the raw mechanism.
+        Mechanism::AesCtr { counter_bits, cb } => {
+            let p = scratch.ctr.insert(cryptoki_sys::CK_AES_CTR_PARAMS {
+                ulCounterBits: *counter_bits as cryptoki_sys::CK_ULONG,
+                cb: *cb,
+            });
+            CkMech::VendorDefined(VendorDefinedMechanism::new(MechanismType::AES_CTR, Some(&*p)))
+        }
+        Mechanism::AesCmac => CkMech::VendorDefined(VendorDefinedMechanism::new::<()>(MechanismType::AES_CMAC, None)),
+        // Not offered in hsm mode (`Offered::from_hsm`): cryptoki has no type for it.
+        Mechanism::AesCmacGeneral(_) => return Err(Error::MechanismInvalid(m.ty())),
         Mechanism::Other(ty) => return Err(Error::MechanismInvalid(*ty)),
     })
 }

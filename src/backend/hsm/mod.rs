@@ -113,12 +113,15 @@ impl Offered {
                 *ty = mech::AES_KEY_WRAP_KWP;
             }
         }
-        // cryptoki 0.12 has no mechanism type for the HMAC _GENERAL mechanisms, so they cannot
-        // be passed to the HSM: not offered, even where the HSM has them.
+        // cryptoki 0.12 has no mechanism type for the _GENERAL MACs, so they cannot be passed
+        // to the HSM: not offered, even where the HSM has them.
         list.retain(|(ty, _)| {
             !matches!(
                 *ty,
-                mech::SHA256_HMAC_GENERAL | mech::SHA384_HMAC_GENERAL | mech::SHA512_HMAC_GENERAL
+                mech::SHA256_HMAC_GENERAL
+                    | mech::SHA384_HMAC_GENERAL
+                    | mech::SHA512_HMAC_GENERAL
+                    | mech::AES_CMAC_GENERAL
             )
         });
         let mut prehashed = Vec::new();
@@ -433,7 +436,7 @@ impl Backend for HsmBackend {
 
     fn generate_key(&self, session: u64, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId> {
         let s = self.session(session)?;
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let h = s
             .lock()
@@ -451,7 +454,7 @@ impl Backend for HsmBackend {
         private: AttrMap,
     ) -> Result<(ObjectId, ObjectId)> {
         let s = self.session(session)?;
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let (pu, pr) = s
             .lock()
@@ -467,7 +470,7 @@ impl Backend for HsmBackend {
         let (w, k) = (self.handle(wrapping)?, self.handle(key)?);
         let s = self.session(session)?;
         let mech = self.to_hsm(mech);
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(&mech, &mut scratch)?;
         let r = s.lock().wrap_key(&m, w, k).map_err(fwd("C_WrapKey"));
         r
@@ -485,7 +488,7 @@ impl Backend for HsmBackend {
         let u = self.handle(unwrapping)?;
         let s = self.session(session)?;
         let mech = self.to_hsm(mech);
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(&mech, &mut scratch)?;
         let key_wrap = matches!(
             mech,
@@ -519,7 +522,7 @@ impl Backend for HsmBackend {
     ) -> Result<ObjectId> {
         let b = self.handle(base)?;
         let s = self.session(session)?;
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(mech, &mut scratch)?;
         let h = s
             .lock()

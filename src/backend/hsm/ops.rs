@@ -7,7 +7,8 @@
 //! - `CKM_ECDSA_SHA*` for an HSM with only `CKM_ECDSA`: keygate hashes, the HSM signs the digest;
 //! - AES-GCM and the key-wrap mechanisms: the input is collected and sent as one call, so that
 //!   no plaintext is released before its tag is checked (as keygate's own AEAD does);
-//! - AES-CBC and CBC-PAD stream: every update returns the whole blocks it completes.
+//! - AES-CBC, CBC-PAD and ECB stream: every update returns the whole blocks it completes;
+//!   AES-CTR returns every byte.
 //!
 //! An operation the application leaves (a new `C_*Init` after an error, `C_SessionCancel`, an
 //! error keygate raised itself) is ended on the HSM too, so the HSM session is free for the
@@ -62,7 +63,10 @@ fn collected(kind: Kind, mech: &Mechanism) -> bool {
             mech,
             Mechanism::Ecdsa | Mechanism::Eddsa | Mechanism::RsaPkcs | Mechanism::RsaPss(_)
         ),
-        Kind::Encrypt | Kind::Decrypt => !matches!(mech, Mechanism::AesCbc { .. } | Mechanism::AesCbcPad { .. }),
+        Kind::Encrypt | Kind::Decrypt => !matches!(
+            mech,
+            Mechanism::AesCbc { .. } | Mechanism::AesCbcPad { .. } | Mechanism::AesEcb | Mechanism::AesCtr { .. }
+        ),
         Kind::Digest => false,
     }
 }
@@ -116,7 +120,7 @@ impl Op {
         if self.live {
             return Ok(());
         }
-        let mut scratch = Vec::new();
+        let mut scratch = convert::Scratch::default();
         let m = convert::mechanism_out(&self.mech, &mut scratch)?;
         let s = self.session.lock();
         let key = || self.key.ok_or(Error::KeyHandleInvalid);
@@ -361,6 +365,10 @@ impl CipherOp for Cipher {
             return 0;
         }
         let total = self.pending + input_len;
+        // CTR is a stream: every byte comes back at once.
+        if matches!(self.op.mech, Mechanism::AesCtr { .. }) {
+            return total;
+        }
         let whole = total / AES_BLOCK * AES_BLOCK;
         // CBC-PAD decryption keeps the last whole block back: it may be the padding.
         let keeps_last = !self.encrypt() && matches!(self.op.mech, Mechanism::AesCbcPad { .. });

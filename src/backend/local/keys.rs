@@ -377,12 +377,18 @@ impl Backend for LocalBackend {
             (Mechanism::HmacGeneral(d, len), Some(kt)) if HMAC_TYPES.contains(&kt) => {
                 Box::new(ops::Hmac::new(*d, &self.secret(&r)?, Some(*len))?)
             }
+            (Mechanism::AesCmac, Some(key_type::AES)) => Box::new(ops::Cmac::new(&self.secret(&r)?, None)?),
+            (Mechanism::AesCmacGeneral(len), Some(key_type::AES)) => {
+                Box::new(ops::Cmac::new(&self.secret(&r)?, Some(*len))?)
+            }
             (
                 Mechanism::Ecdsa
                 | Mechanism::EcdsaWith(_)
                 | Mechanism::Eddsa
                 | Mechanism::Hmac(_)
-                | Mechanism::HmacGeneral(..),
+                | Mechanism::HmacGeneral(..)
+                | Mechanism::AesCmac
+                | Mechanism::AesCmacGeneral(_),
                 _,
             ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -410,12 +416,18 @@ impl Backend for LocalBackend {
             (Mechanism::HmacGeneral(d, len), Some(kt)) if HMAC_TYPES.contains(&kt) => {
                 Box::new(ops::Hmac::new(*d, &self.secret(&r)?, Some(*len))?)
             }
+            (Mechanism::AesCmac, Some(key_type::AES)) => Box::new(ops::Cmac::new(&self.secret(&r)?, None)?),
+            (Mechanism::AesCmacGeneral(len), Some(key_type::AES)) => {
+                Box::new(ops::Cmac::new(&self.secret(&r)?, Some(*len))?)
+            }
             (
                 Mechanism::Ecdsa
                 | Mechanism::EcdsaWith(_)
                 | Mechanism::Eddsa
                 | Mechanism::Hmac(_)
-                | Mechanism::HmacGeneral(..),
+                | Mechanism::HmacGeneral(..)
+                | Mechanism::AesCmac
+                | Mechanism::AesCmacGeneral(_),
                 _,
             ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -473,6 +485,11 @@ impl LocalBackend {
             Mechanism::AesCbc { iv } => block(Some(*iv), false),
             Mechanism::AesCbcPad { iv } => block(Some(*iv), true),
             Mechanism::AesEcb => block(None, false),
+            Mechanism::AesCtr { counter_bits, cb } => {
+                let r = self.opened(key)?;
+                expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
+                Ok(Box::new(ops::AesCtr::new(&self.secret(&r)?, *counter_bits, *cb)?))
+            }
             other => Err(Error::MechanismInvalid(other.ty())),
         }
     }

@@ -387,3 +387,109 @@ impl CipherOp for AesBlocks {
         self.ready(self.held.len() + input_len)
     }
 }
+
+/// AES-CTR (NIST SP 800-38A): the low `bits` bits of the counter block count, big-endian. A
+/// stream: every update returns as many bytes as it was given. Refuses to go on once the
+/// counter would come back to where it started (the keystream would repeat).
+pub struct AesCtr {
+    key: aes::BlockKey,
+    counter: u128,
+    mask: u128,
+    /// Blocks of keystream left before the counter wraps (`None`: a 128-bit counter).
+    left: Option<u128>,
+    /// The current block of keystream and how much of it is used.
+    stream: Zeroizing<[u8; aes::BLOCK]>,
+    used: usize,
+}
+
+impl AesCtr {
+    pub fn new(key: &[u8], counter_bits: u64, cb: [u8; aes::BLOCK]) -> Result<Self> {
+        let (mask, left) = match counter_bits {
+            128 => (u128::MAX, None),
+            b @ 1..=127 => ((1u128 << b) - 1, Some(1u128 << b)),
+            _ => return Err(Error::MechanismParamInvalid),
+        };
+        Ok(Self {
+            key: aes::BlockKey::new(key)?,
+            counter: u128::from_be_bytes(cb),
+            mask,
+            left,
+            stream: Zeroizing::new([0u8; aes::BLOCK]),
+            used: aes::BLOCK,
+        })
+    }
+
+    fn next_block(&mut self) -> Result<()> {
+        if let Some(left) = &mut self.left {
+            *left = left.checked_sub(1).ok_or(Error::DataLenRange)?;
+        }
+        *self.stream = self.counter.to_be_bytes();
+        self.key.encrypt(&mut self.stream);
+        self.used = 0;
+        self.counter = (self.counter & !self.mask) | (self.counter.wrapping_add(1) & self.mask);
+        Ok(())
+    }
+}
+
+impl CipherOp for AesCtr {
+    fn update(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(data.len()));
+        for b in data {
+            if self.used == aes::BLOCK {
+                self.next_block()?;
+            }
+            out.push(b ^ self.stream[self.used]);
+            self.used += 1;
+        }
+        Ok(out)
+    }
+    fn finish(self: Box<Self>) -> Result<Zeroizing<Vec<u8>>> {
+        Ok(Zeroizing::new(Vec::new()))
+    }
+    fn update_len(&self, input_len: usize) -> usize {
+        input_len
+    }
+}
+
+/// AES-CMAC, sign and verify, `len` bytes (16, or a `_GENERAL` mechanism's shorter length).
+pub struct Cmac {
+    mac: aes::Cmac,
+    len: usize,
+}
+
+impl Cmac {
+    pub fn new(key: &[u8], len: Option<u64>) -> Result<Self> {
+        let len = match len {
+            None => aes::BLOCK,
+            Some(l @ 1..=16) => l as usize,
+            Some(_) => return Err(Error::MechanismParamInvalid),
+        };
+        Ok(Self {
+            mac: aes::Cmac::new(key)?,
+            len,
+        })
+    }
+}
+
+impl SignOp for Cmac {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.mac.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        Ok(self.mac.finish()[..self.len].to_vec())
+    }
+}
+
+impl VerifyOp for Cmac {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.mac.update(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        if signature.len() != self.len {
+            return Err(Error::SignatureLenRange);
+        }
+        self.mac.verify_truncated(signature)
+    }
+}
