@@ -61,6 +61,51 @@ fn hmac_sha256_384_512_match_openssl_single_and_multi_part() {
     }
 }
 
+/// SHA-1 and SHA-224 digests (SHA-1 as a digest only: the floor refuses it in signatures and
+/// MACs) and HMAC-SHA-224, against OpenSSL.
+#[test]
+fn sha1_and_sha224_digests_and_hmac_sha224_match_openssl() {
+    use openssl::hash::{hash, MessageDigest};
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    for (m, md) in [
+        (Mechanism::Sha1, MessageDigest::sha1()),
+        (Mechanism::Sha224, MessageDigest::sha224()),
+    ] {
+        if target() == Target::Hsm && matches!(m, Mechanism::Sha224) {
+            // cryptoki 0.12 has no type for CKM_SHA224 and drops it from the HSM's mechanism
+            // list, so keygate's hsm mode does not see SoftHSM2's.
+            assert!(matches!(
+                s.digest(&m, b"x"),
+                Err(CkError::Pkcs11(RvError::MechanismInvalid, _))
+            ));
+            continue;
+        }
+        let want = hash(md, b"abc, then more").unwrap().to_vec();
+        assert_eq!(s.digest(&m, b"abc, then more").unwrap(), want, "{m:?}");
+        s.digest_init(&m).unwrap();
+        s.digest_update(b"abc, ").unwrap();
+        s.digest_update(b"then more").unwrap();
+        assert_eq!(s.digest_final().unwrap(), want, "{m:?} multi-part");
+    }
+    let key = [0x5cu8; 28];
+    let k = import_secret(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &key,
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
+    let want = hmac_outside(MessageDigest::sha224(), &key, b"data");
+    assert_eq!(s.sign(&Mechanism::Sha224Hmac, k, b"data").unwrap(), want);
+    s.verify(&Mechanism::Sha224Hmac, k, b"data", &want).unwrap();
+    // SHA-1 as a MAC is below the floor (SoftHSM2 has it).
+    let sha1_mac = s.sign(&Mechanism::Sha1Hmac, k, b"data");
+    match target() {
+        Target::SoftHsm => assert!(sha1_mac.is_ok()),
+        _ => assert!(matches!(sha1_mac, Err(CkError::Pkcs11(RvError::MechanismInvalid, _)))),
+    }
+}
+
 /// `CKM_SHA*_HMAC_GENERAL` (a MAC truncated to `CK_MAC_GENERAL_PARAMS` bytes), through the C
 /// ABI: cryptoki has no name for it. SoftHSM2 2.6.1 does not have it, and keygate's hsm mode
 /// cannot pass it to an HSM through cryptoki, so there it is `CKR_MECHANISM_INVALID`.

@@ -1,7 +1,7 @@
-//! SHA-2 digests and HMACs, incremental.
+//! SHA-2 (and SHA-1, as a digest only) digests and HMACs, incremental.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
 use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
@@ -9,6 +9,8 @@ use crate::model::mechanisms::DigestAlg;
 /// A running SHA-2 digest.
 #[derive(Clone)]
 pub enum Hasher {
+    Sha1(sha1::Sha1),
+    Sha224(Sha224),
     Sha256(Sha256),
     Sha384(Sha384),
     Sha512(Sha512),
@@ -17,6 +19,8 @@ pub enum Hasher {
 impl Hasher {
     pub fn new(alg: DigestAlg) -> Hasher {
         match alg {
+            DigestAlg::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            DigestAlg::Sha224 => Hasher::Sha224(Sha224::new()),
             DigestAlg::Sha256 => Hasher::Sha256(Sha256::new()),
             DigestAlg::Sha384 => Hasher::Sha384(Sha384::new()),
             DigestAlg::Sha512 => Hasher::Sha512(Sha512::new()),
@@ -24,6 +28,8 @@ impl Hasher {
     }
     pub fn update(&mut self, data: &[u8]) {
         match self {
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha224(h) => h.update(data),
             Hasher::Sha256(h) => h.update(data),
             Hasher::Sha384(h) => h.update(data),
             Hasher::Sha512(h) => h.update(data),
@@ -31,6 +37,8 @@ impl Hasher {
     }
     pub fn finish(self) -> Vec<u8> {
         match self {
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Sha224(h) => h.finalize().to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Sha384(h) => h.finalize().to_vec(),
             Hasher::Sha512(h) => h.finalize().to_vec(),
@@ -69,6 +77,7 @@ impl HmacSha256 {
 
 /// A running HMAC over any of the SHA-2 digests (`CKM_SHA*_HMAC` and their `_GENERAL` forms).
 pub enum HmacAny {
+    Sha224(Hmac<Sha224>),
     Sha256(Hmac<Sha256>),
     Sha384(Hmac<Sha384>),
     Sha512(Hmac<Sha512>),
@@ -78,6 +87,9 @@ impl HmacAny {
     pub fn new(alg: DigestAlg, key: &[u8]) -> Result<Self> {
         let bad = |_| Error::KeySizeRange;
         Ok(match alg {
+            // The policy floor refuses SHA-1 MACs; keygate does not implement one.
+            DigestAlg::Sha1 => return Err(Error::MechanismInvalid(crate::model::mechanisms::mech::SHA_1_HMAC)),
+            DigestAlg::Sha224 => HmacAny::Sha224(<Hmac<Sha224> as Mac>::new_from_slice(key).map_err(bad)?),
             DigestAlg::Sha256 => HmacAny::Sha256(<Hmac<Sha256> as Mac>::new_from_slice(key).map_err(bad)?),
             DigestAlg::Sha384 => HmacAny::Sha384(<Hmac<Sha384> as Mac>::new_from_slice(key).map_err(bad)?),
             DigestAlg::Sha512 => HmacAny::Sha512(<Hmac<Sha512> as Mac>::new_from_slice(key).map_err(bad)?),
@@ -85,6 +97,7 @@ impl HmacAny {
     }
     pub fn update(&mut self, data: &[u8]) {
         match self {
+            HmacAny::Sha224(m) => m.update(data),
             HmacAny::Sha256(m) => m.update(data),
             HmacAny::Sha384(m) => m.update(data),
             HmacAny::Sha512(m) => m.update(data),
@@ -92,6 +105,7 @@ impl HmacAny {
     }
     pub fn finish(self) -> Vec<u8> {
         match self {
+            HmacAny::Sha224(m) => m.finalize().into_bytes().to_vec(),
             HmacAny::Sha256(m) => m.finalize().into_bytes().to_vec(),
             HmacAny::Sha384(m) => m.finalize().into_bytes().to_vec(),
             HmacAny::Sha512(m) => m.finalize().into_bytes().to_vec(),
@@ -101,6 +115,7 @@ impl HmacAny {
     /// `_GENERAL` MAC is the truncated one).
     pub fn verify_truncated(self, tag: &[u8]) -> Result<()> {
         let r = match self {
+            HmacAny::Sha224(m) => m.verify_truncated_left(tag),
             HmacAny::Sha256(m) => m.verify_truncated_left(tag),
             HmacAny::Sha384(m) => m.verify_truncated_left(tag),
             HmacAny::Sha512(m) => m.verify_truncated_left(tag),

@@ -419,15 +419,19 @@ pub unsafe fn mechanism_in(p: *const CK_MECHANISM) -> Result<Mechanism> {
             // SAFETY: forwarded contract.
             unsafe { oaep_in(&m) }?
         }
-        mech::SHA256_HMAC_GENERAL | mech::SHA384_HMAC_GENERAL | mech::SHA512_HMAC_GENERAL => {
+        mech::SHA224_HMAC_GENERAL
+        | mech::SHA256_HMAC_GENERAL
+        | mech::SHA384_HMAC_GENERAL
+        | mech::SHA512_HMAC_GENERAL => {
             // SAFETY: forwarded contract. CK_MAC_GENERAL_PARAMS is a CK_ULONG: the MAC length.
             let len: CK_ULONG = unsafe { param(&m) }?;
             let alg = match m.mechanism {
+                mech::SHA224_HMAC_GENERAL => DigestAlg::Sha224,
                 mech::SHA256_HMAC_GENERAL => DigestAlg::Sha256,
                 mech::SHA384_HMAC_GENERAL => DigestAlg::Sha384,
                 _ => DigestAlg::Sha512,
             };
-            if len == 0 || len > alg.pick(32, 48, 64) {
+            if len == 0 || len as usize > alg.output_len() {
                 return Err(Error::MechanismParamInvalid);
             }
             Mechanism::HmacGeneral(alg, len)

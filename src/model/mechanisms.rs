@@ -49,6 +49,18 @@ pub mod mech {
     pub const AES_CTR: u64 = ck::CKM_AES_CTR;
     pub const AES_CMAC: u64 = ck::CKM_AES_CMAC;
     pub const AES_CMAC_GENERAL: u64 = ck::CKM_AES_CMAC_GENERAL;
+    pub const SHA_1: u64 = ck::CKM_SHA_1;
+    pub const SHA224: u64 = ck::CKM_SHA224;
+    pub const SHA224_HMAC: u64 = ck::CKM_SHA224_HMAC;
+    pub const SHA224_HMAC_GENERAL: u64 = ck::CKM_SHA224_HMAC_GENERAL;
+    pub const SHA_1_HMAC: u64 = ck::CKM_SHA_1_HMAC;
+    pub const SHA_1_HMAC_GENERAL: u64 = ck::CKM_SHA_1_HMAC_GENERAL;
+    pub const ECDSA_SHA1: u64 = ck::CKM_ECDSA_SHA1;
+    pub const ECDSA_SHA224: u64 = ck::CKM_ECDSA_SHA224;
+    pub const SHA1_RSA_PKCS: u64 = ck::CKM_SHA1_RSA_PKCS;
+    pub const SHA224_RSA_PKCS: u64 = ck::CKM_SHA224_RSA_PKCS;
+    pub const SHA1_RSA_PKCS_PSS: u64 = ck::CKM_SHA1_RSA_PKCS_PSS;
+    pub const SHA224_RSA_PKCS_PSS: u64 = ck::CKM_SHA224_RSA_PKCS_PSS;
 }
 
 /// Function flags of a mechanism (`CKF_*` of `CK_MECHANISM_INFO`).
@@ -170,12 +182,16 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::AES_CTR, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::AES_CMAC, info(16, 32, SIGN | VERIFY)),
     (mech::AES_CMAC_GENERAL, info(16, 32, SIGN | VERIFY)),
+    (mech::SHA_1, info(0, 0, DIGEST)),
+    (mech::SHA224, info(0, 0, DIGEST)),
     (mech::SHA256, info(0, 0, DIGEST)),
     (mech::SHA384, info(0, 0, DIGEST)),
     (mech::SHA512, info(0, 0, DIGEST)),
+    (mech::SHA224_HMAC, info(1, 512, SIGN | VERIFY)),
     (mech::SHA256_HMAC, info(1, 512, SIGN | VERIFY)),
     (mech::SHA384_HMAC, info(1, 512, SIGN | VERIFY)),
     (mech::SHA512_HMAC, info(1, 512, SIGN | VERIFY)),
+    (mech::SHA224_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
     (mech::SHA256_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
     (mech::SHA384_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
     (mech::SHA512_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
@@ -186,32 +202,32 @@ pub fn lookup(table: &[(u64, MechanismInfo)], ty: u64) -> Option<MechanismInfo> 
     table.iter().find(|(t, _)| *t == ty).map(|(_, i)| *i)
 }
 
-/// The digest algorithms keygate implements.
+/// The digest algorithms keygate implements. SHA-1 is a digest only: the policy floor refuses
+/// it in signatures and MACs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestAlg {
+    Sha1,
+    Sha224,
     Sha256,
     Sha384,
     Sha512,
 }
 
 impl DigestAlg {
-    /// One of three values, by algorithm.
-    pub fn pick<T>(self, sha256: T, sha384: T, sha512: T) -> T {
+    /// One of five values, by algorithm.
+    pub fn pick<T>(self, sha1: T, sha224: T, sha256: T, sha384: T, sha512: T) -> T {
         match self {
+            DigestAlg::Sha1 => sha1,
+            DigestAlg::Sha224 => sha224,
             DigestAlg::Sha256 => sha256,
             DigestAlg::Sha384 => sha384,
             DigestAlg::Sha512 => sha512,
         }
     }
 
-    /// The digest of a `CKM_SHA*` mechanism number.
-    pub fn from_mechanism(ty: u64) -> Option<DigestAlg> {
-        match ty {
-            mech::SHA256 => Some(DigestAlg::Sha256),
-            mech::SHA384 => Some(DigestAlg::Sha384),
-            mech::SHA512 => Some(DigestAlg::Sha512),
-            _ => None,
-        }
+    /// The digest's length in bytes.
+    pub fn output_len(self) -> usize {
+        self.pick(20, 28, 32, 48, 64)
     }
 }
 
@@ -257,6 +273,10 @@ pub static FORWARDABLE: &[u64] = &[
     mech::AES_CTR,
     mech::AES_CMAC,
     mech::AES_CMAC_GENERAL,
+    mech::SHA_1,
+    mech::SHA224,
+    mech::SHA224_HMAC,
+    mech::SHA224_HMAC_GENERAL,
 ];
 
 /// `CK_RSA_PKCS_PSS_PARAMS`: the hash and MGF are mechanism / `CKG_*` numbers as given.
@@ -352,11 +372,25 @@ impl Mechanism {
             Mechanism::EdwardsKeyPairGen => mech::EC_EDWARDS_KEY_PAIR_GEN,
             Mechanism::RsaKeyPairGen => mech::RSA_PKCS_KEY_PAIR_GEN,
             Mechanism::Ecdsa => mech::ECDSA,
-            Mechanism::EcdsaWith(d) => d.pick(mech::ECDSA_SHA256, mech::ECDSA_SHA384, mech::ECDSA_SHA512),
+            Mechanism::EcdsaWith(d) => d.pick(
+                mech::ECDSA_SHA1,
+                mech::ECDSA_SHA224,
+                mech::ECDSA_SHA256,
+                mech::ECDSA_SHA384,
+                mech::ECDSA_SHA512,
+            ),
             Mechanism::RsaPkcs => mech::RSA_PKCS,
-            Mechanism::RsaPkcsWith(d) => d.pick(mech::SHA256_RSA_PKCS, mech::SHA384_RSA_PKCS, mech::SHA512_RSA_PKCS),
+            Mechanism::RsaPkcsWith(d) => d.pick(
+                mech::SHA1_RSA_PKCS,
+                mech::SHA224_RSA_PKCS,
+                mech::SHA256_RSA_PKCS,
+                mech::SHA384_RSA_PKCS,
+                mech::SHA512_RSA_PKCS,
+            ),
             Mechanism::RsaPss(_) => mech::RSA_PKCS_PSS,
             Mechanism::RsaPssWith(d, _) => d.pick(
+                mech::SHA1_RSA_PKCS_PSS,
+                mech::SHA224_RSA_PKCS_PSS,
                 mech::SHA256_RSA_PKCS_PSS,
                 mech::SHA384_RSA_PKCS_PSS,
                 mech::SHA512_RSA_PKCS_PSS,
@@ -370,9 +404,17 @@ impl Mechanism {
             Mechanism::AesKeyWrapKwp => mech::AES_KEY_WRAP_KWP,
             Mechanism::AesCbc { .. } => mech::AES_CBC,
             Mechanism::AesCbcPad { .. } => mech::AES_CBC_PAD,
-            Mechanism::Digest(d) => d.pick(mech::SHA256, mech::SHA384, mech::SHA512),
-            Mechanism::Hmac(d) => d.pick(mech::SHA256_HMAC, mech::SHA384_HMAC, mech::SHA512_HMAC),
+            Mechanism::Digest(d) => d.pick(mech::SHA_1, mech::SHA224, mech::SHA256, mech::SHA384, mech::SHA512),
+            Mechanism::Hmac(d) => d.pick(
+                mech::SHA_1_HMAC,
+                mech::SHA224_HMAC,
+                mech::SHA256_HMAC,
+                mech::SHA384_HMAC,
+                mech::SHA512_HMAC,
+            ),
             Mechanism::HmacGeneral(d, _) => d.pick(
+                mech::SHA_1_HMAC_GENERAL,
+                mech::SHA224_HMAC_GENERAL,
                 mech::SHA256_HMAC_GENERAL,
                 mech::SHA384_HMAC_GENERAL,
                 mech::SHA512_HMAC_GENERAL,
@@ -407,9 +449,12 @@ impl Mechanism {
             mech::AES_KEY_WRAP_KWP => Mechanism::AesKeyWrapKwp,
             mech::AES_ECB => Mechanism::AesEcb,
             mech::AES_CMAC => Mechanism::AesCmac,
+            mech::SHA_1 => Mechanism::Digest(DigestAlg::Sha1),
+            mech::SHA224 => Mechanism::Digest(DigestAlg::Sha224),
             mech::SHA256 => Mechanism::Digest(DigestAlg::Sha256),
             mech::SHA384 => Mechanism::Digest(DigestAlg::Sha384),
             mech::SHA512 => Mechanism::Digest(DigestAlg::Sha512),
+            mech::SHA224_HMAC => Mechanism::Hmac(DigestAlg::Sha224),
             mech::SHA256_HMAC => Mechanism::Hmac(DigestAlg::Sha256),
             mech::SHA384_HMAC => Mechanism::Hmac(DigestAlg::Sha384),
             mech::SHA512_HMAC => Mechanism::Hmac(DigestAlg::Sha512),

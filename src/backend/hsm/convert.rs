@@ -157,17 +157,34 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Scratch) -> Result<C
         Mechanism::EdwardsKeyPairGen => CkMech::EccEdwardsKeyPairGen,
         Mechanism::RsaKeyPairGen => CkMech::RsaPkcsKeyPairGen,
         Mechanism::Ecdsa => CkMech::Ecdsa,
-        Mechanism::EcdsaWith(d) => d.pick(CkMech::EcdsaSha256, CkMech::EcdsaSha384, CkMech::EcdsaSha512),
+        Mechanism::EcdsaWith(d) => d.pick(
+            CkMech::EcdsaSha1,
+            CkMech::EcdsaSha224,
+            CkMech::EcdsaSha256,
+            CkMech::EcdsaSha384,
+            CkMech::EcdsaSha512,
+        ),
         Mechanism::RsaPkcs => CkMech::RsaPkcs,
-        Mechanism::RsaPkcsWith(d) => d.pick(CkMech::Sha256RsaPkcs, CkMech::Sha384RsaPkcs, CkMech::Sha512RsaPkcs),
+        Mechanism::RsaPkcsWith(d) => d.pick(
+            CkMech::Sha1RsaPkcs,
+            CkMech::Sha224RsaPkcs,
+            CkMech::Sha256RsaPkcs,
+            CkMech::Sha384RsaPkcs,
+            CkMech::Sha512RsaPkcs,
+        ),
         Mechanism::RsaPss(p) => CkMech::RsaPkcsPss(pss(p)?),
         Mechanism::RsaPssWith(d, p) => {
             let p = pss(p)?;
+            // cryptoki has no SHA-224 PSS variant; keygate decodes only SHA-256/384/512 PSS
+            // (and the floor refuses SHA-1).
             d.pick(
-                CkMech::Sha256RsaPkcsPss(p),
-                CkMech::Sha384RsaPkcsPss(p),
-                CkMech::Sha512RsaPkcsPss(p),
+                None,
+                None,
+                Some(CkMech::Sha256RsaPkcsPss(p)),
+                Some(CkMech::Sha384RsaPkcsPss(p)),
+                Some(CkMech::Sha512RsaPkcsPss(p)),
             )
+            .ok_or(Error::MechanismInvalid(m.ty()))?
         }
         Mechanism::RsaOaep(p) => {
             let source = if p.label.is_empty() {
@@ -206,8 +223,20 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Scratch) -> Result<C
         }
         Mechanism::AesCbc { iv } => CkMech::AesCbc(*iv),
         Mechanism::AesCbcPad { iv } => CkMech::AesCbcPad(*iv),
-        Mechanism::Digest(d) => d.pick(CkMech::Sha256, CkMech::Sha384, CkMech::Sha512),
-        Mechanism::Hmac(d) => d.pick(CkMech::Sha256Hmac, CkMech::Sha384Hmac, CkMech::Sha512Hmac),
+        Mechanism::Digest(d) => d.pick(
+            CkMech::Sha1,
+            CkMech::Sha224,
+            CkMech::Sha256,
+            CkMech::Sha384,
+            CkMech::Sha512,
+        ),
+        Mechanism::Hmac(d) => d.pick(
+            CkMech::Sha1Hmac,
+            CkMech::Sha224Hmac,
+            CkMech::Sha256Hmac,
+            CkMech::Sha384Hmac,
+            CkMech::Sha512Hmac,
+        ),
         // Not offered in hsm mode (`Offered::from_hsm`): cryptoki has no type for it.
         Mechanism::HmacGeneral(..) => return Err(Error::MechanismInvalid(m.ty())),
         Mechanism::AesEcb => CkMech::AesEcb,

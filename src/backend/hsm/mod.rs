@@ -118,7 +118,8 @@ impl Offered {
         list.retain(|(ty, _)| {
             !matches!(
                 *ty,
-                mech::SHA256_HMAC_GENERAL
+                mech::SHA224_HMAC_GENERAL
+                    | mech::SHA256_HMAC_GENERAL
                     | mech::SHA384_HMAC_GENERAL
                     | mech::SHA512_HMAC_GENERAL
                     | mech::AES_CMAC_GENERAL

@@ -157,7 +157,7 @@ pub struct Hmac {
 
 impl Hmac {
     pub fn new(alg: DigestAlg, key: &[u8], len: Option<u64>) -> Result<Self> {
-        let full = alg.pick(32, 48, 64);
+        let full = alg.output_len();
         let len = match len {
             None => full,
             Some(l) if (1..=full as u64).contains(&l) => l as usize,
