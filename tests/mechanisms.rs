@@ -539,3 +539,109 @@ fn aes_cmac_matches_rfc4493_and_openssl() {
     }
     drop(env);
 }
+
+const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+const P521_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
+
+/// OpenSSL's view of a public point on `nid`.
+fn openssl_public(nid: openssl::nid::Nid, point: &[u8]) -> openssl::ec::EcKey<openssl::pkey::Public> {
+    let group = openssl::ec::EcGroup::from_curve_name(nid).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let p = openssl::ec::EcPoint::from_bytes(&group, point, &mut ctx).unwrap();
+    openssl::ec::EcKey::from_public_key(&group, &p).unwrap()
+}
+
+/// P-384 and P-521: key generation, `CKM_ECDSA` on a digest (and `CKM_ECDSA_SHA384/512` where
+/// the target has them), each signature checked by OpenSSL; ECDH with an OpenSSL key agrees
+/// with OpenSSL's own derivation.
+#[test]
+fn p384_and_p521_sign_and_derive_as_openssl_does() {
+    use openssl::nid::Nid;
+    use sha2::Digest;
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    for (oid, nid, field) in [(P384_OID, Nid::SECP384R1, 48usize), (P521_OID, Nid::SECP521R1, 66)] {
+        let (public, private) = s
+            .generate_key_pair(
+                &Mechanism::EccKeyPairGen,
+                &[Attribute::EcParams(oid.to_vec()), Attribute::Verify(true)],
+                &[Attribute::Sign(true), Attribute::Derive(true), Attribute::Token(false)],
+            )
+            .unwrap();
+        let point = ec_point_any(&s, public);
+        assert_eq!(point.len(), 1 + 2 * field, "{nid:?}");
+        let theirs = openssl_public(nid, &point);
+        let verify_outside = |digest: &[u8], sig: &[u8]| {
+            assert_eq!(sig.len(), 2 * field);
+            let r = openssl::bn::BigNum::from_slice(&sig[..field]).unwrap();
+            let sv = openssl::bn::BigNum::from_slice(&sig[field..]).unwrap();
+            let sig = openssl::ecdsa::EcdsaSig::from_private_components(r, sv).unwrap();
+            assert!(
+                sig.verify(digest, &theirs).unwrap(),
+                "{nid:?}: OpenSSL rejects the signature"
+            );
+        };
+        let digest = sha2::Sha384::digest(b"a message for a bigger curve");
+        verify_outside(&digest, &s.sign(&Mechanism::Ecdsa, private, &digest).unwrap());
+        if target() != Target::SoftHsm {
+            let sig = s.sign(&Mechanism::EcdsaSha512, private, b"hashed here").unwrap();
+            verify_outside(&sha2::Sha512::digest(b"hashed here"), &sig);
+            s.verify(&Mechanism::EcdsaSha512, public, b"hashed here", &sig).unwrap();
+        }
+
+        // ECDH with a key OpenSSL made.
+        let group = openssl::ec::EcGroup::from_curve_name(nid).unwrap();
+        let other = openssl::ec::EcKey::generate(&group).unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let other_point = other
+            .public_key()
+            .to_bytes(&group, openssl::ec::PointConversionForm::UNCOMPRESSED, &mut ctx)
+            .unwrap();
+        let params = cryptoki::mechanism::elliptic_curve::Ecdh1DeriveParams::new(
+            cryptoki::mechanism::elliptic_curve::EcKdf::null(),
+            &other_point,
+        );
+        let derived = s
+            .derive_key(
+                &Mechanism::Ecdh1Derive(params),
+                private,
+                &[
+                    Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::GENERIC_SECRET),
+                    Attribute::Sensitive(false),
+                    Attribute::Extractable(true),
+                ],
+            )
+            .unwrap();
+        let ours = match s
+            .get_attributes(derived, &[cryptoki::object::AttributeType::Value])
+            .unwrap()
+            .remove(0)
+        {
+            Attribute::Value(v) => v,
+            other => panic!("{other:?}"),
+        };
+        let other_pkey = openssl::pkey::PKey::from_ec_key(other).unwrap();
+        let peer = openssl::pkey::PKey::from_ec_key(theirs.clone()).unwrap();
+        let mut deriver = openssl::derive::Deriver::new(&other_pkey).unwrap();
+        deriver.set_peer(&peer).unwrap();
+        assert_eq!(
+            ours,
+            deriver.derive_to_vec().unwrap(),
+            "{nid:?}: ECDH differs from OpenSSL's"
+        );
+    }
+}
+
+/// The raw point from a `CKA_EC_POINT` of any NIST curve (DER OCTET STRING, short or long form).
+fn ec_point_any(s: &Session, key: cryptoki::object::ObjectHandle) -> Vec<u8> {
+    use der::Decode;
+    match s
+        .get_attributes(key, &[cryptoki::object::AttributeType::EcPoint])
+        .unwrap()
+        .remove(0)
+    {
+        Attribute::EcPoint(v) => der::asn1::OctetString::from_der(&v).unwrap().into_bytes(),
+        other => panic!("{other:?}"),
+    }
+}

@@ -382,9 +382,9 @@ fn mechanism_list_and_info_carry_sizes_and_flags() {
     assert_eq!((gcm.min_key_size(), gcm.max_key_size()), (16, 32));
     let ec = p.get_mechanism_info(slot, MechanismType::ECC_KEY_PAIR_GEN).unwrap();
     assert!(ec.generate_key_pair() && !ec.generate());
-    // keygate's own tokens do P-256 only; an HSM states its own range.
+    // keygate's own tokens do P-256, P-384 and P-521; an HSM states its own range.
     if target() == Target::SelfManaged {
-        assert_eq!((ec.min_key_size(), ec.max_key_size()), (256, 256));
+        assert_eq!((ec.min_key_size(), ec.max_key_size()), (256, 521));
     } else {
         assert!(ec.min_key_size() <= 256 && ec.max_key_size() >= 256);
     }

@@ -1,4 +1,6 @@
-//! Curves, their encodings, and P-256 (ECDSA, ECDH).
+//! Curves, their encodings, and the NIST curves P-256, P-384 and P-521 (ECDSA, ECDH). P-256
+//! has a hand-tuned signing path (and an OpenSSL one behind the provider seam); P-384 and P-521
+//! use the RustCrypto crates' own types.
 //!
 //! Lenient in what clients send, strict in what keygate produces: `CKA_EC_PARAMS` is accepted
 //! as the curve's DER OID or as a DER PrintableString curve name; points are accepted raw or
@@ -15,21 +17,51 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Curve {
     P256,
+    P384,
+    P521,
     Ed25519,
+}
+
+impl Curve {
+    /// Whether it is one of the NIST prime curves (a `CKK_EC` key), not Ed25519.
+    pub fn is_nist(self) -> bool {
+        !matches!(self, Curve::Ed25519)
+    }
+    /// The DER OID keygate writes as `CKA_EC_PARAMS`.
+    pub fn oid(self) -> &'static [u8] {
+        match self {
+            Curve::P256 => P256_OID,
+            Curve::P384 => P384_OID,
+            Curve::P521 => P521_OID,
+            Curve::Ed25519 => ED25519_OID,
+        }
+    }
+    /// The length of a raw public key: `04‖X‖Y` for the NIST curves, 32 bytes for Ed25519.
+    pub fn point_len(self) -> usize {
+        match self {
+            Curve::P256 => 65,
+            Curve::P384 => 97,
+            Curve::P521 => 133,
+            Curve::Ed25519 => 32,
+        }
+    }
 }
 
 /// DER of the P-256 OID 1.2.840.10045.3.1.7.
 pub const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+/// DER of the P-384 OID 1.3.132.0.34.
+pub const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// DER of the P-521 OID 1.3.132.0.35.
+pub const P521_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 /// DER of the Ed25519 OID 1.3.101.112.
 pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 /// Decodes `CKA_EC_PARAMS`.
 pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
-    if params == P256_OID {
-        return Ok(Curve::P256);
-    }
-    if params == ED25519_OID {
-        return Ok(Curve::Ed25519);
+    for c in [Curve::P256, Curve::P384, Curve::P521, Curve::Ed25519] {
+        if params == c.oid() {
+            return Ok(c);
+        }
     }
     // A curve name as a PrintableString (PKCS#11 3.0 §2.3.10 allows it for Edwards curves).
     use der::Decode;
@@ -38,6 +70,8 @@ pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
         .map(|n| n.as_str())
     {
         Ok("prime256v1" | "secp256r1" | "P-256") => Ok(Curve::P256),
+        Ok("secp384r1" | "P-384") => Ok(Curve::P384),
+        Ok("secp521r1" | "P-521") => Ok(Curve::P521),
         Ok("edwards25519" | "Ed25519" | "ed25519") => Ok(Curve::Ed25519),
         _ => Err(Error::CurveNotSupported),
     }
@@ -60,24 +94,212 @@ pub fn strip_octet_string(bytes: &[u8]) -> &[u8] {
 /// The raw public point of `curve` from a `CKA_EC_POINT` or an ECDH peer value, either form.
 /// For P-256 an uncompressed SEC1 point `04‖X‖Y` (65 bytes); for Ed25519, 32 bytes.
 pub fn raw_point(curve: Curve, bytes: &[u8]) -> Result<Vec<u8>> {
-    let want = match curve {
-        Curve::P256 => 65,
-        Curve::Ed25519 => 32,
-    };
-    // A raw P-256 point starts with 0x04 too; its length tells it apart from a DER wrapper.
+    let want = curve.point_len();
+    // A raw NIST point starts with 0x04 too; its length tells it apart from a DER wrapper.
     let raw = if bytes.len() == want {
         bytes
     } else {
         strip_octet_string(bytes)
     };
-    if raw.len() != want {
+    let valid = raw.len() == want
+        && match curve {
+            Curve::P256 => VerifyingKey::from_sec1_bytes(raw).is_ok(),
+            Curve::P384 => p384::PublicKey::from_sec1_bytes(raw).is_ok(),
+            Curve::P521 => p521::PublicKey::from_sec1_bytes(raw).is_ok(),
+            Curve::Ed25519 => true,
+        };
+    if !valid {
         return Err(Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT));
     }
-    if curve == Curve::P256 {
-        VerifyingKey::from_sec1_bytes(raw)
-            .map_err(|_| Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT))?;
-    }
     Ok(raw.to_vec())
+}
+
+/// A digest as an ECDSA input for a field of `field` bytes: SEC 1 §4.1.3 reads it as an
+/// integer, so a shorter one is the same number with zero bytes in front (the crates ask for at
+/// least half the field); longer ones are the crates' to truncate. Empty is refused.
+fn padded_digest(digest: &[u8], field: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+    match digest.len() {
+        0 => Err(Error::DataLenRange),
+        n if n < field => {
+            let mut e = vec![0u8; field];
+            e[field - n..].copy_from_slice(digest);
+            Ok(e.into())
+        }
+        _ => Ok(digest.into()),
+    }
+}
+
+/// A private scalar as `field` big-endian bytes: shorter integers are left-padded (some
+/// importers strip leading zeros).
+fn full_bytes(scalar: &[u8], field: usize) -> Result<Zeroizing<Vec<u8>>> {
+    if scalar.len() > field || scalar.is_empty() {
+        return Err(Error::KeySizeRange);
+    }
+    let mut full = Zeroizing::new(vec![0u8; field]);
+    full[field - scalar.len()..].copy_from_slice(scalar);
+    Ok(full)
+}
+
+/// ECDSA, ECDH and PKCS#8 on one more NIST curve through its RustCrypto crate.
+macro_rules! nist_curve {
+    ($module:ident, $krate:ident, $field:expr) => {
+        pub mod $module {
+            use super::{full_bytes, padded_digest};
+            use crate::error::{Error, Result};
+            use zeroize::Zeroizing;
+            use $krate::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+            use $krate::ecdsa::{Signature, SigningKey, VerifyingKey};
+            use $krate::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+
+            /// The field's length in bytes.
+            pub const FIELD: usize = $field;
+
+            fn key(scalar: &[u8]) -> Result<SigningKey> {
+                SigningKey::from_slice(&full_bytes(scalar, FIELD)?).map_err(|_| Error::KeySizeRange)
+            }
+
+            /// A new key pair: (private scalar, uncompressed public point).
+            pub fn generate() -> (Zeroizing<Vec<u8>>, Vec<u8>) {
+                let sk = SigningKey::random(&mut rand_core::OsRng);
+                let point = VerifyingKey::from(&sk)
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec();
+                (Zeroizing::new(sk.to_bytes().to_vec()), point)
+            }
+
+            /// Checks a private scalar and returns its public point.
+            pub fn public_of(scalar: &[u8]) -> Result<Vec<u8>> {
+                Ok(VerifyingKey::from(&key(scalar)?)
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec())
+            }
+
+            /// Deterministic ECDSA (RFC 6979) over a digest: `r‖s`.
+            pub fn sign_prehash(scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
+                let digest = padded_digest(digest, FIELD)?;
+                let sig: Signature = key(scalar)?
+                    .sign_prehash(&digest)
+                    .map_err(|_| Error::DataLenRange)?;
+                Ok(sig.to_bytes().to_vec())
+            }
+
+            pub fn verify_prehash(point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
+                if sig.len() != 2 * FIELD {
+                    return Err(Error::SignatureLenRange);
+                }
+                let vk = VerifyingKey::from_sec1_bytes(point).map_err(|_| Error::KeyTypeInconsistent)?;
+                let sig = Signature::from_slice(sig).map_err(|_| Error::SignatureInvalid)?;
+                let digest = padded_digest(digest, FIELD).map_err(|_| Error::SignatureInvalid)?;
+                vk.verify_prehash(&digest, &sig)
+                    .map_err(|_| Error::SignatureInvalid)
+            }
+
+            /// ECDH: the x-coordinate of the shared point (`CKD_NULL`).
+            pub fn ecdh(scalar: &[u8], peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+                let secret =
+                    $krate::SecretKey::from_slice(&full_bytes(scalar, FIELD)?).map_err(|_| Error::KeySizeRange)?;
+                let pk = $krate::PublicKey::from_sec1_bytes(peer).map_err(|_| Error::MechanismParamInvalid)?;
+                let shared = $krate::ecdh::diffie_hellman(secret.to_nonzero_scalar(), pk.as_affine());
+                Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+            }
+
+            /// The private key as PKCS#8 (for wrapping).
+            pub fn to_pkcs8(scalar: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+                let sk =
+                    $krate::SecretKey::from_slice(&full_bytes(scalar, FIELD)?).map_err(|_| Error::KeyNotWrappable)?;
+                let der = sk.to_pkcs8_der().map_err(|_| Error::KeyNotWrappable)?;
+                Ok(Zeroizing::new(der.as_bytes().to_vec()))
+            }
+
+            /// The private scalar of a PKCS#8 key of this curve, if it is one.
+            pub fn from_pkcs8(der: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+                let sk = $krate::SecretKey::from_pkcs8_der(der).ok()?;
+                Some(Zeroizing::new(sk.to_bytes().to_vec()))
+            }
+        }
+    };
+}
+
+nist_curve!(p384c, p384, 48);
+nist_curve!(p521c, p521, 66);
+
+/// A new key pair on a NIST curve: (private scalar, uncompressed public point).
+pub fn generate(curve: Curve) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+    match curve {
+        Curve::P256 => Ok(p256_generate()),
+        Curve::P384 => Ok(p384c::generate()),
+        Curve::P521 => Ok(p521c::generate()),
+        Curve::Ed25519 => Err(Error::CurveNotSupported),
+    }
+}
+
+/// Checks a NIST-curve private scalar and returns its public point.
+pub fn public_of(curve: Curve, scalar: &[u8]) -> Result<Vec<u8>> {
+    match curve {
+        Curve::P256 => p256_public_of(scalar),
+        Curve::P384 => p384c::public_of(scalar),
+        Curve::P521 => p521c::public_of(scalar),
+        Curve::Ed25519 => Err(Error::CurveNotSupported),
+    }
+}
+
+/// ECDSA over a digest on a NIST curve, with the RustCrypto crates (P-256's provider path is
+/// `crypto::provider`): `r‖s`.
+pub fn sign_prehash(curve: Curve, scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
+    match curve {
+        Curve::P256 => p256_sign_prehash(scalar, digest),
+        Curve::P384 => p384c::sign_prehash(scalar, digest),
+        Curve::P521 => p521c::sign_prehash(scalar, digest),
+        Curve::Ed25519 => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+/// Checks `r‖s` over a digest on a NIST curve.
+pub fn verify_prehash(curve: Curve, point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
+    match curve {
+        Curve::P256 => p256_verify_prehash(point, digest, sig),
+        Curve::P384 => p384c::verify_prehash(point, digest, sig),
+        Curve::P521 => p521c::verify_prehash(point, digest, sig),
+        Curve::Ed25519 => Err(Error::KeyTypeInconsistent),
+    }
+}
+
+/// ECDH on a NIST curve (`CKD_NULL`).
+pub fn ecdh(curve: Curve, scalar: &[u8], peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    match curve {
+        Curve::P256 => p256_ecdh(scalar, peer),
+        Curve::P384 => p384c::ecdh(scalar, peer),
+        Curve::P521 => p521c::ecdh(scalar, peer),
+        Curve::Ed25519 => Err(Error::CurveNotSupported),
+    }
+}
+
+/// A NIST-curve private key as PKCS#8.
+pub fn to_pkcs8(curve: Curve, scalar: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    use p256::pkcs8::EncodePrivateKey;
+    match curve {
+        Curve::P256 => {
+            let sk = p256::SecretKey::from_slice(scalar).map_err(|_| Error::KeyNotWrappable)?;
+            let der = sk.to_pkcs8_der().map_err(|_| Error::KeyNotWrappable)?;
+            Ok(Zeroizing::new(der.as_bytes().to_vec()))
+        }
+        Curve::P384 => p384c::to_pkcs8(scalar),
+        Curve::P521 => p521c::to_pkcs8(scalar),
+        Curve::Ed25519 => Err(Error::KeyNotWrappable),
+    }
+}
+
+/// The curve and private scalar of a PKCS#8 NIST-curve key.
+pub fn from_pkcs8(der: &[u8]) -> Option<(Curve, Zeroizing<Vec<u8>>)> {
+    use p256::pkcs8::DecodePrivateKey;
+    if let Ok(sk) = p256::SecretKey::from_pkcs8_der(der) {
+        return Some((Curve::P256, Zeroizing::new(sk.to_bytes().to_vec())));
+    }
+    p384c::from_pkcs8(der)
+        .map(|k| (Curve::P384, k))
+        .or_else(|| p521c::from_pkcs8(der).map(|k| (Curve::P521, k)))
 }
 
 /// A new P-256 key pair: (private scalar, uncompressed public point).
@@ -112,26 +334,9 @@ pub fn p256_public_of(scalar: &[u8]) -> Result<Vec<u8>> {
         .to_vec())
 }
 
-/// A `CKM_ECDSA` input as the ecdsa crate takes it. ECDSA reads the digest as an integer (SEC 1
-/// §4.1.3; PKCS#11 sets no length): one shorter than the field is the same number with zero
-/// bytes in front, which the crate, asking for at least half the field, then accepts. Longer
-/// ones are the crate's to truncate. An empty input is refused.
-fn field_digest(digest: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
-    const FIELD: usize = 32;
-    match digest.len() {
-        0 => Err(Error::DataLenRange),
-        n if n < FIELD => {
-            let mut e = vec![0u8; FIELD];
-            e[FIELD - n..].copy_from_slice(digest);
-            Ok(e.into())
-        }
-        _ => Ok(digest.into()),
-    }
-}
-
 /// ECDSA over a caller-supplied digest (`CKM_ECDSA`): `r‖s`, 64 bytes.
 pub fn p256_sign_prehash(scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
-    let digest = &*field_digest(digest)?;
+    let digest = &*padded_digest(digest, 32)?;
     // What SigningKey::sign_prehash does (RFC 6979 k, the digest reduced by bits2field), on the
     // scalar alone: a SigningKey would first compute the public key, a second scalar
     // multiplication as costly as the signature (keygate bench: half the time of CKM_ECDSA).
@@ -154,7 +359,7 @@ pub fn p256_verify_prehash(point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()
     }
     let vk = VerifyingKey::from_sec1_bytes(point).map_err(|_| Error::KeyTypeInconsistent)?;
     let sig = Signature::from_slice(sig).map_err(|_| Error::SignatureInvalid)?;
-    let digest = field_digest(digest).map_err(|_| Error::SignatureInvalid)?;
+    let digest = padded_digest(digest, 32).map_err(|_| Error::SignatureInvalid)?;
     vk.verify_prehash(&digest, &sig).map_err(|_| Error::SignatureInvalid)
 }
 
@@ -217,6 +422,29 @@ mod tests {
         }
         assert_eq!(p256_sign_prehash(&[0u8; 32], &[7u8; 32]), Err(Error::KeySizeRange));
         assert_eq!(p256_sign_prehash(&a, &[]), Err(Error::DataLenRange));
+    }
+
+    /// P-384 and P-521: a generated key's public point checks, signatures verify (and not
+    /// over another digest), ECDH agrees both ways, and PKCS#8 gives back the curve and scalar.
+    #[test]
+    fn p384_and_p521_round_trips() {
+        for curve in [Curve::P384, Curve::P521] {
+            let (a, pa) = generate(curve).unwrap();
+            let (b, pb) = generate(curve).unwrap();
+            assert_eq!(pa.len(), curve.point_len());
+            assert_eq!(raw_point(curve, &der_octet_string(&pa).unwrap()).unwrap(), pa);
+            assert_eq!(public_of(curve, &a).unwrap(), pa);
+            for digest in [&[3u8; 32][..], &[4u8; 48], &[5u8; 64], b"HI BOB!"] {
+                let sig = sign_prehash(curve, &a, digest).unwrap();
+                verify_prehash(curve, &pa, digest, &sig).unwrap();
+                assert_eq!(verify_prehash(curve, &pb, digest, &sig), Err(Error::SignatureInvalid));
+            }
+            assert_eq!(*ecdh(curve, &a, &pb).unwrap(), *ecdh(curve, &b, &pa).unwrap());
+            let der = to_pkcs8(curve, &a).unwrap();
+            let (c, scalar) = from_pkcs8(&der).unwrap();
+            assert_eq!((c, &scalar[..]), (curve, &a[..]));
+            assert_eq!(curve_from_params(curve.oid()), Ok(curve));
+        }
     }
 
     #[test]

@@ -97,10 +97,10 @@ pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
         key_type::EC if attrs.class().ok()? == class::PUBLIC_KEY => {
             let params = attrs.get(attr::EC_PARAMS)?;
             let point = attrs.get(attr::EC_POINT)?;
-            // The curve as its OID (a named P-256 is written as one); another curve an HSM
+            // The curve as its OID (a curve given by name is written as one); another curve an HSM
             // knows is taken as its `CKA_EC_PARAMS` if that is an OID.
             let (curve, raw) = match ec::curve_from_params(params) {
-                Ok(c @ ec::Curve::P256) => (ec::P256_OID, ec::raw_point(c, point).ok()?),
+                Ok(c) if c.is_nist() => (c.oid(), ec::raw_point(c, point).ok()?),
                 Ok(_) => return None,
                 Err(_) => (params, ec::strip_octet_string(point).to_vec()),
             };

@@ -64,7 +64,7 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
                 .get(attr::VALUE)
                 .ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?;
             let ok = match (curve_of(attrs)?, kt) {
-                (ec::Curve::P256, Some(key_type::EC)) => ec::p256_public_of(v).is_ok(),
+                (c, Some(key_type::EC)) if c.is_nist() => ec::public_of(c, v).is_ok(),
                 (ec::Curve::Ed25519, Some(key_type::EC_EDWARDS)) => eddsa::public_of(v).is_ok(),
                 _ => return Err(Error::TemplateInconsistent("curve does not fit the key type")),
             };
@@ -74,7 +74,7 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
         }
         (class::PUBLIC_KEY, Some(key_type::EC)) | (class::PUBLIC_KEY, Some(key_type::EC_EDWARDS)) => {
             let curve = curve_of(attrs)?;
-            if (curve == ec::Curve::P256) != (kt == Some(key_type::EC)) {
+            if curve.is_nist() != (kt == Some(key_type::EC)) {
                 return Err(Error::TemplateInconsistent("curve does not fit the key type"));
             }
             let point = attrs
@@ -95,11 +95,7 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
 fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     match (attrs.class()?, attrs.key_type()) {
         (class::SECRET_KEY, _) => Ok(Zeroizing::new(secret.to_vec())),
-        (class::PRIVATE_KEY, Some(key_type::EC)) => {
-            let sk = p256::SecretKey::from_slice(secret).map_err(|_| Error::KeyNotWrappable)?;
-            let der = sk.to_pkcs8_der().map_err(|_| Error::KeyNotWrappable)?;
-            Ok(Zeroizing::new(der.as_bytes().to_vec()))
-        }
+        (class::PRIVATE_KEY, Some(key_type::EC)) => ec::to_pkcs8(curve_of(attrs)?, secret),
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
             // RFC 8410 PKCS#8 v1: the seed alone.
             let seed: &[u8; 32] = secret.try_into().map_err(|_| Error::KeyNotWrappable)?;
@@ -120,9 +116,9 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
     match (template.class()?, template.key_type()) {
         (class::SECRET_KEY, _) => template.set(attr::VALUE, bytes.to_vec()),
         (class::PRIVATE_KEY, Some(key_type::EC)) => {
-            let sk = p256::SecretKey::from_pkcs8_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
-            template.set(attr::VALUE, sk.to_bytes().to_vec());
-            template.set(attr::EC_PARAMS, ec::P256_OID.to_vec());
+            let (curve, scalar) = ec::from_pkcs8(&bytes).ok_or(Error::WrappedKeyInvalid)?;
+            template.set(attr::VALUE, scalar.to_vec());
+            template.set(attr::EC_PARAMS, curve.oid().to_vec());
         }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
             // PKCS#8 v1, or v2 with the public key (RFC 8410 §7), which is checked.
@@ -261,7 +257,7 @@ impl Backend for LocalBackend {
     ) -> Result<(ObjectId, ObjectId)> {
         let curve = curve_of(&public)?;
         let (secret, point) = match (mech, curve) {
-            (Mechanism::EcKeyPairGen, ec::Curve::P256) => ec::p256_generate(),
+            (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
             (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
             (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => return Err(Error::CurveNotSupported),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -336,8 +332,9 @@ impl Backend for LocalBackend {
         if br.attrs.class()? != class::PRIVATE_KEY || br.attrs.key_type() != Some(key_type::EC) {
             return Err(Error::KeyTypeInconsistent);
         }
-        let peer = ec::raw_point(ec::Curve::P256, public_data).map_err(|_| Error::MechanismParamInvalid)?;
-        let z = ec::p256_ecdh(&self.secret(&br)?, &peer)?;
+        let curve = curve_of(&br.attrs)?;
+        let peer = ec::raw_point(curve, public_data).map_err(|_| Error::MechanismParamInvalid)?;
+        let z = ec::ecdh(curve, &self.secret(&br)?, &peer)?;
         let len = match (value_len(&t)?, t.key_type()) {
             (Some(l), _) => l,
             (None, Some(key_type::AES)) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),
@@ -358,8 +355,12 @@ impl Backend for LocalBackend {
         let r = self.opened(key)?;
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
-            (Mechanism::Ecdsa, Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, None)),
-            (Mechanism::EcdsaWith(d), Some(key_type::EC)) => Box::new(ops::EcdsaSign::new(self.secret(&r)?, Some(*d))),
+            (Mechanism::Ecdsa, Some(key_type::EC)) => {
+                Box::new(ops::EcdsaSign::new(curve_of(&r.attrs)?, self.secret(&r)?, None))
+            }
+            (Mechanism::EcdsaWith(d), Some(key_type::EC)) => {
+                Box::new(ops::EcdsaSign::new(curve_of(&r.attrs)?, self.secret(&r)?, Some(*d)))
+            }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 let seed = self.secret(&r)?;
                 let public = match r.ed25519_public.get() {
@@ -400,12 +401,12 @@ impl Backend for LocalBackend {
         let kt = r.attrs.key_type();
         Ok(match (mech, kt) {
             (Mechanism::Ecdsa | Mechanism::EcdsaWith(_), Some(key_type::EC)) => {
-                let (_, point) = Self::ec_public_point(&r.attrs)?;
+                let (curve, point) = Self::ec_public_point(&r.attrs)?;
                 let pre = match mech {
                     Mechanism::EcdsaWith(d) => Some(*d),
                     _ => None,
                 };
-                Box::new(ops::EcdsaVerify::new(point, pre))
+                Box::new(ops::EcdsaVerify::new(curve, point, pre))
             }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))

@@ -11,6 +11,7 @@ pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::crypto::aes;
 use crate::crypto::digest::{Hasher, HmacAny};
+use crate::crypto::ec::{self, Curve};
 use crate::crypto::provider;
 use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
@@ -44,15 +45,18 @@ impl Input {
     }
 }
 
-/// ECDSA on P-256 with a private scalar.
+/// ECDSA on a NIST curve with a private scalar. P-256 goes through the crypto provider (the
+/// fast path); P-384 and P-521 through their RustCrypto crates.
 pub struct EcdsaSign {
+    curve: Curve,
     scalar: Secret,
     input: Input,
 }
 
 impl EcdsaSign {
-    pub fn new(scalar: Secret, prehash: Option<DigestAlg>) -> Self {
+    pub fn new(curve: Curve, scalar: Secret, prehash: Option<DigestAlg>) -> Self {
         Self {
+            curve,
             scalar,
             input: Input::new(prehash),
         }
@@ -66,19 +70,24 @@ impl SignOp for EcdsaSign {
     }
     fn finish(self: Box<Self>) -> Result<Vec<u8>> {
         let digest = self.input.finish();
-        provider().p256_sign_prehash(&self.scalar, &digest)
+        match self.curve {
+            Curve::P256 => provider().p256_sign_prehash(&self.scalar, &digest),
+            other => ec::sign_prehash(other, &self.scalar, &digest),
+        }
     }
 }
 
-/// ECDSA verification on P-256 with an uncompressed public point.
+/// ECDSA verification on a NIST curve with an uncompressed public point.
 pub struct EcdsaVerify {
+    curve: Curve,
     point: Vec<u8>,
     input: Input,
 }
 
 impl EcdsaVerify {
-    pub fn new(point: Vec<u8>, prehash: Option<DigestAlg>) -> Self {
+    pub fn new(curve: Curve, point: Vec<u8>, prehash: Option<DigestAlg>) -> Self {
         Self {
+            curve,
             point,
             input: Input::new(prehash),
         }
@@ -92,7 +101,10 @@ impl VerifyOp for EcdsaVerify {
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
         let digest = self.input.finish();
-        provider().p256_verify_prehash(&self.point, &digest, signature)
+        match self.curve {
+            Curve::P256 => provider().p256_verify_prehash(&self.point, &digest, signature),
+            other => ec::verify_prehash(other, &self.point, &digest, signature),
+        }
     }
 }
 
