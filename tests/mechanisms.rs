@@ -645,3 +645,70 @@ fn ec_point_any(s: &Session, key: cryptoki::object::ObjectHandle) -> Vec<u8> {
         other => panic!("{other:?}"),
     }
 }
+
+/// ECDH with the ANSI X9.63 KDFs (`CKD_SHA256_KDF`, `CKD_SHA512_KDF`) and shared info: the
+/// derived key is SHA-n(Z ‖ counter ‖ SharedInfo)… cut to `CKA_VALUE_LEN`, computed here from
+/// the shared secret OpenSSL derives.
+#[test]
+fn ecdh_with_x963_kdfs_matches_the_formula() {
+    use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+    use sha2::Digest;
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let (_, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[Attribute::EcParams(P256_OID.to_vec())],
+            &[Attribute::Derive(true), Attribute::Token(false)],
+        )
+        .unwrap();
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+    let other = openssl::ec::EcKey::generate(&group).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let other_point = other
+        .public_key()
+        .to_bytes(&group, openssl::ec::PointConversionForm::UNCOMPRESSED, &mut ctx)
+        .unwrap();
+    let shared_info = b"keygate x9.63 test";
+    let derive = |kdf: EcKdf, len: u64| {
+        let h = s.derive_key(
+            &Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(kdf, &other_point)),
+            private,
+            &[
+                Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::ValueLen(len.into()),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ],
+        )?;
+        match s
+            .get_attributes(h, &[cryptoki::object::AttributeType::Value])?
+            .remove(0)
+        {
+            Attribute::Value(v) => Ok::<_, CkError>(v),
+            other => panic!("{other:?}"),
+        }
+    };
+    let z = derive(EcKdf::null(), 32).unwrap();
+    let x963 = |z: &[u8], len: usize, h: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let mut out = Vec::new();
+        for counter in 1u32.. {
+            if out.len() >= len {
+                break;
+            }
+            out.extend(h(&[z, &counter.to_be_bytes()[..], &shared_info[..]].concat()));
+        }
+        out.truncate(len);
+        out
+    };
+    let got = derive(EcKdf::sha256(shared_info), 40);
+    let got512 = derive(EcKdf::sha512(shared_info), 32);
+    if target() == Target::SelfManaged {
+        assert_eq!(got.unwrap(), x963(&z, 40, &|d| sha2::Sha256::digest(d).to_vec()));
+        assert_eq!(got512.unwrap(), x963(&z, 32, &|d| sha2::Sha512::digest(d).to_vec()));
+    } else {
+        // SoftHSM2 2.6.1 derives with CKD_NULL only.
+        assert!(got.is_err() && got512.is_err(), "{got:?}");
+    }
+}

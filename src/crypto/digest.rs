@@ -46,6 +46,24 @@ impl Hasher {
     }
 }
 
+/// The ANSI X9.63 key derivation function (SEC 1 §3.6.1), PKCS#11's `CKD_SHA*_KDF`:
+/// `Hash(Z ‖ counter ‖ SharedInfo)` for a 32-bit big-endian counter from 1, concatenated and
+/// cut to `len` bytes.
+pub fn x963_kdf(alg: DigestAlg, z: &[u8], shared: &[u8], len: usize) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(len + 64));
+    let mut counter: u32 = 1;
+    while out.len() < len {
+        let mut h = Hasher::new(alg);
+        h.update(z);
+        h.update(&counter.to_be_bytes());
+        h.update(shared);
+        out.extend_from_slice(&zeroize::Zeroizing::new(h.finish()));
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()

@@ -200,10 +200,16 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Scratch) -> Result<C
             shared_data,
             public_data,
         } => {
-            if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
-                return Err(Error::MechanismParamInvalid);
-            }
-            CkMech::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), public_data))
+            let kdf = match *kdf {
+                pkcs11_sys::CKD_NULL if shared_data.is_empty() => EcKdf::null(),
+                pkcs11_sys::CKD_SHA1_KDF => EcKdf::sha1(shared_data),
+                pkcs11_sys::CKD_SHA224_KDF => EcKdf::sha224(shared_data),
+                pkcs11_sys::CKD_SHA256_KDF => EcKdf::sha256(shared_data),
+                pkcs11_sys::CKD_SHA384_KDF => EcKdf::sha384(shared_data),
+                pkcs11_sys::CKD_SHA512_KDF => EcKdf::sha512(shared_data),
+                _ => return Err(Error::MechanismParamInvalid),
+            };
+            CkMech::Ecdh1Derive(Ecdh1DeriveParams::new(kdf, public_data))
         }
         Mechanism::AesGcm { iv, aad, tag_bits } => {
             scratch.iv.clear();

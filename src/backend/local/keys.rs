@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::ops;
 use super::LocalBackend;
 use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
-use crate::crypto::{self, aes, ec, eddsa};
+use crate::crypto::{self, aes, digest, ec, eddsa};
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, key_type, AttrMap};
 use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin, MECHANISMS};
@@ -325,9 +325,16 @@ impl Backend for LocalBackend {
         else {
             return Err(Error::MechanismInvalid(mech.ty()));
         };
-        if *kdf != pkcs11_sys::CKD_NULL || !shared_data.is_empty() {
-            return Err(Error::MechanismParamInvalid);
-        }
+        use crate::model::mechanisms::DigestAlg;
+        let kdf = match *kdf {
+            pkcs11_sys::CKD_NULL if shared_data.is_empty() => None,
+            pkcs11_sys::CKD_SHA1_KDF => Some(DigestAlg::Sha1),
+            pkcs11_sys::CKD_SHA224_KDF => Some(DigestAlg::Sha224),
+            pkcs11_sys::CKD_SHA256_KDF => Some(DigestAlg::Sha256),
+            pkcs11_sys::CKD_SHA384_KDF => Some(DigestAlg::Sha384),
+            pkcs11_sys::CKD_SHA512_KDF => Some(DigestAlg::Sha512),
+            _ => return Err(Error::MechanismParamInvalid),
+        };
         let br = self.opened(base)?;
         if br.attrs.class()? != class::PRIVATE_KEY || br.attrs.key_type() != Some(key_type::EC) {
             return Err(Error::KeyTypeInconsistent);
@@ -335,18 +342,25 @@ impl Backend for LocalBackend {
         let curve = curve_of(&br.attrs)?;
         let peer = ec::raw_point(curve, public_data).map_err(|_| Error::MechanismParamInvalid)?;
         let z = ec::ecdh(curve, &self.secret(&br)?, &peer)?;
-        let len = match (value_len(&t)?, t.key_type()) {
-            (Some(l), _) => l,
-            (None, Some(key_type::AES)) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),
-            (None, _) => z.len(),
+        let len = match (value_len(&t)?, t.key_type(), kdf) {
+            (Some(l), ..) => l,
+            (None, Some(key_type::AES), _) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),
+            (None, _, None) => z.len(),
+            (None, _, Some(d)) => d.output_len(),
         };
-        if len == 0 || len > z.len() {
-            return Err(Error::TemplateInconsistent(
-                "CKA_VALUE_LEN longer than the shared secret",
-            ));
+        match kdf {
+            // PKCS#11 (and SoftHSM2) keep the rightmost bytes when a shorter key is asked for.
+            None if len > 0 && len <= z.len() => t.set(attr::VALUE, z[z.len() - len..].to_vec()),
+            None => {
+                return Err(Error::TemplateInconsistent(
+                    "CKA_VALUE_LEN longer than the shared secret",
+                ))
+            }
+            Some(d) if (1..=512).contains(&len) => {
+                t.set(attr::VALUE, digest::x963_kdf(d, &z, shared_data, len).to_vec())
+            }
+            Some(_) => return Err(Error::TemplateInconsistent("CKA_VALUE_LEN out of range")),
         }
-        // PKCS#11 (and SoftHSM2) keep the rightmost bytes when a shorter key is asked for.
-        t.set(attr::VALUE, z[z.len() - len..].to_vec());
         complete_material(&mut t)?;
         self.generated(lifetime, t)
     }
