@@ -25,6 +25,9 @@ pub const WORKLOADS: &[&str] = &[
     "aes-gcm-4k",
     "aes-gcm-1m",
     "aes-wrap",
+    "p384-sign",
+    "aes-cbc-4k",
+    "hmac-sha256-64",
     "sha256-64",
     "random-32",
     "aes-keygen",
@@ -78,7 +81,7 @@ impl Outcome {
     }
 }
 
-type BenchResult<T> = Result<T, String>;
+pub(crate) type BenchResult<T> = Result<T, String>;
 
 /// Generates a 256-bit AES token key labelled `label`.
 fn aes_token_key(t: &Session, label: &[u8]) -> BenchResult<cryptoki::object::ObjectHandle> {
@@ -97,7 +100,7 @@ fn aes_token_key(t: &Session, label: &[u8]) -> BenchResult<cryptoki::object::Obj
     )
 }
 
-fn ck<T>(r: cryptoki::error::Result<T>, what: &str) -> BenchResult<T> {
+pub(crate) fn ck<T>(r: cryptoki::error::Result<T>, what: &str) -> BenchResult<T> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
@@ -105,13 +108,13 @@ const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 
 const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
 /// What one thread does per operation, given its session and its index of operation.
-type Step<'a> = Box<dyn Fn(&Session, u64) -> BenchResult<()> + Send + Sync + 'a>;
+pub(crate) type Step<'a> = Box<dyn Fn(&Session, u64) -> BenchResult<()> + Send + Sync + 'a>;
 
-struct Prepared<'a> {
-    step: Step<'a>,
-    bytes_per_op: usize,
+pub(crate) struct Prepared<'a> {
+    pub(crate) step: Step<'a>,
+    pub(crate) bytes_per_op: usize,
     /// Workloads whose state is per application (login) run on one thread only.
-    single_thread: bool,
+    pub(crate) single_thread: bool,
 }
 
 /// Runs every workload of `o`, reporting each as it finishes: its result, or why it could not
@@ -192,7 +195,7 @@ fn point(s: &Session, public: ObjectHandle) -> BenchResult<Vec<u8>> {
     }
 }
 
-fn aes_key(s: &Session, value: &[u8], extra: &[Attribute]) -> BenchResult<ObjectHandle> {
+pub(crate) fn aes_key(s: &Session, value: &[u8], extra: &[Attribute]) -> BenchResult<ObjectHandle> {
     let mut t = vec![
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
@@ -214,7 +217,7 @@ fn gcm_iv(i: u64) -> [u8; 12] {
 /// Makes a workload's objects in the admin session, checks one operation against an
 /// independent implementation, and returns the timed step.
 /// A workload step of no particular byte count that may run on several threads.
-fn plain(step: Step<'_>) -> Prepared<'_> {
+pub(crate) fn plain(step: Step<'_>) -> Prepared<'_> {
     Prepared {
         step,
         bytes_per_op: 0,
@@ -227,6 +230,9 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
         "ecdsa-sign" | "ecdsa-verify" => prepare_ecdsa(s, w)?,
         "ed25519-sign" | "ed25519-verify" => prepare_ed25519(s, w)?,
         "aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m" => prepare_gcm(s, w)?,
+        "p384-sign" => super::bench_mechanisms::p384_sign(s)?,
+        "aes-cbc-4k" => super::bench_mechanisms::aes_cbc_4k(s)?,
+        "hmac-sha256-64" => super::bench_mechanisms::hmac_sha256_64(s)?,
         "aes-wrap" => {
             let kek_value = [0x11u8; 32];
             let target_value = [0x22u8; 32];

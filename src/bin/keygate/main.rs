@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod admin;
 mod bench;
+mod bench_mechanisms;
 mod cli;
 mod import;
 mod log;
