@@ -129,6 +129,29 @@ fn padded_digest(digest: &[u8], field: usize) -> Result<std::borrow::Cow<'_, [u8
     }
 }
 
+/// SEC 1 §4.1.3 for a curve whose order has `order_bits` bits: a digest longer than that is
+/// cut to its leftmost `order_bits` bits. The crates cut to whole bytes, which differs for
+/// P-521 (521 bits in 66 bytes) on digests of 66 bytes or more; OpenSSL cuts to bits.
+fn leftmost_bits(digest: &[u8], order_bits: usize) -> std::borrow::Cow<'_, [u8]> {
+    let extra = (digest.len() * 8).saturating_sub(order_bits);
+    if extra == 0 {
+        return digest.into();
+    }
+    let (bytes, bits) = (extra / 8, extra % 8);
+    let kept = &digest[..digest.len() - bytes];
+    if bits == 0 {
+        return kept.into();
+    }
+    let mut out = vec![0u8; kept.len()];
+    for (i, b) in kept.iter().enumerate() {
+        out[i] = b >> bits;
+        if i > 0 {
+            out[i] |= kept[i - 1] << (8 - bits);
+        }
+    }
+    out.into()
+}
+
 /// A private scalar as `field` big-endian bytes: shorter integers are left-padded (some
 /// importers strip leading zeros).
 fn full_bytes(scalar: &[u8], field: usize) -> Result<Zeroizing<Vec<u8>>> {
@@ -142,9 +165,9 @@ fn full_bytes(scalar: &[u8], field: usize) -> Result<Zeroizing<Vec<u8>>> {
 
 /// ECDSA, ECDH and PKCS#8 on one more NIST curve through its RustCrypto crate.
 macro_rules! nist_curve {
-    ($module:ident, $krate:ident, $field:expr) => {
+    ($module:ident, $krate:ident, $field:expr, $order_bits:expr) => {
         pub mod $module {
-            use super::{full_bytes, padded_digest};
+            use super::{full_bytes, leftmost_bits, padded_digest};
             use crate::error::{Error, Result};
             use zeroize::Zeroizing;
             use $krate::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
@@ -178,7 +201,8 @@ macro_rules! nist_curve {
 
             /// Deterministic ECDSA (RFC 6979) over a digest: `r‖s`.
             pub fn sign_prehash(scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
-                let digest = padded_digest(digest, FIELD)?;
+                let digest = leftmost_bits(digest, $order_bits);
+                let digest = padded_digest(&digest, FIELD)?;
                 let sig: Signature = key(scalar)?
                     .sign_prehash(&digest)
                     .map_err(|_| Error::DataLenRange)?;
@@ -191,7 +215,8 @@ macro_rules! nist_curve {
                 }
                 let vk = VerifyingKey::from_sec1_bytes(point).map_err(|_| Error::KeyTypeInconsistent)?;
                 let sig = Signature::from_slice(sig).map_err(|_| Error::SignatureInvalid)?;
-                let digest = padded_digest(digest, FIELD).map_err(|_| Error::SignatureInvalid)?;
+                let digest = leftmost_bits(digest, $order_bits);
+                let digest = padded_digest(&digest, FIELD).map_err(|_| Error::SignatureInvalid)?;
                 vk.verify_prehash(&digest, &sig)
                     .map_err(|_| Error::SignatureInvalid)
             }
@@ -222,8 +247,8 @@ macro_rules! nist_curve {
     };
 }
 
-nist_curve!(p384c, p384, 48);
-nist_curve!(p521c, p521, 66);
+nist_curve!(p384c, p384, 48, 384);
+nist_curve!(p521c, p521, 66, 521);
 
 /// A new key pair on a NIST curve: (private scalar, uncompressed public point).
 pub fn generate(curve: Curve) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {

@@ -25,6 +25,14 @@ pub trait CryptoProvider: Send + Sync {
     fn p256_verify_prehash(&self, point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
         ec::p256_verify_prehash(point, digest, sig)
     }
+    /// ECDSA over a digest on P-384 or P-521: `r‖s`.
+    fn ec_sign_prehash(&self, curve: ec::Curve, scalar: &[u8], digest: &[u8]) -> Result<Vec<u8>> {
+        ec::sign_prehash(curve, scalar, digest)
+    }
+    /// Checks `r‖s` over a digest on P-384 or P-521.
+    fn ec_verify_prehash(&self, curve: ec::Curve, point: &[u8], digest: &[u8], sig: &[u8]) -> Result<()> {
+        ec::verify_prehash(curve, point, digest, sig)
+    }
     /// `public` is the one [`eddsa::verifying_key`] derived from `seed`.
     fn ed25519_sign(&self, seed: &[u8], public: &ed25519_dalek::VerifyingKey, msg: &[u8]) -> Result<Vec<u8>> {
         eddsa::sign(seed, public, msg)

@@ -11,7 +11,7 @@ pub type Secret = Arc<Zeroizing<Vec<u8>>>;
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::crypto::aes;
 use crate::crypto::digest::{Hasher, HmacAny};
-use crate::crypto::ec::{self, Curve};
+use crate::crypto::ec::Curve;
 use crate::crypto::provider;
 use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
@@ -45,8 +45,8 @@ impl Input {
     }
 }
 
-/// ECDSA on a NIST curve with a private scalar. P-256 goes through the crypto provider (the
-/// fast path); P-384 and P-521 through their RustCrypto crates.
+/// ECDSA on a NIST curve with a private scalar, through the crypto provider (OpenSSL's, or the
+/// RustCrypto crates).
 pub struct EcdsaSign {
     curve: Curve,
     scalar: Secret,
@@ -72,7 +72,7 @@ impl SignOp for EcdsaSign {
         let digest = self.input.finish();
         match self.curve {
             Curve::P256 => provider().p256_sign_prehash(&self.scalar, &digest),
-            other => ec::sign_prehash(other, &self.scalar, &digest),
+            other => provider().ec_sign_prehash(other, &self.scalar, &digest),
         }
     }
 }
@@ -103,7 +103,7 @@ impl VerifyOp for EcdsaVerify {
         let digest = self.input.finish();
         match self.curve {
             Curve::P256 => provider().p256_verify_prehash(&self.point, &digest, signature),
-            other => ec::verify_prehash(other, &self.point, &digest, signature),
+            other => provider().ec_verify_prehash(other, &self.point, &digest, signature),
         }
     }
 }
