@@ -125,10 +125,11 @@ fn a_second_process_signs_through_p11_kit_server() {
 
 /// What p11-kit 0.24's RPC carries (README, "Using keygate from another process or
 /// container"). p11-kit passes only mechanisms whose parameters its protocol knows, and lists
-/// only those: from a self-managed token, key generation (AES, generic secret, P-256),
-/// `CKM_ECDSA` on a digest, SHA-1 and SHA-2 digests, `CKM_SHA*_HMAC`, AES-ECB and random numbers. AES-GCM,
-/// AES-CBC, AES key wrap (with or without padding), EdDSA, `CKM_ECDSA_SHA*`, the HMAC
-/// `_GENERAL` mechanisms and ECDH are refused with
+/// only those: from a self-managed token, key generation (AES, generic secret, P-256, RSA),
+/// `CKM_ECDSA` on a digest, SHA-1 and SHA-2 digests, `CKM_SHA*_HMAC`, AES-ECB, RSA PKCS#1 v1.5
+/// (raw and `CKM_SHA*_RSA_PKCS`), `CKM_RSA_PKCS_PSS` on a digest, RSA-OAEP and random numbers.
+/// AES-GCM, AES-CBC, AES key wrap (with or without padding), EdDSA, `CKM_ECDSA_SHA*`,
+/// `CKM_SHA*_RSA_PKCS_PSS`, the HMAC `_GENERAL` mechanisms and ECDH are refused with
 /// `CKR_MECHANISM_INVALID` before they reach keygate. If a newer p11-kit carries more, this
 /// test fails and the README should say so.
 #[test]
@@ -156,6 +157,13 @@ fn which_mechanisms_survive_p11_kit_rpc() {
         M::SHA384_HMAC,
         M::SHA512_HMAC,
         M::AES_ECB,
+        M::RSA_PKCS_KEY_PAIR_GEN,
+        M::RSA_PKCS,
+        M::RSA_PKCS_OAEP,
+        M::RSA_PKCS_PSS,
+        M::SHA256_RSA_PKCS,
+        M::SHA384_RSA_PKCS,
+        M::SHA512_RSA_PKCS,
     ];
     want.sort_by_key(|m| **m);
     assert_eq!(
@@ -173,6 +181,15 @@ fn which_mechanisms_survive_p11_kit_rpc() {
     assert_eq!(s.sign(&Mechanism::Sha256Hmac, secret, b"m").unwrap().len(), 32);
     assert_eq!(s.digest(&Mechanism::Sha512, b"m").unwrap().len(), 64);
     assert_eq!(s.generate_random_vec(16).unwrap().len(), 16);
+    let (rsa_public, rsa_private) = s
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[Attribute::ModulusBits(2048u64.into()), Attribute::Verify(true)],
+            &[Attribute::Sign(true)],
+        )
+        .unwrap();
+    let sig = s.sign(&Mechanism::Sha256RsaPkcs, rsa_private, b"m").unwrap();
+    s.verify(&Mechanism::Sha256RsaPkcs, rsa_public, b"m", &sig).unwrap();
     let aes = s
         .generate_key(
             &Mechanism::AesKeyGen,

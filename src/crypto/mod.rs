@@ -8,6 +8,8 @@ pub mod ec;
 pub mod eddsa;
 #[cfg(feature = "openssl")]
 pub mod openssl;
+#[cfg(feature = "openssl")]
+pub mod rsa;
 
 pub mod provider;
 

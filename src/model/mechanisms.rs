@@ -195,6 +195,28 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::SHA256_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
     (mech::SHA384_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
     (mech::SHA512_HMAC_GENERAL, info(1, 512, SIGN | VERIFY)),
+    // RSA, in bits, only where OpenSSL does it (src/crypto/rsa.rs says why). CKM_RSA_PKCS's
+    // encryption flags are here because the mechanism has them; the policy floor strips them.
+    #[cfg(feature = "openssl")]
+    (mech::RSA_PKCS_KEY_PAIR_GEN, info(2048, 8192, GENERATE_KEY_PAIR)),
+    #[cfg(feature = "openssl")]
+    (mech::RSA_PKCS, info(2048, 8192, SIGN | VERIFY | ENCRYPT | DECRYPT)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA256_RSA_PKCS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA384_RSA_PKCS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA512_RSA_PKCS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::RSA_PKCS_PSS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA256_RSA_PKCS_PSS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA384_RSA_PKCS_PSS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::SHA512_RSA_PKCS_PSS, info(2048, 8192, SIGN | VERIFY)),
+    #[cfg(feature = "openssl")]
+    (mech::RSA_PKCS_OAEP, info(2048, 8192, ENCRYPT | DECRYPT | WRAP | UNWRAP)),
 ];
 
 /// Looks a mechanism up in a table.

@@ -231,6 +231,23 @@ pub fn readable(obj: &AttrMap, ty: u64) -> Readable<'_> {
     if let Some(v) = obj.get(ty) {
         return Readable::Value(v);
     }
+    // The table is per class; these attributes belong to one key type of it.
+    let rsa = obj.key_type() == Some(crate::model::attributes::key_type::RSA);
+    let rsa_only = matches!(
+        ty,
+        attr::MODULUS
+            | attr::MODULUS_BITS
+            | attr::PUBLIC_EXPONENT
+            | attr::PRIVATE_EXPONENT
+            | attr::PRIME_1
+            | attr::PRIME_2
+            | attr::EXPONENT_1
+            | attr::EXPONENT_2
+            | attr::COEFFICIENT
+    );
+    if rsa_only != rsa && (rsa_only || ty == attr::VALUE) && cls != class::DATA && cls != class::CERTIFICATE {
+        return Readable::Invalid;
+    }
     match rule_for(ty, cls) {
         Some(r) if r.flags & flag::SECRET != 0 => {
             if obj.flag(attr::SENSITIVE) || !obj.flag(attr::EXTRACTABLE) {

@@ -5,6 +5,8 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use zeroize::Zeroizing;
 
 use super::ops;
+#[cfg(feature = "openssl")]
+use super::rsa;
 use super::LocalBackend;
 use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::crypto::{self, aes, digest, ec, eddsa};
@@ -72,6 +74,10 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
                 return Err(Error::AttributeValueInvalid(attr::VALUE));
             }
         }
+        #[cfg(feature = "openssl")]
+        (class::PRIVATE_KEY, Some(key_type::RSA)) => rsa::complete_private(attrs)?,
+        #[cfg(feature = "openssl")]
+        (class::PUBLIC_KEY, Some(key_type::RSA)) => rsa::complete_public(attrs)?,
         (class::PUBLIC_KEY, Some(key_type::EC)) | (class::PUBLIC_KEY, Some(key_type::EC_EDWARDS)) => {
             let curve = curve_of(attrs)?;
             if curve.is_nist() != (kt == Some(key_type::EC)) {
@@ -107,6 +113,8 @@ fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
             .map_err(|_| Error::KeyNotWrappable)?;
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
+        #[cfg(feature = "openssl")]
+        (class::PRIVATE_KEY, Some(key_type::RSA)) => crate::crypto::rsa::to_pkcs8(secret),
         _ => Err(Error::KeyNotWrappable),
     }
 }
@@ -128,6 +136,11 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
                 template.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
             }
             template.set(attr::VALUE, seed.to_vec());
+        }
+        #[cfg(feature = "openssl")]
+        (class::PRIVATE_KEY, Some(key_type::RSA)) => {
+            let pkcs1 = crate::crypto::rsa::from_pkcs8(&bytes).ok_or(Error::WrappedKeyInvalid)?;
+            template.set(attr::VALUE, pkcs1.to_vec());
         }
         _ => return Err(Error::TemplateInconsistent("cannot unwrap into this class or key type")),
     }
@@ -196,6 +209,10 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self, _session: u64, lifetime: Lifetime, mut attrs: AttrMap) -> Result<ObjectId> {
+        // Not an attribute of RSA keys (the sealed PKCS#1 secret goes by that name inside).
+        if attrs.key_type() == Some(key_type::RSA) && attrs.contains(attr::VALUE) {
+            return Err(Error::AttributeTypeInvalid(attr::VALUE));
+        }
         complete_material(&mut attrs)?;
         self.generated(lifetime, attrs)
     }
@@ -212,11 +229,16 @@ impl Backend for LocalBackend {
         Ok(self.opened(id)?.lifetime)
     }
     fn secret_value(&self, _session: u64, id: &ObjectId, ty: u64) -> Result<Zeroizing<Vec<u8>>> {
-        // The only secret a self-managed key has is its CKA_VALUE (no RSA keys here).
+        // A key's secret is its CKA_VALUE, except an RSA private key's: PKCS#1, read by part.
+        let o = self.opened(id)?;
+        #[cfg(feature = "openssl")]
+        if o.attrs.key_type() == Some(key_type::RSA) {
+            return rsa::part(&self.secret(&o)?, ty);
+        }
         if ty != attr::VALUE {
             return Err(Error::AttributeTypeInvalid(ty));
         }
-        Ok(Zeroizing::new(self.secret(&*self.opened(id)?)?.to_vec()))
+        Ok(Zeroizing::new(self.secret(&o)?.to_vec()))
     }
     fn update(&self, _session: u64, id: &ObjectId, attrs: AttrMap) -> Result<()> {
         self.update_impl(id, attrs)
@@ -255,21 +277,29 @@ impl Backend for LocalBackend {
         mut public: AttrMap,
         mut private: AttrMap,
     ) -> Result<(ObjectId, ObjectId)> {
-        let curve = curve_of(&public)?;
-        let (secret, point) = match (mech, curve) {
-            (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
-            (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
-            (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => return Err(Error::CurveNotSupported),
-            (other, _) => return Err(Error::MechanismInvalid(other.ty())),
-        };
-        public.set(attr::EC_POINT, ec::der_octet_string(&point)?);
-        if private.get(attr::EC_PARAMS).is_none() {
-            private.set(
-                attr::EC_PARAMS,
-                public.get(attr::EC_PARAMS).unwrap_or_default().to_vec(),
-            );
+        match mech {
+            #[cfg(feature = "openssl")]
+            Mechanism::RsaKeyPairGen => rsa::generate(&mut public, &mut private)?,
+            _ => {
+                let curve = curve_of(&public)?;
+                let (secret, point) = match (mech, curve) {
+                    (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
+                    (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
+                    (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => {
+                        return Err(Error::CurveNotSupported)
+                    }
+                    (other, _) => return Err(Error::MechanismInvalid(other.ty())),
+                };
+                public.set(attr::EC_POINT, ec::der_octet_string(&point)?);
+                if private.get(attr::EC_PARAMS).is_none() {
+                    private.set(
+                        attr::EC_PARAMS,
+                        public.get(attr::EC_PARAMS).unwrap_or_default().to_vec(),
+                    );
+                }
+                private.set(attr::VALUE, secret.to_vec());
+            }
         }
-        private.set(attr::VALUE, secret.to_vec());
         let pubr = self.new_record(public, lifetimes.0)?;
         let privr = self.new_record(private, lifetimes.1)?;
         let ids = self.put_new(vec![(lifetimes.0, pubr), (lifetimes.1, privr)])?;
@@ -277,6 +307,10 @@ impl Backend for LocalBackend {
     }
 
     fn wrap_key(&self, _session: u64, mech: &Mechanism, wrapping: &ObjectId, key: &ObjectId) -> Result<Vec<u8>> {
+        #[cfg(feature = "openssl")]
+        if let Mechanism::RsaOaep(p) = mech {
+            return self.oaep_wrap(p, wrapping, key);
+        }
         let kind = wrap_kind(mech)?;
         let wr = self.opened(wrapping)?;
         expect_type(&wr.attrs, &[key_type::AES], Error::WrappingKeyTypeInconsistent)?;
@@ -297,6 +331,16 @@ impl Backend for LocalBackend {
         lifetime: Lifetime,
         mut template: AttrMap,
     ) -> Result<ObjectId> {
+        #[cfg(feature = "openssl")]
+        if let Mechanism::RsaOaep(p) = mech {
+            let bytes = self.oaep_unwrap(p, unwrapping, wrapped)?;
+            if template.class()? != class::SECRET_KEY {
+                return Err(Error::TemplateInconsistent("RSA-OAEP unwraps secret keys only"));
+            }
+            template.set(attr::VALUE, bytes.to_vec());
+            complete_material(&mut template)?;
+            return self.generated(lifetime, template);
+        }
         let kind = wrap_kind(mech)?;
         let ur = self.opened(unwrapping)?;
         expect_type(&ur.attrs, &[key_type::AES], Error::UnwrappingKeyTypeInconsistent)?;
@@ -396,6 +440,8 @@ impl Backend for LocalBackend {
             (Mechanism::AesCmacGeneral(len), Some(key_type::AES)) => {
                 Box::new(ops::Cmac::new(&self.secret(&r)?, Some(*len))?)
             }
+            #[cfg(feature = "openssl")]
+            (m, Some(key_type::RSA)) if rsa::is_signature(m) => Box::new(rsa::Sign::new(self.secret(&r)?, m)?),
             (
                 Mechanism::Ecdsa
                 | Mechanism::EcdsaWith(_)
@@ -403,7 +449,11 @@ impl Backend for LocalBackend {
                 | Mechanism::Hmac(_)
                 | Mechanism::HmacGeneral(..)
                 | Mechanism::AesCmac
-                | Mechanism::AesCmacGeneral(_),
+                | Mechanism::AesCmacGeneral(_)
+                | Mechanism::RsaPkcs
+                | Mechanism::RsaPkcsWith(_)
+                | Mechanism::RsaPss(_)
+                | Mechanism::RsaPssWith(..),
                 _,
             ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -435,6 +485,8 @@ impl Backend for LocalBackend {
             (Mechanism::AesCmacGeneral(len), Some(key_type::AES)) => {
                 Box::new(ops::Cmac::new(&self.secret(&r)?, Some(*len))?)
             }
+            #[cfg(feature = "openssl")]
+            (m, Some(key_type::RSA)) if rsa::is_signature(m) => Box::new(rsa::Verify::new(&r.attrs, m)?),
             (
                 Mechanism::Ecdsa
                 | Mechanism::EcdsaWith(_)
@@ -442,7 +494,11 @@ impl Backend for LocalBackend {
                 | Mechanism::Hmac(_)
                 | Mechanism::HmacGeneral(..)
                 | Mechanism::AesCmac
-                | Mechanism::AesCmacGeneral(_),
+                | Mechanism::AesCmacGeneral(_)
+                | Mechanism::RsaPkcs
+                | Mechanism::RsaPkcsWith(_)
+                | Mechanism::RsaPss(_)
+                | Mechanism::RsaPssWith(..),
                 _,
             ) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -505,8 +561,68 @@ impl LocalBackend {
                 expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
                 Ok(Box::new(ops::AesCtr::new(&self.secret(&r)?, *counter_bits, *cb)?))
             }
+            #[cfg(feature = "openssl")]
+            Mechanism::RsaOaep(p) => {
+                let r = self.opened(key)?;
+                let want = if encrypt { class::PUBLIC_KEY } else { class::PRIVATE_KEY };
+                if r.attrs.key_type() != Some(key_type::RSA) || r.attrs.class()? != want {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+                Ok(Box::new(if encrypt {
+                    rsa::OaepOp::encrypt(&r.attrs, p)?
+                } else {
+                    rsa::OaepOp::decrypt(self.secret(&r)?, p)?
+                }))
+            }
             other => Err(Error::MechanismInvalid(other.ty())),
         }
+    }
+}
+
+#[cfg(feature = "openssl")]
+impl LocalBackend {
+    /// RSA-OAEP key transport: a secret key's value, encrypted to an RSA public key.
+    fn oaep_wrap(
+        &self,
+        p: &crate::model::mechanisms::OaepParams,
+        wrapping: &ObjectId,
+        key: &ObjectId,
+    ) -> Result<Vec<u8>> {
+        let wr = self.opened(wrapping)?;
+        if wr.attrs.key_type() != Some(key_type::RSA) || wr.attrs.class()? != class::PUBLIC_KEY {
+            return Err(Error::WrappingKeyTypeInconsistent);
+        }
+        let kr = self.opened(key)?;
+        if kr.attrs.class()? != class::SECRET_KEY {
+            return Err(Error::KeyNotWrappable);
+        }
+        let params = rsa::oaep(p)?;
+        let n = wr.attrs.get(attr::MODULUS).ok_or(Error::WrappingKeyTypeInconsistent)?;
+        let e = wr
+            .attrs
+            .get(attr::PUBLIC_EXPONENT)
+            .ok_or(Error::WrappingKeyTypeInconsistent)?;
+        crate::crypto::rsa::oaep_encrypt(n, e, &params, &self.secret(&kr)?).map_err(|e| match e {
+            Error::DataLenRange => Error::KeySizeRange,
+            other => other,
+        })
+    }
+
+    fn oaep_unwrap(
+        &self,
+        p: &crate::model::mechanisms::OaepParams,
+        unwrapping: &ObjectId,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let ur = self.opened(unwrapping)?;
+        if ur.attrs.key_type() != Some(key_type::RSA) || ur.attrs.class()? != class::PRIVATE_KEY {
+            return Err(Error::UnwrappingKeyTypeInconsistent);
+        }
+        let params = rsa::oaep(p)?;
+        crate::crypto::rsa::oaep_decrypt(&self.secret(&ur)?, &params, wrapped).map_err(|e| match e {
+            Error::EncryptedDataLenRange => Error::WrappedKeyLenRange,
+            _ => Error::WrappedKeyInvalid,
+        })
     }
 }
 

@@ -19,6 +19,8 @@ mod ops;
 mod pins;
 mod restore;
 pub mod root;
+#[cfg(feature = "openssl")]
+mod rsa;
 pub mod store;
 mod tx;
 pub mod vault;

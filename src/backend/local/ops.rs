@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
 
 /// What the data of a signature goes through before the key sees it.
-enum Input {
+pub(super) enum Input {
     /// Accumulated as given (`CKM_ECDSA` signs a caller's digest; EdDSA signs the message).
     Buffer(Zeroizing<Vec<u8>>),
     /// Hashed as it arrives (`CKM_ECDSA_SHA256`).
@@ -25,19 +25,19 @@ enum Input {
 }
 
 impl Input {
-    fn new(prehash: Option<DigestAlg>) -> Input {
+    pub(super) fn new(prehash: Option<DigestAlg>) -> Input {
         match prehash {
             Some(alg) => Input::Hash(Box::new(Hasher::new(alg))),
             None => Input::Buffer(Zeroizing::new(Vec::new())),
         }
     }
-    fn update(&mut self, data: &[u8]) {
+    pub(super) fn update(&mut self, data: &[u8]) {
         match self {
             Input::Buffer(b) => b.extend_from_slice(data),
             Input::Hash(h) => h.update(data),
         }
     }
-    fn finish(self) -> Zeroizing<Vec<u8>> {
+    pub(super) fn finish(self) -> Zeroizing<Vec<u8>> {
         match self {
             Input::Buffer(b) => b,
             Input::Hash(h) => Zeroizing::new(h.finish()),
