@@ -1,6 +1,8 @@
 //! `keygate bench` workloads for the mechanisms issue 19 added: ECDSA on P-384, AES-CBC over
-//! 4 KiB and HMAC-SHA-256 over 64 bytes. Each checks the token's answer against the RustCrypto
-//! crates before it is timed, as the other workloads do.
+//! 4 KiB, HMAC-SHA-256 over 64 bytes, and RSA-2048/3072 signing and verification. Each checks
+//! the token's answer before it is timed, as the other workloads do: against the RustCrypto
+//! crates, or for RSA (which has no RustCrypto crate in the product, see src/crypto/rsa.rs)
+//! against OpenSSL's verification; tests/rsa.rs checks keygate's RSA with the `rsa` crate.
 
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
@@ -92,4 +94,55 @@ pub(crate) fn hmac_sha256_64<'a>(s: &Session) -> BenchResult<Prepared<'a>> {
         bytes_per_op: 64,
         single_thread: false,
     })
+}
+
+/// `CKM_SHA256_RSA_PKCS` over 64 bytes with a new key of `bits` bits: signing (`verify` false)
+/// or verifying one signature again and again.
+pub(crate) fn rsa<'a>(s: &Session, bits: u64, verify: bool) -> BenchResult<Prepared<'a>> {
+    let (public, private) = ck(
+        s.generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[Attribute::ModulusBits(bits.into()), Attribute::Verify(true)],
+            &[Attribute::Sign(true), Attribute::Sensitive(true)],
+        ),
+        "C_GenerateKeyPair (RSA)",
+    )?;
+    let part = |t| match ck(s.get_attributes(public, &[t]), "the RSA public key")?.as_slice() {
+        [Attribute::Modulus(v)] | [Attribute::PublicExponent(v)] => Ok(v.clone()),
+        _ => Err("the RSA public key has no modulus or exponent".to_string()),
+    };
+    let (n, e) = (part(AttributeType::Modulus)?, part(AttributeType::PublicExponent)?);
+    let msg = [0x5au8; 64];
+    let sig = ck(
+        s.sign(&Mechanism::Sha256RsaPkcs, private, &msg),
+        "C_Sign (SHA256_RSA_PKCS)",
+    )?;
+    check_rsa(&n, &e, &msg, &sig)?;
+    Ok(plain(if verify {
+        Box::new(move |t, _| ck(t.verify(&Mechanism::Sha256RsaPkcs, public, &msg, &sig), "C_Verify"))
+    } else {
+        Box::new(move |t, _| ck(t.sign(&Mechanism::Sha256RsaPkcs, private, &msg), "C_Sign").map(drop))
+    }))
+}
+
+#[cfg(feature = "openssl")]
+fn check_rsa(n: &[u8], e: &[u8], msg: &[u8], sig: &[u8]) -> BenchResult<()> {
+    use openssl::bn::BigNum;
+    let rsa = openssl::rsa::Rsa::from_public_components(
+        BigNum::from_slice(n).map_err(|e| e.to_string())?,
+        BigNum::from_slice(e).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let key = openssl::pkey::PKey::from_rsa(rsa).map_err(|e| e.to_string())?;
+    let mut v =
+        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).map_err(|e| e.to_string())?;
+    match v.verify_oneshot(sig, msg) {
+        Ok(true) => Ok(()),
+        _ => Err("the RSA signature does not verify".into()),
+    }
+}
+
+#[cfg(not(feature = "openssl"))]
+fn check_rsa(_n: &[u8], _e: &[u8], _msg: &[u8], _sig: &[u8]) -> BenchResult<()> {
+    Err("this build has no OpenSSL to check an RSA signature with".into())
 }
