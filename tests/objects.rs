@@ -630,3 +630,151 @@ fn login_before_the_pins_exist_is_user_pin_not_initialized() {
     s.login(UserType::So, Some(&AuthPin::from(SO_PIN))).unwrap();
     drop(env);
 }
+
+/// An X.509 certificate keeps the attributes clients set and search by (subject, issuer,
+/// serial number, id) and gets the check value the specification derives from it; a
+/// data object keeps its application and object identifier; an AES key's check value is the
+/// first three bytes of AES-ECB over a zero block (checked with OpenSSL).
+#[test]
+fn certificates_data_objects_and_check_values() {
+    use der::{Decode, Encode};
+    use sha2::Digest;
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let key = env.path().join("c.key");
+    let der_path = env.path().join("c.der");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-subj",
+            "/CN=keygate objects",
+            "-days",
+            "1",
+            "-outform",
+            "DER",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&der_path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl req failed");
+    let der = std::fs::read(&der_path).unwrap();
+    let cert = x509_cert::Certificate::from_der(&der).unwrap();
+    let subject = cert.tbs_certificate.subject.to_der().unwrap();
+    let issuer = cert.tbs_certificate.issuer.to_der().unwrap();
+    let serial = cert.tbs_certificate.serial_number.to_der().unwrap();
+    let h = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Label(b"tls".to_vec()),
+            Attribute::Id(vec![0x71]),
+            Attribute::Subject(subject.clone()),
+            Attribute::Issuer(issuer.clone()),
+            Attribute::SerialNumber(serial.clone()),
+            Attribute::Value(der.clone()),
+        ])
+        .unwrap();
+    let got = s
+        .get_attributes(
+            h,
+            &[
+                AttributeType::Subject,
+                AttributeType::Issuer,
+                AttributeType::SerialNumber,
+                AttributeType::Value,
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Attribute::Subject(subject.clone()),
+            Attribute::Issuer(issuer.clone()),
+            Attribute::SerialNumber(serial.clone()),
+            Attribute::Value(der.clone()),
+        ]
+    );
+    // What libp11 and NSS search a certificate by.
+    let found = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Issuer(issuer),
+            Attribute::SerialNumber(serial),
+        ])
+        .unwrap();
+    assert_eq!(found, vec![h]);
+    let kcv = sha1::Sha1::digest(&der)[..3].to_vec();
+    if target() == Target::SelfManaged {
+        assert_eq!(
+            s.get_attributes(h, &[AttributeType::CheckValue]).unwrap(),
+            vec![Attribute::CheckValue(kcv)]
+        );
+        // A check value that is not the certificate's is refused.
+        let wrong = s.create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+            Attribute::Subject(subject),
+            Attribute::Value(der),
+            Attribute::CheckValue(vec![1, 2, 3]),
+        ]);
+        assert_eq!(rv(wrong), RvError::AttributeValueInvalid);
+    }
+
+    let data = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Token(true),
+            Attribute::Label(b"config".to_vec()),
+            Attribute::Application(b"keygate tests".to_vec()),
+            Attribute::ObjectId(vec![0x06, 0x03, 0x2a, 0x03, 0x04]),
+            Attribute::Value(b"not a secret".to_vec()),
+        ])
+        .unwrap();
+    let found = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Application(b"keygate tests".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(found, vec![data]);
+    assert_eq!(
+        s.get_attributes(data, &[AttributeType::ObjectId, AttributeType::Value])
+            .unwrap(),
+        vec![
+            Attribute::ObjectId(vec![0x06, 0x03, 0x2a, 0x03, 0x04]),
+            Attribute::Value(b"not a secret".to_vec())
+        ]
+    );
+
+    let value = [0x3cu8; 32];
+    let aes = import_secret(&s, KeyType::AES, &value, &[Attribute::Encrypt(true)]);
+    let mut c = openssl::symm::Crypter::new(
+        openssl::symm::Cipher::aes_256_ecb(),
+        openssl::symm::Mode::Encrypt,
+        &value,
+        None,
+    )
+    .unwrap();
+    c.pad(false);
+    let mut block = [0u8; 32];
+    let n = c.update(&[0u8; 16], &mut block).unwrap();
+    assert_eq!(n, 16);
+    assert_eq!(
+        s.get_attributes(aes, &[AttributeType::CheckValue]).unwrap(),
+        vec![Attribute::CheckValue(block[..3].to_vec())]
+    );
+}

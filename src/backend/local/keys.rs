@@ -92,6 +92,18 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
         (class::SECRET_KEY | class::PRIVATE_KEY | class::PUBLIC_KEY, _) => {
             return Err(Error::TemplateInconsistent("unsupported key type"))
         }
+        // A certificate's check value is derived from it: the first three bytes of the SHA-1 of
+        // CKA_VALUE (PKCS#11 3.0 §4.6.3); one the caller gives must be that.
+        (class::CERTIFICATE, _) => {
+            let kcv = <sha1::Sha1 as sha2::Digest>::digest(attrs.get(attr::VALUE).unwrap_or_default())[..3].to_vec();
+            if attrs
+                .get(attr::CHECK_VALUE)
+                .is_some_and(|c| !c.is_empty() && c != kcv.as_slice())
+            {
+                return Err(Error::AttributeValueInvalid(attr::CHECK_VALUE));
+            }
+            attrs.set(attr::CHECK_VALUE, kcv);
+        }
         _ => {}
     }
     Ok(())
