@@ -712,3 +712,121 @@ fn ecdh_with_x963_kdfs_matches_the_formula() {
         assert!(got.is_err() && got512.is_err(), "{got:?}");
     }
 }
+
+const X25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
+
+/// The shared secret of `private` with a raw 32-byte peer key, read back from a derived
+/// generic secret.
+fn x25519_derive(s: &Session, private: cryptoki::object::ObjectHandle, peer: &[u8]) -> Result<Vec<u8>, CkError> {
+    let params = cryptoki::mechanism::elliptic_curve::Ecdh1DeriveParams::new(
+        cryptoki::mechanism::elliptic_curve::EcKdf::null(),
+        peer,
+    );
+    let k = s.derive_key(
+        &Mechanism::Ecdh1Derive(params),
+        private,
+        &[
+            Attribute::Class(cryptoki::object::ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Token(false),
+        ],
+    )?;
+    match s
+        .get_attributes(k, &[cryptoki::object::AttributeType::Value])?
+        .remove(0)
+    {
+        Attribute::Value(v) => Ok(v),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// X25519: a key pair the token makes agrees with a key OpenSSL makes, both ways; an imported
+/// private key gives RFC 7748's shared secret; a small-order peer key is refused; the private
+/// key wraps as RFC 8410 PKCS#8 and unwraps to the same key. SoftHSM2 2.6.1 has no
+/// `CKM_EC_MONTGOMERY_KEY_PAIR_GEN`, and so neither has keygate's hsm mode over it.
+#[test]
+fn x25519_agrees_with_openssl_and_rfc7748() {
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let generated = s.generate_key_pair(
+        &Mechanism::EccMontgomeryKeyPairGen,
+        &[Attribute::EcParams(X25519_OID.to_vec()), Attribute::Token(false)],
+        &[
+            Attribute::Derive(true),
+            Attribute::Token(false),
+            Attribute::Extractable(true),
+        ],
+    );
+    if target() != Target::SelfManaged {
+        assert!(
+            matches!(generated, Err(CkError::Pkcs11(RvError::MechanismInvalid, _))),
+            "{generated:?}"
+        );
+        return;
+    }
+    let (public, private) = generated.unwrap();
+    let point = ec_point_any(&s, public);
+    assert_eq!(point.len(), 32);
+    let theirs = openssl::pkey::PKey::generate_x25519().unwrap();
+    let ours_public = openssl::pkey::PKey::public_key_from_raw_bytes(&point, openssl::pkey::Id::X25519).unwrap();
+    let mut d = openssl::derive::Deriver::new(&theirs).unwrap();
+    d.set_peer(&ours_public).unwrap();
+    let want = d.derive_to_vec().unwrap();
+    let got = x25519_derive(&s, private, &theirs.raw_public_key().unwrap()).unwrap();
+    assert_eq!(got, want, "X25519 differs from OpenSSL's");
+
+    // RFC 7748 §6.1: Alice's private key, Bob's public key.
+    let alice = hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").unwrap();
+    let bob = hex::decode("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f").unwrap();
+    let imported = s
+        .create_object(&[
+            Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(KeyType::EC_MONTGOMERY),
+            Attribute::EcParams(X25519_OID.to_vec()),
+            Attribute::Value(alice),
+            Attribute::Derive(true),
+            Attribute::Token(false),
+        ])
+        .unwrap();
+    assert_eq!(
+        hex::encode(x25519_derive(&s, imported, &bob).unwrap()),
+        "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    );
+    assert!(matches!(
+        x25519_derive(&s, imported, &[0u8; 32]),
+        Err(CkError::Pkcs11(RvError::MechanismParamInvalid, _))
+    ));
+
+    // Wrapped as PKCS#8 and back: the same key (the same secret with the same peer).
+    let kek = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Token(false),
+            ],
+        )
+        .unwrap();
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).unwrap();
+    let back = s
+        .unwrap_key(
+            &Mechanism::AesKeyWrapPad,
+            kek,
+            &wrapped,
+            &[
+                Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC_MONTGOMERY),
+                Attribute::Derive(true),
+                Attribute::Token(false),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        x25519_derive(&s, back, &theirs.raw_public_key().unwrap()).unwrap(),
+        want
+    );
+}

@@ -10,6 +10,7 @@ pub mod eddsa;
 pub mod openssl;
 #[cfg(feature = "openssl")]
 pub mod rsa;
+pub mod x25519;
 
 pub mod provider;
 

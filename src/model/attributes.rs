@@ -122,6 +122,7 @@ pub mod key_type {
     pub const EC: u64 = ck::CKK_EC;
     pub const RSA: u64 = ck::CKK_RSA;
     pub const EC_EDWARDS: u64 = ck::CKK_EC_EDWARDS;
+    pub const EC_MONTGOMERY: u64 = ck::CKK_EC_MONTGOMERY;
     pub const GENERIC_SECRET: u64 = ck::CKK_GENERIC_SECRET;
     pub const AES: u64 = ck::CKK_AES;
     pub const SHA256_HMAC: u64 = ck::CKK_SHA256_HMAC;

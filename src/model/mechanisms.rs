@@ -14,6 +14,7 @@ pub mod mech {
     pub const GENERIC_SECRET_KEY_GEN: u64 = ck::CKM_GENERIC_SECRET_KEY_GEN;
     pub const EC_KEY_PAIR_GEN: u64 = ck::CKM_EC_KEY_PAIR_GEN;
     pub const EC_EDWARDS_KEY_PAIR_GEN: u64 = ck::CKM_EC_EDWARDS_KEY_PAIR_GEN;
+    pub const EC_MONTGOMERY_KEY_PAIR_GEN: u64 = ck::CKM_EC_MONTGOMERY_KEY_PAIR_GEN;
     pub const ECDSA: u64 = ck::CKM_ECDSA;
     pub const ECDSA_SHA256: u64 = ck::CKM_ECDSA_SHA256;
     pub const ECDSA_SHA384: u64 = ck::CKM_ECDSA_SHA384;
@@ -166,12 +167,13 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::GENERIC_SECRET_KEY_GEN, info(1, 512, GENERATE)),
     (mech::EC_KEY_PAIR_GEN, info(256, 521, GENERATE_KEY_PAIR | EC_CURVE)),
     (mech::EC_EDWARDS_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
+    (mech::EC_MONTGOMERY_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
     (mech::ECDSA, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA256, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA384, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA512, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::EDDSA, info(255, 255, SIGN | VERIFY)),
-    (mech::ECDH1_DERIVE, info(256, 521, DERIVE | EC_CURVE)),
+    (mech::ECDH1_DERIVE, info(255, 521, DERIVE | EC_CURVE)),
     (mech::AES_GCM, info(16, 32, ENCRYPT | DECRYPT)),
     (mech::AES_KEY_WRAP, info(16, 32, WRAP | UNWRAP)),
     (mech::AES_KEY_WRAP_PAD, info(16, 32, WRAP | UNWRAP)),
@@ -260,6 +262,7 @@ pub static FORWARDABLE: &[u64] = &[
     mech::GENERIC_SECRET_KEY_GEN,
     mech::EC_KEY_PAIR_GEN,
     mech::EC_EDWARDS_KEY_PAIR_GEN,
+    mech::EC_MONTGOMERY_KEY_PAIR_GEN,
     mech::RSA_PKCS_KEY_PAIR_GEN,
     mech::ECDSA,
     mech::ECDSA_SHA256,
@@ -324,6 +327,8 @@ pub enum Mechanism {
     GenericSecretKeyGen,
     EcKeyPairGen,
     EdwardsKeyPairGen,
+    /// X25519 key pairs (`CKK_EC_MONTGOMERY`).
+    MontgomeryKeyPairGen,
     RsaKeyPairGen,
     /// ECDSA over a digest the caller made.
     Ecdsa,
@@ -392,6 +397,7 @@ impl Mechanism {
             Mechanism::GenericSecretKeyGen => mech::GENERIC_SECRET_KEY_GEN,
             Mechanism::EcKeyPairGen => mech::EC_KEY_PAIR_GEN,
             Mechanism::EdwardsKeyPairGen => mech::EC_EDWARDS_KEY_PAIR_GEN,
+            Mechanism::MontgomeryKeyPairGen => mech::EC_MONTGOMERY_KEY_PAIR_GEN,
             Mechanism::RsaKeyPairGen => mech::RSA_PKCS_KEY_PAIR_GEN,
             Mechanism::Ecdsa => mech::ECDSA,
             Mechanism::EcdsaWith(d) => d.pick(
@@ -456,6 +462,7 @@ impl Mechanism {
             mech::GENERIC_SECRET_KEY_GEN => Mechanism::GenericSecretKeyGen,
             mech::EC_KEY_PAIR_GEN => Mechanism::EcKeyPairGen,
             mech::EC_EDWARDS_KEY_PAIR_GEN => Mechanism::EdwardsKeyPairGen,
+            mech::EC_MONTGOMERY_KEY_PAIR_GEN => Mechanism::MontgomeryKeyPairGen,
             mech::RSA_PKCS_KEY_PAIR_GEN => Mechanism::RsaKeyPairGen,
             mech::ECDSA => Mechanism::Ecdsa,
             mech::ECDSA_SHA256 => Mechanism::EcdsaWith(DigestAlg::Sha256),
@@ -489,7 +496,8 @@ impl Mechanism {
         use crate::model::attributes::key_type as k;
         const HMAC: &[u64] = &[k::GENERIC_SECRET, k::SHA256_HMAC, k::SHA384_HMAC, k::SHA512_HMAC];
         Some(match self {
-            Mechanism::Ecdsa | Mechanism::EcdsaWith(_) | Mechanism::Ecdh1Derive { .. } => &[k::EC],
+            Mechanism::Ecdsa | Mechanism::EcdsaWith(_) => &[k::EC],
+            Mechanism::Ecdh1Derive { .. } => &[k::EC, k::EC_MONTGOMERY],
             Mechanism::Eddsa => &[k::EC_EDWARDS],
             Mechanism::RsaPkcs
             | Mechanism::RsaPkcsWith(_)

@@ -113,6 +113,7 @@ impl Provider {
         let kt = match mech {
             Mechanism::EcKeyPairGen => key_type::EC,
             Mechanism::EdwardsKeyPairGen => key_type::EC_EDWARDS,
+            Mechanism::MontgomeryKeyPairGen => key_type::EC_MONTGOMERY,
             Mechanism::RsaKeyPairGen => key_type::RSA,
             other => return Err(Error::MechanismInvalid(other.ty())),
         };

@@ -85,6 +85,7 @@ pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
     const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
     const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
     let algorithm = |oid, parameters| AlgorithmIdentifierOwned { oid, parameters };
     let (algorithm, key) = match attrs.key_type()? {
         key_type::RSA => {
@@ -110,6 +111,10 @@ pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
         key_type::EC_EDWARDS if attrs.class().ok()? == class::PUBLIC_KEY => {
             let raw = ec::raw_point(ec::Curve::Ed25519, attrs.get(attr::EC_POINT)?).ok()?;
             (algorithm(ED25519, None), raw)
+        }
+        key_type::EC_MONTGOMERY if attrs.class().ok()? == class::PUBLIC_KEY => {
+            let raw = ec::raw_point(ec::Curve::X25519, attrs.get(attr::EC_POINT)?).ok()?;
+            (algorithm(X25519, None), raw)
         }
         _ => return None,
     };

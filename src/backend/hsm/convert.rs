@@ -155,6 +155,7 @@ pub fn mechanism_out<'a>(m: &'a Mechanism, scratch: &'a mut Scratch) -> Result<C
         Mechanism::GenericSecretKeyGen => CkMech::GenericSecretKeyGen,
         Mechanism::EcKeyPairGen => CkMech::EccKeyPairGen,
         Mechanism::EdwardsKeyPairGen => CkMech::EccEdwardsKeyPairGen,
+        Mechanism::MontgomeryKeyPairGen => CkMech::EccMontgomeryKeyPairGen,
         Mechanism::RsaKeyPairGen => CkMech::RsaPkcsKeyPairGen,
         Mechanism::Ecdsa => CkMech::Ecdsa,
         Mechanism::EcdsaWith(d) => d.pick(
@@ -316,7 +317,12 @@ pub(super) fn template_for_hsm(t: &AttrMap) -> AttrMap {
 /// curve keygate does not know is passed as given.
 pub(super) fn der_point(attrs: &mut AttrMap) -> Result<()> {
     let kt = attrs.ulong(attr::KEY_TYPE)?;
-    if attrs.class().ok() != Some(class::PUBLIC_KEY) || !matches!(kt, Some(key_type::EC) | Some(key_type::EC_EDWARDS)) {
+    if attrs.class().ok() != Some(class::PUBLIC_KEY)
+        || !matches!(
+            kt,
+            Some(key_type::EC) | Some(key_type::EC_EDWARDS) | Some(key_type::EC_MONTGOMERY)
+        )
+    {
         return Ok(());
     }
     let (Some(params), Some(point)) = (attrs.get(attr::EC_PARAMS), attrs.get(attr::EC_POINT)) else {

@@ -9,7 +9,7 @@ use super::ops;
 use super::rsa;
 use super::LocalBackend;
 use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
-use crate::crypto::{self, aes, digest, ec, eddsa};
+use crate::crypto::{self, aes, digest, ec, eddsa, x25519};
 use crate::error::{Error, Result};
 use crate::model::attributes::{attr, class, key_type, AttrMap};
 use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin, MECHANISMS};
@@ -61,13 +61,14 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
             attrs.set(attr::CHECK_VALUE, kcv);
             attrs.set_ulong(attr::VALUE_LEN, len as u64);
         }
-        (class::PRIVATE_KEY, Some(key_type::EC)) | (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
+        (class::PRIVATE_KEY, Some(key_type::EC | key_type::EC_EDWARDS | key_type::EC_MONTGOMERY)) => {
             let v = attrs
                 .get(attr::VALUE)
                 .ok_or(Error::TemplateIncomplete("CKA_VALUE missing"))?;
             let ok = match (curve_of(attrs)?, kt) {
                 (c, Some(key_type::EC)) if c.is_nist() => ec::public_of(c, v).is_ok(),
                 (ec::Curve::Ed25519, Some(key_type::EC_EDWARDS)) => eddsa::public_of(v).is_ok(),
+                (ec::Curve::X25519, Some(key_type::EC_MONTGOMERY)) => x25519::public_of(v).is_ok(),
                 _ => return Err(Error::TemplateInconsistent("curve does not fit the key type")),
             };
             if !ok {
@@ -78,9 +79,9 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
         (class::PRIVATE_KEY, Some(key_type::RSA)) => rsa::complete_private(attrs)?,
         #[cfg(feature = "openssl")]
         (class::PUBLIC_KEY, Some(key_type::RSA)) => rsa::complete_public(attrs)?,
-        (class::PUBLIC_KEY, Some(key_type::EC)) | (class::PUBLIC_KEY, Some(key_type::EC_EDWARDS)) => {
+        (class::PUBLIC_KEY, Some(key_type::EC | key_type::EC_EDWARDS | key_type::EC_MONTGOMERY)) => {
             let curve = curve_of(attrs)?;
-            if curve.is_nist() != (kt == Some(key_type::EC)) {
+            if Some(curve.key_type()) != kt {
                 return Err(Error::TemplateInconsistent("curve does not fit the key type"));
             }
             let point = attrs
@@ -125,6 +126,22 @@ fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
             .map_err(|_| Error::KeyNotWrappable)?;
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
+        (class::PRIVATE_KEY, Some(key_type::EC_MONTGOMERY)) => {
+            // RFC 8410 PKCS#8 v1, as for Ed25519: the private key alone.
+            let key: &[u8; 32] = secret.try_into().map_err(|_| Error::KeyNotWrappable)?;
+            let inner = der::asn1::OctetStringRef::new(key).map_err(|_| Error::KeyNotWrappable)?;
+            let inner = Zeroizing::new(der::Encode::to_der(&inner).map_err(|_| Error::KeyNotWrappable)?);
+            let info = pkcs8::PrivateKeyInfo::new(
+                pkcs8::AlgorithmIdentifierRef {
+                    oid: X25519_ALGORITHM,
+                    parameters: None,
+                },
+                &inner,
+            );
+            let mut out = Zeroizing::new(Vec::new());
+            der::Encode::encode_to_vec(&info, &mut out).map_err(|_| Error::KeyNotWrappable)?;
+            Ok(out)
+        }
         #[cfg(feature = "openssl")]
         (class::PRIVATE_KEY, Some(key_type::RSA)) => crate::crypto::rsa::to_pkcs8(secret),
         _ => Err(Error::KeyNotWrappable),
@@ -148,6 +165,21 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
                 template.set(attr::EC_PARAMS, ec::ED25519_OID.to_vec());
             }
             template.set(attr::VALUE, seed.to_vec());
+        }
+        (class::PRIVATE_KEY, Some(key_type::EC_MONTGOMERY)) => {
+            use der::Decode;
+            let info = pkcs8::PrivateKeyInfo::from_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
+            if info.algorithm.oid != X25519_ALGORITHM {
+                return Err(Error::WrappedKeyInvalid);
+            }
+            let key = der::asn1::OctetStringRef::from_der(info.private_key).map_err(|_| Error::WrappedKeyInvalid)?;
+            if key.as_bytes().len() != 32 {
+                return Err(Error::WrappedKeyInvalid);
+            }
+            if template.get(attr::EC_PARAMS).is_none() {
+                template.set(attr::EC_PARAMS, ec::X25519_OID.to_vec());
+            }
+            template.set(attr::VALUE, key.as_bytes().to_vec());
         }
         #[cfg(feature = "openssl")]
         (class::PRIVATE_KEY, Some(key_type::RSA)) => {
@@ -176,6 +208,9 @@ fn expect_type(attrs: &AttrMap, want: &[u64], err: Error) -> Result<()> {
         _ => Err(err),
     }
 }
+
+/// The X25519 algorithm of RFC 8410 (`id-X25519`, 1.3.101.110).
+const X25519_ALGORITHM: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.101.110");
 
 const HMAC_TYPES: &[u64] = &[
     key_type::GENERIC_SECRET,
@@ -297,7 +332,8 @@ impl Backend for LocalBackend {
                 let (secret, point) = match (mech, curve) {
                     (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
                     (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
-                    (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen, _) => {
+                    (Mechanism::MontgomeryKeyPairGen, ec::Curve::X25519) => x25519::generate(),
+                    (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen | Mechanism::MontgomeryKeyPairGen, _) => {
                         return Err(Error::CurveNotSupported)
                     }
                     (other, _) => return Err(Error::MechanismInvalid(other.ty())),
@@ -392,12 +428,19 @@ impl Backend for LocalBackend {
             _ => return Err(Error::MechanismParamInvalid),
         };
         let br = self.opened(base)?;
-        if br.attrs.class()? != class::PRIVATE_KEY || br.attrs.key_type() != Some(key_type::EC) {
+        let kt = br.attrs.key_type();
+        if br.attrs.class()? != class::PRIVATE_KEY || !matches!(kt, Some(key_type::EC | key_type::EC_MONTGOMERY)) {
             return Err(Error::KeyTypeInconsistent);
         }
         let curve = curve_of(&br.attrs)?;
+        if Some(curve.key_type()) != kt {
+            return Err(Error::KeyTypeInconsistent);
+        }
         let peer = ec::raw_point(curve, public_data).map_err(|_| Error::MechanismParamInvalid)?;
-        let z = ec::ecdh(curve, &self.secret(&br)?, &peer)?;
+        let z = match curve {
+            ec::Curve::X25519 => x25519::ecdh(&self.secret(&br)?, &peer)?,
+            _ => ec::ecdh(curve, &self.secret(&br)?, &peer)?,
+        };
         let len = match (value_len(&t)?, t.key_type(), kdf) {
             (Some(l), ..) => l,
             (None, Some(key_type::AES), _) => return Err(Error::TemplateIncomplete("CKA_VALUE_LEN missing")),

@@ -24,6 +24,7 @@ fn key_type_name(t: u64) -> &'static str {
     match t {
         key_type::EC => "ec",
         key_type::EC_EDWARDS => "ec-edwards",
+        key_type::EC_MONTGOMERY => "ec-montgomery",
         key_type::RSA => "rsa",
         key_type::AES => "aes",
         key_type::GENERIC_SECRET => "generic-secret",
