@@ -124,8 +124,9 @@ fn floor_hsm() {
     floor_refused_in_listing_and_use(Mode::Hsm);
 }
 
-/// RSA (hsm mode only: the self-managed token has no RSA): PKCS#1 v1.5 signs but does not
-/// encrypt, keys below 2048 bits are neither generated nor used, PSS over SHA-1 is refused.
+/// RSA in hsm mode (tests/rsa.rs runs the same refusals on every target): PKCS#1 v1.5 signs
+/// but does not encrypt, keys below 2048 bits are neither generated nor used (a 1024-bit key
+/// made on the HSM behind keygate's back included), PSS over SHA-1 is refused.
 #[test]
 fn rsa_floor_hsm() {
     let env = env(Mode::Hsm, "");
@@ -195,6 +196,48 @@ fn rsa_floor_hsm() {
         rv_of(s.sign(&Mechanism::Sha256RsaPkcs, small[0], b"data").unwrap_err()),
         RvError::KeySizeRange
     );
+}
+
+/// No elliptic curve below 224 bits: P-192 keys are neither generated nor imported
+/// (`CKR_CURVE_NOT_SUPPORTED`), in either mode; SoftHSM2 itself makes them, so in hsm mode the
+/// refusal is keygate's.
+fn small_curves_refused(mode: Mode) {
+    const P192_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x01];
+    let env = env(mode, "");
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let gen = s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[Attribute::EcParams(P192_OID.to_vec())],
+        &[Attribute::Sign(true)],
+    );
+    assert_eq!(rv_of(gen.unwrap_err()), RvError::CurveNotSupported);
+    let mut point = vec![0x04, 49, 0x04];
+    point.extend([7u8; 48]);
+    let created = s.create_object(&[
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::EC),
+        Attribute::EcParams(P192_OID.to_vec()),
+        Attribute::EcPoint(point),
+    ]);
+    assert_eq!(rv_of(created.unwrap_err()), RvError::CurveNotSupported);
+    // P-224 and up are not the floor's business.
+    let p256 = s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[Attribute::EcParams(P256_OID.to_vec())],
+        &[Attribute::Sign(true)],
+    );
+    assert!(p256.is_ok(), "{p256:?}");
+}
+
+#[test]
+fn small_curves_refused_self_managed() {
+    small_curves_refused(Mode::SelfManaged);
+}
+
+#[test]
+fn small_curves_refused_hsm() {
+    small_curves_refused(Mode::Hsm);
 }
 
 /// Every way a private or secret key comes to be refuses a template that would let it out.

@@ -140,6 +140,7 @@ impl Provider {
             {
                 return Err(Error::TemplateInconsistent("the two templates name different curves"));
             }
+            slot.policy.check_key_size(&public)?;
         }
         slot.policy.check_protection(&private)?;
         let lifetimes = (self.lifetime_for(h, &s, &public)?, self.lifetime_for(h, &s, &private)?);

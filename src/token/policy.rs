@@ -166,6 +166,29 @@ fn is_aes(ty: u64) -> bool {
     )
 }
 
+/// The smallest elliptic curve the floor allows, in bits: 112-bit security, as for RSA-2048
+/// (NIST SP 800-57 part 1; SP 800-131A disallows P-192 for signatures since 2014).
+const EC_FLOOR_BITS: u64 = 224;
+
+/// The size in bits of the named curves below [`EC_FLOOR_BITS`] that HSMs still offer, by DER
+/// OID; `None` for every other curve (the floor has no rule for it, the backend decides).
+fn weak_curve_bits(params: &[u8]) -> Option<u64> {
+    use der::Decode;
+    let oid = der::asn1::ObjectIdentifier::from_der(params).ok()?.to_string();
+    Some(match oid.as_str() {
+        // prime192v1 (P-192), prime192v2, prime192v3, secp192k1.
+        "1.2.840.10045.3.1.1" | "1.2.840.10045.3.1.2" | "1.2.840.10045.3.1.3" | "1.3.132.0.31" => 192,
+        // secp160k1, secp160r1, secp160r2, brainpoolP160r1.
+        "1.3.132.0.9" | "1.3.132.0.8" | "1.3.132.0.30" | "1.3.36.3.3.2.8.1.1.1" => 160,
+        // brainpoolP192r1.
+        "1.3.36.3.3.2.8.1.1.3" => 192,
+        // secp112r1, secp112r2, secp128r1, secp128r2.
+        "1.3.132.0.6" | "1.3.132.0.7" => 112,
+        "1.3.132.0.28" | "1.3.132.0.29" => 128,
+        _ => return None,
+    })
+}
+
 /// One token's policy: the floor plus what its configuration adds.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -281,25 +304,33 @@ impl Policy {
             },
             // Some HSMs (SoftHSM2 2.6.1 for unwrapped keys) report CKA_VALUE_LEN 0: unknown.
             Some(key_type::AES) => attrs.ulong(attr::VALUE_LEN)?.filter(|n| *n != 0).map(|n| n * 8),
+            Some(key_type::EC) => attrs.get(attr::EC_PARAMS).and_then(weak_curve_bits),
             _ => None,
         })
     }
 
-    /// Refuses a key (or a template for one) smaller than the floor with `CKR_KEY_SIZE_RANGE`.
+    /// Refuses a key (or a template for one) smaller than the floor: `CKR_KEY_SIZE_RANGE`, or
+    /// `CKR_CURVE_NOT_SUPPORTED` for an elliptic curve below 224 bits.
     pub fn check_key_size(&self, attrs: &AttrMap) -> Result<()> {
         let Some(bits) = Self::key_bits(attrs)? else {
             return Ok(());
         };
-        let (min, rule) = match attrs.key_type() {
+        let (min, rule, err) = match attrs.key_type() {
             Some(key_type::RSA) => (
                 self.min_rsa_bits,
                 "no RSA below the token's minimum (2048 bits at least)",
+                Error::KeySizeRange,
             ),
-            _ => (AES_FLOOR_BYTES * 8, "no AES below 128 bits"),
+            Some(key_type::EC) => (
+                EC_FLOOR_BITS,
+                "no elliptic curve below 224 bits (P-192 and smaller)",
+                Error::CurveNotSupported,
+            ),
+            _ => (AES_FLOOR_BYTES * 8, "no AES below 128 bits", Error::KeySizeRange),
         };
         if bits < min {
             self.refuse(rule, &format!("a {bits}-bit key"));
-            return Err(Error::KeySizeRange);
+            return Err(err);
         }
         Ok(())
     }
