@@ -830,3 +830,81 @@ fn x25519_agrees_with_openssl_and_rfc7748() {
         want
     );
 }
+
+const ED448_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x71];
+
+/// Ed448 on every target (SoftHSM2 has it): a key pair made in the token signs what OpenSSL
+/// verifies, with `CKM_EDDSA` without parameters and with `phFlag` false and no context (as
+/// python-pkcs11 asks); the private key wraps as RFC 8410 PKCS#8 and still signs after unwrap
+/// (self-managed; hsm mode over SoftHSM2 has no PAD wrap, tests/crypto.rs says why).
+#[test]
+fn ed448_signs_what_openssl_verifies() {
+    use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
+    let env = Env::new();
+    let (_p, s) = session(&env);
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccEdwardsKeyPairGen,
+            &[
+                Attribute::EcParams(ED448_OID.to_vec()),
+                Attribute::Verify(true),
+                Attribute::Token(false),
+            ],
+            &[
+                Attribute::Sign(true),
+                Attribute::Token(false),
+                Attribute::Extractable(true),
+            ],
+        )
+        .unwrap();
+    let point = ec_point_any(&s, public);
+    assert_eq!(point.len(), 57);
+    let outside = openssl::pkey::PKey::public_key_from_raw_bytes(&point, openssl::pkey::Id::ED448).unwrap();
+    let check = |sig: &[u8]| {
+        let mut v = openssl::sign::Verifier::new_without_digest(&outside).unwrap();
+        assert!(
+            v.verify_oneshot(sig, b"HI BOB!").unwrap(),
+            "OpenSSL rejects the Ed448 signature"
+        );
+    };
+    for m in [
+        Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure)),
+        Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Ed448(&[]))),
+    ] {
+        let sig = s.sign(&m, private, b"HI BOB!").unwrap();
+        assert_eq!(sig.len(), 114);
+        check(&sig);
+        s.verify(&m, public, b"HI BOB!", &sig).unwrap();
+        assert!(s.verify(&m, public, b"HI BOB?", &sig).is_err());
+    }
+    if target() != Target::SelfManaged {
+        return;
+    }
+    let kek = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Token(false),
+            ],
+        )
+        .unwrap();
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).unwrap();
+    let back = s
+        .unwrap_key(
+            &Mechanism::AesKeyWrapPad,
+            kek,
+            &wrapped,
+            &[
+                Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
+                Attribute::KeyType(KeyType::EC_EDWARDS),
+                Attribute::Sign(true),
+                Attribute::Token(false),
+            ],
+        )
+        .unwrap();
+    let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+    check(&s.sign(&m, back, b"HI BOB!").unwrap());
+}

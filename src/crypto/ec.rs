@@ -20,6 +20,8 @@ pub enum Curve {
     P384,
     P521,
     Ed25519,
+    /// Ed448 (RFC 8032), through OpenSSL: builds without it know the curve and refuse its keys.
+    Ed448,
     /// Curve25519 for X25519 key agreement (`CKK_EC_MONTGOMERY`).
     X25519,
 }
@@ -27,13 +29,13 @@ pub enum Curve {
 impl Curve {
     /// Whether it is one of the NIST prime curves (a `CKK_EC` key), not Ed25519 or X25519.
     pub fn is_nist(self) -> bool {
-        !matches!(self, Curve::Ed25519 | Curve::X25519)
+        !matches!(self, Curve::Ed25519 | Curve::Ed448 | Curve::X25519)
     }
     /// The key type (`CKK_*`) of a key on this curve.
     pub fn key_type(self) -> u64 {
         use crate::model::attributes::key_type;
         match self {
-            Curve::Ed25519 => key_type::EC_EDWARDS,
+            Curve::Ed25519 | Curve::Ed448 => key_type::EC_EDWARDS,
             Curve::X25519 => key_type::EC_MONTGOMERY,
             _ => key_type::EC,
         }
@@ -45,6 +47,7 @@ impl Curve {
             Curve::P384 => P384_OID,
             Curve::P521 => P521_OID,
             Curve::Ed25519 => ED25519_OID,
+            Curve::Ed448 => ED448_OID,
             Curve::X25519 => X25519_OID,
         }
     }
@@ -56,6 +59,7 @@ impl Curve {
             Curve::P384 => 97,
             Curve::P521 => 133,
             Curve::Ed25519 | Curve::X25519 => 32,
+            Curve::Ed448 => 57,
         }
     }
 }
@@ -68,12 +72,21 @@ pub const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 pub const P521_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 /// DER of the Ed25519 OID 1.3.101.112.
 pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+/// DER of the Ed448 OID 1.3.101.113.
+pub const ED448_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x71];
 /// DER of the X25519 OID 1.3.101.110.
 pub const X25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
 
 /// Decodes `CKA_EC_PARAMS`.
 pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
-    for c in [Curve::P256, Curve::P384, Curve::P521, Curve::Ed25519, Curve::X25519] {
+    for c in [
+        Curve::P256,
+        Curve::P384,
+        Curve::P521,
+        Curve::Ed25519,
+        Curve::Ed448,
+        Curve::X25519,
+    ] {
         if params == c.oid() {
             return Ok(c);
         }
@@ -88,6 +101,7 @@ pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
         Ok("secp384r1" | "P-384") => Ok(Curve::P384),
         Ok("secp521r1" | "P-521") => Ok(Curve::P521),
         Ok("edwards25519" | "Ed25519" | "ed25519") => Ok(Curve::Ed25519),
+        Ok("edwards448" | "Ed448" | "ed448") => Ok(Curve::Ed448),
         Ok("curve25519" | "X25519" | "x25519") => Ok(Curve::X25519),
         _ => Err(Error::CurveNotSupported),
     }
@@ -122,7 +136,7 @@ pub fn raw_point(curve: Curve, bytes: &[u8]) -> Result<Vec<u8>> {
             Curve::P256 => VerifyingKey::from_sec1_bytes(raw).is_ok(),
             Curve::P384 => p384::PublicKey::from_sec1_bytes(raw).is_ok(),
             Curve::P521 => p521::PublicKey::from_sec1_bytes(raw).is_ok(),
-            Curve::Ed25519 | Curve::X25519 => true,
+            Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => true,
         };
     if !valid {
         return Err(Error::AttributeValueInvalid(crate::model::attributes::attr::EC_POINT));
@@ -272,7 +286,7 @@ pub fn generate(curve: Curve) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
         Curve::P256 => Ok(p256_generate()),
         Curve::P384 => Ok(p384c::generate()),
         Curve::P521 => Ok(p521c::generate()),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::CurveNotSupported),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::CurveNotSupported),
     }
 }
 
@@ -282,7 +296,7 @@ pub fn public_of(curve: Curve, scalar: &[u8]) -> Result<Vec<u8>> {
         Curve::P256 => p256_public_of(scalar),
         Curve::P384 => p384c::public_of(scalar),
         Curve::P521 => p521c::public_of(scalar),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::CurveNotSupported),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::CurveNotSupported),
     }
 }
 
@@ -293,7 +307,7 @@ pub fn sign_prehash(curve: Curve, scalar: &[u8], digest: &[u8]) -> Result<Vec<u8
         Curve::P256 => p256_sign_prehash(scalar, digest),
         Curve::P384 => p384c::sign_prehash(scalar, digest),
         Curve::P521 => p521c::sign_prehash(scalar, digest),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::KeyTypeInconsistent),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::KeyTypeInconsistent),
     }
 }
 
@@ -303,7 +317,7 @@ pub fn verify_prehash(curve: Curve, point: &[u8], digest: &[u8], sig: &[u8]) -> 
         Curve::P256 => p256_verify_prehash(point, digest, sig),
         Curve::P384 => p384c::verify_prehash(point, digest, sig),
         Curve::P521 => p521c::verify_prehash(point, digest, sig),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::KeyTypeInconsistent),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::KeyTypeInconsistent),
     }
 }
 
@@ -313,7 +327,7 @@ pub fn ecdh(curve: Curve, scalar: &[u8], peer: &[u8]) -> Result<Zeroizing<Vec<u8
         Curve::P256 => p256_ecdh(scalar, peer),
         Curve::P384 => p384c::ecdh(scalar, peer),
         Curve::P521 => p521c::ecdh(scalar, peer),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::CurveNotSupported),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::CurveNotSupported),
     }
 }
 
@@ -328,7 +342,7 @@ pub fn to_pkcs8(curve: Curve, scalar: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         }
         Curve::P384 => p384c::to_pkcs8(scalar),
         Curve::P521 => p521c::to_pkcs8(scalar),
-        Curve::Ed25519 | Curve::X25519 => Err(Error::KeyNotWrappable),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::KeyNotWrappable),
     }
 }
 

@@ -5,6 +5,8 @@
 pub mod aes;
 pub mod digest;
 pub mod ec;
+#[cfg(feature = "openssl")]
+pub mod ed448;
 pub mod eddsa;
 #[cfg(feature = "openssl")]
 pub mod openssl;

@@ -34,7 +34,7 @@ fn group(curve: Curve) -> Result<(&'static EcGroup, usize)> {
         Curve::P256 => (&P256, 32),
         Curve::P384 => (&P384, 48),
         Curve::P521 => (&P521, 66),
-        Curve::Ed25519 | Curve::X25519 => return Err(Error::KeyTypeInconsistent),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => return Err(Error::KeyTypeInconsistent),
     };
     Ok((g.as_ref().ok_or(Error::Crypto)?, field))
 }

@@ -166,12 +166,19 @@ pub static MECHANISMS: &[(u64, MechanismInfo)] = &[
     (mech::AES_KEY_GEN, info(16, 32, GENERATE)),
     (mech::GENERIC_SECRET_KEY_GEN, info(1, 512, GENERATE)),
     (mech::EC_KEY_PAIR_GEN, info(256, 521, GENERATE_KEY_PAIR | EC_CURVE)),
+    // Ed448 only where OpenSSL does it (src/crypto/ed448.rs).
+    #[cfg(feature = "openssl")]
+    (mech::EC_EDWARDS_KEY_PAIR_GEN, info(255, 448, GENERATE_KEY_PAIR)),
+    #[cfg(not(feature = "openssl"))]
     (mech::EC_EDWARDS_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
     (mech::EC_MONTGOMERY_KEY_PAIR_GEN, info(255, 255, GENERATE_KEY_PAIR)),
     (mech::ECDSA, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA256, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA384, info(256, 521, SIGN | VERIFY | EC_CURVE)),
     (mech::ECDSA_SHA512, info(256, 521, SIGN | VERIFY | EC_CURVE)),
+    #[cfg(feature = "openssl")]
+    (mech::EDDSA, info(255, 448, SIGN | VERIFY)),
+    #[cfg(not(feature = "openssl"))]
     (mech::EDDSA, info(255, 255, SIGN | VERIFY)),
     (mech::ECDH1_DERIVE, info(255, 521, DERIVE | EC_CURVE)),
     (mech::AES_GCM, info(16, 32, ENCRYPT | DECRYPT)),

@@ -86,6 +86,7 @@ pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
     const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
     const X25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.110");
+    const ED448: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.113");
     let algorithm = |oid, parameters| AlgorithmIdentifierOwned { oid, parameters };
     let (algorithm, key) = match attrs.key_type()? {
         key_type::RSA => {
@@ -109,8 +110,19 @@ pub fn spki(attrs: &AttrMap) -> Option<Vec<u8>> {
             (algorithm(EC_PUBLIC_KEY, Some(Any::from(curve))), raw)
         }
         key_type::EC_EDWARDS if attrs.class().ok()? == class::PUBLIC_KEY => {
-            let raw = ec::raw_point(ec::Curve::Ed25519, attrs.get(attr::EC_POINT)?).ok()?;
-            (algorithm(ED25519, None), raw)
+            let curve = attrs
+                .get(attr::EC_PARAMS)
+                .map_or(Ok(ec::Curve::Ed25519), ec::curve_from_params)
+                .ok()?;
+            let oid = match curve {
+                ec::Curve::Ed25519 => ED25519,
+                ec::Curve::Ed448 => ED448,
+                _ => return None,
+            };
+            (
+                algorithm(oid, None),
+                ec::raw_point(curve, attrs.get(attr::EC_POINT)?).ok()?,
+            )
         }
         key_type::EC_MONTGOMERY if attrs.class().ok()? == class::PUBLIC_KEY => {
             let raw = ec::raw_point(ec::Curve::X25519, attrs.get(attr::EC_POINT)?).ok()?;

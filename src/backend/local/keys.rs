@@ -69,6 +69,8 @@ pub(super) fn complete_material(attrs: &mut AttrMap) -> Result<()> {
                 (c, Some(key_type::EC)) if c.is_nist() => ec::public_of(c, v).is_ok(),
                 (ec::Curve::Ed25519, Some(key_type::EC_EDWARDS)) => eddsa::public_of(v).is_ok(),
                 (ec::Curve::X25519, Some(key_type::EC_MONTGOMERY)) => x25519::public_of(v).is_ok(),
+                #[cfg(feature = "openssl")]
+                (ec::Curve::Ed448, Some(key_type::EC_EDWARDS)) => crypto::ed448::public_of(v).is_ok(),
                 _ => return Err(Error::TemplateInconsistent("curve does not fit the key type")),
             };
             if !ok {
@@ -115,6 +117,9 @@ fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     match (attrs.class()?, attrs.key_type()) {
         (class::SECRET_KEY, _) => Ok(Zeroizing::new(secret.to_vec())),
         (class::PRIVATE_KEY, Some(key_type::EC)) => ec::to_pkcs8(curve_of(attrs)?, secret),
+        (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) if curve_of(attrs)? == ec::Curve::Ed448 => {
+            rfc8410_pkcs8(ED448_ALGORITHM, secret, 57)
+        }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
             // RFC 8410 PKCS#8 v1: the seed alone.
             let seed: &[u8; 32] = secret.try_into().map_err(|_| Error::KeyNotWrappable)?;
@@ -126,22 +131,7 @@ fn wrappable(attrs: &AttrMap, secret: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
             .map_err(|_| Error::KeyNotWrappable)?;
             Ok(Zeroizing::new(der.as_bytes().to_vec()))
         }
-        (class::PRIVATE_KEY, Some(key_type::EC_MONTGOMERY)) => {
-            // RFC 8410 PKCS#8 v1, as for Ed25519: the private key alone.
-            let key: &[u8; 32] = secret.try_into().map_err(|_| Error::KeyNotWrappable)?;
-            let inner = der::asn1::OctetStringRef::new(key).map_err(|_| Error::KeyNotWrappable)?;
-            let inner = Zeroizing::new(der::Encode::to_der(&inner).map_err(|_| Error::KeyNotWrappable)?);
-            let info = pkcs8::PrivateKeyInfo::new(
-                pkcs8::AlgorithmIdentifierRef {
-                    oid: X25519_ALGORITHM,
-                    parameters: None,
-                },
-                &inner,
-            );
-            let mut out = Zeroizing::new(Vec::new());
-            der::Encode::encode_to_vec(&info, &mut out).map_err(|_| Error::KeyNotWrappable)?;
-            Ok(out)
-        }
+        (class::PRIVATE_KEY, Some(key_type::EC_MONTGOMERY)) => rfc8410_pkcs8(X25519_ALGORITHM, secret, 32),
         #[cfg(feature = "openssl")]
         (class::PRIVATE_KEY, Some(key_type::RSA)) => crate::crypto::rsa::to_pkcs8(secret),
         _ => Err(Error::KeyNotWrappable),
@@ -157,6 +147,15 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
             template.set(attr::VALUE, scalar.to_vec());
             template.set(attr::EC_PARAMS, curve.oid().to_vec());
         }
+        (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS))
+            if from_rfc8410_pkcs8(ED448_ALGORITHM, &bytes, 57).is_some() =>
+        {
+            let key = from_rfc8410_pkcs8(ED448_ALGORITHM, &bytes, 57).ok_or(Error::WrappedKeyInvalid)?;
+            if template.get(attr::EC_PARAMS).is_none() {
+                template.set(attr::EC_PARAMS, ec::ED448_OID.to_vec());
+            }
+            template.set(attr::VALUE, key.to_vec());
+        }
         (class::PRIVATE_KEY, Some(key_type::EC_EDWARDS)) => {
             // PKCS#8 v1, or v2 with the public key (RFC 8410 §7), which is checked.
             let pair = ed25519_dalek::SigningKey::from_pkcs8_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
@@ -167,19 +166,11 @@ fn unwrapped_into(template: &mut AttrMap, bytes: Zeroizing<Vec<u8>>) -> Result<(
             template.set(attr::VALUE, seed.to_vec());
         }
         (class::PRIVATE_KEY, Some(key_type::EC_MONTGOMERY)) => {
-            use der::Decode;
-            let info = pkcs8::PrivateKeyInfo::from_der(&bytes).map_err(|_| Error::WrappedKeyInvalid)?;
-            if info.algorithm.oid != X25519_ALGORITHM {
-                return Err(Error::WrappedKeyInvalid);
-            }
-            let key = der::asn1::OctetStringRef::from_der(info.private_key).map_err(|_| Error::WrappedKeyInvalid)?;
-            if key.as_bytes().len() != 32 {
-                return Err(Error::WrappedKeyInvalid);
-            }
+            let key = from_rfc8410_pkcs8(X25519_ALGORITHM, &bytes, 32).ok_or(Error::WrappedKeyInvalid)?;
             if template.get(attr::EC_PARAMS).is_none() {
                 template.set(attr::EC_PARAMS, ec::X25519_OID.to_vec());
             }
-            template.set(attr::VALUE, key.as_bytes().to_vec());
+            template.set(attr::VALUE, key.to_vec());
         }
         #[cfg(feature = "openssl")]
         (class::PRIVATE_KEY, Some(key_type::RSA)) => {
@@ -209,8 +200,34 @@ fn expect_type(attrs: &AttrMap, want: &[u64], err: Error) -> Result<()> {
     }
 }
 
-/// The X25519 algorithm of RFC 8410 (`id-X25519`, 1.3.101.110).
+/// The X25519 and Ed448 algorithms of RFC 8410 (`id-X25519`, `id-Ed448`).
 const X25519_ALGORITHM: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.101.110");
+const ED448_ALGORITHM: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("1.3.101.113");
+
+/// RFC 8410 PKCS#8 v1 for a key of `len` bytes: the private key alone, in an OCTET STRING
+/// inside the PrivateKeyInfo's.
+fn rfc8410_pkcs8(oid: der::asn1::ObjectIdentifier, key: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    if key.len() != len {
+        return Err(Error::KeyNotWrappable);
+    }
+    let inner = der::asn1::OctetStringRef::new(key).map_err(|_| Error::KeyNotWrappable)?;
+    let inner = Zeroizing::new(der::Encode::to_der(&inner).map_err(|_| Error::KeyNotWrappable)?);
+    let info = pkcs8::PrivateKeyInfo::new(pkcs8::AlgorithmIdentifierRef { oid, parameters: None }, &inner);
+    let mut out = Zeroizing::new(Vec::new());
+    der::Encode::encode_to_vec(&info, &mut out).map_err(|_| Error::KeyNotWrappable)?;
+    Ok(out)
+}
+
+/// The private key of an RFC 8410 PKCS#8 of algorithm `oid` and `len` bytes, if it is one.
+fn from_rfc8410_pkcs8(oid: der::asn1::ObjectIdentifier, der_bytes: &[u8], len: usize) -> Option<Zeroizing<Vec<u8>>> {
+    use der::Decode;
+    let info = pkcs8::PrivateKeyInfo::from_der(der_bytes).ok()?;
+    if info.algorithm.oid != oid {
+        return None;
+    }
+    let key = der::asn1::OctetStringRef::from_der(info.private_key).ok()?;
+    (key.as_bytes().len() == len).then(|| Zeroizing::new(key.as_bytes().to_vec()))
+}
 
 const HMAC_TYPES: &[u64] = &[
     key_type::GENERIC_SECRET,
@@ -333,6 +350,8 @@ impl Backend for LocalBackend {
                     (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
                     (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
                     (Mechanism::MontgomeryKeyPairGen, ec::Curve::X25519) => x25519::generate(),
+                    #[cfg(feature = "openssl")]
+                    (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed448) => crypto::ed448::generate()?,
                     (Mechanism::EcKeyPairGen | Mechanism::EdwardsKeyPairGen | Mechanism::MontgomeryKeyPairGen, _) => {
                         return Err(Error::CurveNotSupported)
                     }
@@ -474,6 +493,10 @@ impl Backend for LocalBackend {
             (Mechanism::EcdsaWith(d), Some(key_type::EC)) => {
                 Box::new(ops::EcdsaSign::new(curve_of(&r.attrs)?, self.secret(&r)?, Some(*d)))
             }
+            #[cfg(feature = "openssl")]
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) if curve_of(&r.attrs)? == ec::Curve::Ed448 => {
+                Box::new(ops::Ed448Sign::new(self.secret(&r)?))
+            }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 let seed = self.secret(&r)?;
                 let public = match r.ed25519_public.get() {
@@ -526,6 +549,10 @@ impl Backend for LocalBackend {
                     _ => None,
                 };
                 Box::new(ops::EcdsaVerify::new(curve, point, pre))
+            }
+            #[cfg(feature = "openssl")]
+            (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) if curve_of(&r.attrs)? == ec::Curve::Ed448 => {
+                Box::new(ops::EddsaVerify::ed448(Self::ec_public_point(&r.attrs)?.1))
             }
             (Mechanism::Eddsa, Some(key_type::EC_EDWARDS)) => {
                 Box::new(ops::EddsaVerify::new(Self::ec_public_point(&r.attrs)?.1))

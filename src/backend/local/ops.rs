@@ -136,9 +136,40 @@ impl SignOp for EddsaSign {
     }
 }
 
+/// Ed448 signing (OpenSSL builds), the message buffered as for Ed25519.
+#[cfg(feature = "openssl")]
+pub struct Ed448Sign {
+    key: Secret,
+    msg: Zeroizing<Vec<u8>>,
+}
+
+#[cfg(feature = "openssl")]
+impl Ed448Sign {
+    pub fn new(key: Secret) -> Self {
+        Self {
+            key,
+            msg: Zeroizing::new(Vec::new()),
+        }
+    }
+}
+
+#[cfg(feature = "openssl")]
+impl SignOp for Ed448Sign {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.msg.extend_from_slice(data);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Vec<u8>> {
+        crate::crypto::ed448::sign(&self.key, &self.msg)
+    }
+}
+
+/// EdDSA verification, Ed25519 or (OpenSSL builds) Ed448.
 pub struct EddsaVerify {
     public: Vec<u8>,
     msg: Vec<u8>,
+    #[cfg_attr(not(feature = "openssl"), allow(dead_code))]
+    ed448: bool,
 }
 
 impl EddsaVerify {
@@ -146,6 +177,14 @@ impl EddsaVerify {
         Self {
             public,
             msg: Vec::new(),
+            ed448: false,
+        }
+    }
+    #[cfg(feature = "openssl")]
+    pub fn ed448(public: Vec<u8>) -> Self {
+        Self {
+            ed448: true,
+            ..Self::new(public)
         }
     }
 }
@@ -156,6 +195,10 @@ impl VerifyOp for EddsaVerify {
         Ok(())
     }
     fn finish(self: Box<Self>, signature: &[u8]) -> Result<()> {
+        #[cfg(feature = "openssl")]
+        if self.ed448 {
+            return crate::crypto::ed448::verify(&self.public, &self.msg, signature);
+        }
         provider().ed25519_verify(&self.public, &self.msg, signature)
     }
 }
