@@ -501,14 +501,9 @@ fn library_slot_and_token_info_and_random_seeding() {
     // SoftHSM2 2.6.1 does not count sessions (CK_UNAVAILABLE_INFORMATION).
     assert_eq!(ti.session_count(), unless_softhsm(Some(2), None));
     assert_eq!(ti.rw_session_count(), unless_softhsm(Some(1), None));
-    // A self-managed token's generator (the OS's) takes no seed: CKR_RANDOM_SEED_NOT_SUPPORTED,
-    // as the spec allows. hsm mode passes the seed to the HSM; SoftHSM2 mixes it in.
-    let seeded = s.seed_random(b"seed");
-    if target() != Target::SelfManaged {
-        seeded.unwrap();
-    } else {
-        assert_eq!(rv(seeded), RvError::RandomSeedNotSupported);
-    }
+    // A self-managed token mixes the seed into the OS's generator (written to /dev/urandom);
+    // hsm mode passes it to the HSM; SoftHSM2 mixes it into OpenSSL's.
+    s.seed_random(b"seed").unwrap();
     assert_eq!(s.generate_random_vec(48).unwrap().len(), 48);
     // An invalid slot is refused everywhere.
     let bad = cryptoki::slot::Slot::try_from(9u64).unwrap();

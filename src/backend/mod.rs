@@ -211,8 +211,8 @@ pub trait Backend: Send + Sync + Debug {
     /// The secret of a key fed to a running digest (`C_DigestKey`).
     fn digest_key(&self, session: u64, op: &mut dyn DigestOp, key: &ObjectId) -> Result<()>;
     fn random(&self, session: u64, out: &mut [u8]) -> Result<()>;
-    /// `C_SeedRandom`: mixes `seed` into the token's generator. keygate's own generator is the
-    /// operating system's, which takes no seed from applications.
+    /// `C_SeedRandom`: mixes `seed` into the token's generator (the HSM's; for a self-managed
+    /// token, the operating system's).
     fn seed_random(&self, _session: u64, _seed: &[u8]) -> Result<()> {
         Err(crate::error::Error::RandomSeedNotSupported)
     }

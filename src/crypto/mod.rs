@@ -27,6 +27,23 @@ pub fn random(out: &mut [u8]) -> Result<()> {
     OsRng.try_fill_bytes(out).map_err(|_| Error::RandomNoRng)
 }
 
+/// Mixes `seed` into the operating system's generator, the one keygate draws from
+/// (`C_SeedRandom`): Linux adds what is written to `/dev/urandom` to its entropy pool without
+/// crediting it, so a seed can add unpredictability and never take any away (random(4)).
+pub fn mix_into_os_generator(seed: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/urandom")
+        .and_then(|mut f| f.write_all(seed))
+        .map_err(|e| {
+            log::warn!(
+                "C_SeedRandom: the seed could not be given to the operating system's generator (/dev/urandom: {e})"
+            );
+            Error::RandomSeedNotSupported
+        })
+}
+
 /// `n` random bytes in a zeroising buffer.
 pub fn random_secret(n: usize) -> Result<Zeroizing<Vec<u8>>> {
     let mut v = Zeroizing::new(vec![0u8; n]);

@@ -610,6 +610,9 @@ impl Backend for LocalBackend {
     fn random(&self, _session: u64, out: &mut [u8]) -> Result<()> {
         crypto::random(out)
     }
+    fn seed_random(&self, _session: u64, seed: &[u8]) -> Result<()> {
+        crypto::mix_into_os_generator(seed)
+    }
     fn object_count(&self) -> Result<u64> {
         self.object_count_impl()
     }
