@@ -715,6 +715,40 @@ fn ecdh_with_x963_kdfs_matches_the_formula() {
 
 const X25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
 
+/// A private key wrapped under a new AES key with `CKM_AES_KEY_WRAP_PAD` (PKCS#8 inside) and
+/// unwrapped again as a session key of type `kt` with `usage`.
+fn pkcs8_round_trip(
+    s: &Session,
+    private: cryptoki::object::ObjectHandle,
+    kt: KeyType,
+    usage: Attribute,
+) -> cryptoki::object::ObjectHandle {
+    let kek = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32u64.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Token(false),
+            ],
+        )
+        .unwrap();
+    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).unwrap();
+    s.unwrap_key(
+        &Mechanism::AesKeyWrapPad,
+        kek,
+        &wrapped,
+        &[
+            Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
+            Attribute::KeyType(kt),
+            usage,
+            Attribute::Token(false),
+        ],
+    )
+    .unwrap()
+}
+
 /// The shared secret of `private` with a raw 32-byte peer key, read back from a derived
 /// generic secret.
 fn x25519_derive(s: &Session, private: cryptoki::object::ObjectHandle, peer: &[u8]) -> Result<Vec<u8>, CkError> {
@@ -800,31 +834,7 @@ fn x25519_agrees_with_openssl_and_rfc7748() {
     ));
 
     // Wrapped as PKCS#8 and back: the same key (the same secret with the same peer).
-    let kek = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-                Attribute::Token(false),
-            ],
-        )
-        .unwrap();
-    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).unwrap();
-    let back = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrapPad,
-            kek,
-            &wrapped,
-            &[
-                Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
-                Attribute::KeyType(KeyType::EC_MONTGOMERY),
-                Attribute::Derive(true),
-                Attribute::Token(false),
-            ],
-        )
-        .unwrap();
+    let back = pkcs8_round_trip(&s, private, KeyType::EC_MONTGOMERY, Attribute::Derive(true));
     assert_eq!(
         x25519_derive(&s, back, &theirs.raw_public_key().unwrap()).unwrap(),
         want
@@ -880,31 +890,7 @@ fn ed448_signs_what_openssl_verifies() {
     if target() != Target::SelfManaged {
         return;
     }
-    let kek = s
-        .generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::ValueLen(32u64.into()),
-                Attribute::Wrap(true),
-                Attribute::Unwrap(true),
-                Attribute::Token(false),
-            ],
-        )
-        .unwrap();
-    let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, private).unwrap();
-    let back = s
-        .unwrap_key(
-            &Mechanism::AesKeyWrapPad,
-            kek,
-            &wrapped,
-            &[
-                Attribute::Class(cryptoki::object::ObjectClass::PRIVATE_KEY),
-                Attribute::KeyType(KeyType::EC_EDWARDS),
-                Attribute::Sign(true),
-                Attribute::Token(false),
-            ],
-        )
-        .unwrap();
+    let back = pkcs8_round_trip(&s, private, KeyType::EC_EDWARDS, Attribute::Sign(true));
     let m = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
     check(&s.sign(&m, back, b"HI BOB!").unwrap());
 }

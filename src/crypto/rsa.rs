@@ -42,6 +42,26 @@ pub struct Components<'a> {
     pub coefficient: &'a [u8],
 }
 
+impl<'a> Components<'a> {
+    /// From the public part and the six secret parts in PKCS#1 order (private exponent, the
+    /// two primes, the two CRT exponents, the coefficient).
+    pub fn new(modulus: &'a [u8], public_exponent: &'a [u8], parts: &'a [Zeroizing<Vec<u8>>]) -> Result<Self> {
+        let [d, p, q, dp, dq, qi] = parts else {
+            return Err(Error::TemplateIncomplete("an RSA private key has six secret parts"));
+        };
+        Ok(Components {
+            modulus,
+            public_exponent,
+            private_exponent: d,
+            prime_1: p,
+            prime_2: q,
+            exponent_1: dp,
+            exponent_2: dq,
+            coefficient: qi,
+        })
+    }
+}
+
 /// One secret part of a private key (`CKA_PRIVATE_EXPONENT` … `CKA_COEFFICIENT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -120,16 +140,7 @@ pub fn generate(bits: u64, e: &[u8]) -> Result<Generated> {
     .map(secret_bytes);
     let modulus = rsa.n().to_vec();
     let public_exponent = rsa.e().to_vec();
-    let private = encode(&Components {
-        modulus: &modulus,
-        public_exponent: &public_exponent,
-        private_exponent: &parts[0],
-        prime_1: &parts[1],
-        prime_2: &parts[2],
-        exponent_1: &parts[3],
-        exponent_2: &parts[4],
-        coefficient: &parts[5],
-    })?;
+    let private = encode(&Components::new(&modulus, &public_exponent, &parts)?)?;
     Ok(Generated {
         private,
         modulus,

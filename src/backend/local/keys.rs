@@ -229,6 +229,25 @@ fn from_rfc8410_pkcs8(oid: der::asn1::ObjectIdentifier, der_bytes: &[u8], len: u
     (key.as_bytes().len() == len).then(|| Zeroizing::new(key.as_bytes().to_vec()))
 }
 
+/// Whether a mechanism signs and verifies (with a key of the wrong type it is
+/// `CKR_KEY_TYPE_INCONSISTENT`, not `CKR_MECHANISM_INVALID`).
+fn signs(m: &Mechanism) -> bool {
+    matches!(
+        m,
+        Mechanism::Ecdsa
+            | Mechanism::EcdsaWith(_)
+            | Mechanism::Eddsa
+            | Mechanism::Hmac(_)
+            | Mechanism::HmacGeneral(..)
+            | Mechanism::AesCmac
+            | Mechanism::AesCmacGeneral(_)
+            | Mechanism::RsaPkcs
+            | Mechanism::RsaPkcsWith(_)
+            | Mechanism::RsaPss(_)
+            | Mechanism::RsaPssWith(..)
+    )
+}
+
 const HMAC_TYPES: &[u64] = &[
     key_type::GENERIC_SECRET,
     key_type::SHA256_HMAC,
@@ -520,20 +539,7 @@ impl Backend for LocalBackend {
             }
             #[cfg(feature = "openssl")]
             (m, Some(key_type::RSA)) if rsa::is_signature(m) => Box::new(rsa::Sign::new(self.secret(&r)?, m)?),
-            (
-                Mechanism::Ecdsa
-                | Mechanism::EcdsaWith(_)
-                | Mechanism::Eddsa
-                | Mechanism::Hmac(_)
-                | Mechanism::HmacGeneral(..)
-                | Mechanism::AesCmac
-                | Mechanism::AesCmacGeneral(_)
-                | Mechanism::RsaPkcs
-                | Mechanism::RsaPkcsWith(_)
-                | Mechanism::RsaPss(_)
-                | Mechanism::RsaPssWith(..),
-                _,
-            ) => return Err(Error::KeyTypeInconsistent),
+            (m, _) if signs(m) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
         })
     }
@@ -569,20 +575,7 @@ impl Backend for LocalBackend {
             }
             #[cfg(feature = "openssl")]
             (m, Some(key_type::RSA)) if rsa::is_signature(m) => Box::new(rsa::Verify::new(&r.attrs, m)?),
-            (
-                Mechanism::Ecdsa
-                | Mechanism::EcdsaWith(_)
-                | Mechanism::Eddsa
-                | Mechanism::Hmac(_)
-                | Mechanism::HmacGeneral(..)
-                | Mechanism::AesCmac
-                | Mechanism::AesCmacGeneral(_)
-                | Mechanism::RsaPkcs
-                | Mechanism::RsaPkcsWith(_)
-                | Mechanism::RsaPss(_)
-                | Mechanism::RsaPssWith(..),
-                _,
-            ) => return Err(Error::KeyTypeInconsistent),
+            (m, _) if signs(m) => return Err(Error::KeyTypeInconsistent),
             (other, _) => return Err(Error::MechanismInvalid(other.ty())),
         })
     }

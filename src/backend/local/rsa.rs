@@ -67,16 +67,7 @@ pub(super) fn complete_private(attrs: &mut AttrMap) -> Result<()> {
         ))?;
         parts.push(v);
     }
-    let pkcs1 = rsa::import(&rsa::Components {
-        modulus: &n,
-        public_exponent: &e,
-        private_exponent: &parts[0],
-        prime_1: &parts[1],
-        prime_2: &parts[2],
-        exponent_1: &parts[3],
-        exponent_2: &parts[4],
-        coefficient: &parts[5],
-    })?;
+    let pkcs1 = rsa::import(&rsa::Components::new(&n, &e, &parts)?)?;
     attrs.set(attr::VALUE, pkcs1.to_vec());
     Ok(())
 }
