@@ -180,7 +180,8 @@ pub static RULES: &[Rule] = &[
     rule!(EC_PARAMS, Bytes, PU.or(PR), IMMUTABLE, None),
     rule!(EC_POINT, Bytes, PU, GENERATED | IMMUTABLE, None),
     rule!(VALUE_LEN, Ulong, SE, IMMUTABLE, None),
-    // RSA key material (forwarded to an HSM; the self-managed token has no RSA).
+    // RSA key material. A self-managed token seals the private parts as one PKCS#1 secret
+    // (backend/local/rsa.rs); they are never clear attributes there.
     rule!(MODULUS, Bytes, PU.or(PR), GENERATED | IMMUTABLE, None),
     rule!(MODULUS_BITS, Ulong, PU, IMMUTABLE, None),
     rule!(PUBLIC_EXPONENT, Bytes, PU.or(PR), IMMUTABLE, None),
