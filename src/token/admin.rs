@@ -9,14 +9,11 @@
 use crate::model::handles::{ObjectHandle, SessionHandle};
 use std::sync::atomic::AtomicU64;
 
-use parking_lot::RwLock;
-
 use super::handles::Handles;
 use super::provider::{slots_from, Provider};
 use crate::backend::{ObjectId, UserType};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::fastmap::FastMap;
 use crate::model::attributes::{attr, class, revocation, AttrMap};
 use crate::model::mechanisms::Pin;
 
@@ -26,7 +23,7 @@ impl Provider {
     pub fn for_program(cfg: &Config) -> Provider {
         Provider {
             slots: slots_from(cfg),
-            sessions: RwLock::new(FastMap::default()),
+            sessions: super::session::SessionTable::default(),
             handles: Handles::default(),
             next_session: AtomicU64::new(0),
             pid: crate::sys::process::id(),

@@ -186,7 +186,7 @@ impl Provider {
                 return Err(Error::KeyNotWrappable);
             }
         }
-        self.slot_of(&s).pins.check(&*b, &kid, &kattrs)?;
+        self.slot_of(&s).pins.check(b, &kid, &kattrs)?;
         // The two-call convention: a wrap whose length was asked for is kept for the call that
         // brings the buffer, not done twice (an HSM round trip, or a randomised RSA-OAEP wrap
         // that would differ). The checks above run on both calls.

@@ -157,10 +157,12 @@ fn in_service(attrs: &AttrMap, usage: Usage) -> Result<()> {
 }
 
 /// A keyed operation ready to start: the session, the key, its backend.
-pub(super) struct Keyed {
+pub(super) struct Keyed<'a> {
     pub(super) session: Arc<Mutex<Session>>,
     pub(super) id: ObjectId,
-    pub(super) backend: Arc<dyn Backend>,
+    /// Borrowed from the provider the call holds: cloning the `Arc` would touch a reference
+    /// count every thread using the token shares.
+    pub(super) backend: &'a dyn Backend,
     /// The key is a private key with `CKA_ALWAYS_AUTHENTICATE`: each operation with it waits
     /// for a `C_Login(CKU_CONTEXT_SPECIFIC)`.
     pub(super) always_authenticate: bool,
@@ -169,12 +171,12 @@ pub(super) struct Keyed {
 impl Provider {
     /// Common start of every keyed operation: the session, the mechanism (offered for
     /// `usage`), the key (visible, permitting `usage`).
-    pub(super) fn keyed(&self, h: u64, mech: &Mechanism, usage: Usage, key: u64) -> Result<Keyed> {
+    pub(super) fn keyed(&self, h: u64, mech: &Mechanism, usage: Usage, key: u64) -> Result<Keyed<'_>> {
         let s = self.session(h)?;
         let (id, backend, always_authenticate) = {
             let g = s.lock();
             let slot = self.slot_of(&g);
-            let backend = slot.backend.clone();
+            let backend: &dyn Backend = &*slot.backend;
             slot.check(mech, usage.flag())?;
             let (id, attrs) = self.key_object(&g, key, Error::KeyHandleInvalid)?;
             if !matches!(
@@ -193,7 +195,7 @@ impl Provider {
             usage_permits(&attrs, usage, mech)?;
             in_service(&attrs, usage)?;
             slot.policy.check_key_size(&attrs)?;
-            slot.pins.check(&*backend, &id, &attrs)?;
+            slot.pins.check(backend, &id, &attrs)?;
             let always = attrs.class()? == class::PRIVATE_KEY && attrs.flag(attr::ALWAYS_AUTHENTICATE);
             (id, backend, always)
         };
@@ -345,7 +347,7 @@ impl Provider {
         let h = h.0;
         let s = self.session(h)?;
         let mut s = s.lock();
-        let b = self.slot_of(&s).backend.clone();
+        let b = &self.slot_of(&s).backend;
         self.slot_of(&s).check(mech, mflag::DIGEST)?;
         if s.digest.is_some() {
             return Err(Error::OperationActive);
@@ -378,7 +380,7 @@ impl Provider {
         if attrs.class()? != class::SECRET_KEY || attrs.flag(attr::SENSITIVE) {
             return Err(Error::KeyIndigestible);
         }
-        let b = self.slot_of(&s).backend.clone();
+        let b = &self.slots[s.slot].backend;
         let op = running(&mut s.digest)?;
         b.digest_key(h, op.as_mut(), &id)
     }

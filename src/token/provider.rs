@@ -2,22 +2,22 @@
 //! table and object handles. Created by `C_Initialize`, dropped by `C_Finalize`. After `fork()`
 //! the child sees `CKR_CRYPTOKI_NOT_INITIALIZED` until it initialises again (process id check).
 //!
-//! Locking: the provider is behind an `RwLock` read by every call; each session has its own
-//! mutex; no shared lock is held across Argon2 or an HSM round trip.
+//! Locking: every call reads the provider through an `ArcSwapOption` (no lock, no shared
+//! reference count) and its session from a sharded table; each session has its own mutex; no
+//! shared lock is held across Argon2 or an HSM round trip.
 
-use crate::fastmap::FastMap;
 use crate::model::handles::SessionHandle;
 use std::borrow::Borrow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::handles::Handles;
 
 use super::pinning::Pins;
 use super::policy::Policy;
-use super::session::{state, Session};
+use super::session::{state, Session, SessionTable};
 use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, Lifetime, ObjectId, TokenStatus, UserType};
 use crate::config::{Config, Mode, TokenConfig};
@@ -79,7 +79,7 @@ impl Slot {
 
 pub struct Provider {
     pub slots: Vec<Slot>,
-    pub(super) sessions: RwLock<FastMap<u64, Arc<Mutex<Session>>>>,
+    pub(super) sessions: SessionTable,
     pub handles: Handles,
     pub(super) next_session: AtomicU64,
     pub(super) pid: u32,
@@ -87,12 +87,29 @@ pub struct Provider {
     pub(super) audit: Option<crate::audit::Audit>,
 }
 
-static PROVIDER: RwLock<Option<Arc<Provider>>> = RwLock::new(None);
+/// The initialised provider. Read by every call through [`provider`], lock-free; replaced only
+/// by `C_Initialize` and `C_Finalize`, which [`LIFECYCLE`] serialises.
+static PROVIDER: arc_swap::ArcSwapOption<Provider> = arc_swap::ArcSwapOption::const_empty();
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// The provider as one call holds it: it stays alive for the call even if another thread
+/// finalises meanwhile, as an `Arc` would, without touching a reference count other threads
+/// share (arc-swap's per-thread debts).
+pub struct ProviderRef(arc_swap::Guard<Option<Arc<Provider>>>);
+
+impl std::ops::Deref for ProviderRef {
+    type Target = Provider;
+    fn deref(&self) -> &Provider {
+        // Checked not empty when the reference was made (`provider`).
+        self.0.as_deref().expect("a ProviderRef holds a provider")
+    }
+}
 
 /// The initialised provider, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child).
-pub fn provider() -> Result<Arc<Provider>> {
-    match &*PROVIDER.read() {
-        Some(p) if p.pid == crate::sys::process::id() => Ok(p.clone()),
+pub fn provider() -> Result<ProviderRef> {
+    let g = PROVIDER.load();
+    match &*g {
+        Some(p) if p.pid == crate::sys::process::id() => Ok(ProviderRef(g)),
         _ => Err(Error::CryptokiNotInitialized),
     }
 }
@@ -104,8 +121,8 @@ static FORKED_FROM: Mutex<Vec<Arc<Provider>>> = Mutex::new(Vec::new());
 /// [`Config::locate`] finds it). A missing or broken configuration is logged and gives a module
 /// with no slots.
 pub fn initialize(config: Option<&std::path::Path>) -> Result<()> {
-    let mut g = PROVIDER.write();
-    if let Some(p) = &*g {
+    let _lifecycle = LIFECYCLE.lock();
+    if let Some(p) = &*PROVIDER.load() {
         if p.pid == crate::sys::process::id() {
             return Err(Error::CryptokiAlreadyInitialized);
         }
@@ -113,7 +130,7 @@ pub fn initialize(config: Option<&std::path::Path>) -> Result<()> {
         // to the parent. Closing it here could finalise the parent's HSM library state or
         // checkpoint the parent's database from the wrong process, so it is kept, untouched
         // and never dropped, for the life of this process.
-        if let Some(inherited) = g.take() {
+        if let Some(inherited) = PROVIDER.swap(None) {
             FORKED_FROM.lock().push(inherited);
         }
     }
@@ -124,14 +141,14 @@ pub fn initialize(config: Option<&std::path::Path>) -> Result<()> {
             (Vec::new(), None)
         }
     };
-    *g = Some(Arc::new(Provider {
+    PROVIDER.store(Some(Arc::new(Provider {
         slots,
-        sessions: RwLock::new(FastMap::default()),
+        sessions: SessionTable::default(),
         handles: Handles::default(),
         next_session: AtomicU64::new(0),
         pid: crate::sys::process::id(),
         audit,
-    }));
+    })));
     Ok(())
 }
 
@@ -160,10 +177,12 @@ pub fn slots_from(cfg: &Config) -> Vec<Slot> {
 
 /// `C_Finalize`.
 pub fn finalize() -> Result<()> {
-    let mut g = PROVIDER.write();
-    match g.take() {
+    let lifecycle = LIFECYCLE.lock();
+    let current = PROVIDER.load_full();
+    match current {
         Some(p) if p.pid == crate::sys::process::id() => {
-            drop(g);
+            PROVIDER.store(None);
+            drop(lifecycle);
             // Releases every blocking C_WaitForSlotEvent.
             *FINALIZED.0.lock() += 1;
             FINALIZED.1.notify_all();
@@ -215,10 +234,9 @@ impl Provider {
 
     /// (sessions, rw sessions) open on a slot.
     pub fn session_counts(&self, slot: u64) -> (u64, u64) {
-        let s = self.sessions.read();
         let mut all = 0;
         let mut rw = 0;
-        for sess in s.values() {
+        for (_, sess) in self.sessions.all() {
             let g = sess.lock();
             if g.slot as u64 == slot {
                 all += 1;
@@ -229,7 +247,7 @@ impl Provider {
     }
 
     pub(super) fn session(&self, h: u64) -> Result<Arc<Mutex<Session>>> {
-        self.sessions.read().get(&h).cloned().ok_or(Error::SessionHandleInvalid)
+        self.sessions.get(h).ok_or(Error::SessionHandleInvalid)
     }
 
     pub(super) fn slot_of(&self, s: &Session) -> &Slot {
@@ -247,14 +265,13 @@ impl Provider {
         let h = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         sl.backend.session_opened(h, rw)?;
         self.sessions
-            .write()
             .insert(h, Arc::new(Mutex::new(Session::new(h, slot as usize, rw))));
         Ok(SessionHandle(h))
     }
 
     pub fn close_session(&self, h: SessionHandle) -> Result<()> {
         let h = h.0;
-        let s = self.sessions.write().remove(&h).ok_or(Error::SessionHandleInvalid)?;
+        let s = self.sessions.remove(h).ok_or(Error::SessionHandleInvalid)?;
         let slot = s.lock().slot;
         self.slots[slot].backend.session_closed(h);
         if self.session_counts(slot as u64).0 == 0 {
@@ -270,10 +287,11 @@ impl Provider {
     pub fn close_all_sessions(&self, slot: u64) -> Result<()> {
         self.slot(slot)?;
         let handles: Vec<u64> = {
-            let s = self.sessions.read();
-            s.iter()
+            self.sessions
+                .all()
+                .into_iter()
                 .filter(|(_, v)| v.lock().slot as u64 == slot)
-                .map(|(k, _)| *k)
+                .map(|(k, _)| k)
                 .collect()
         };
         for h in handles {
@@ -336,14 +354,13 @@ impl Provider {
             (_, Some(_)) => return Err(Error::UserAnotherAlreadyLoggedIn),
             (_, None) => {}
         }
-        if user == UserType::So {
-            let s = self.sessions.read();
-            if s.values().any(|x| {
+        if user == UserType::So
+            && self.sessions.all().iter().any(|(_, x)| {
                 let x = x.lock();
                 x.slot == slot_ix && !x.rw
-            }) {
-                return Err(Error::SessionReadOnlyExists);
-            }
+            })
+        {
+            return Err(Error::SessionReadOnlyExists);
         }
         // An uninitialised token answers CKR_USER_PIN_NOT_INITIALIZED from the backend (the
         // store has no header; the HSM says so itself), without a token-info read per login.
@@ -475,15 +492,15 @@ impl Provider {
     pub fn seed_random(&self, h: SessionHandle, seed: &[u8]) -> Result<()> {
         let h = h.0;
         let s = self.session(h)?;
-        let backend = self.slot_of(&s.lock()).backend.clone();
-        backend.seed_random(h, seed)
+        let slot = s.lock().slot;
+        self.slots[slot].backend.seed_random(h, seed)
     }
 
     pub fn random(&self, h: SessionHandle, out: &mut [u8]) -> Result<()> {
         let h = h.0;
         let s = self.session(h)?;
-        let backend = self.slot_of(&s.lock()).backend.clone();
-        backend.random(h, out)
+        let slot = s.lock().slot;
+        self.slots[slot].backend.random(h, out)
     }
 }
 

@@ -86,3 +86,50 @@ pub mod state {
     pub const RW_USER: u64 = ck::CKS_RW_USER_FUNCTIONS;
     pub const RW_SO: u64 = ck::CKS_RW_SO_FUNCTIONS;
 }
+
+/// The open sessions, by handle, in shards each on its own cache line: every call looks its
+/// session up, and one shared lock word (even a reader's) would bounce between the cores of
+/// threads that use different sessions. Handles are consecutive, so sessions opened one after
+/// another land in different shards.
+pub struct SessionTable {
+    shards: [Shard; SHARDS],
+}
+
+const SHARDS: usize = 16;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard(parking_lot::RwLock<crate::fastmap::FastMap<u64, SharedSession>>);
+
+/// A session as the table hands it out.
+pub type SharedSession = std::sync::Arc<parking_lot::Mutex<Session>>;
+
+impl Default for SessionTable {
+    fn default() -> Self {
+        SessionTable {
+            shards: std::array::from_fn(|_| Shard::default()),
+        }
+    }
+}
+
+impl SessionTable {
+    fn shard(&self, h: u64) -> &parking_lot::RwLock<crate::fastmap::FastMap<u64, SharedSession>> {
+        &self.shards[(h % SHARDS as u64) as usize].0
+    }
+    pub fn get(&self, h: u64) -> Option<SharedSession> {
+        self.shard(h).read().get(&h).cloned()
+    }
+    pub fn insert(&self, h: u64, s: SharedSession) {
+        self.shard(h).write().insert(h, s);
+    }
+    pub fn remove(&self, h: u64) -> Option<SharedSession> {
+        self.shard(h).write().remove(&h)
+    }
+    /// Every open session, as it is now (for counting and closing them all).
+    pub fn all(&self) -> Vec<(u64, SharedSession)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.0.read().iter().map(|(h, x)| (*h, x.clone())).collect::<Vec<_>>())
+            .collect()
+    }
+}

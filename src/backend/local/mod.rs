@@ -67,7 +67,9 @@ pub struct LocalBackend {
     store: Mutex<Option<Arc<Store>>>,
     root: Mutex<Option<Arc<Root>>>,
     unlocked: RwLock<Unlocked>,
-    session_objects: Mutex<FastMap<crate::backend::ObjectId, SessionObject>>,
+    /// Read on every operation with a session object (a read lock, so that threads using
+    /// them do not queue); written when one is made, changed or destroyed.
+    session_objects: parking_lot::RwLock<FastMap<crate::backend::ObjectId, SessionObject>>,
     /// Seals the secrets of public session objects (`objects.rs`, `public_session`): random,
     /// made at first need, never stored.
     session_key: std::sync::OnceLock<HeldKey>,
@@ -133,7 +135,7 @@ impl LocalBackend {
             store: Mutex::new(None),
             root: Mutex::new(None),
             unlocked: RwLock::new(Unlocked::default()),
-            session_objects: Mutex::new(FastMap::default()),
+            session_objects: parking_lot::RwLock::new(FastMap::default()),
             session_key: std::sync::OnceLock::new(),
             opened: Mutex::new(objects::OpenedCache::default()),
             members: Mutex::new(None),
@@ -598,7 +600,7 @@ impl LocalBackend {
             });
             return Err(e);
         }
-        self.session_objects.lock().clear();
+        self.session_objects.write().clear();
         self.opened.lock().clear();
         if let Some(old) = old {
             if let Err(e) = self

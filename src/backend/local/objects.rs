@@ -149,7 +149,7 @@ impl LocalBackend {
 
     /// An object, from this process's cache when the store has not changed since it was read.
     pub(super) fn opened(&self, id: &ObjectId) -> Result<Arc<Opened>> {
-        if let Some(o) = self.session_objects.lock().get(id) {
+        if let Some(o) = self.session_objects.read().get(id) {
             return Ok(o.opened.clone());
         }
         let store = self.store()?;
@@ -202,10 +202,18 @@ impl LocalBackend {
             true => None,
             false => Some(unlocked.dek.as_ref().ok_or(Error::UserNotLoggedIn)?),
         };
-        let mut slot = o.secret.lock();
-        if let Some(s) = &*slot {
-            return Ok(s.clone());
-        }
+        // The cache's lock only where there is a cache: without it, threads using one key
+        // unseal it side by side.
+        let slot = match self.cfg.key_cache {
+            true => {
+                let g = o.secret.lock();
+                if let Some(s) = &*g {
+                    return Ok(s.clone());
+                }
+                Some(g)
+            }
+            false => None,
+        };
         let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
         let dek = match dek {
             Some(dek) => dek.key(),
@@ -225,8 +233,8 @@ impl LocalBackend {
             }
         };
         let secret = Arc::new(secret);
-        if self.cfg.key_cache {
-            *slot = Some(secret.clone());
+        if let Some(mut g) = slot {
+            *g = Some(secret.clone());
         }
         Ok(secret)
     }
@@ -326,7 +334,7 @@ impl LocalBackend {
         } else {
             [0; 16]
         };
-        let mut map = self.session_objects.lock();
+        let mut map = self.session_objects.write();
         for (l, r) in records {
             if let Lifetime::Session(s) = l {
                 let opened = Arc::new(Opened::new(r, l, &uuid));
@@ -354,7 +362,7 @@ impl LocalBackend {
         let visible = |a: &AttrMap| (private_visible || !a.flag(attr::PRIVATE)) && a.matches(template);
         let mut out: Vec<ObjectId> = self
             .session_objects
-            .lock()
+            .read()
             .iter()
             .filter(|(_, o)| visible(&o.opened.attrs))
             .map(|(id, _)| *id)
@@ -393,7 +401,7 @@ impl LocalBackend {
         match lifetime {
             Lifetime::Session(_) => {
                 let (uuid, _) = self.current()?;
-                if let Some(o) = self.session_objects.lock().get_mut(id) {
+                if let Some(o) = self.session_objects.write().get_mut(id) {
                     o.opened = Arc::new(Opened::new(r, lifetime, &uuid));
                 }
                 Ok(())
@@ -429,7 +437,7 @@ impl LocalBackend {
     }
 
     pub(crate) fn destroy_impl(&self, id: &ObjectId) -> Result<()> {
-        if self.session_objects.lock().remove(id).is_some() {
+        if self.session_objects.write().remove(id).is_some() {
             return Ok(());
         }
         let deleted = self.transact(|tx, _, _| tx.delete(id))?;
@@ -453,6 +461,6 @@ impl LocalBackend {
     }
 
     pub(crate) fn session_closed_impl(&self, session: u64) {
-        self.session_objects.lock().retain(|_, o| o.session != session);
+        self.session_objects.write().retain(|_, o| o.session != session);
     }
 }

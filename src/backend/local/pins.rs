@@ -100,7 +100,7 @@ impl LocalBackend {
         unlocked.dek = None;
         // The secrets unsealed while logged in are forgotten with the objects that held them.
         self.opened.lock().clear();
-        for o in self.session_objects.lock().values() {
+        for o in self.session_objects.read().values() {
             o.opened.forget_secret();
         }
     }

@@ -22,6 +22,7 @@ pub const WORKLOADS: &[&str] = &[
     "ed25519-sign",
     "ed25519-verify",
     "aes-gcm-64",
+    "aes-gcm-64-token",
     "aes-gcm-4k",
     "aes-gcm-1m",
     "aes-wrap",
@@ -233,7 +234,7 @@ fn prepare<'a>(s: &Session, w: &str, pin: &str) -> BenchResult<Prepared<'a>> {
     Ok(match w {
         "ecdsa-sign" | "ecdsa-verify" => prepare_ecdsa(s, w)?,
         "ed25519-sign" | "ed25519-verify" => prepare_ed25519(s, w)?,
-        "aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m" => prepare_gcm(s, w)?,
+        "aes-gcm-64" | "aes-gcm-64-token" | "aes-gcm-4k" | "aes-gcm-1m" => prepare_gcm(s, w)?,
         "p384-sign" => super::bench_mechanisms::p384_sign(s)?,
         "rsa2048-sign" => super::bench_mechanisms::rsa(s, 2048, false)?,
         "rsa2048-verify" => super::bench_mechanisms::rsa(s, 2048, true)?,
@@ -376,16 +377,27 @@ fn prepare_ed25519<'a>(s: &Session, w: &str) -> BenchResult<Prepared<'a>> {
     })
 }
 
-/// The `"aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m"` workloads.
+/// The `"aes-gcm-64" | "aes-gcm-4k" | "aes-gcm-1m"` workloads with a session key, and
+/// `"aes-gcm-64-token"` with a token key (sealed in the store: each operation unseals it unless
+/// the token's `key_cache` is on).
 fn prepare_gcm<'a>(s: &Session, w: &str) -> BenchResult<Prepared<'a>> {
     use aes_gcm::aead::{Aead, KeyInit, Payload};
     let len = match w {
-        "aes-gcm-64" => 64,
+        "aes-gcm-64" | "aes-gcm-64-token" => 64,
         "aes-gcm-4k" => 4096,
         _ => 1 << 20,
     };
     let value = [0x42u8; 32];
-    let key = aes_key(s, &value, &[Attribute::Encrypt(true), Attribute::Decrypt(true)])?;
+    let token = w == "aes-gcm-64-token";
+    let key = aes_key(
+        s,
+        &value,
+        &[
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::Token(token),
+        ],
+    )?;
     let data = vec![0x17u8; len];
     let mut iv = gcm_iv(0);
     let ct = ck(
