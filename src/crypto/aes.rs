@@ -270,6 +270,29 @@ impl BlockKey {
             BlockKey::Aes256(k) => k.decrypt_block(b),
         }
     }
+
+    /// Encrypts every whole block of `buf` in place, several at a time (AES-NI pipelines
+    /// independent blocks: ECB). A tail shorter than a block is left as it is.
+    pub fn encrypt_all(&self, buf: &mut [u8]) {
+        let (blocks, _) = aes::cipher::inout::InOutBuf::from(buf).into_chunks();
+        match self {
+            BlockKey::Aes128(k) => k.encrypt_blocks_inout(blocks),
+            BlockKey::Aes192(k) => k.encrypt_blocks_inout(blocks),
+            BlockKey::Aes256(k) => k.encrypt_blocks_inout(blocks),
+        }
+    }
+
+    /// Decrypts every whole block of `buf` in place, several at a time (ECB, and CBC before
+    /// its chaining is undone).
+    pub fn decrypt_all(&self, buf: &mut [u8]) {
+        use aes::cipher::BlockDecrypt;
+        let (blocks, _) = aes::cipher::inout::InOutBuf::from(buf).into_chunks();
+        match self {
+            BlockKey::Aes128(k) => k.decrypt_blocks_inout(blocks),
+            BlockKey::Aes192(k) => k.decrypt_blocks_inout(blocks),
+            BlockKey::Aes256(k) => k.decrypt_blocks_inout(blocks),
+        }
+    }
 }
 
 /// A running AES-CMAC (NIST SP 800-38B) with a key of any of the three sizes.

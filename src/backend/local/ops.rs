@@ -387,13 +387,46 @@ impl AesBlocks {
         }
     }
 
-    /// Processes whole blocks of `data` into `out`.
+    /// Processes whole blocks of `data` into `out`, in place in `out` (a zeroising buffer):
+    /// ECB and CBC decryption a pipeline of blocks at a time, CBC encryption block after block
+    /// as its chaining requires.
     fn blocks(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        for chunk in data.chunks_exact(aes::BLOCK) {
-            let mut b = Zeroizing::new([0u8; aes::BLOCK]);
-            b.copy_from_slice(chunk);
-            self.block(&mut b);
-            out.extend_from_slice(&b[..]);
+        let start = out.len();
+        out.extend_from_slice(data);
+        let buf = &mut out[start..];
+        match (&mut self.chain, self.encrypt) {
+            (None, true) => self.key.encrypt_all(buf),
+            (None, false) => self.key.decrypt_all(buf),
+            (Some(prev), true) => {
+                // One block of plaintext-derived state on the stack, wiped after the loop.
+                let mut x = [0u8; aes::BLOCK];
+                for b in buf.chunks_exact_mut(aes::BLOCK) {
+                    x.copy_from_slice(b);
+                    for i in 0..aes::BLOCK {
+                        x[i] ^= prev[i];
+                    }
+                    self.key.encrypt(&mut x);
+                    b.copy_from_slice(&x);
+                    *prev = x;
+                }
+                zeroize::Zeroize::zeroize(&mut x);
+            }
+            (Some(prev), false) => {
+                self.key.decrypt_all(buf);
+                // Each plaintext block is its decryption XOR the ciphertext block before it
+                // (the chaining value for the first).
+                for (i, b) in buf.chunks_exact_mut(aes::BLOCK).enumerate() {
+                    let before = if i == 0 {
+                        &prev[..]
+                    } else {
+                        &data[(i - 1) * aes::BLOCK..i * aes::BLOCK]
+                    };
+                    b.iter_mut().zip(before).for_each(|(x, p)| *x ^= p);
+                }
+                if let Some(last) = data.len().checked_sub(aes::BLOCK) {
+                    prev.copy_from_slice(&data[last..]);
+                }
+            }
         }
     }
 }
