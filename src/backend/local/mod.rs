@@ -12,6 +12,7 @@ mod commit;
 pub mod header;
 mod keys;
 mod lock;
+mod material;
 mod members;
 mod mirror;
 mod objects;
