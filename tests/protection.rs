@@ -312,7 +312,73 @@ fn reinitialising_destroys_every_object() {
 }
 
 /// A process keeps the objects it has used open (and their secrets unsealed while logged in);
-/// a change another process commits to the store must still be seen at the next operation.
+/// a change another keygate process (here the CLI) commits must be seen at the very next
+/// operation: every keygate commit bumps the store's change counter.
+#[test]
+fn a_process_with_keys_open_sees_a_keygate_change_at_the_next_operation() {
+    pins_in_env();
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    for label in ["destroyed", "revoked", "bystander"] {
+        aes_token_key(&s, label);
+        assert!(gcm_works(&s, label), "{label} works before the change");
+    }
+    let (destroyed, revoked) = (find_one(&s, "destroyed").unwrap(), find_one(&s, "revoked").unwrap());
+    let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    let uid = |label: &str| {
+        listed
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["label"] == label)
+            .map(|v| v["uid"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (destroyed_uid, revoked_uid) = (uid("destroyed"), uid("revoked"));
+    ok(
+        &env,
+        &[
+            "destroy",
+            "--token",
+            "test",
+            "--yes",
+            "--pin-env",
+            "KG_USER",
+            &destroyed_uid,
+        ],
+    );
+    ok(
+        &env,
+        &[
+            "revoke",
+            "--token",
+            "test",
+            "--reason",
+            "compromised",
+            "--pin-env",
+            "KG_USER",
+            &revoked_uid,
+        ],
+    );
+    let mut iv = [1u8; 12];
+    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+    assert!(
+        matches!(
+            s.encrypt(&gcm, destroyed, b"x"),
+            Err(CkError::Pkcs11(RvError::KeyHandleInvalid, _))
+        ),
+        "a key `keygate destroy` removed must be gone at once"
+    );
+    assert!(
+        s.encrypt(&gcm, revoked, b"x").is_err(),
+        "a key `keygate revoke` revoked must no longer encrypt, at once"
+    );
+    assert!(gcm_works(&s, "bystander"), "the other objects still work");
+}
+
+/// A change made to the store by a writer that is not keygate (here SQLite directly: the
+/// attacker of SECURITY.md) bumps no change counter; the process still sees it within the
+/// backstop's 250 ms, when it asks SQLite itself, and refuses what no longer checks.
 #[test]
 fn a_process_with_keys_open_sees_changes_committed_elsewhere() {
     let env = Env::new();
@@ -337,6 +403,7 @@ fn a_process_with_keys_open_sees_changes_committed_elsewhere() {
     )
     .unwrap();
     drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(400));
     let mut iv = [1u8; 12];
     let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
     assert!(

@@ -551,7 +551,7 @@ impl LocalBackend {
         paths.extend(self.cfg.mirror.clone());
         for p in paths {
             remove_db(&p)?;
-            for suffix in [".lock", ".login-lock"] {
+            for suffix in [".lock", ".login-lock", ".changes"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
             }
         }

@@ -66,7 +66,7 @@ impl Opened {
 /// they were read at: a change committed by another process empties it (DESIGN.md §4).
 #[derive(Default)]
 pub(super) struct OpenedCache {
-    version: Option<i64>,
+    version: Option<super::store::Version>,
     map: crate::fastmap::FastMap<ObjectId, Arc<Opened>>,
 }
 
@@ -153,7 +153,7 @@ impl LocalBackend {
             return Ok(o.opened.clone());
         }
         let store = self.store()?;
-        let version = store.data_version()?;
+        let version = store.version()?;
         {
             let mut cache = self.opened.lock();
             if cache.version != Some(version) {

@@ -10,7 +10,8 @@
 use std::cell::{Cell, RefCell};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -18,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::mirror::{file_id, generation, set_generation, Mirror};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
+use crate::sys::shared_counter::SharedCounter;
 
 /// The header row: the header's body and its MAC.
 pub type HeaderRow = (Vec<u8>, Vec<u8>);
@@ -52,6 +54,8 @@ pub struct IndexColumns<'a> {
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Tells this process cheaply whether another has changed the store ([`Store::version`]).
+    freshness: Freshness,
     mirror: Option<Mirror>,
     /// This is a token's mirror serving in place of a primary that failed: read-only for
     /// objects until `keygate restore` rebuilds the primary.
@@ -83,6 +87,11 @@ CREATE TABLE IF NOT EXISTS sync (
     generation  BLOB NOT NULL
 );
 ";
+
+fn data_version(conn: &Connection) -> Result<i64> {
+    let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
+    Ok(stmt.query_row([], |r| r.get(0))?)
+}
 
 /// Opens a database with the store's settings, or creates it (mode 0600) when `create` is set.
 pub(super) fn connect(path: &Path, create: bool) -> Result<Connection> {
@@ -271,11 +280,52 @@ pub(super) fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
         .collect()
 }
 
+/// What [`Store::version`] returns: equal values mean no other connection has committed a
+/// change in between (to within [`BACKSTOP`] for a writer that did not bump the counter).
+pub type Version = (u64, u64);
+
+/// At most this long passes between two of a process's `PRAGMA data_version` checks when the
+/// store has a change counter: the backstop for a change the counter missed (a process that
+/// died between its commit and the bump, or a writer that is not keygate).
+pub const BACKSTOP: Duration = Duration::from_millis(250);
+
+/// The store's change counter and the state of its backstop check.
+#[derive(Debug)]
+struct Freshness {
+    /// `<store>.changes`, bumped after every commit by every keygate process; `None` where the
+    /// file cannot be made (then every check asks SQLite).
+    counter: Option<SharedCounter>,
+    since: Instant,
+    /// When SQLite was last asked (milliseconds after `since`), what it answered, and how many
+    /// times its answer changed.
+    checked_ms: AtomicU64,
+    data_version: AtomicI64,
+    seen: AtomicU64,
+}
+
 impl Store {
     /// Opens an existing store, or creates it (mode 0600) when `create` is set.
     pub fn open(path: &Path, create: bool) -> Result<Store> {
+        let conn = connect(path, create)?;
+        let counter_path = PathBuf::from(format!("{}.changes", path.display()));
+        let counter = SharedCounter::open(&counter_path)
+            .inspect_err(|e| {
+                log::debug!(
+                    "no change counter {} ({e}); SQLite is asked on every operation",
+                    counter_path.display()
+                )
+            })
+            .ok();
+        let data_version = data_version(&conn)?;
         Ok(Store {
-            conn: Mutex::new(connect(path, create)?),
+            conn: Mutex::new(conn),
+            freshness: Freshness {
+                counter,
+                since: Instant::now(),
+                checked_ms: AtomicU64::new(0),
+                data_version: AtomicI64::new(data_version),
+                seen: AtomicU64::new(0),
+            },
             path: path.to_path_buf(),
             mirror: None,
             fallback: false,
@@ -340,7 +390,15 @@ impl Store {
             m.follow(&tx, prev, &next, &ops.into_inner());
         }
         tx.commit()?;
+        self.bump();
         Ok(out)
+    }
+
+    /// Tells other processes (and this one's other connections) that the store changed.
+    fn bump(&self) {
+        if let Some(c) = &self.freshness.counter {
+            c.bump();
+        }
     }
 
     /// Runs `f` in one read transaction, after the header: what they read is as of one moment,
@@ -374,9 +432,31 @@ impl Store {
     /// committed a change to the database since this connection last looked (SQLite's
     /// `PRAGMA data_version`); this connection's own commits leave it unchanged.
     pub fn data_version(&self) -> Result<i64> {
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached("PRAGMA data_version")?;
-        Ok(stmt.query_row([], |r| r.get(0))?)
+        data_version(&self.conn.lock())
+    }
+
+    /// A value that changes when the store changes: read on every operation with a token
+    /// object, so without a lock or a system call. It is the change counter every keygate
+    /// commit bumps, beside how often SQLite's `data_version` (asked at most every
+    /// [`BACKSTOP`]) changed behind the counter's back. Without a counter, SQLite's answer.
+    pub fn version(&self) -> Result<Version> {
+        let f = &self.freshness;
+        let Some(counter) = &f.counter else {
+            return Ok((0, self.data_version()? as u64));
+        };
+        let now = f.since.elapsed().as_millis() as u64;
+        let last = f.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= BACKSTOP.as_millis() as u64
+            && f.checked_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let v = self.data_version()?;
+            if f.data_version.swap(v, Ordering::Relaxed) != v {
+                f.seen.fetch_add(1, Ordering::Release);
+            }
+        }
+        Ok((counter.get(), f.seen.load(Ordering::Acquire)))
     }
 
     /// The header, every object row, and the identifiers the members table lists, read in one
@@ -446,7 +526,10 @@ impl Store {
         // again, for up to the store's 30 s busy timeout.
         for _ in 0..3000 {
             match b.step(-1)? {
-                rusqlite::backup::StepResult::Done => return Ok(()),
+                rusqlite::backup::StepResult::Done => {
+                    dst.bump();
+                    return Ok(());
+                }
                 _ => std::thread::sleep(Duration::from_millis(10)),
             }
         }
