@@ -515,3 +515,73 @@ fn nothing_is_accepted_that_cannot_be_read_back() {
         }
     }
 }
+
+/// Each thread works on copies of the objects it used last (issue 21: no shared cache line per
+/// operation); a change made on another thread of the process must still be seen at this
+/// thread's next operation: a destroyed session key, a token key whose CKA_ENCRYPT went to
+/// FALSE, a destroyed token key, and a logout, with and without `key_cache`.
+#[test]
+fn a_thread_sees_what_another_thread_changed_at_its_next_operation() {
+    use std::sync::mpsc::channel;
+    for extra in ["", "key_cache = true\n"] {
+        let env = Env::new_with(extra);
+        let p = env.load();
+        let admin = Env::user_session(&p);
+        let session_key = admin
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[Attribute::ValueLen(32.into()), Attribute::Token(false), Attribute::Label("s".into())],
+            )
+            .unwrap();
+        for label in ["restricted", "destroyed", "kept"] {
+            aes_token_key(&admin, label);
+        }
+        let (restricted, destroyed, kept) = (
+            find_one(&admin, "restricted").unwrap(),
+            find_one(&admin, "destroyed").unwrap(),
+            find_one(&admin, "kept").unwrap(),
+        );
+        let (to_worker, from_main) = channel::<()>();
+        let (to_main, from_worker) = channel::<()>();
+        std::thread::scope(|scope| {
+            let p = &p;
+            let worker = scope.spawn(move || {
+                let s = p.open_rw_session(Env::slot(p)).unwrap();
+                let encrypt = |k| {
+                    let mut iv = [7u8; 12];
+                    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+                    s.encrypt(&gcm, k, b"x").map(|_| ()).map_err(rv_of)
+                };
+                for k in [session_key, restricted, destroyed, kept] {
+                    for _ in 0..3 {
+                        encrypt(k).unwrap();
+                    }
+                }
+                to_main.send(()).unwrap();
+                from_main.recv().unwrap();
+                let after = [session_key, restricted, destroyed, kept].map(encrypt);
+                to_main.send(()).unwrap();
+                from_main.recv().unwrap();
+                (after, encrypt(kept))
+            });
+            from_worker.recv().unwrap();
+            admin.destroy_object(session_key).unwrap();
+            admin
+                .update_attributes(restricted, &[Attribute::Encrypt(false)])
+                .unwrap();
+            admin.destroy_object(destroyed).unwrap();
+            to_worker.send(()).unwrap();
+            from_worker.recv().unwrap();
+            admin.logout().unwrap();
+            to_worker.send(()).unwrap();
+            let (after, after_logout) = worker.join().unwrap();
+            assert_eq!(after[0], Err(RvError::KeyHandleInvalid), "{extra}destroyed session key");
+            assert_eq!(after[1], Err(RvError::KeyFunctionNotPermitted), "{extra}CKA_ENCRYPT false");
+            assert_eq!(after[2], Err(RvError::KeyHandleInvalid), "{extra}destroyed token key");
+            assert_eq!(after[3], Ok(()), "{extra}the untouched key still works");
+            assert!(after_logout.is_err(), "{extra}after logout: {after_logout:?}");
+        });
+        drop(admin);
+        p.finalize().unwrap();
+    }
+}

@@ -5,6 +5,7 @@
 //! keygate uses `unsafe`; every block has a `SAFETY:` line. It imports nothing of keygate's.
 #![allow(unsafe_code)]
 
+pub mod clock;
 pub mod process;
 pub mod secret_page;
 pub mod shared_counter;

@@ -3,13 +3,16 @@
 
 use crate::fastmap::FastMap;
 
-use parking_lot::Mutex;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 
 use crate::backend::ObjectId;
 
+/// Every operation resolves its key's handle: the table sits behind a lock with a lock word
+/// per shard, so that threads resolving handles write no shared cache line; a new handle (an
+/// object seen for the first time) takes every shard.
 #[derive(Debug, Default)]
 pub struct Handles {
-    inner: Mutex<Inner>,
+    inner: ShardedLock<Inner>,
 }
 
 #[derive(Debug, Default)]
@@ -22,7 +25,10 @@ struct Inner {
 impl Handles {
     /// The handle of `(slot, id)`, allocating one on first sight.
     pub fn handle_for(&self, slot: usize, id: ObjectId) -> u64 {
-        let mut g = self.inner.lock();
+        if let Some(h) = self.read().by_object.get(&(slot, id)) {
+            return *h;
+        }
+        let mut g = self.write();
         if let Some(h) = g.by_object.get(&(slot, id)) {
             return *h;
         }
@@ -33,13 +39,20 @@ impl Handles {
         h
     }
 
+    fn read(&self) -> ShardedLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn write(&self) -> ShardedLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn resolve(&self, handle: u64) -> Option<(usize, ObjectId)> {
-        self.inner.lock().by_handle.get(&handle).copied()
+        self.read().by_handle.get(&handle).copied()
     }
 
     /// Forgets a destroyed object's handle (the number is not given out again).
     pub fn forget(&self, handle: u64) {
-        let mut g = self.inner.lock();
+        let mut g = self.write();
         if let Some(key) = g.by_handle.remove(&handle) {
             g.by_object.remove(&key);
         }

@@ -3,9 +3,7 @@
 //! kept in the slot until the caller asks again, so no operation runs twice.
 
 use crate::model::handles::{ObjectHandle, SessionHandle};
-use std::sync::Arc;
 
-use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 use super::provider::Provider;
@@ -158,7 +156,7 @@ fn in_service(attrs: &AttrMap, usage: Usage) -> Result<()> {
 
 /// A keyed operation ready to start: the session, the key, its backend.
 pub(super) struct Keyed<'a> {
-    pub(super) session: Arc<Mutex<Session>>,
+    pub(super) session: super::session::SharedSession,
     pub(super) id: ObjectId,
     /// Borrowed from the provider the call holds: cloning the `Arc` would touch a reference
     /// count every thread using the token shares.

@@ -25,12 +25,49 @@ use crate::error::{Error, Result};
 use crate::model::attributes::{attr, AttrMap};
 use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin};
 
+/// Who is logged in to a slot's token (PKCS#11 login is per application, not per session).
+#[derive(Debug, Default)]
+pub struct LoginState(std::sync::atomic::AtomicU8);
+
+impl LoginState {
+    const NOBODY: u8 = 0;
+
+    fn code(u: Option<UserType>) -> u8 {
+        match u {
+            None => Self::NOBODY,
+            Some(UserType::So) => 1,
+            Some(UserType::User) => 2,
+            Some(UserType::ContextSpecific) => 3,
+        }
+    }
+    fn user(code: u8) -> Option<UserType> {
+        match code {
+            1 => Some(UserType::So),
+            2 => Some(UserType::User),
+            3 => Some(UserType::ContextSpecific),
+            _ => None,
+        }
+    }
+    pub fn get(&self) -> Option<UserType> {
+        Self::user(self.0.load(std::sync::atomic::Ordering::Acquire))
+    }
+    pub fn set(&self, u: Option<UserType>) {
+        self.0.store(Self::code(u), std::sync::atomic::Ordering::Release);
+    }
+    /// Logs out whoever was logged in, saying who.
+    pub fn take(&self) -> Option<UserType> {
+        Self::user(self.0.swap(Self::NOBODY, std::sync::atomic::Ordering::AcqRel))
+    }
+}
+
 /// One slot and its token.
 #[derive(Debug)]
 pub struct Slot {
     pub label: String,
     pub backend: Arc<dyn Backend>,
-    pub login: Mutex<Option<UserType>>,
+    /// Who is logged in: read by every operation (private objects), so an atomic rather than
+    /// a lock whose word every thread would write.
+    pub login: LoginState,
     /// Held by a `C_Login` from its check of [`Slot::login`] to setting it, the PIN check in
     /// between: two concurrent logins cannot both find nobody logged in.
     login_gate: Mutex<()>,
@@ -45,7 +82,7 @@ impl Slot {
         Slot {
             label: t.label.clone(),
             backend,
-            login: Mutex::new(None),
+            login: LoginState::default(),
             login_gate: Mutex::new(()),
             policy: Policy::new(&t.label, &t.policy),
             pins: Pins::new(&t.label, &t.pins),
@@ -246,7 +283,7 @@ impl Provider {
         (all, rw)
     }
 
-    pub(super) fn session(&self, h: u64) -> Result<Arc<Mutex<Session>>> {
+    pub(super) fn session(&self, h: u64) -> Result<super::session::SharedSession> {
         self.sessions.get(h).ok_or(Error::SessionHandleInvalid)
     }
 
@@ -259,13 +296,13 @@ impl Provider {
         if !serial {
             return Err(Error::SessionParallelNotSupported);
         }
-        if !rw && *sl.login.lock() == Some(UserType::So) {
+        if !rw && sl.login.get() == Some(UserType::So) {
             return Err(Error::SessionReadWriteSoExists);
         }
         let h = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         sl.backend.session_opened(h, rw)?;
         self.sessions
-            .insert(h, Arc::new(Mutex::new(Session::new(h, slot as usize, rw))));
+            .insert(h, super::session::shared(Session::new(h, slot as usize, rw)));
         Ok(SessionHandle(h))
     }
 
@@ -277,7 +314,7 @@ impl Provider {
         if self.session_counts(slot as u64).0 == 0 {
             // The last session of an application closed: its login ends.
             let sl = &self.slots[slot];
-            if sl.login.lock().take().is_some() {
+            if sl.login.take().is_some() {
                 sl.backend.logout(h);
             }
         }
@@ -304,7 +341,7 @@ impl Provider {
         let h = h.0;
         let s = self.session(h)?;
         let s = s.lock();
-        let login = *self.slot_of(&s).login.lock();
+        let login = self.slot_of(&s).login.get();
         let st = match (s.rw, login) {
             (false, None) => state::RO_PUBLIC,
             (false, Some(_)) => state::RO_USER,
@@ -347,7 +384,7 @@ impl Provider {
         };
         let sl = &self.slots[slot_ix];
         let _gate = sl.login_gate.lock();
-        let current = *sl.login.lock();
+        let current = sl.login.get();
         match (user, current) {
             (UserType::ContextSpecific, _) => return self.context_login(h, current, pin),
             (u, Some(c)) if u == c => return Err(Error::UserAlreadyLoggedIn),
@@ -365,7 +402,7 @@ impl Provider {
         // An uninitialised token answers CKR_USER_PIN_NOT_INITIALIZED from the backend (the
         // store has no header; the HSM says so itself), without a token-info read per login.
         sl.backend.login(h, user, pin)?;
-        *sl.login.lock() = Some(user);
+        sl.login.set(Some(user));
         log::info!("token {:?}: {} logged in", sl.label, user.name());
         Ok(())
     }
@@ -390,7 +427,7 @@ impl Provider {
     pub(super) fn logout_unaudited(&self, h: u64) -> Result<()> {
         let slot = self.session(h)?.lock().slot;
         let sl = &self.slots[slot];
-        if sl.login.lock().take().is_none() {
+        if sl.login.take().is_none() {
             return Err(Error::UserNotLoggedIn);
         }
         sl.backend.logout(h);
@@ -404,7 +441,7 @@ impl Provider {
             let s = s.lock();
             (s.slot, s.rw)
         };
-        if !rw || *self.slots[slot].login.lock() != Some(UserType::So) {
+        if !rw || self.slots[slot].login.get() != Some(UserType::So) {
             return Err(Error::UserNotLoggedIn);
         }
         self.slots[slot].backend.init_pin(h, pin)
@@ -420,7 +457,7 @@ impl Provider {
         if !rw {
             return Err(Error::SessionReadOnly);
         }
-        let who = match *self.slots[slot].login.lock() {
+        let who = match self.slots[slot].login.get() {
             Some(UserType::So) => UserType::So,
             _ => UserType::User,
         };
@@ -429,11 +466,11 @@ impl Provider {
 
     /// Whether private objects are visible to sessions of this slot.
     pub(super) fn user_logged_in(&self, slot: usize) -> bool {
-        *self.slots[slot].login.lock() == Some(UserType::User)
+        self.slots[slot].login.get() == Some(UserType::User)
     }
 
     pub(super) fn is_so(&self, slot: usize) -> bool {
-        *self.slots[slot].login.lock() == Some(UserType::So)
+        self.slots[slot].login.get() == Some(UserType::So)
     }
 
     /// Resolves an object handle for a session: the object must be on the session's slot and

@@ -97,12 +97,20 @@ pub struct SessionTable {
 
 const SHARDS: usize = 16;
 
-#[repr(align(64))]
+// 128 bytes: x86 cores fetch cache lines in adjacent pairs, so 64-byte neighbours still share.
+#[repr(align(128))]
 #[derive(Default)]
 struct Shard(parking_lot::RwLock<crate::fastmap::FastMap<u64, SharedSession>>);
 
-/// A session as the table hands it out.
-pub type SharedSession = std::sync::Arc<parking_lot::Mutex<Session>>;
+/// A session as the table hands it out, on cache lines of its own: sessions opened one after
+/// another are allocated side by side, and one thread's operation state written beside another
+/// thread's session lock would make both threads' cores trade the line on every call.
+pub type SharedSession = std::sync::Arc<crossbeam_utils::CachePadded<parking_lot::Mutex<Session>>>;
+
+/// A new session's table entry.
+pub fn shared(s: Session) -> SharedSession {
+    std::sync::Arc::new(crossbeam_utils::CachePadded::new(parking_lot::Mutex::new(s)))
+}
 
 impl Default for SessionTable {
     fn default() -> Self {

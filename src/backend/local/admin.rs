@@ -340,7 +340,7 @@ impl LocalBackend {
             cur.dek_check = vault::dek_check(&new)?;
             Ok(resealed)
         })?;
-        self.opened.lock().clear();
+        self.forget_opened();
         log::info!(
             "token {:?}: data key rotated; {resealed} secrets re-sealed",
             self.cfg.label
@@ -448,7 +448,7 @@ impl LocalBackend {
             }
             return Err(e);
         }
-        self.opened.lock().clear();
+        self.forget_opened();
         if let Err(e) = self.finish_retirement() {
             log::warn!(
                 "token {:?}: root rotated, but the old root key ({}) could not be destroyed yet ({e}); the next rotate-root or verify destroys it",
@@ -545,8 +545,8 @@ impl LocalBackend {
             self.cfg.label,
             hex::encode(h.root_id)
         );
-        *self.store.lock() = None;
-        self.opened.lock().clear();
+        self.set_store(None);
+        self.forget_opened();
         let mut paths = vec![self.store_path()?.to_path_buf()];
         paths.extend(self.cfg.mirror.clone());
         for p in paths {

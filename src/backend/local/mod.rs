@@ -25,11 +25,13 @@ mod rsa;
 pub mod store;
 mod tx;
 pub mod vault;
+mod view;
 
 use crate::fastmap::FastMap;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use parking_lot::Mutex;
 
 use self::commit::Change;
 use self::header::{Credential, Header};
@@ -56,6 +58,20 @@ struct Unlocked {
     epoch: u64,
 }
 
+/// [`Unlocked`] behind a lock with a lock word per shard: every operation reads it (the DEK),
+/// and threads that read one shared lock word would write one shared cache line. Login and
+/// logout take every shard.
+struct UnlockState(ShardedLock<Unlocked>);
+
+impl UnlockState {
+    fn read(&self) -> ShardedLockReadGuard<'_, Unlocked> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn write(&self) -> ShardedLockWriteGuard<'_, Unlocked> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A session object: same shape as a stored record, kept in memory.
 struct SessionObject {
     session: u64,
@@ -65,16 +81,26 @@ struct SessionObject {
 /// One self-managed token.
 pub struct LocalBackend {
     cfg: TokenConfig,
-    store: Mutex<Option<Arc<Store>>>,
+    /// This backend among every one this process made (`view.rs`).
+    id: u64,
+    /// The store once opened, read without a lock or a shared reference count; `opening`
+    /// serialises opening it.
+    store: arc_swap::ArcSwapOption<Store>,
+    opening: Mutex<()>,
     root: Mutex<Option<Arc<Root>>>,
-    unlocked: RwLock<Unlocked>,
-    /// Read on every operation with a session object (a read lock, so that threads using
-    /// them do not queue); written when one is made, changed or destroyed.
-    session_objects: parking_lot::RwLock<FastMap<crate::backend::ObjectId, SessionObject>>,
+    unlocked: UnlockState,
+    /// Read when a thread has no current copy of a session object (`view.rs`); written when
+    /// one is made, changed or destroyed, which moves its generation.
+    session_objects: view::Watched<FastMap<crate::backend::ObjectId, SessionObject>>,
     /// Seals the secrets of public session objects (`objects.rs`, `public_session`): random,
     /// made at first need, never stored.
     session_key: std::sync::OnceLock<HeldKey>,
     opened: Mutex<objects::OpenedCache>,
+    /// Moves whenever something is taken out of `opened` or the store is replaced (`view.rs`).
+    opened_generation: std::sync::atomic::AtomicU64,
+    /// The slots holding secrets unsealed under `key_cache`, emptied at logout wherever copies
+    /// of their objects are.
+    cached_secrets: Mutex<Vec<std::sync::Weak<Mutex<Option<ops::Secret>>>>>,
     /// The records this process has checked against the header's member digest (`members.rs`).
     members: Mutex<Option<Arc<members::MemberSet>>>,
     /// Held by every commit and by every comparison with the HSM anchor (`lock.rs`).
@@ -133,12 +159,16 @@ impl LocalBackend {
             login_lock,
             judged: true,
             cfg,
-            store: Mutex::new(None),
+            id: view::new_backend_id(),
+            store: arc_swap::ArcSwapOption::empty(),
+            opening: Mutex::new(()),
             root: Mutex::new(None),
-            unlocked: RwLock::new(Unlocked::default()),
-            session_objects: parking_lot::RwLock::new(FastMap::default()),
+            unlocked: UnlockState(ShardedLock::new(Unlocked::default())),
+            session_objects: view::Watched::new(FastMap::default()),
             session_key: std::sync::OnceLock::new(),
             opened: Mutex::new(objects::OpenedCache::default()),
+            opened_generation: std::sync::atomic::AtomicU64::new(0),
+            cached_secrets: Mutex::new(Vec::new()),
             members: Mutex::new(None),
         }
     }
@@ -152,18 +182,51 @@ impl LocalBackend {
 
     /// The store, opened on first use; `None` if the token was never initialised.
     fn store_opt(&self) -> Result<Option<Arc<Store>>> {
-        let mut guard = self.store.lock();
-        if let Some(s) = &*guard {
-            return Ok(Some(s.clone()));
+        if let Some(s) = self.store.load_full() {
+            return Ok(Some(s));
+        }
+        let guard = self.opening.lock();
+        if let Some(s) = self.store.load_full() {
+            return Ok(Some(s));
         }
         let Some(s) = self.open_store()? else {
             return Ok(None);
         };
         let s = Arc::new(s);
-        *guard = Some(s.clone());
+        self.set_store(Some(s.clone()));
         drop(guard);
         self.anchor_if_new(&s);
         Ok(Some(s))
+    }
+
+    /// Puts `s` in place of the store this backend had (`None`: opened again at next use).
+    fn set_store(&self, s: Option<Arc<Store>>) {
+        self.store.store(s);
+        self.bump_opened();
+    }
+
+    /// The store's version (`Store::version`), read without touching a shared reference count.
+    fn store_version(&self) -> Result<store::Version> {
+        if let Some(s) = &*self.store.load() {
+            return s.version();
+        }
+        self.store()?.version()
+    }
+
+    /// Marks every thread's copies of token objects stale (`view.rs`).
+    fn bump_opened(&self) {
+        self.opened_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    fn opened_generation(&self) -> u64 {
+        self.opened_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Forgets every opened token object (and with them the secrets `key_cache` kept).
+    fn forget_opened(&self) {
+        self.opened.lock().clear();
+        self.bump_opened();
     }
 
     /// A store written before anchors (epoch 0) whose token has no anchor yet is anchored at
@@ -577,7 +640,7 @@ impl LocalBackend {
                         s = s.mirrored(m)?;
                     }
                     let s = Arc::new(s);
-                    *self.store.lock() = Some(s.clone());
+                    self.set_store(Some(s.clone()));
                     s
                 }
             };
@@ -602,7 +665,7 @@ impl LocalBackend {
             return Err(e);
         }
         self.session_objects.write().clear();
-        self.opened.lock().clear();
+        self.forget_opened();
         if let Some(old) = old {
             if let Err(e) = self
                 .root()

@@ -1,7 +1,7 @@
 //! Objects of the self-managed token: records in and out of the store (MAC-checked), session
 //! objects in memory, and sealing of secret material.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
@@ -11,6 +11,7 @@ use super::members::Vouched;
 use super::ops::Secret;
 use super::store::{candidate_rows, IndexColumns, Row};
 use super::vault::{self, Key32};
+use super::view::{self, Stamp};
 use super::{LocalBackend, SessionObject};
 use crate::backend::{Lifetime, ObjectId};
 use crate::crypto;
@@ -19,9 +20,13 @@ use crate::model::attributes::{attr, class, AttrMap};
 
 const OBJECT_DOMAIN: &[u8] = b"keygate/v1/object";
 
+/// The slot of an object's unsealed secret (`key_cache`), shared by every copy of the object.
+pub(super) type SecretSlot = Arc<Mutex<Option<Secret>>>;
+
 /// An object as this process last read it: its clear attributes (MAC checked) and, once an
 /// operation has needed it while a user is logged in, its secret unsealed. Operations share
-/// it, so that starting one neither reads the store nor unseals again.
+/// it, so that starting one neither reads the store nor unseals again; each thread uses a copy
+/// of its own (`view.rs`).
 pub(super) struct Opened {
     pub uid: ObjectId,
     pub attrs: Arc<AttrMap>,
@@ -29,10 +34,10 @@ pub(super) struct Opened {
     sealed: Option<(Vec<u8>, Vec<u8>)>,
     pub lifetime: Lifetime,
     /// The secret, unsealed, when the token's `key_cache` is on and a user is logged in.
-    secret: Mutex<Option<Secret>>,
+    secret: SecretSlot,
     /// An Ed25519 key's verifying key, derived from its seed at its first signature (public;
     /// deriving it costs as much as a signature).
-    pub ed25519_public: std::sync::OnceLock<ed25519_dalek::VerifyingKey>,
+    pub ed25519_public: Arc<OnceLock<ed25519_dalek::VerifyingKey>>,
 }
 
 impl Opened {
@@ -43,8 +48,21 @@ impl Opened {
             attrs: Arc::new(r.attrs),
             sealed,
             lifetime,
-            secret: Mutex::new(None),
-            ed25519_public: std::sync::OnceLock::new(),
+            secret: Arc::new(Mutex::new(None)),
+            ed25519_public: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// A copy for one thread's use: its own attributes and reference counts, sharing the
+    /// secret's slot and the derived public key with the original.
+    pub(super) fn private_copy(&self) -> Opened {
+        Opened {
+            uid: self.uid,
+            attrs: Arc::new((*self.attrs).clone()),
+            sealed: self.sealed.clone(),
+            lifetime: self.lifetime,
+            secret: self.secret.clone(),
+            ed25519_public: self.ed25519_public.clone(),
         }
     }
 
@@ -147,13 +165,33 @@ impl LocalBackend {
         })
     }
 
-    /// An object, from this process's cache when the store has not changed since it was read.
+    /// What a copy of an object of `lifetime` made now is stamped with (`view.rs`).
+    fn stamp(&self, lifetime: Lifetime) -> Result<Stamp> {
+        Ok(match lifetime {
+            Lifetime::Token => Stamp::Token(self.opened_generation(), self.store_version()?),
+            Lifetime::Session(_) => Stamp::Session(self.session_objects.generation()),
+        })
+    }
+
+    /// An object: this thread's copy while nothing changed since it was made, else from this
+    /// process's caches (a token object's when the store has not changed since it was read).
     pub(super) fn opened(&self, id: &ObjectId) -> Result<Arc<Opened>> {
-        if let Some(o) = self.session_objects.read().get(id) {
-            return Ok(o.opened.clone());
+        if let Some((stamp, o)) = view::get(self.id, id) {
+            if stamp == self.stamp(o.lifetime)? {
+                return Ok(o);
+            }
         }
+        // Each stamp is read before what it stamps: a change in between makes the copy stale
+        // at once, never current while outdated.
+        let stamp = self.stamp(Lifetime::Session(0))?;
+        if let Some(o) = self.session_objects.read().get(id) {
+            return Ok(view::put(self.id, stamp, &o.opened));
+        }
+        let stamp = self.stamp(Lifetime::Token)?;
+        let Stamp::Token(_, version) = stamp else {
+            unreachable!("a token stamp")
+        };
         let store = self.store()?;
-        let version = store.version()?;
         {
             let mut cache = self.opened.lock();
             if cache.version != Some(version) {
@@ -161,7 +199,9 @@ impl LocalBackend {
                 cache.version = Some(version);
             }
             if let Some(o) = cache.map.get(id) {
-                return Ok(o.clone());
+                let o = o.clone();
+                drop(cache);
+                return Ok(view::put(self.id, stamp, &o));
             }
         }
         // Read and checked without the cache's lock (opening takes the unlock state's lock,
@@ -176,7 +216,8 @@ impl LocalBackend {
             }
             cache.map.insert(*id, o.clone());
         }
-        Ok(o)
+        drop(cache);
+        Ok(view::put(self.id, stamp, &o))
     }
 
     /// An object's record (a copy, to change) and lifetime.
@@ -188,6 +229,7 @@ impl LocalBackend {
     /// Forgets what this process has cached of an object (it changed or is gone).
     fn forget(&self, id: &ObjectId) {
         self.opened.lock().map.remove(id);
+        self.bump_opened();
     }
 
     /// The secret material of a key, unsealed under the DEK (login required). With the token's
@@ -235,6 +277,10 @@ impl LocalBackend {
         let secret = Arc::new(secret);
         if let Some(mut g) = slot {
             *g = Some(secret.clone());
+            // Wherever copies of the object go, logout finds the slot (`pins.rs`).
+            let mut held = self.cached_secrets.lock();
+            held.retain(|w| w.strong_count() > 0);
+            held.push(Arc::downgrade(&o.secret));
         }
         Ok(secret)
     }

@@ -98,10 +98,16 @@ impl LocalBackend {
     pub(crate) fn logout_impl(&self) {
         let mut unlocked = self.unlocked.write();
         unlocked.dek = None;
-        // The secrets unsealed while logged in are forgotten with the objects that held them.
-        self.opened.lock().clear();
+        // The secrets unsealed while logged in are forgotten, in every copy of the objects
+        // that held them (`view.rs`).
+        self.forget_opened();
         for o in self.session_objects.read().values() {
             o.opened.forget_secret();
+        }
+        for slot in self.cached_secrets.lock().drain(..) {
+            if let Some(slot) = slot.upgrade() {
+                *slot.lock() = None;
+            }
         }
     }
 

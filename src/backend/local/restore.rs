@@ -92,7 +92,7 @@ impl LocalBackend {
             if !self.sound(&from) {
                 set_aside(&from, &self.cfg.label)?;
             }
-            *self.store.lock() = None;
+            self.set_store(None);
             self.store()?;
             log::info!(
                 "token {:?}: the store verifies, so nothing was restored; the mirror is in step with it",
@@ -124,7 +124,7 @@ impl LocalBackend {
             Header::decode(&b).ok().map(|cur| State::of(&cur, &b))
         });
         let h = self.install(&path, &src, &theirs, anchored, mine_state, current.as_ref())?;
-        self.opened.lock().clear();
+        self.forget_opened();
         log::info!(
             "token {:?}: restored from {} (epoch {} -> {}){}",
             self.cfg.label,
@@ -245,7 +245,7 @@ impl LocalBackend {
             tx.set_header(&body, &mac)
         })?;
         // The primary itself, even while this process serves from the mirror.
-        *self.store.lock() = None;
+        self.set_store(None);
         {
             let _lock = self.write_lock.lock()?;
             let step = Step {

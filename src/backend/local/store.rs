@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -19,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::mirror::{file_id, generation, set_generation, Mirror};
 use crate::backend::ObjectId;
 use crate::error::{Error, Result};
+use crate::sys::clock::coarse_millis;
 use crate::sys::shared_counter::SharedCounter;
 
 /// The header row: the header's body and its MAC.
@@ -295,8 +296,7 @@ struct Freshness {
     /// `<store>.changes`, bumped after every commit by every keygate process; `None` where the
     /// file cannot be made (then every check asks SQLite).
     counter: Option<SharedCounter>,
-    since: Instant,
-    /// When SQLite was last asked (milliseconds after `since`), what it answered, and how many
+    /// When SQLite was last asked (`sys::clock` milliseconds), what it answered, and how many
     /// times its answer changed.
     checked_ms: AtomicU64,
     data_version: AtomicI64,
@@ -321,8 +321,7 @@ impl Store {
             conn: Mutex::new(conn),
             freshness: Freshness {
                 counter,
-                since: Instant::now(),
-                checked_ms: AtomicU64::new(0),
+                checked_ms: AtomicU64::new(coarse_millis()),
                 data_version: AtomicI64::new(data_version),
                 seen: AtomicU64::new(0),
             },
@@ -444,7 +443,7 @@ impl Store {
         let Some(counter) = &f.counter else {
             return Ok((0, self.data_version()? as u64));
         };
-        let now = f.since.elapsed().as_millis() as u64;
+        let now = coarse_millis();
         let last = f.checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= BACKSTOP.as_millis() as u64
             && f.checked_ms
