@@ -93,3 +93,54 @@ fn a_wrong_workload_or_pin_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `keygate bench --raw`: the primitives alone, no module (the ceiling column of ci/bench).
+/// Every workload with a primitive runs (each checks its result first); those that measure a
+/// token are named as not run, and the exit code says not every workload ran.
+#[test]
+fn raw_primitives_run_without_a_module() {
+    let env = Env::new();
+    let out = env.cli(&["bench", "--raw", "--seconds", "0.05", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "some workloads have no primitive");
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ran: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["ops"].as_u64().is_some_and(|n| n > 0))
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    for w in [
+        "ecdsa-sign",
+        "ecdsa-verify",
+        "ed25519-sign",
+        "aes-gcm-64",
+        "aes-gcm-1m",
+        "sha256-64",
+        "hmac-sha256-64",
+        "rsa2048-sign",
+    ] {
+        assert!(ran.contains(&w), "{w} did not run: {rows:?}");
+    }
+    let refused: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["error"].is_string())
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "aes-keygen",
+            "aes-keygen-destroy",
+            "p256-keygen",
+            "find-10k",
+            "login-logout",
+            "open-login-10k"
+        ]
+    );
+    // A module cannot be named with --raw.
+    let out = env.cli(&["bench", "--raw", "--token", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+}

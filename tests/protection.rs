@@ -530,7 +530,11 @@ fn a_thread_sees_what_another_thread_changed_at_its_next_operation() {
         let session_key = admin
             .generate_key(
                 &Mechanism::AesKeyGen,
-                &[Attribute::ValueLen(32.into()), Attribute::Token(false), Attribute::Label("s".into())],
+                &[
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Token(false),
+                    Attribute::Label("s".into()),
+                ],
             )
             .unwrap();
         for label in ["restricted", "destroyed", "kept"] {
@@ -576,7 +580,11 @@ fn a_thread_sees_what_another_thread_changed_at_its_next_operation() {
             to_worker.send(()).unwrap();
             let (after, after_logout) = worker.join().unwrap();
             assert_eq!(after[0], Err(RvError::KeyHandleInvalid), "{extra}destroyed session key");
-            assert_eq!(after[1], Err(RvError::KeyFunctionNotPermitted), "{extra}CKA_ENCRYPT false");
+            assert_eq!(
+                after[1],
+                Err(RvError::KeyFunctionNotPermitted),
+                "{extra}CKA_ENCRYPT false"
+            );
             assert_eq!(after[2], Err(RvError::KeyHandleInvalid), "{extra}destroyed token key");
             assert_eq!(after[3], Ok(()), "{extra}the untouched key still works");
             assert!(after_logout.is_err(), "{extra}after logout: {after_logout:?}");

@@ -162,6 +162,18 @@ pub fn run(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) -> B
     Ok(())
 }
 
+/// `keygate bench --raw`: every workload of `o` with its primitive called directly
+/// (`bench_raw.rs`), reported like [`run`]'s.
+pub fn run_raw(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) {
+    for w in &o.workloads {
+        report(
+            w,
+            super::bench_raw::prepare(w)
+                .and_then(|(step, bytes)| measure(w, o.threads, o.seconds, bytes, || Ok(&step))),
+        );
+    }
+}
+
 fn find_slot(p: &Pkcs11, label: &str) -> BenchResult<Slot> {
     // A slot whose token cannot answer (another token of the module, broken) is not the one.
     let mut unreadable = 0;
@@ -537,21 +549,36 @@ fn time(
     seconds: f64,
     prepared: &Prepared<'_>,
 ) -> BenchResult<Outcome> {
+    measure(w, threads, seconds, prepared.bytes_per_op, || {
+        let t = ck(p.open_rw_session(slot), "C_OpenSession")?;
+        Ok(move |i| (prepared.step)(&t, i))
+    })
+}
+
+/// Runs on `threads` threads, for `seconds`, the step each thread gets from `setup` (its
+/// session, say), timing every operation.
+pub(crate) fn measure<F: FnMut(u64) -> BenchResult<()>>(
+    w: &str,
+    threads: usize,
+    seconds: f64,
+    bytes_per_op: usize,
+    setup: impl Fn() -> BenchResult<F> + Sync,
+) -> BenchResult<Outcome> {
     let deadline = Duration::from_secs_f64(seconds);
     let barrier = Barrier::new(threads);
     let per_thread: Vec<BenchResult<Vec<u32>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|n| {
-                let barrier = &barrier;
+                let (barrier, setup) = (&barrier, &setup);
                 scope.spawn(move || -> BenchResult<Vec<u32>> {
-                    let t = ck(p.open_rw_session(slot), "C_OpenSession")?;
+                    let mut step = setup()?;
                     let mut lat = Vec::with_capacity(1 << 16);
                     barrier.wait();
                     let start = Instant::now();
                     let mut i = (n as u64) << 40;
                     while start.elapsed() < deadline {
                         let t0 = Instant::now();
-                        (prepared.step)(&t, i)?;
+                        step(i)?;
                         lat.push(t0.elapsed().as_nanos().min(u32::MAX as u128) as u32);
                         i += 1;
                     }
@@ -580,7 +607,7 @@ fn time(
         seconds,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
-        bytes_per_op: prepared.bytes_per_op,
+        bytes_per_op,
         login: None,
     })
 }

@@ -252,11 +252,16 @@ pub struct BenchArgs {
     #[arg(long)]
     pub module: Option<std::path::PathBuf>,
     /// Label of the token to measure.
-    #[arg(long, required_unless_present = "list")]
+    #[arg(long, required_unless_present_any = ["list", "raw"])]
     pub token: Option<String>,
     /// Environment variable holding the token's user PIN.
-    #[arg(long, required_unless_present = "list")]
+    #[arg(long, required_unless_present_any = ["list", "raw"])]
     pub pin_env: Option<String>,
+    /// Measure no module: call each workload's primitive directly in this process (the crate or
+    /// OpenSSL keygate's self-managed token uses, the key ready), the ceiling a module's figure
+    /// is compared with. Workloads that measure a token (key generation, find, login) do not run.
+    #[arg(long, conflicts_with_all = ["module", "token", "pin_env"])]
+    pub raw: bool,
     /// Seconds each workload is timed for.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,

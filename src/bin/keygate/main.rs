@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod admin;
 mod bench;
 mod bench_mechanisms;
+mod bench_raw;
 mod cli;
 mod import;
 mod log;
@@ -30,6 +31,7 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         threads,
         workloads,
         json,
+        raw,
         ..
     } = a;
     let (token, pin_env) = (token.unwrap_or_default(), pin_env.unwrap_or_default());
@@ -39,7 +41,12 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot find this program: {e}"))?
             .with_file_name("libkeygate_pkcs11.so"),
     };
-    let pin = std::env::var(&pin_env).map_err(|_| format!("environment variable {pin_env} (user PIN) is not set"))?;
+    let pin = match raw {
+        true => String::new(),
+        false => {
+            std::env::var(&pin_env).map_err(|_| format!("environment variable {pin_env} (user PIN) is not set"))?
+        }
+    };
     if seconds.is_nan() || seconds <= 0.0 || threads == 0 {
         return Err("--seconds and --threads must be positive".into());
     }
@@ -63,7 +70,7 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
         );
     }
     let mut incomplete = Vec::new();
-    bench::run(&o, |w, r| match r {
+    let report = |w: &str, r: Result<bench::Outcome, String>| match r {
         Ok(r) if json => println!("{}", r.json()),
         Ok(r) => println!(
             "{:<16} {:>7} {:>12.0} {:>10.1} {:>10.1} {:>10}",
@@ -82,7 +89,12 @@ fn run_bench(a: BenchArgs) -> Result<(), String> {
             }
             incomplete.push(w.to_string());
         }
-    })?;
+    };
+    if raw {
+        bench::run_raw(&o, report);
+    } else {
+        bench::run(&o, report)?;
+    }
     if incomplete.is_empty() {
         Ok(())
     } else {
