@@ -852,3 +852,77 @@ fn c_initialize_takes_a_configuration_path_in_p_reserved() {
     assert_eq!(call!(r, C_GetTokenInfo(slot, &mut info)), CKR_OK);
     assert!(info.label.starts_with(b"test "));
 }
+
+/// `C_Encrypt` with AES-GCM writes a large result straight into the caller's buffer (issue 21)
+/// and answers a length query without running the operation. Each way a client can call it
+/// gives the bytes the `aes-gcm` crate computes: length query then buffer, a short buffer then
+/// the right one, a buffer larger than needed, and in place (input and output the same
+/// memory, which takes the copying path), for 64 bytes (the crate) and 64 KiB (OpenSSL).
+#[test]
+fn gcm_encrypt_writes_into_the_callers_buffer_in_every_calling_pattern() {
+    use aes_gcm::aead::{Aead, KeyInit};
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let key = [9u8; 32];
+    let k = raw_aes(&r, h, &key);
+    let outside = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap();
+    for len in [64usize, 65536] {
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let mut iv = [5u8; 12];
+        let want = outside.encrypt(&iv.into(), &data[..]).unwrap();
+        let mut params = CK_GCM_PARAMS {
+            pIv: iv.as_mut_ptr(),
+            ulIvLen: 12,
+            ulIvBits: 96,
+            pAAD: null_mut(),
+            ulAADLen: 0,
+            ulTagBits: 128,
+        };
+        let mut m = CK_MECHANISM {
+            mechanism: CKM_AES_GCM,
+            pParameter: &mut params as *mut _ as CK_VOID_PTR,
+            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+        };
+        let mut input = data.clone();
+        let n = input.len() as CK_ULONG;
+        // Length query, then a buffer that is one byte short (operation kept), then enough.
+        assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+        let mut need = 0;
+        assert_eq!(
+            call!(r, C_Encrypt(h, input.as_mut_ptr(), n, null_mut(), &mut need)),
+            CKR_OK
+        );
+        assert_eq!(need as usize, len + 16, "{len}: the length query");
+        let mut out = vec![0u8; need as usize + 7];
+        let mut short = need - 1;
+        assert_eq!(
+            call!(r, C_Encrypt(h, input.as_mut_ptr(), n, out.as_mut_ptr(), &mut short)),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(short, need);
+        let mut got = out.len() as CK_ULONG;
+        assert_eq!(
+            call!(r, C_Encrypt(h, input.as_mut_ptr(), n, out.as_mut_ptr(), &mut got)),
+            CKR_OK
+        );
+        assert_eq!(got, need);
+        assert_eq!(&out[..got as usize], &want[..], "{len}: into a larger buffer");
+        assert_eq!(out[got as usize..], [0u8; 7], "{len}: nothing written past the result");
+        // The operation ended: a second call has nothing to run.
+        assert_eq!(
+            call!(r, C_Encrypt(h, input.as_mut_ptr(), n, out.as_mut_ptr(), &mut got)),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        // In place: the plaintext in a buffer with room for the tag, encrypted over itself.
+        let mut inplace = data.clone();
+        inplace.resize(len + 16, 0);
+        assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+        let mut got = inplace.len() as CK_ULONG;
+        assert_eq!(
+            call!(r, C_Encrypt(h, inplace.as_mut_ptr(), n, inplace.as_mut_ptr(), &mut got)),
+            CKR_OK
+        );
+        assert_eq!(&inplace[..got as usize], &want[..], "{len}: in place");
+    }
+}

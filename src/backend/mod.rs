@@ -13,7 +13,7 @@ use std::fmt::Debug;
 
 use zeroize::Zeroizing;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::attributes::AttrMap;
 use crate::model::mechanisms::{Mechanism, MechanismInfo, Pin};
 
@@ -255,6 +255,18 @@ pub trait CipherOp: Send {
         let mut out = self.update(data)?;
         out.extend_from_slice(&self.finish()?);
         Ok(out)
+    }
+    /// The exact length [`CipherOp::once`] produces from `input_len` bytes, when it is known
+    /// without running the operation (so that a length query need not run it); else `None`.
+    fn once_len(&self, _input_len: usize) -> Option<usize> {
+        None
+    }
+    /// The single-part form writing its output into `out` (at least `once_len` bytes long):
+    /// the length written. Only called when `once_len` answered.
+    fn once_into(self: Box<Self>, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        let v = self.once(data)?;
+        out.get_mut(..v.len()).ok_or(Error::BufferTooSmall)?.copy_from_slice(&v);
+        Ok(v.len())
     }
 }
 

@@ -65,6 +65,37 @@ pub fn gcm_encrypt(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8]) -> Result<Vec<u
     }
 }
 
+fn gcm_seal_into<A>(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8], out: &mut [u8]) -> Result<()>
+where
+    Gcm<A>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12, TagSize = aes_gcm::aead::consts::U16>,
+{
+    let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
+    let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Error::MechanismParamInvalid)?;
+    if out.len() != pt.len() + TAG_LEN {
+        return Err(Error::BufferTooSmall);
+    }
+    let (body, tag) = out.split_at_mut(pt.len());
+    body.copy_from_slice(pt);
+    let t = c
+        .encrypt_in_place_detached(&Nonce::from(iv), aad, body)
+        .map_err(|_| Error::Crypto)?;
+    tag.copy_from_slice(&t);
+    Ok(())
+}
+
+/// [`gcm_encrypt`] into `out`, exactly `pt.len()` + 16 bytes long: ciphertext, then tag.
+pub fn gcm_encrypt_into(key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8], out: &mut [u8]) -> Result<()> {
+    if iv.len() != IV_LEN {
+        return Err(Error::MechanismParamInvalid);
+    }
+    match key.len() {
+        16 => gcm_seal_into::<aes::Aes128Enc>(key, iv, aad, pt, out),
+        24 => gcm_seal_into::<aes::Aes192Enc>(key, iv, aad, pt, out),
+        32 => gcm_seal_into::<aes::Aes256Enc>(key, iv, aad, pt, out),
+        _ => Err(Error::KeySizeRange),
+    }
+}
+
 /// AES-GCM decryption; an authentication failure is `CKR_ENCRYPTED_DATA_INVALID`.
 pub fn gcm_decrypt(key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if iv.len() != IV_LEN {

@@ -47,6 +47,10 @@ pub trait CryptoProvider: Send + Sync {
     fn gcm_decrypt(&self, key: &[u8], iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         aes::gcm_decrypt(key, iv, aad, ct)
     }
+    /// AES-GCM into `out`, exactly `pt.len()` + 16 bytes: the ciphertext, then the tag.
+    fn gcm_encrypt_into(&self, key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8], out: &mut [u8]) -> Result<()> {
+        aes::gcm_encrypt_into(key, iv, aad, pt, out)
+    }
 }
 
 /// The RustCrypto crates (`p256`, `ed25519-dalek`, `aes-gcm`): pure Rust, no C toolchain.

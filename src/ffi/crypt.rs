@@ -26,7 +26,9 @@ entry! {
         let data = unsafe { raw::in_slice(pData, ulDataLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pEncryptedData, pulEncryptedDataLen) }?;
-        let o = p.crypt(SessionHandle(hSession), true, data, cap)?;
+        // SAFETY: as above; the slice is used by `crypt` alone, and ends with it.
+        let direct = unsafe { raw::out_slice(pEncryptedData, pulEncryptedDataLen, data) }?;
+        let o = p.crypt(SessionHandle(hSession), true, data, cap, direct)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pEncryptedData, pulEncryptedDataLen, o) }
     }
@@ -76,7 +78,7 @@ entry! {
         let data = unsafe { raw::in_slice(pEncryptedData, ulEncryptedDataLen) }?;
         // SAFETY: caller-provided buffers per the two-call convention.
         let cap = unsafe { raw::capacity(pData, pulDataLen) }?;
-        let o = p.crypt(SessionHandle(hSession), false, data, cap)?;
+        let o = p.crypt(SessionHandle(hSession), false, data, cap, None)?;
         // SAFETY: as above.
         unsafe { raw::out_buf(pData, pulDataLen, o) }
     }

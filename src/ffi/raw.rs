@@ -64,6 +64,30 @@ pub unsafe fn capacity(buf: *const u8, len: *const CK_ULONG) -> Result<Option<us
     Ok(Some(unsafe { len.read() } as usize))
 }
 
+/// The caller's output buffer as a slice, for an operation that writes its result straight into
+/// it (a large encryption, where a copy would cost a sixth of the call): `None` for a length
+/// query, and `None` when the buffer overlaps `input` (a caller encrypting in place), which then
+/// takes the path that computes into keygate's memory and copies.
+///
+/// # Safety
+/// `buf` must be writable for `*len` bytes (or NULL), `len` readable; `input` must be the
+/// operation's input, and nothing else may use the buffer while the slice lives.
+pub unsafe fn out_slice<'a>(buf: *mut u8, len: *const CK_ULONG, input: &[u8]) -> Result<Option<&'a mut [u8]>> {
+    // SAFETY: forwarded contract.
+    let Some(cap) = (unsafe { capacity(buf, len) })? else {
+        return Ok(None);
+    };
+    let cap = cap.min(MAX_LEN as usize);
+    let (start, end) = (buf as usize, (buf as usize).saturating_add(cap));
+    let (in_start, in_end) = (input.as_ptr() as usize, input.as_ptr() as usize + input.len());
+    if start < in_end && in_start < end {
+        return Ok(None);
+    }
+    // SAFETY: non-null, writable for `cap` bytes per the caller's contract, and not overlapping
+    // the input.
+    Ok(Some(unsafe { std::slice::from_raw_parts_mut(buf, cap) }))
+}
+
 /// Delivers an operation's answer under the two-call convention.
 ///
 /// # Safety
@@ -88,6 +112,8 @@ pub unsafe fn out_buf(buf: *mut u8, len: *mut CK_ULONG, o: crate::token::operati
         }
         // SAFETY: forwarded contract.
         Out::Public(d) => unsafe { copy_out(buf, len, &d) },
+        // SAFETY: forwarded contract.
+        Out::Written(n) => unsafe { out(len, n as CK_ULONG) },
     }
 }
 

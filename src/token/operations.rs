@@ -25,6 +25,8 @@ pub enum Out {
     Len(usize),
     /// The buffer was too short: the length needed (`CKR_BUFFER_TOO_SMALL`, operation kept).
     TooSmall(usize),
+    /// The output went straight into the caller's buffer: its length.
+    Written(usize),
 }
 
 /// Hands out an operation's result under the two-call convention.
@@ -307,12 +309,49 @@ impl Provider {
         }
         f(if encrypt { &mut s.encrypt } else { &mut s.decrypt })
     }
-    pub fn crypt(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
-        self.with_cipher(h, encrypt, |slot| match deliver(slot, cap, |op| op.once(data))? {
+    /// `C_Encrypt`/`C_Decrypt`. `direct` is the caller's buffer when the output may be written
+    /// into it (it overlaps no input): an operation whose output length is known before it runs
+    /// answers a length query without running, and then writes straight into the buffer.
+    pub fn crypt(
+        &self,
+        h: SessionHandle,
+        encrypt: bool,
+        data: &[u8],
+        cap: Option<usize>,
+        direct: Option<&mut [u8]>,
+    ) -> Result<Out> {
+        self.with_cipher(h, encrypt, |slot| {
+            if let Some(Active::Running(op)) = slot {
+                if let Some(n) = op.once_len(data.len()) {
+                    match (cap, direct) {
+                        (None, _) => return Ok(Out::Len(n)),
+                        (Some(c), _) if c < n => return Ok(Out::TooSmall(n)),
+                        (Some(_), Some(buf)) => {
+                            let Some(Active::Running(op)) = slot.take() else {
+                                unreachable!("matched above")
+                            };
+                            return op.once_into(data, buf).map(Out::Written);
+                        }
+                        // In place: computed into keygate's memory and copied, below.
+                        (Some(_), None) => {}
+                    }
+                }
+            }
+            Self::crypt_once(slot, encrypt, data, cap)
+        })
+    }
+
+    fn crypt_once(
+        slot: &mut Option<Active<Box<dyn CipherOp>>>,
+        encrypt: bool,
+        data: &[u8],
+        cap: Option<usize>,
+    ) -> Result<Out> {
+        match deliver(slot, cap, |op| op.once(data))? {
             // Ciphertext needs no wiping (for 1 MiB, the wipe was a sixth of the call).
             Out::Data(mut ct) if encrypt => Ok(Out::Public(std::mem::take(&mut *ct))),
             out => Ok(out),
-        })
+        }
     }
     pub fn crypt_update(&self, h: SessionHandle, encrypt: bool, data: &[u8], cap: Option<usize>) -> Result<Out> {
         self.with_cipher(h, encrypt, |slot| {

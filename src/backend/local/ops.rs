@@ -317,6 +317,18 @@ impl CipherOp for Gcm {
     fn once(self: Box<Self>, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         self.run(data)
     }
+    /// An encryption with the full tag: the data and the tag (a decryption's length depends
+    /// on its tag check, and its output is secret: it takes the path that wipes).
+    fn once_len(&self, input_len: usize) -> Option<usize> {
+        (self.encrypt && self.tag_len == aes::TAG_LEN).then(|| input_len.saturating_add(aes::TAG_LEN))
+    }
+    /// Straight into the caller's buffer: no output of keygate's own, no copy.
+    fn once_into(self: Box<Self>, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        let n = data.len() + aes::TAG_LEN;
+        let out = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        provider().gcm_encrypt_into(&self.key, &self.iv, &self.aad, data, out)?;
+        Ok(n)
+    }
 }
 
 /// A SHA-2 digest.
