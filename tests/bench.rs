@@ -137,7 +137,8 @@ fn raw_primitives_run_without_a_module() {
             "p256-keygen",
             "find-10k",
             "login-logout",
-            "open-login-10k"
+            "open-login-10k",
+            "cold-sign"
         ]
     );
     // A module cannot be named with --raw.

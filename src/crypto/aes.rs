@@ -38,6 +38,13 @@ where
     Gcm<A>: KeyInit + AeadInPlace + AeadCore<NonceSize = U12, TagSize = aes_gcm::aead::consts::U16>,
 {
     let c = Gcm::<A>::new_from_slice(key).map_err(|_| Error::KeySizeRange)?;
+    gcm_open_with(&c, iv, aad, ct)
+}
+
+fn gcm_open_with<C>(c: &C, iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>>
+where
+    C: AeadInPlace + AeadCore<NonceSize = U12, TagSize = aes_gcm::aead::consts::U16>,
+{
     let mut buf = Zeroizing::new(ct.to_vec());
     if buf.len() < TAG_LEN {
         return Err(Error::EncryptedDataLenRange);
@@ -50,6 +57,21 @@ where
     c.decrypt_in_place_detached(&Nonce::from(iv), aad, &mut buf, &tag)
         .map_err(|_| Error::EncryptedDataInvalid)?;
     Ok(buf)
+}
+
+/// An AES-256-GCM key expanded once, to open many ciphertexts with (the DEK while a user is
+/// logged in: expanding the key and its GHASH key was most of unsealing a record's secret).
+/// Zeroised when dropped.
+pub struct GcmKey(Gcm<aes::Aes256Enc>);
+
+impl GcmKey {
+    pub fn new(key: &[u8; 32]) -> GcmKey {
+        GcmKey(Gcm::<aes::Aes256Enc>::new(key.into()))
+    }
+    /// [`gcm_decrypt`] under this key.
+    pub fn open(&self, iv: &[u8], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        gcm_open_with(&self.0, iv, aad, ct)
+    }
 }
 
 /// AES-GCM encryption with a 96-bit IV and a 128-bit tag appended to the ciphertext.

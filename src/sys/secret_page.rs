@@ -19,18 +19,33 @@ use super::Key32;
 
 const LEN: usize = 32;
 
-/// A 32-byte key in a page of its own.
-pub struct SecretPage {
+/// Pages of their own, mapped for secrets: excluded from dumps, from a forked child and (when
+/// the OS allows) from swap; zeroed and unmapped when dropped.
+struct Mapping {
     page: NonNull<u8>,
     size: usize,
     locked: bool,
 }
 
-// SAFETY: the page is owned by this value alone; it is written only in `new` and `drop`, and
-// read through `&self`, so sharing and sending it is as safe as for a `[u8; 32]`.
+/// A 32-byte key in a page of its own.
+pub struct SecretPage(Mapping);
+
+/// A value of type `T` (an expanded key, say) in pages of its own; dropped, then its pages
+/// zeroed, when the box is.
+pub struct SecretBox<T> {
+    mapping: Mapping,
+    value: NonNull<T>,
+}
+
+// SAFETY: the pages are owned by this value alone; they are written only in `new` and `drop`,
+// and read through `&self`, so sharing and sending them is as safe as for a `[u8; 32]`.
 unsafe impl Send for SecretPage {}
 // SAFETY: as above.
 unsafe impl Sync for SecretPage {}
+// SAFETY: the box owns its `T` as a `Box<T>` would, and hands out only `&T`.
+unsafe impl<T: Send> Send for SecretBox<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for SecretBox<T> {}
 
 /// Logs a refused request once per process.
 fn refused(what: &str, flag: &AtomicBool) {
@@ -46,14 +61,14 @@ static NO_DONTDUMP: AtomicBool = AtomicBool::new(false);
 static NO_WIPEONFORK: AtomicBool = AtomicBool::new(false);
 static NO_MLOCK: AtomicBool = AtomicBool::new(false);
 
-impl SecretPage {
-    /// A page holding `key`, or `None` if no page can be mapped (the caller keeps the key in
-    /// ordinary zeroising memory).
-    pub fn new(key: &[u8; LEN]) -> Option<SecretPage> {
+impl Mapping {
+    /// Whole pages for at least `len` bytes, or `None` if none can be mapped.
+    fn new(len: usize) -> Option<Mapping> {
         // SAFETY: sysconf has no preconditions.
-        let size = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .ok()
             .filter(|s| *s >= LEN)?;
+        let size = len.max(1).div_ceil(page).checked_mul(page)?;
         // SAFETY: an anonymous private mapping of `size` bytes; the result is checked.
         let p = unsafe {
             libc::mmap(
@@ -86,30 +101,80 @@ impl SecretPage {
             refused("mlock", &NO_MLOCK);
         }
         let page = NonNull::new(p as *mut u8)?;
-        // SAFETY: the page is writable and at least LEN bytes long.
-        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), page.as_ptr(), LEN) };
-        Some(SecretPage { page, size, locked })
-    }
-
-    /// A zeroising copy of the key, for one operation.
-    pub fn key(&self) -> Key32 {
-        let mut k = Key32::new([0u8; LEN]);
-        // SAFETY: the page holds LEN initialised bytes for as long as `self` lives.
-        unsafe { std::ptr::copy_nonoverlapping(self.page.as_ptr(), k.as_mut_ptr(), LEN) };
-        k
+        Some(Mapping { page, size, locked })
     }
 }
 
-impl Drop for SecretPage {
+impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the page is ours, mapped and writable until the munmap below.
-        unsafe { std::slice::from_raw_parts_mut(self.page.as_ptr(), LEN) }.zeroize();
+        // SAFETY: the pages are ours, mapped and writable until the munmap below.
+        unsafe { std::slice::from_raw_parts_mut(self.page.as_ptr(), self.size) }.zeroize();
         if self.locked {
             // SAFETY: the range locked in `new`.
             unsafe { libc::munlock(self.page.as_ptr() as *const libc::c_void, self.size) };
         }
         // SAFETY: the mapping made in `new`; nothing refers to it after this.
         unsafe { libc::munmap(self.page.as_ptr() as *mut libc::c_void, self.size) };
+    }
+}
+
+impl SecretPage {
+    /// A page holding `key`, or `None` if no page can be mapped (the caller keeps the key in
+    /// ordinary zeroising memory).
+    pub fn new(key: &[u8; LEN]) -> Option<SecretPage> {
+        let m = Mapping::new(LEN)?;
+        // SAFETY: the page is writable and at least LEN bytes long.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), m.page.as_ptr(), LEN) };
+        Some(SecretPage(m))
+    }
+
+    /// A zeroising copy of the key, for one operation.
+    pub fn key(&self) -> Key32 {
+        let mut k = Key32::new([0u8; LEN]);
+        // SAFETY: the page holds LEN initialised bytes for as long as `self` lives.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.page.as_ptr(), k.as_mut_ptr(), LEN) };
+        k
+    }
+}
+
+impl<T> SecretBox<T> {
+    /// `value` moved into pages of its own, and the bytes it occupied here zeroed; `Err(value)`
+    /// if no page can be mapped (the caller keeps it where it is).
+    pub fn new(value: T) -> std::result::Result<SecretBox<T>, T> {
+        let len = std::mem::size_of::<T>();
+        if std::mem::align_of::<T>() > LEN {
+            return Err(value);
+        }
+        let Some(mapping) = Mapping::new(len) else {
+            return Err(value);
+        };
+        let mut value = std::mem::ManuallyDrop::new(value);
+        let dst = mapping.page.as_ptr() as *mut T;
+        // SAFETY: the pages are writable, page-aligned (so aligned for T, checked above) and at
+        // least `size_of::<T>()` bytes; `value` is moved there bit for bit and never used or
+        // dropped here again.
+        unsafe { std::ptr::copy_nonoverlapping(&*value as *const T, dst, 1) };
+        // SAFETY: the bytes `value` occupied, no longer a live T (ManuallyDrop, moved out).
+        unsafe { std::slice::from_raw_parts_mut(&mut *value as *mut T as *mut u8, len) }.zeroize();
+        let value = NonNull::new(dst).ok_or_else(|| unreachable!("a mapping is never null"))?;
+        Ok(SecretBox { mapping, value })
+    }
+}
+
+impl<T> std::ops::Deref for SecretBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the value written in `new`, alive until `drop`.
+        unsafe { self.value.as_ref() }
+    }
+}
+
+impl<T> Drop for SecretBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: the value written in `new`, dropped once, here; the mapping (dropped after
+        // this, zeroing every page) outlives it.
+        unsafe { std::ptr::drop_in_place(self.value.as_ptr()) };
+        let _ = &self.mapping;
     }
 }
 
@@ -147,10 +212,32 @@ mod tests {
         };
         // /proc/self/smaps flags the mapping "dd" (do not dump) and "wf" (wipe on fork).
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let start = format!("{:x}-", page.page.as_ptr() as usize);
+        let start = format!("{:x}-", page.0.page.as_ptr() as usize);
         let block = smaps.split(&start).nth(1).expect("the page is mapped");
         let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap();
         assert!(flags.contains(" dd"), "{flags}");
         assert!(flags.contains(" wf"), "{flags}");
+    }
+
+    #[test]
+    fn a_boxed_value_lives_in_its_own_page_and_is_dropped_once() {
+        use std::sync::atomic::AtomicUsize;
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        struct Expanded([u64; 40]);
+        impl Drop for Expanded {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let b = SecretBox::new(Expanded([7; 40])).unwrap_or_else(|_| panic!("no page could be mapped"));
+        assert_eq!(b.0, [7; 40]);
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let start = format!("{:x}-", b.mapping.page.as_ptr() as usize);
+        let block = smaps.split(&start).nth(1).expect("the page is mapped");
+        let flags = block.lines().find(|l| l.starts_with("VmFlags:")).unwrap();
+        assert!(flags.contains(" dd") && flags.contains(" wf"), "{flags}");
+        assert_eq!(DROPS.load(Ordering::Relaxed), 0, "moving in drops nothing");
+        drop(b);
+        assert_eq!(DROPS.load(Ordering::Relaxed), 1);
     }
 }

@@ -54,8 +54,43 @@ pub(super) const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
 struct Unlocked {
     ident: Option<([u8; 16], [u8; 16])>,
     k_int: Option<HeldKey>,
-    dek: Option<HeldKey>,
+    dek: Option<HeldDek>,
     epoch: u64,
+}
+
+/// The DEK while a user is logged in: the key, and its AES-GCM expansion for unsealing secrets
+/// (per operation, so worth expanding once: it was a quarter of a 64-byte AES-GCM operation),
+/// each in pages of their own where the OS gives them (`sys::secret_page`).
+pub(super) struct HeldDek {
+    key: HeldKey,
+    gcm: HeldGcm,
+}
+
+enum HeldGcm {
+    Page(crate::sys::secret_page::SecretBox<crypto::aes::GcmKey>),
+    Heap(Box<crypto::aes::GcmKey>),
+}
+
+impl HeldDek {
+    fn new(dek: &Key32) -> HeldDek {
+        let gcm = match crate::sys::secret_page::SecretBox::new(crypto::aes::GcmKey::new(dek)) {
+            Ok(b) => HeldGcm::Page(b),
+            Err(k) => HeldGcm::Heap(Box::new(k)),
+        };
+        HeldDek {
+            key: HeldKey::new(dek),
+            gcm,
+        }
+    }
+    fn key(&self) -> Key32 {
+        self.key.key()
+    }
+    fn gcm(&self) -> &crypto::aes::GcmKey {
+        match &self.gcm {
+            HeldGcm::Page(b) => b,
+            HeldGcm::Heap(b) => b,
+        }
+    }
 }
 
 /// [`Unlocked`] behind a lock with a lock word per shard: every operation reads it (the DEK),
@@ -488,7 +523,7 @@ impl LocalBackend {
             .read()
             .dek
             .as_ref()
-            .map(HeldKey::key)
+            .map(HeldDek::key)
             .ok_or(Error::UserNotLoggedIn)
     }
 

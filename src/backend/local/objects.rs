@@ -257,17 +257,18 @@ impl LocalBackend {
             false => None,
         };
         let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
-        let dek = match dek {
-            Some(dek) => dek.key(),
-            None => self.session_key()?,
+        let opened = match dek {
+            Some(dek) => vault::unseal_with(dek.gcm(), aad, blob),
+            None => vault::unseal(&self.session_key()?, aad, blob),
         };
-        let secret = match vault::unseal(&dek, aad, blob) {
+        let secret = match opened {
             Ok(s) => s,
             Err(e) => {
+                let dek = dek.map(super::HeldDek::key);
                 drop(slot);
                 drop(unlocked);
                 // Sealed under a newer DEK (`keygate rotate-dek` in another process)?
-                if let Ok(h) = self.header() {
+                if let (Some(dek), Ok(h)) = (dek, self.header()) {
                     self.check_dek_current(&h, &dek)?;
                 }
                 log::error!("token {:?}: object {} refused: {e}", self.cfg.label, hex::encode(o.uid));

@@ -8,7 +8,6 @@ use crate::backend::UserType;
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::model::mechanisms::Pin;
-use crate::sys::secret_page::HeldKey;
 
 impl LocalBackend {
     pub(super) fn new_credential(
@@ -91,7 +90,7 @@ impl LocalBackend {
             UserType::User | UserType::ContextSpecific => Role::User,
         };
         let dek = self.check_pin(role, pin)?;
-        self.unlocked.write().dek = Some(HeldKey::new(&dek));
+        self.unlocked.write().dek = Some(super::HeldDek::new(&dek));
         Ok(())
     }
 

@@ -216,6 +216,16 @@ pub fn unseal(dek: &Key32, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>
         .map_err(|_| Error::Integrity("sealed secret does not open under its record's binding".into()))
 }
 
+/// [`unseal`] under the DEK's expanded key (`aes::GcmKey`), kept while a user is logged in.
+pub fn unseal_with(dek: &aes::GcmKey, aad: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    if blob.len() < aes::IV_LEN + aes::TAG_LEN {
+        return Err(Error::Integrity("sealed blob too short".into()));
+    }
+    let (nonce, ct) = blob.split_at(aes::IV_LEN);
+    dek.open(nonce, aad, ct)
+        .map_err(|_| Error::Integrity("sealed secret does not open under its record's binding".into()))
+}
+
 /// HMAC-SHA256(K_int, domain ‖ parts), each part length-prefixed.
 pub fn mac(k_int: &Key32, domain: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
     Ok(mac_state(k_int, domain, parts)?.finish())

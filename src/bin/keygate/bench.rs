@@ -41,6 +41,7 @@ pub const WORKLOADS: &[&str] = &[
     "find-10k",
     "login-logout",
     "open-login-10k",
+    "cold-sign",
 ];
 
 /// Objects `find-10k` looks among.
@@ -138,8 +139,8 @@ pub fn run(o: &Options, mut report: impl FnMut(&str, BenchResult<Outcome>)) -> B
         "C_Login",
     )?;
     for w in &o.workloads {
-        if w == "open-login-10k" {
-            report(w, open_login(o, &admin));
+        if w == "open-login-10k" || w == "cold-sign" {
+            report(w, open_login(o, &admin, w));
             continue;
         }
         let outcome = prepare(&admin, w, &o.pin).and_then(|prepared| {
@@ -464,8 +465,16 @@ fn ensure_objects(s: &Session) -> BenchResult<()> {
 /// counted; the rate is runs per second of that time. The median `C_Login` and one Argon2id
 /// with keygate's default parameters are reported beside it: on a self-managed token, the PIN
 /// KDF is most of a login, a price paid on purpose.
-fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
-    ensure_objects(admin)?;
+///
+/// `cold-sign`: the same in a token without the 10,000 objects' search, and then the first
+/// ECDSA signature with a token key found by label: what a program started per request pays.
+fn open_login(o: &Options, admin: &Session, w: &str) -> BenchResult<Outcome> {
+    let sign = w == "cold-sign";
+    if sign {
+        ensure_cold_key(admin)?;
+    } else {
+        ensure_objects(admin)?;
+    }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
     let (mut totals, mut logins) = (Vec::new(), Vec::new());
@@ -475,6 +484,7 @@ fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
             .arg("--module")
             .arg(&o.module)
             .args(["--token", &o.token])
+            .args(if sign { &["--sign", COLD_KEY][..] } else { &[] })
             .env("KEYGATE_BENCH_PIN", &o.pin)
             .output()
             .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
@@ -486,10 +496,10 @@ fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let mut fields = text.split_whitespace().map(str::parse::<f64>);
-        let (Some(Ok(open)), Some(Ok(login))) = (fields.next(), fields.next()) else {
+        let (Some(Ok(open)), Some(Ok(login)), Some(Ok(signed))) = (fields.next(), fields.next(), fields.next()) else {
             return Err(format!("keygate bench-open printed {text:?}"));
         };
-        totals.push(open + login);
+        totals.push(open + login + signed);
         logins.push(login);
     }
     let seconds = totals.iter().sum::<f64>() / 1e6;
@@ -507,7 +517,7 @@ fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
         t.elapsed().as_secs_f64() * 1e6
     };
     Ok(Outcome {
-        workload: "open-login-10k".into(),
+        workload: w.into(),
         threads: 1,
         ops: totals.len() as u64,
         seconds,
@@ -520,7 +530,33 @@ fn open_login(o: &Options, admin: &Session) -> BenchResult<Outcome> {
 
 /// `keygate bench-open` (a child of `open-login-10k`): initialises the module, opens a session
 /// on the token and logs in; prints the microseconds before `C_Login` and of `C_Login`.
-pub fn open_once(module: &std::path::Path, token: &str, pin: &str) -> BenchResult<(f64, f64)> {
+/// The label of `cold-sign`'s P-256 token key.
+const COLD_KEY: &str = "bench-cold-sign";
+
+fn ensure_cold_key(s: &Session) -> BenchResult<()> {
+    let label = Attribute::Label(COLD_KEY.as_bytes().to_vec());
+    if !ck(s.find_objects(std::slice::from_ref(&label)), "C_FindObjects")?.is_empty() {
+        return Ok(());
+    }
+    ck(
+        s.generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::EcParams(P256_OID.to_vec()),
+                label.clone(),
+            ],
+            &[Attribute::Token(true), Attribute::Sign(true), label],
+        ),
+        "C_GenerateKeyPair (cold-sign)",
+    )
+    .map(drop)
+}
+
+/// One new process's C_Initialize to C_OpenSession, its C_Login, and (with `sign`, the label
+/// of a P-256 private key) the search for that key and its first ECDSA signature, each in
+/// microseconds (0 without `sign`).
+pub fn open_once(module: &std::path::Path, token: &str, pin: &str, sign: Option<&str>) -> BenchResult<(f64, f64, f64)> {
     let t0 = Instant::now();
     let p = ck(Pkcs11::new(module), "loading the module")?;
     ck(
@@ -535,9 +571,22 @@ pub fn open_once(module: &std::path::Path, token: &str, pin: &str) -> BenchResul
         "C_Login",
     )?;
     let t2 = Instant::now();
+    if let Some(label) = sign {
+        let key = ck(
+            s.find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ]),
+            "C_FindObjects",
+        )?;
+        let key = *key.first().ok_or(format!("no private key {label:?}"))?;
+        ck(s.sign(&Mechanism::Ecdsa, key, &[0x5a; 32]), "C_Sign")?;
+    }
+    let t3 = Instant::now();
     drop(s);
     let _ = p.finalize();
-    Ok(((t1 - t0).as_secs_f64() * 1e6, (t2 - t1).as_secs_f64() * 1e6))
+    let us = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e6;
+    Ok((us(t0, t1), us(t1, t2), us(t2, t3)))
 }
 
 /// Runs `prepared` on `threads` sessions for `seconds`.

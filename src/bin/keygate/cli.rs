@@ -171,14 +171,18 @@ pub enum Command {
     /// latency and MB/s. It creates objects on the token (find-10k leaves 10,000 data objects):
     /// use a token made for measuring.
     Bench(BenchArgs),
-    /// One run of `keygate bench`'s open-login-10k workload, in a process of its own: prints
-    /// the microseconds before C_Login and of C_Login. The PIN comes from KEYGATE_BENCH_PIN.
+    /// One run of `keygate bench`'s open-login-10k or cold-sign workload, in a process of its
+    /// own: prints the microseconds before C_Login, of C_Login, and of the first signature (0
+    /// without --sign). The PIN comes from KEYGATE_BENCH_PIN.
     #[command(hide = true)]
     BenchOpen {
         #[arg(long)]
         module: PathBuf,
         #[arg(long)]
         token: String,
+        /// Then find this P-256 private key by label and sign once with it.
+        #[arg(long)]
+        sign: Option<String>,
     },
     /// Write the manual pages, generated from these definitions: keygate.1 and one
     /// keygate-SUBCOMMAND.1 per subcommand (install them under /usr/share/man/man1).

@@ -135,10 +135,10 @@ fn without_config(command: Command) -> Result<Command, Result<(), String>> {
             clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
             Err(Ok(()))
         }
-        Command::BenchOpen { module, token } => Err((|| {
+        Command::BenchOpen { module, token, sign } => Err((|| {
             let pin = std::env::var("KEYGATE_BENCH_PIN").map_err(|_| "KEYGATE_BENCH_PIN is not set".to_string())?;
-            let (open, login) = bench::open_once(&module, &token, &pin)?;
-            println!("{open:.1} {login:.1}");
+            let (open, login, signed) = bench::open_once(&module, &token, &pin, sign.as_deref())?;
+            println!("{open:.1} {login:.1} {signed:.1}");
             Ok(())
         })()),
         other => Ok(other),
