@@ -54,6 +54,11 @@ pub struct IndexColumns<'a> {
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Connections for read transactions (`Store::read`: finds, `keygate verify`), opened at
+    /// first need: SQLite in WAL mode runs readers side by side, where one connection behind
+    /// one mutex made every concurrent search wait for the others (find-10k ran slower on two
+    /// threads than on one).
+    readers: [Mutex<Option<Connection>>; READERS],
     path: PathBuf,
     /// Tells this process cheaply whether another has changed the store ([`Store::version`]).
     freshness: Freshness,
@@ -258,11 +263,8 @@ pub fn row_by_uid(conn: &Connection, uid: &ObjectId) -> Result<Option<Row>> {
 
 pub(super) fn header_row(conn: &Connection) -> Result<Option<HeaderRow>> {
     Ok(conn
-        .query_row(
-            "SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM header WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT CAST(body AS BLOB), CAST(mac AS BLOB) FROM header WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -280,6 +282,9 @@ pub(super) fn all_rows(conn: &Connection) -> Result<Vec<Row>> {
         })
         .collect()
 }
+
+/// How many read connections a store opens at most.
+const READERS: usize = 4;
 
 /// What [`Store::version`] returns: equal values mean no other connection has committed a
 /// change in between (to within [`BACKSTOP`] for a writer that did not bump the counter).
@@ -319,6 +324,7 @@ impl Store {
         let data_version = data_version(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            readers: Default::default(),
             freshness: Freshness {
                 counter,
                 checked_ms: AtomicU64::new(coarse_millis()),
@@ -406,7 +412,32 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection, Option<&HeaderRow>) -> Result<T>,
     ) -> Result<(Option<HeaderRow>, T)> {
-        let mut conn = self.conn.lock();
+        // A free read connection (opened now if it never was), else the main one.
+        for slot in &self.readers {
+            let Some(mut reader) = slot.try_lock() else { continue };
+            if reader.is_none() {
+                match Connection::open(&self.path).and_then(|c| c.busy_timeout(Duration::from_secs(30)).map(|()| c)) {
+                    Ok(c) => *reader = Some(c),
+                    Err(e) => {
+                        log::debug!(
+                            "no read connection to {} ({e}); reading on the main one",
+                            self.path.display()
+                        );
+                        break;
+                    }
+                }
+            }
+            if let Some(c) = reader.as_mut() {
+                return Self::read_on(c, f);
+            }
+        }
+        Self::read_on(&mut self.conn.lock(), f)
+    }
+
+    fn read_on<T>(
+        conn: &mut Connection,
+        f: impl FnOnce(&Connection, Option<&HeaderRow>) -> Result<T>,
+    ) -> Result<(Option<HeaderRow>, T)> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let header = header_row(&tx)?;
         let out = f(&tx, header.as_ref())?;
