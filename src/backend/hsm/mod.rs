@@ -59,7 +59,10 @@ struct Offered {
 pub struct HsmBackend {
     cfg: TokenConfig,
     hsm: HsmConfig,
-    device: Mutex<Option<Arc<Device>>>,
+    /// The HSM once reached (read on every call without a lock); `opening` serialises
+    /// reaching it.
+    device: std::sync::OnceLock<Device>,
+    opening: Mutex<()>,
     mechanisms: std::sync::OnceLock<Offered>,
     sessions: RwLock<FastMap<u64, Arc<HsmSession>>>,
     objects: RwLock<FastMap<ObjectId, ObjectHandle>>,
@@ -151,7 +154,8 @@ impl HsmBackend {
         Ok(HsmBackend {
             cfg,
             hsm,
-            device: Mutex::new(None),
+            device: std::sync::OnceLock::new(),
+            opening: Mutex::new(()),
             mechanisms: std::sync::OnceLock::new(),
             held_refused: AtomicBool::new(false),
             key_attrs: Mutex::new(FastMap::default()),
@@ -162,10 +166,13 @@ impl HsmBackend {
     }
 
     /// The device, reached now if it was not yet (or failed before).
-    fn device(&self) -> Result<Arc<Device>> {
-        let mut g = self.device.lock();
-        if let Some(d) = &*g {
-            return Ok(d.clone());
+    fn device(&self) -> Result<&Device> {
+        if let Some(d) = self.device.get() {
+            return Ok(d);
+        }
+        let _opening = self.opening.lock();
+        if let Some(d) = self.device.get() {
+            return Ok(d);
         }
         let (pkcs11, slot) = super::module::open_token(&self.hsm.module, &self.hsm.token).inspect_err(|e| {
             log::error!("token {:?}: {e}", self.cfg.label);
@@ -180,9 +187,7 @@ impl HsmBackend {
             e
         })?;
         let raw = Arc::new(RawFunctions::of(&self.hsm.module)?);
-        let d = Arc::new(Device { pkcs11, slot, raw });
-        *g = Some(d.clone());
-        Ok(d)
+        Ok(self.device.get_or_init(|| Device { pkcs11, slot, raw }))
     }
 
     /// What the token offers; `None` while the HSM cannot be reached (asked again next time).
