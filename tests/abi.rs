@@ -244,6 +244,27 @@ fn raw_aes(r: &Raw, h: CK_SESSION_HANDLE, value: &[u8]) -> CK_OBJECT_HANDLE {
     raw_aes_for(r, h, value, false)
 }
 
+/// AES-GCM parameters: a 96-bit IV (`ulIvBits` as given), no AAD, a 128-bit tag.
+fn gcm_params(iv: &mut [u8; 12], iv_bits: CK_ULONG) -> CK_GCM_PARAMS {
+    CK_GCM_PARAMS {
+        pIv: iv.as_mut_ptr(),
+        ulIvLen: 12,
+        ulIvBits: iv_bits,
+        pAAD: null_mut(),
+        ulAADLen: 0,
+        ulTagBits: 128,
+    }
+}
+
+/// `CKM_AES_GCM` with `params`.
+fn gcm_mech(params: &mut CK_GCM_PARAMS) -> CK_MECHANISM {
+    CK_MECHANISM {
+        mechanism: CKM_AES_GCM,
+        pParameter: params as *mut _ as CK_VOID_PTR,
+        ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+    }
+}
+
 fn mech(m: CK_MECHANISM_TYPE) -> CK_MECHANISM {
     CK_MECHANISM {
         mechanism: m,
@@ -353,19 +374,8 @@ fn session_cancel_ends_only_the_named_operations() {
     let k = raw_aes(&r, h, &[2u8; 16]);
     let mut sha = mech(CKM_SHA256);
     let mut iv = [0u8; 12];
-    let mut params = CK_GCM_PARAMS {
-        pIv: iv.as_mut_ptr(),
-        ulIvLen: 12,
-        ulIvBits: 96,
-        pAAD: null_mut(),
-        ulAADLen: 0,
-        ulTagBits: 128,
-    };
-    let mut gcm = CK_MECHANISM {
-        mechanism: CKM_AES_GCM,
-        pParameter: &mut params as *mut _ as CK_VOID_PTR,
-        ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
-    };
+    let mut params = gcm_params(&mut iv, 96);
+    let mut gcm = gcm_mech(&mut params);
     assert_eq!(call!(r, C_EncryptInit(h, &mut gcm, k)), CKR_OK);
     assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
     let cancel = f3.C_SessionCancel.unwrap();
@@ -751,26 +761,14 @@ fn contradictory_or_unexpected_mechanism_parameters_are_refused() {
     let h = logged_in(&r);
     let k = raw_aes(&r, h, &[7u8; 16]);
     let mut iv = [0u8; 12];
-    let gcm = |bits: CK_ULONG, iv: &mut [u8; 12]| CK_GCM_PARAMS {
-        pIv: iv.as_mut_ptr(),
-        ulIvLen: 12,
-        ulIvBits: bits,
-        pAAD: null_mut(),
-        ulAADLen: 0,
-        ulTagBits: 128,
-    };
     for (bits, want) in [
         (64, CKR_MECHANISM_PARAM_INVALID),
         (95, CKR_MECHANISM_PARAM_INVALID),
         (96, CKR_OK),
         (0, CKR_OK),
     ] {
-        let mut params = gcm(bits, &mut iv);
-        let mut m = CK_MECHANISM {
-            mechanism: CKM_AES_GCM,
-            pParameter: &mut params as *mut _ as CK_VOID_PTR,
-            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
-        };
+        let mut params = gcm_params(&mut iv, bits);
+        let mut m = gcm_mech(&mut params);
         assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), want, "ulIvBits {bits}");
         if want == CKR_OK {
             let mut data = [1u8; 16];
@@ -871,19 +869,8 @@ fn gcm_encrypt_writes_into_the_callers_buffer_in_every_calling_pattern() {
         let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let mut iv = [5u8; 12];
         let want = outside.encrypt(&iv.into(), &data[..]).unwrap();
-        let mut params = CK_GCM_PARAMS {
-            pIv: iv.as_mut_ptr(),
-            ulIvLen: 12,
-            ulIvBits: 96,
-            pAAD: null_mut(),
-            ulAADLen: 0,
-            ulTagBits: 128,
-        };
-        let mut m = CK_MECHANISM {
-            mechanism: CKM_AES_GCM,
-            pParameter: &mut params as *mut _ as CK_VOID_PTR,
-            ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
-        };
+        let mut params = gcm_params(&mut iv, 96);
+        let mut m = gcm_mech(&mut params);
         let mut input = data.clone();
         let n = input.len() as CK_ULONG;
         // Length query, then a buffer that is one byte short (operation kept), then enough.

@@ -166,31 +166,19 @@ pub fn prepare(w: &str) -> BenchResult<(RawStep, usize)> {
             // CKM_SHA256_RSA_PKCS over 64 bytes: the hash is part of the operation.
             let msg = [0x5au8; 64];
             let sig = e(rsa::sign(&k.private, &pad, &digest::sha256(&msg)))?;
-            e(rsa::verify(
-                &k.modulus,
-                &k.public_exponent,
-                &pad,
-                &digest::sha256(&msg),
-                &sig,
-            ))?;
+            let (modulus, exponent) = (k.modulus.clone(), k.public_exponent.clone());
+            let verify = move || {
+                let pad = rsa::SigPadding::Pkcs1(Some(DigestAlg::Sha256));
+                e(rsa::verify(&modulus, &exponent, &pad, &digest::sha256(&msg), &sig))
+            };
+            verify()?;
             if w.ends_with("sign") {
                 (
                     Box::new(move |_| e(rsa::sign(&k.private, &pad, &digest::sha256(&msg))).map(drop)),
                     0,
                 )
             } else {
-                (
-                    Box::new(move |_| {
-                        e(rsa::verify(
-                            &k.modulus,
-                            &k.public_exponent,
-                            &pad,
-                            &digest::sha256(&msg),
-                            &sig,
-                        ))
-                    }),
-                    0,
-                )
+                (Box::new(move |_| verify()), 0)
             }
         }
         other => {
