@@ -593,3 +593,43 @@ fn a_thread_sees_what_another_thread_changed_at_its_next_operation() {
         p.finalize().unwrap();
     }
 }
+
+/// Whoever can write the store's directory must not be able to turn keygate's change counter
+/// (`<store>.changes`, written in place through a shared mapping) into a write to another file
+/// of the user's: a symbolic link planted there is refused with a warning, the file it points
+/// to is left as it was, and the token works, asking SQLite about changes instead.
+#[test]
+fn a_link_planted_as_the_change_counter_writes_nothing_through_it() {
+    pins_in_env();
+    let env = Env::new();
+    let victim = env.path().join("victim");
+    std::fs::write(&victim, b"precious contents").unwrap();
+    let counter = std::path::PathBuf::from(format!("{}.changes", env.store().display()));
+    let _ = std::fs::remove_file(&counter);
+    std::os::unix::fs::symlink(&victim, &counter).unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    aes_token_key(&s, "works");
+    assert!(gcm_works(&s, "works"));
+    // Another keygate process's change is still seen at the next operation (through SQLite).
+    let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    let uid = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["label"] == "works")
+        .map(|v| v["uid"].as_str().unwrap().to_string())
+        .unwrap();
+    let k = find_one(&s, "works").unwrap();
+    ok(
+        &env,
+        &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &uid],
+    );
+    let mut iv = [1u8; 12];
+    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+    assert!(matches!(
+        s.encrypt(&gcm, k, b"x"),
+        Err(CkError::Pkcs11(RvError::KeyHandleInvalid, _))
+    ));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious contents");
+    assert!(std::fs::symlink_metadata(&counter).unwrap().file_type().is_symlink());
+}

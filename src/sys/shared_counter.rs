@@ -36,15 +36,26 @@ impl std::fmt::Debug for SharedCounter {
 }
 
 impl SharedCounter {
-    /// Opens (or creates, mode 0600) the counter file at `path` and maps it.
+    /// Opens (or creates, mode 0600) the counter file at `path` and maps it. Refused unless it
+    /// is a regular file of this user's, reached without following a symbolic link: the
+    /// counter is written into the file's first bytes, and whoever can write the store's
+    /// directory must not be able to point that write at another file of this user's.
     pub fn open(path: &Path) -> std::io::Result<SharedCounter> {
+        use std::os::unix::fs::MetadataExt;
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)?;
+        let meta = file.metadata()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !meta.file_type().is_file() || meta.uid() != me {
+            return Err(std::io::Error::other("not a regular file of this user's"));
+        }
         // SAFETY: sysconf has no preconditions.
         let size = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .ok()
@@ -52,7 +63,7 @@ impl SharedCounter {
             .ok_or_else(|| std::io::Error::other("no page size"))?;
         // Lengthening never shortens, so processes that open the file together agree; the new
         // bytes read as zero.
-        if file.metadata()?.len() < size as u64 {
+        if meta.len() < size as u64 {
             file.set_len(size as u64)?;
         }
         Self::map(&file, size)
@@ -123,6 +134,27 @@ mod tests {
         assert_eq!(c.get(), 2, "the value is in the file, not the mapping");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symbolic_link_or_a_directory_is_refused_and_left_alone() {
+        let dir = std::env::temp_dir().join(format!("keygate-counter-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.join("c.changes");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(SharedCounter::open(&link).is_err());
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"precious",
+            "the link's target is untouched"
+        );
+        let sub = dir.join("d.changes");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(SharedCounter::open(&sub).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -315,10 +315,17 @@ impl Store {
         let counter_path = PathBuf::from(format!("{}.changes", path.display()));
         let counter = SharedCounter::open(&counter_path)
             .inspect_err(|e| {
-                log::debug!(
+                // A link or another user's file where the counter belongs is someone's doing.
+                let planted = e.raw_os_error() == Some(libc::ELOOP) || e.kind() == std::io::ErrorKind::Other;
+                let line = format!(
                     "no change counter {} ({e}); SQLite is asked on every operation",
                     counter_path.display()
-                )
+                );
+                if planted {
+                    log::warn!("{line}");
+                } else {
+                    log::debug!("{line}");
+                }
             })
             .ok();
         let data_version = data_version(&conn)?;
