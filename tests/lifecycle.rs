@@ -28,18 +28,6 @@ fn revoke_args<'a>(reason: &'a str, key: &'a str) -> [&'a str; 8] {
     ]
 }
 
-/// The identifier `keygate list` gives the object labelled `label` (the private key, for a
-/// key pair).
-fn uid(env: &Env, label: &str) -> String {
-    let out = ok(env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
-    out.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["label"] == label && v["class"] != "public-key")
-        .map(|v| v["uid"].as_str().unwrap().to_string())
-        .next()
-        .unwrap_or_else(|| panic!("no {label:?} in {out}"))
-}
-
 /// Why `C_WrapKey` with CKM_AES_KEY_WRAP of `key` under `wrapping` was refused.
 fn wrap_refused(s: &Session, wrapping: ObjectHandle, key: ObjectHandle) -> RvError {
     rv(s.wrap_key(&Mechanism::AesKeyWrap, wrapping, key))

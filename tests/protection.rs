@@ -325,28 +325,7 @@ fn a_process_with_keys_open_sees_a_keygate_change_at_the_next_operation() {
         assert!(gcm_works(&s, label), "{label} works before the change");
     }
     let (destroyed, revoked) = (find_one(&s, "destroyed").unwrap(), find_one(&s, "revoked").unwrap());
-    let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
-    let uid = |label: &str| {
-        listed
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .find(|v| v["label"] == label)
-            .map(|v| v["uid"].as_str().unwrap().to_string())
-            .unwrap()
-    };
-    let (destroyed_uid, revoked_uid) = (uid("destroyed"), uid("revoked"));
-    ok(
-        &env,
-        &[
-            "destroy",
-            "--token",
-            "test",
-            "--yes",
-            "--pin-env",
-            "KG_USER",
-            &destroyed_uid,
-        ],
-    );
+    destroy_by_cli(&env, "destroyed");
     ok(
         &env,
         &[
@@ -357,7 +336,7 @@ fn a_process_with_keys_open_sees_a_keygate_change_at_the_next_operation() {
             "compromised",
             "--pin-env",
             "KG_USER",
-            &revoked_uid,
+            &uid(&env, "revoked"),
         ],
     );
     let mut iv = [1u8; 12];
@@ -612,18 +591,8 @@ fn a_link_planted_as_the_change_counter_writes_nothing_through_it() {
     aes_token_key(&s, "works");
     assert!(gcm_works(&s, "works"));
     // Another keygate process's change is still seen at the next operation (through SQLite).
-    let listed = ok(&env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
-    let uid = listed
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|v| v["label"] == "works")
-        .map(|v| v["uid"].as_str().unwrap().to_string())
-        .unwrap();
     let k = find_one(&s, "works").unwrap();
-    ok(
-        &env,
-        &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &uid],
-    );
+    destroy_by_cli(&env, "works");
     let mut iv = [1u8; 12];
     let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
     assert!(matches!(

@@ -525,6 +525,27 @@ pub fn ok(env: &Env, args: &[&str]) -> String {
     stdout(&o)
 }
 
+/// The identifier `keygate list` gives the object labelled `label` (the private key, for a
+/// key pair), with the user PIN from `KG_USER`.
+pub fn uid(env: &Env, label: &str) -> String {
+    let out = ok(env, &["list", "--token", "test", "--pin-env", "KG_USER", "--json"]);
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["label"] == label && v["class"] != "public-key")
+        .map(|v| v["uid"].as_str().unwrap().to_string())
+        .next()
+        .unwrap_or_else(|| panic!("no {label:?} in {out}"))
+}
+
+/// `keygate destroy` of the object labelled `label`, confirmed, with the user PIN from `KG_USER`.
+pub fn destroy_by_cli(env: &Env, label: &str) {
+    let id = uid(env, label);
+    ok(
+        env,
+        &["destroy", "--token", "test", "--yes", "--pin-env", "KG_USER", &id],
+    );
+}
+
 /// Runs the CLI and expects exit code 1 with one `keygate: ...` line naming `why`.
 pub fn fails(env: &Env, args: &[&str], why: &str) -> std::process::Output {
     let o = env.cli(args);
