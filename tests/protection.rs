@@ -602,3 +602,34 @@ fn a_link_planted_as_the_change_counter_writes_nothing_through_it() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious contents");
     assert!(std::fs::symlink_metadata(&counter).unwrap().file_type().is_symlink());
 }
+
+/// The lock files beside the store are not followed either: with a link planted as
+/// `<store>.lock`, what needs the lock (a login counts its attempt in a commit) fails with
+/// `CKR_DEVICE_ERROR`, the file the link names is never created, and once the link is gone the
+/// token works as before, nothing lost.
+#[test]
+fn a_link_planted_as_the_write_lock_is_refused_not_followed() {
+    let env = Env::new();
+    {
+        let p = env.load();
+        aes_token_key(&Env::user_session(&p), "kept");
+        p.finalize().unwrap();
+    }
+    let target = env.path().join("created-through-the-link");
+    let lock = std::path::PathBuf::from(format!("{}.lock", env.store().display()));
+    let _ = std::fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let p = env.load();
+    let s = p.open_rw_session(Env::slot(&p)).unwrap();
+    assert_eq!(
+        rv(s.login(UserType::User, Some(&AuthPin::from(USER_PIN)))),
+        RvError::DeviceError
+    );
+    assert!(!target.exists(), "nothing was created through the link");
+    drop(s);
+    p.finalize().unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "kept"), "the token works again, its key intact");
+}

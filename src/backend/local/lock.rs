@@ -8,7 +8,8 @@
 //! attempt to clearing the count, so that PIN checks of one token run one at a time and exactly
 //! `max_pin_failures` wrong PINs are ever evaluated. The login lock is always taken before the
 //! write lock, never the other way round. One lock serves the store and its mirror, so that
-//! every process of a token agrees on it.
+//! every process of a token agrees on it. A symbolic link in a lock's place is refused, never
+//! followed (what needs the lock then fails with that error).
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -53,6 +54,9 @@ impl FileLock {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                // A link planted under the lock's name is not followed: creating the file would
+                // otherwise create whatever file of the user's it names.
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(path)
                 .map_err(|e| Error::Store(format!("cannot open the lock file {}: {e}", path.display())))?;
             *guard = Some((f, path.clone()));
