@@ -12,7 +12,6 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,14 +41,7 @@ impl SharedCounter {
     /// directory must not be able to point that write at another file of this user's.
     pub fn open(path: &Path) -> std::io::Result<SharedCounter> {
         use std::os::unix::fs::MetadataExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)?;
+        let file = super::open_beside_store(path)?;
         let meta = file.metadata()?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };

@@ -12,7 +12,6 @@
 //! followed (what needs the lock then fails with that error).
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use parking_lot::{Mutex, MutexGuard};
@@ -48,16 +47,7 @@ impl FileLock {
                 .find(|p| p.parent().is_none_or(|d| d.as_os_str().is_empty() || d.is_dir()))
                 .or(self.paths.first())
                 .ok_or_else(|| Error::Config("no store path".into()))?;
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                // A link planted under the lock's name is not followed: creating the file would
-                // otherwise create whatever file of the user's it names.
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
+            let f = crate::sys::open_beside_store(path)
                 .map_err(|e| Error::Store(format!("cannot open the lock file {}: {e}", path.display())))?;
             *guard = Some((f, path.clone()));
         }
