@@ -24,19 +24,21 @@ pub mod root;
 mod rsa;
 pub mod store;
 mod tx;
+mod unlock;
 pub mod vault;
 mod view;
 
 use crate::fastmap::FastMap;
 use std::sync::Arc;
 
-use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use crossbeam_utils::sync::ShardedLock;
 use parking_lot::Mutex;
 
 use self::commit::Change;
 use self::header::{Credential, Header};
 use self::root::Root;
 use self::store::Store;
+use self::unlock::{HeldDek, UnlockState, Unlocked};
 use self::vault::{KdfParams, Key32, Purpose, Role};
 use crate::backend::TokenStatus;
 use crate::config::TokenConfig;
@@ -46,66 +48,6 @@ use crate::model::mechanisms::{Pin, PIN_MAX, PIN_MIN};
 use crate::sys::secret_page::HeldKey;
 
 pub(super) const HEADER_DOMAIN: &[u8] = b"keygate/v1/header";
-
-/// Key material unlocked for this process: the integrity key (needs only the HSM) of the token
-/// with this identity (uuid, root key id) and, while someone is logged in, the DEK; and the
-/// highest epoch this process has seen the token's header at (it never goes back).
-#[derive(Default)]
-struct Unlocked {
-    ident: Option<([u8; 16], [u8; 16])>,
-    k_int: Option<HeldKey>,
-    dek: Option<HeldDek>,
-    epoch: u64,
-}
-
-/// The DEK while a user is logged in: the key, and its AES-GCM expansion for unsealing secrets
-/// (per operation, so worth expanding once: it was a quarter of a 64-byte AES-GCM operation),
-/// each in pages of their own where the OS gives them (`sys::secret_page`).
-pub(super) struct HeldDek {
-    key: HeldKey,
-    gcm: HeldGcm,
-}
-
-enum HeldGcm {
-    Page(crate::sys::secret_page::SecretBox<crypto::aes::GcmKey>),
-    Heap(Box<crypto::aes::GcmKey>),
-}
-
-impl HeldDek {
-    fn new(dek: &Key32) -> HeldDek {
-        let gcm = match crate::sys::secret_page::SecretBox::new(crypto::aes::GcmKey::new(dek)) {
-            Ok(b) => HeldGcm::Page(b),
-            Err(k) => HeldGcm::Heap(Box::new(k)),
-        };
-        HeldDek {
-            key: HeldKey::new(dek),
-            gcm,
-        }
-    }
-    fn key(&self) -> Key32 {
-        self.key.key()
-    }
-    fn gcm(&self) -> &crypto::aes::GcmKey {
-        match &self.gcm {
-            HeldGcm::Page(b) => b,
-            HeldGcm::Heap(b) => b,
-        }
-    }
-}
-
-/// [`Unlocked`] behind a lock with a lock word per shard: every operation reads it (the DEK),
-/// and threads that read one shared lock word would write one shared cache line. Login and
-/// logout take every shard.
-struct UnlockState(ShardedLock<Unlocked>);
-
-impl UnlockState {
-    fn read(&self) -> ShardedLockReadGuard<'_, Unlocked> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-    fn write(&self) -> ShardedLockWriteGuard<'_, Unlocked> {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 /// A session object: same shape as a stored record, kept in memory.
 struct SessionObject {
@@ -237,30 +179,6 @@ impl LocalBackend {
     /// Puts `s` in place of the store this backend had (`None`: opened again at next use).
     fn set_store(&self, s: Option<Arc<Store>>) {
         self.store.store(s);
-        self.bump_opened();
-    }
-
-    /// The store's version (`Store::version`), read without touching a shared reference count.
-    fn store_version(&self) -> Result<store::Version> {
-        if let Some(s) = &*self.store.load() {
-            return s.version();
-        }
-        self.store()?.version()
-    }
-
-    /// Marks every thread's copies of token objects stale (`view.rs`).
-    fn bump_opened(&self) {
-        self.opened_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
-    }
-
-    fn opened_generation(&self) -> u64 {
-        self.opened_generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Forgets every opened token object (and with them the secrets `key_cache` kept).
-    fn forget_opened(&self) {
-        self.opened.lock().clear();
         self.bump_opened();
     }
 

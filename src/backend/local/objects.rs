@@ -165,6 +165,30 @@ impl LocalBackend {
         })
     }
 
+    /// The store's version (`Store::version`), read without touching a shared reference count.
+    pub(super) fn store_version(&self) -> Result<super::store::Version> {
+        if let Some(s) = &*self.store.load() {
+            return s.version();
+        }
+        self.store()?.version()
+    }
+
+    /// Marks every thread's copies of token objects stale (`view.rs`).
+    pub(super) fn bump_opened(&self) {
+        self.opened_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(super) fn opened_generation(&self) -> u64 {
+        self.opened_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Forgets every opened token object (and with them the secrets `key_cache` kept).
+    pub(super) fn forget_opened(&self) {
+        self.opened.lock().clear();
+        self.bump_opened();
+    }
+
     /// What a copy of an object of `lifetime` made now is stamped with (`view.rs`).
     fn stamp(&self, lifetime: Lifetime) -> Result<Stamp> {
         Ok(match lifetime {
