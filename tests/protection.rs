@@ -423,9 +423,10 @@ fn unsealed_secrets_are_unusable_after_logout() {
     let (token_key, session_key) = (key(true), key(false));
     let mut iv = [1u8; 12];
     let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
-    for k in [token_key, session_key] {
-        s.encrypt(&gcm, k, b"x").unwrap();
-    }
+    let before: Vec<Vec<u8>> = [token_key, session_key]
+        .iter()
+        .map(|&k| s.encrypt(&gcm, k, b"x").unwrap())
+        .collect();
     s.logout().unwrap();
     assert!(
         matches!(
@@ -436,8 +437,14 @@ fn unsealed_secrets_are_unusable_after_logout() {
     );
     s.encrypt(&gcm, session_key, b"x").unwrap();
     s.login(UserType::User, Some(&AuthPin::from(USER_PIN))).unwrap();
-    for k in [token_key, session_key] {
-        s.encrypt(&gcm, k, b"x").unwrap();
+    // The same key, IV and data give the same bytes: a key kept masked under the old login's
+    // memory key and unmasked under the new one would give others, silently.
+    for (k, was) in [token_key, session_key].iter().zip(&before) {
+        assert_eq!(
+            &s.encrypt(&gcm, *k, b"x").unwrap(),
+            was,
+            "the same key after a new login"
+        );
     }
 }
 

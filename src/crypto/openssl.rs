@@ -89,6 +89,24 @@ fn gcm_cipher(key: &[u8]) -> Result<Cipher> {
     }
 }
 
+/// AES-GCM's cipher objects, fetched from OpenSSL once. A context initialised with the
+/// built-in `EVP_aes_*_gcm()` makes OpenSSL 3 look the implementation up again on every
+/// initialisation (a locked search of its algorithm store), about a third of a 4 KiB
+/// operation here.
+static GCM_FETCHED: LazyLock<[Option<openssl::cipher::Cipher>; 3]> = LazyLock::new(|| {
+    ["AES-128-GCM", "AES-192-GCM", "AES-256-GCM"].map(|name| openssl::cipher::Cipher::fetch(None, name, None).ok())
+});
+
+fn fetched_gcm(key: &[u8]) -> Result<&'static openssl::cipher::CipherRef> {
+    let (i, builtin) = match key.len() {
+        16 => (0, openssl::cipher::Cipher::aes_128_gcm()),
+        24 => (1, openssl::cipher::Cipher::aes_192_gcm()),
+        32 => (2, openssl::cipher::Cipher::aes_256_gcm()),
+        _ => return Err(Error::KeySizeRange),
+    };
+    Ok(GCM_FETCHED[i].as_deref().unwrap_or(builtin))
+}
+
 impl CryptoProvider for OpenSsl {
     fn name(&self) -> &'static str {
         "openssl"
@@ -133,12 +151,7 @@ impl CryptoProvider for OpenSsl {
         if out.len() != pt.len() + TAG_LEN {
             return Err(Error::BufferTooSmall);
         }
-        let cipher = match key.len() {
-            16 => openssl::cipher::Cipher::aes_128_gcm(),
-            24 => openssl::cipher::Cipher::aes_192_gcm(),
-            32 => openssl::cipher::Cipher::aes_256_gcm(),
-            _ => return Err(Error::KeySizeRange),
-        };
+        let cipher = fetched_gcm(key)?;
         let failed = |_| Error::Crypto;
         let mut ctx = openssl::cipher_ctx::CipherCtx::new().map_err(failed)?;
         ctx.encrypt_init(Some(cipher), Some(key), Some(iv)).map_err(failed)?;

@@ -426,13 +426,7 @@ impl LocalBackend {
             Mechanism::AesGcm { iv, aad, tag_bits } => {
                 let r = self.opened(key)?;
                 expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-                Ok(Box::new(ops::Gcm::new(
-                    self.secret(&r)?,
-                    iv.clone(),
-                    aad.clone(),
-                    *tag_bits,
-                    encrypt,
-                )?))
+                Ok(Box::new(ops::Gcm::new(self.secret(&r)?, iv, aad, *tag_bits, encrypt)?))
             }
             Mechanism::AesCbc { iv } => block(Some(*iv), false),
             Mechanism::AesCbcPad { iv } => block(Some(*iv), true),

@@ -10,6 +10,7 @@ use super::codec::{self, Record};
 use super::members::Vouched;
 use super::ops::Secret;
 use super::store::{candidate_rows, IndexColumns, Row};
+use super::unlock::Masked;
 use super::vault::{self, Key32};
 use super::view::{self, Stamp};
 use super::{LocalBackend, SessionObject};
@@ -35,6 +36,9 @@ pub(super) struct Opened {
     pub lifetime: Lifetime,
     /// The secret, unsealed, when the token's `key_cache` is on and a user is logged in.
     secret: SecretSlot,
+    /// Otherwise the secret masked under the login's memory key, once this copy's thread has
+    /// unsealed it (each copy its own: nothing shared is written per operation, `view.rs`).
+    masked: OnceLock<Masked>,
     /// An Ed25519 key's verifying key, derived from its seed at its first signature (public;
     /// deriving it costs as much as a signature).
     pub ed25519_public: Arc<OnceLock<ed25519_dalek::VerifyingKey>>,
@@ -49,6 +53,7 @@ impl Opened {
             sealed,
             lifetime,
             secret: Arc::new(Mutex::new(None)),
+            masked: OnceLock::new(),
             ed25519_public: Arc::new(OnceLock::new()),
         }
     }
@@ -62,6 +67,7 @@ impl Opened {
             sealed: self.sealed.clone(),
             lifetime: self.lifetime,
             secret: self.secret.clone(),
+            masked: OnceLock::new(),
             ed25519_public: self.ed25519_public.clone(),
         }
     }
@@ -258,7 +264,9 @@ impl LocalBackend {
 
     /// The secret material of a key, unsealed under the DEK (login required). With the token's
     /// `key_cache` on, it is unsealed on first use and kept with the opened object until logout
-    /// or until the object changes; otherwise for each operation.
+    /// or until the object changes. Otherwise it is in the clear for each operation only: the
+    /// thread that unsealed it keeps it masked under the login's memory key with its copy of
+    /// the object (until logout or a change), and unmasks it for its next operation.
     pub(super) fn secret(&self, o: &Opened) -> Result<Secret> {
         // Held across the unsealing, so that a logout (which takes it to write) cannot happen
         // between the check and the caching.
@@ -280,6 +288,12 @@ impl LocalBackend {
             }
             false => None,
         };
+        // Unsealed by this thread before, during this login: unmasked, not opened again.
+        if let (None, Some(dek), Some(m)) = (&slot, dek, o.masked.get()) {
+            if let Some(s) = dek.unmask(m) {
+                return Ok(Secret::Own(s));
+            }
+        }
         let (blob, aad) = o.sealed.as_ref().ok_or(Error::KeyTypeInconsistent)?;
         let opened = match dek {
             Some(dek) => vault::unseal_with(dek.gcm(), aad, blob),
@@ -299,14 +313,21 @@ impl LocalBackend {
                 return Err(e);
             }
         };
-        let secret = Arc::new(secret);
-        if let Some(mut g) = slot {
-            *g = Some(secret.clone());
-            // Wherever copies of the object go, logout finds the slot (`pins.rs`).
-            let mut held = self.cached_secrets.lock();
-            held.retain(|w| w.strong_count() > 0);
-            held.push(Arc::downgrade(&o.secret));
+        if let (None, Some(dek)) = (&slot, dek) {
+            if let Some(m) = dek.mask(&secret) {
+                // Another operation of this copy's may have set it first: the same secret.
+                let _ = o.masked.set(m);
+            }
         }
+        let Some(mut g) = slot else {
+            return Ok(Secret::Own(secret));
+        };
+        let secret = Secret::Own(secret).shared();
+        *g = Some(secret.clone());
+        // Wherever copies of the object go, logout finds the slot (`pins.rs`).
+        let mut held = self.cached_secrets.lock();
+        held.retain(|w| w.strong_count() > 0);
+        held.push(Arc::downgrade(&o.secret));
         Ok(secret)
     }
 

@@ -5,8 +5,34 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-/// A key's secret as the token holds it while a user is logged in, shared by its operations.
-pub type Secret = Arc<Zeroizing<Vec<u8>>>;
+/// A key's secret for an operation: its own zeroising copy (unsealed or unmasked for this
+/// operation), or the copy `key_cache` keeps until logout, shared with the key's other
+/// operations.
+#[derive(Clone)]
+pub enum Secret {
+    Own(Zeroizing<Vec<u8>>),
+    Shared(Arc<Zeroizing<Vec<u8>>>),
+}
+
+impl Secret {
+    /// The copy `key_cache` keeps: the shared form.
+    pub fn shared(self) -> Secret {
+        match self {
+            Secret::Own(s) => Secret::Shared(Arc::new(s)),
+            shared => shared,
+        }
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Secret::Own(s) => s,
+            Secret::Shared(s) => s,
+        }
+    }
+}
 
 use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::crypto::aes;
@@ -254,7 +280,7 @@ impl VerifyOp for Hmac {
 /// multi-part input is buffered and `update` returns nothing; `finish` returns everything.
 pub struct Gcm {
     key: Secret,
-    iv: Vec<u8>,
+    iv: [u8; aes::IV_LEN],
     aad: Vec<u8>,
     /// The tag length in bytes: 16, or one of [`aes::SHORT_TAGS`].
     tag_len: usize,
@@ -263,16 +289,16 @@ pub struct Gcm {
 }
 
 impl Gcm {
-    pub fn new(key: Secret, iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64, encrypt: bool) -> Result<Self> {
+    pub fn new(key: Secret, iv: &[u8], aad: &[u8], tag_bits: u64, encrypt: bool) -> Result<Self> {
         let tag_len = (tag_bits / 8) as usize;
         let tag_ok = tag_bits.is_multiple_of(8) && (tag_len == aes::TAG_LEN || aes::SHORT_TAGS.contains(&tag_len));
-        if iv.len() != aes::IV_LEN || !tag_ok {
+        let (Ok(iv), true) = (iv.try_into(), tag_ok) else {
             return Err(Error::MechanismParamInvalid);
-        }
+        };
         Ok(Self {
             key,
             iv,
-            aad,
+            aad: aad.to_vec(),
             tag_len,
             buf: Zeroizing::new(Vec::new()),
             encrypt,
