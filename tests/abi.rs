@@ -913,3 +913,57 @@ fn gcm_encrypt_writes_into_the_callers_buffer_in_every_calling_pattern() {
         assert_eq!(&inplace[..got as usize], &want[..], "{len}: in place");
     }
 }
+
+/// Each thread remembers the session it used last and skips the table's lock for it
+/// (`token/session.rs`): a session another thread closed is refused at this thread's next call,
+/// and after `C_Finalize` and `C_Initialize` the same handle number is a new session with
+/// nothing active, not the one this thread remembers.
+#[test]
+fn a_session_this_thread_used_last_is_refused_once_closed_and_new_after_finalize() {
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let mut sha = mech(CKM_SHA256);
+    let data = [7u8; 16];
+    let update = |h| call!(r, C_DigestUpdate(h, data.as_ptr() as *mut _, data.len() as CK_ULONG));
+    assert_eq!(call!(r, C_DigestInit(h, &mut sha)), CKR_OK);
+    assert_eq!(update(h), CKR_OK);
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(call!(r, C_CloseSession(h)), CKR_OK));
+    });
+    assert_eq!(update(h), CKR_SESSION_HANDLE_INVALID, "closed by another thread");
+
+    let again = session(&r, false);
+    assert_eq!(call!(r, C_DigestInit(again, &mut sha)), CKR_OK);
+    assert_eq!(update(again), CKR_OK);
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+    assert_eq!(call!(r, C_Initialize(null_mut())), CKR_OK);
+    assert_eq!(
+        update(again),
+        CKR_SESSION_HANDLE_INVALID,
+        "a handle from before C_Finalize"
+    );
+    assert_eq!(update(again), CKR_SESSION_HANDLE_INVALID, "still, a second time");
+    let fresh = [session(&r, true), session(&r, true), session(&r, true)];
+    assert_eq!(
+        fresh[..2],
+        [h, again],
+        "handles start again at 1 after C_Initialize (what this test relies on)"
+    );
+    // One session closed here too: the new table's count of closures is the old one's.
+    assert_eq!(call!(r, C_CloseSession(fresh[2])), CKR_OK);
+    assert_eq!(
+        update(again),
+        CKR_OPERATION_NOT_INITIALIZED,
+        "the new session with the old number has nothing active"
+    );
+    // SAFETY: CK_SESSION_INFO is plain data; all-zero is a valid value.
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    assert_eq!(call!(r, C_GetSessionInfo(again, &mut info)), CKR_OK);
+    assert_eq!(
+        info.flags & CKF_RW_SESSION,
+        CKF_RW_SESSION,
+        "the new read/write session, not the read-only one of the same number before"
+    );
+    assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
+}

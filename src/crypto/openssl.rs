@@ -7,7 +7,6 @@ use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::ecdsa::EcdsaSig;
 use openssl::nid::Nid;
-use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
 use std::sync::LazyLock;
 use zeroize::Zeroizing;
 
@@ -80,15 +79,6 @@ fn verify_prehash(curve: Curve, point: &[u8], digest: &[u8], sig: &[u8]) -> Resu
     }
 }
 
-fn gcm_cipher(key: &[u8]) -> Result<Cipher> {
-    match key.len() {
-        16 => Ok(Cipher::aes_128_gcm()),
-        24 => Ok(Cipher::aes_192_gcm()),
-        32 => Ok(Cipher::aes_256_gcm()),
-        _ => Err(Error::KeySizeRange),
-    }
-}
-
 /// AES-GCM's cipher objects, fetched from OpenSSL once. A context initialised with the
 /// built-in `EVP_aes_*_gcm()` makes OpenSSL 3 look the implementation up again on every
 /// initialisation (a locked search of its algorithm store), about a third of a 4 KiB
@@ -132,12 +122,8 @@ impl CryptoProvider for OpenSsl {
         if pt.len() < SMALL {
             return super::aes::gcm_encrypt(key, iv, aad, pt);
         }
-        if iv.len() != IV_LEN {
-            return Err(Error::MechanismParamInvalid);
-        }
-        let mut tag = [0u8; TAG_LEN];
-        let mut out = encrypt_aead(gcm_cipher(key)?, key, Some(iv), aad, pt, &mut tag).map_err(|_| Error::Crypto)?;
-        out.extend_from_slice(&tag);
+        let mut out = vec![0u8; pt.len() + TAG_LEN];
+        self.gcm_encrypt_into(key, iv, aad, pt, &mut out)?;
         Ok(out)
     }
 
@@ -175,13 +161,28 @@ impl CryptoProvider for OpenSsl {
         if iv.len() != IV_LEN {
             return Err(Error::MechanismParamInvalid);
         }
-        let cipher = gcm_cipher(key)?;
         let Some(tag_at) = ct.len().checked_sub(TAG_LEN) else {
             return Err(Error::EncryptedDataLenRange);
         };
-        decrypt_aead(cipher, key, Some(iv), aad, &ct[..tag_at], &ct[tag_at..])
-            .map(Zeroizing::new)
-            .map_err(|_| Error::EncryptedDataInvalid)
+        let (body, tag) = ct.split_at(tag_at);
+        let failed = |_| Error::Crypto;
+        let mut ctx = openssl::cipher_ctx::CipherCtx::new().map_err(failed)?;
+        ctx.decrypt_init(Some(fetched_gcm(key)?), Some(key), Some(iv))
+            .map_err(failed)?;
+        ctx.set_tag(tag).map_err(failed)?;
+        if !aad.is_empty() {
+            ctx.cipher_update(aad, None).map_err(failed)?;
+        }
+        let mut out = Zeroizing::new(vec![0u8; body.len()]);
+        let n = ctx.cipher_update(body, Some(&mut out[..])).map_err(failed)?;
+        // The tag is checked here: nothing of the output is returned when it fails.
+        let m = ctx
+            .cipher_final(&mut out[n..])
+            .map_err(|_| Error::EncryptedDataInvalid)?;
+        if n + m != body.len() {
+            return Err(Error::Crypto);
+        }
+        Ok(out)
     }
 }
 

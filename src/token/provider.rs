@@ -311,6 +311,7 @@ impl Provider {
         let s = self.sessions.remove(h).ok_or(Error::SessionHandleInvalid)?;
         let slot = s.lock().slot;
         self.slots[slot].backend.session_closed(h);
+        s.lock().end_operations();
         if self.session_counts(slot as u64).0 == 0 {
             // The last session of an application closed: its login ends.
             let sl = &self.slots[slot];

@@ -2,6 +2,9 @@
 //! running operation or, after a length query or a too-short buffer, the finished result
 //! waiting for the caller's second call (so an operation never runs twice).
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use zeroize::Zeroizing;
 
 use crate::backend::{CipherOp, DigestOp, ObjectId, SignOp, VerifyOp};
@@ -60,6 +63,19 @@ pub struct KeptWrap {
 }
 
 impl Session {
+    /// Ends every operation (their keys, and in hsm mode their HSM operations, go now): a closed
+    /// session may still be held, emptied, by a thread that looked it up last (`SessionTable`).
+    pub fn end_operations(&mut self) {
+        self.find = None;
+        self.sign = None;
+        self.verify = None;
+        self.encrypt = None;
+        self.decrypt = None;
+        self.digest = None;
+        self.wrapped = None;
+        self.awaiting_login = AwaitingLogin::default();
+    }
+
     pub fn new(h: u64, slot: usize, rw: bool) -> Session {
         Session {
             h,
@@ -91,8 +107,33 @@ pub mod state {
 /// session up, and one shared lock word (even a reader's) would bounce between the cores of
 /// threads that use different sessions. Handles are consecutive, so sessions opened one after
 /// another land in different shards.
+///
+/// Each thread also remembers the session it looked up last, and uses it again without the
+/// shard's lock while no session of the table has been removed since (one load of a counter
+/// only `C_CloseSession` writes): an application calls with one session over and over, and
+/// the shard's read lock was two of the few atomic writes of a call. A session closed
+/// meanwhile is found missing at once; the closing thread ends its operations, so a thread that
+/// still remembers it holds an empty session until its next look-up.
 pub struct SessionTable {
     shards: [Shard; SHARDS],
+    /// This table among the process's tables: a module initialised again has a new one, whose
+    /// handles start again at 1.
+    id: u64,
+    removals: crossbeam_utils::CachePadded<AtomicU64>,
+}
+
+static TABLES: AtomicU64 = AtomicU64::new(1);
+
+/// The session this thread looked up last: table, handle, the table's removal count then.
+struct Remembered {
+    table: u64,
+    h: u64,
+    removals: u64,
+    session: SharedSession,
+}
+
+thread_local! {
+    static LAST: RefCell<Option<Remembered>> = const { RefCell::new(None) };
 }
 
 const SHARDS: usize = 16;
@@ -116,6 +157,20 @@ impl Default for SessionTable {
     fn default() -> Self {
         SessionTable {
             shards: std::array::from_fn(|_| Shard::default()),
+            id: TABLES.fetch_add(1, Ordering::Relaxed),
+            removals: Default::default(),
+        }
+    }
+}
+
+/// `C_Finalize`: every session's operations end with the table, wherever a thread still
+/// remembers one of its sessions.
+impl Drop for SessionTable {
+    fn drop(&mut self) {
+        for shard in &self.shards {
+            for s in shard.0.read().values() {
+                s.lock().end_operations();
+            }
         }
     }
 }
@@ -125,13 +180,32 @@ impl SessionTable {
         &self.shards[(h % SHARDS as u64) as usize].0
     }
     pub fn get(&self, h: u64) -> Option<SharedSession> {
-        self.shard(h).read().get(&h).cloned()
+        let removals = self.removals.load(Ordering::Acquire);
+        let known = LAST.with_borrow(|last| {
+            last.as_ref()
+                .filter(|r| r.table == self.id && r.h == h && r.removals == removals)
+                .map(|r| r.session.clone())
+        });
+        if known.is_some() {
+            return known;
+        }
+        let session = self.shard(h).read().get(&h).cloned()?;
+        LAST.set(Some(Remembered {
+            table: self.id,
+            h,
+            removals,
+            session: session.clone(),
+        }));
+        Some(session)
     }
     pub fn insert(&self, h: u64, s: SharedSession) {
         self.shard(h).write().insert(h, s);
     }
     pub fn remove(&self, h: u64) -> Option<SharedSession> {
-        self.shard(h).write().remove(&h)
+        let removed = self.shard(h).write().remove(&h);
+        // After the removal: a thread that reads the new count looks the handle up afresh.
+        self.removals.fetch_add(1, Ordering::AcqRel);
+        removed
     }
     /// Every open session, as it is now (for counting and closing them all).
     pub fn all(&self) -> Vec<(u64, SharedSession)> {

@@ -80,7 +80,7 @@ pub(super) struct Op {
     pub(super) mech: Mechanism,
     key: Option<ObjectHandle>,
     /// The input collected for a single call at the end (see [`collected`]).
-    input: Option<Zeroizing<Vec<u8>>>,
+    input: Option<crate::crypto::HeldBytes>,
     /// An update reached the HSM: the operation ends with a `C_*Final`.
     streamed: bool,
     /// The HSM's operation was started and may still be running: ended on drop.
@@ -100,7 +100,7 @@ impl Op {
         key: Option<ObjectHandle>,
     ) -> Result<Op> {
         let mut op = Op {
-            input: collected(kind, &mech).then(|| Zeroizing::new(Vec::new())),
+            input: collected(kind, &mech).then(crate::crypto::HeldBytes::default),
             session,
             raw,
             kind,

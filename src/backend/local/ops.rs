@@ -38,14 +38,14 @@ use crate::backend::{CipherOp, DigestOp, SignOp, VerifyOp};
 use crate::crypto::aes;
 use crate::crypto::digest::{Hasher, HmacAny};
 use crate::crypto::ec::Curve;
-use crate::crypto::provider;
+use crate::crypto::{provider, HeldBytes};
 use crate::error::{Error, Result};
 use crate::model::mechanisms::DigestAlg;
 
 /// What the data of a signature goes through before the key sees it.
 pub(super) enum Input {
     /// Accumulated as given (`CKM_ECDSA` signs a caller's digest; EdDSA signs the message).
-    Buffer(Zeroizing<Vec<u8>>),
+    Buffer(HeldBytes),
     /// Hashed as it arrives (`CKM_ECDSA_SHA256`).
     Hash(Box<Hasher>),
 }
@@ -54,7 +54,7 @@ impl Input {
     pub(super) fn new(prehash: Option<DigestAlg>) -> Input {
         match prehash {
             Some(alg) => Input::Hash(Box::new(Hasher::new(alg))),
-            None => Input::Buffer(Zeroizing::new(Vec::new())),
+            None => Input::Buffer(HeldBytes::default()),
         }
     }
     pub(super) fn update(&mut self, data: &[u8]) {
@@ -65,7 +65,7 @@ impl Input {
     }
     pub(super) fn finish(self) -> Zeroizing<Vec<u8>> {
         match self {
-            Input::Buffer(b) => b,
+            Input::Buffer(b) => b.into_zeroizing(),
             Input::Hash(h) => Zeroizing::new(h.finish()),
         }
     }
@@ -138,7 +138,7 @@ impl VerifyOp for EcdsaVerify {
 pub struct EddsaSign {
     seed: Secret,
     public: ed25519_dalek::VerifyingKey,
-    msg: Zeroizing<Vec<u8>>,
+    msg: HeldBytes,
 }
 
 impl EddsaSign {
@@ -147,7 +147,7 @@ impl EddsaSign {
         Self {
             seed,
             public,
-            msg: Zeroizing::new(Vec::new()),
+            msg: HeldBytes::default(),
         }
     }
 }
@@ -166,7 +166,7 @@ impl SignOp for EddsaSign {
 #[cfg(feature = "openssl")]
 pub struct Ed448Sign {
     key: Secret,
-    msg: Zeroizing<Vec<u8>>,
+    msg: HeldBytes,
 }
 
 #[cfg(feature = "openssl")]
@@ -174,7 +174,7 @@ impl Ed448Sign {
     pub fn new(key: Secret) -> Self {
         Self {
             key,
-            msg: Zeroizing::new(Vec::new()),
+            msg: HeldBytes::default(),
         }
     }
 }
@@ -284,7 +284,7 @@ pub struct Gcm {
     aad: Vec<u8>,
     /// The tag length in bytes: 16, or one of [`aes::SHORT_TAGS`].
     tag_len: usize,
-    buf: Zeroizing<Vec<u8>>,
+    buf: HeldBytes,
     encrypt: bool,
 }
 
@@ -300,7 +300,7 @@ impl Gcm {
             iv,
             aad: aad.to_vec(),
             tag_len,
-            buf: Zeroizing::new(Vec::new()),
+            buf: HeldBytes::default(),
             encrypt,
         })
     }
@@ -383,7 +383,7 @@ pub struct AesBlocks {
     pad: bool,
     encrypt: bool,
     /// Input not yet processed: less than a block, or (padded decryption) up to one block.
-    held: Zeroizing<Vec<u8>>,
+    held: HeldBytes,
 }
 
 impl AesBlocks {
@@ -393,7 +393,7 @@ impl AesBlocks {
             chain: iv,
             pad,
             encrypt,
-            held: Zeroizing::new(Vec::new()),
+            held: HeldBytes::default(),
         })
     }
 
@@ -476,7 +476,7 @@ impl CipherOp for AesBlocks {
         let n = self.ready(input.len());
         let mut out = Zeroizing::new(Vec::with_capacity(n));
         self.blocks(&input[..n], &mut out);
-        self.held = Zeroizing::new(input[n..].to_vec());
+        self.held = HeldBytes::from(input[n..].to_vec());
         Ok(out)
     }
 

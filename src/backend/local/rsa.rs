@@ -212,7 +212,7 @@ pub(super) enum OaepOp {
         modulus: Vec<u8>,
         exponent: Vec<u8>,
         params: Oaep,
-        buf: Zeroizing<Vec<u8>>,
+        buf: crate::crypto::HeldBytes,
     },
     Decrypt {
         key: Secret,
@@ -230,7 +230,7 @@ impl OaepOp {
                 .ok_or(Error::KeyTypeInconsistent)?
                 .to_vec(),
             params: oaep(p)?,
-            buf: Zeroizing::new(Vec::new()),
+            buf: crate::crypto::HeldBytes::default(),
         })
     }
     pub fn decrypt(key: Secret, p: &OaepParams) -> Result<Self> {
