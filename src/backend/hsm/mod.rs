@@ -12,7 +12,7 @@ mod raw;
 mod sessions;
 
 use crate::fastmap::FastMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,11 @@ pub struct HsmBackend {
     /// What key operations check of a key ([`super::KEY_USE`]), as the HSM said it at most
     /// [`KEY_ATTRIBUTES_TTL`] ago.
     key_attrs: Mutex<FastMap<ObjectId, (Instant, Arc<AttrMap>)>>,
+    /// This backend among the process's (`sessions.rs`: what a thread remembers is of one).
+    id: u64,
+    /// Counts keygate sessions closed: a thread's remembered operation session is used while
+    /// this has not moved.
+    closed: AtomicU64,
 }
 
 /// How long the attributes a key operation checks are taken from memory instead of asking the
@@ -162,6 +167,8 @@ impl HsmBackend {
             sessions: RwLock::new(FastMap::default()),
             objects: RwLock::new(FastMap::default()),
             session_objects: Mutex::new(FastMap::default()),
+            id: sessions::new_backend_id(),
+            closed: AtomicU64::new(0),
         })
     }
 
@@ -438,6 +445,7 @@ impl Backend for HsmBackend {
             }
         }
         self.sessions.write().remove(&session);
+        self.closed.fetch_add(1, Ordering::AcqRel);
     }
 
     fn generate_key(&self, session: u64, mech: &Mechanism, lifetime: Lifetime, template: AttrMap) -> Result<ObjectId> {

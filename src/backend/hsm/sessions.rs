@@ -26,6 +26,30 @@ pub(super) struct HsmSession {
     ops: Mutex<[Option<Shared>; Kind::COUNT]>,
 }
 
+/// The operation session this thread used last (a thread calls with one session and one kind
+/// of operation over and over): found again without the session map's lock and the sessions'
+/// mutex, while no keygate session of the backend has closed since. An operation session is
+/// opened once per keygate session and kind, and goes only when that session closes. Held
+/// weakly: remembering an HSM session does not keep it (or the HSM library) open after its
+/// keygate session closes or the module is finalised.
+struct RememberedOp {
+    backend: u64,
+    session: u64,
+    kind: Kind,
+    closed: u64,
+    hsm: std::sync::Weak<Mutex<CkSession>>,
+}
+
+thread_local! {
+    static LAST_OP: std::cell::RefCell<Option<RememberedOp>> = const { std::cell::RefCell::new(None) };
+}
+
+static BACKENDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub(super) fn new_backend_id() -> u64 {
+    BACKENDS.fetch_add(1, Ordering::Relaxed)
+}
+
 impl HsmBackend {
     pub(super) fn session(&self, s: u64) -> Result<Shared> {
         self.sessions
@@ -37,6 +61,27 @@ impl HsmBackend {
 
     /// The HSM session of keygate session `s` for operations of `kind` (see [`HsmSession`]).
     pub(super) fn op_session(&self, s: u64, kind: Kind) -> Result<Shared> {
+        let closed = self.closed.load(Ordering::Acquire);
+        let known = LAST_OP.with_borrow(|last| {
+            last.as_ref()
+                .filter(|r| r.backend == self.id && r.session == s && r.kind == kind && r.closed == closed)
+                .and_then(|r| r.hsm.upgrade())
+        });
+        if let Some(x) = known {
+            return Ok(x);
+        }
+        let x = self.op_session_looked_up(s, kind)?;
+        LAST_OP.set(Some(RememberedOp {
+            backend: self.id,
+            session: s,
+            kind,
+            closed,
+            hsm: Arc::downgrade(&x),
+        }));
+        Ok(x)
+    }
+
+    fn op_session_looked_up(&self, s: u64, kind: Kind) -> Result<Shared> {
         let hs = self
             .sessions
             .read()
