@@ -640,3 +640,71 @@ fn a_link_planted_as_the_write_lock_is_refused_not_followed() {
     let s = Env::user_session(&p);
     assert!(gcm_works(&s, "kept"), "the token works again, its key intact");
 }
+
+/// A thread remembers that a key passed the usage checks for one mechanism and use
+/// (`token/operations.rs`): the verdict must not carry over to another mechanism, another use,
+/// another key, or a key whose validity dates are set, nor survive a change to the key.
+#[test]
+fn a_key_judged_fit_once_is_judged_again_for_anything_else() {
+    use cryptoki::mechanism::MechanismType;
+    let env = Env::new();
+    let p = env.load();
+    let s = Env::user_session(&p);
+    let key = |allowed: MechanismType| {
+        s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(false),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(false),
+                Attribute::AllowedMechanisms(vec![allowed]),
+            ],
+        )
+        .unwrap()
+    };
+    let (gcm_only, cbc_only) = (key(MechanismType::AES_GCM), key(MechanismType::AES_CBC_PAD));
+    let mut iv = [3u8; 12];
+    let gcm = Mechanism::AesGcm(GcmParams::new(&mut iv, b"", 128.into()).unwrap());
+    let cbc = Mechanism::AesCbcPad([4u8; 16]);
+    let refused = |r: Result<Vec<u8>, CkError>, rv: RvError| matches!(r, Err(CkError::Pkcs11(got, _)) if got == rv);
+    for _ in 0..3 {
+        s.encrypt(&gcm, gcm_only, b"data").unwrap();
+        assert!(
+            refused(s.encrypt(&gcm, cbc_only, b"data"), RvError::MechanismInvalid),
+            "another key, restricted to CBC"
+        );
+        s.encrypt(&gcm, gcm_only, b"data").unwrap();
+        assert!(
+            refused(s.encrypt(&cbc, gcm_only, b"data"), RvError::MechanismInvalid),
+            "the same key with a mechanism it does not allow"
+        );
+        s.encrypt(&gcm, gcm_only, b"data").unwrap();
+        let ct = s.encrypt(&gcm, gcm_only, b"data").unwrap();
+        assert!(
+            refused(s.decrypt(&gcm, gcm_only, &ct), RvError::KeyFunctionNotPermitted),
+            "the same key and mechanism for a use it does not permit"
+        );
+    }
+    // A change to the key: its last day is past.
+    let day = |y: &str| cryptoki::types::Date::new_from_str_slice(y, "01", "01").unwrap();
+    s.encrypt(&gcm, gcm_only, b"data").unwrap();
+    s.update_attributes(gcm_only, &[Attribute::EndDate(day("2001"))])
+        .unwrap();
+    for _ in 0..2 {
+        assert!(
+            refused(s.encrypt(&gcm, gcm_only, b"data"), RvError::KeyFunctionNotPermitted),
+            "out of service since 2001"
+        );
+    }
+    s.update_attributes(gcm_only, &[Attribute::EndDate(day("2999"))])
+        .unwrap();
+    for _ in 0..2 {
+        s.encrypt(&gcm, gcm_only, b"data").unwrap();
+    }
+    s.update_attributes(gcm_only, &[Attribute::Encrypt(false)]).unwrap();
+    assert!(
+        refused(s.encrypt(&gcm, gcm_only, b"data"), RvError::KeyFunctionNotPermitted),
+        "CKA_ENCRYPT turned off"
+    );
+}

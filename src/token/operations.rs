@@ -125,11 +125,7 @@ fn in_service(attrs: &AttrMap, usage: Usage) -> Result<()> {
         );
         return Err(Error::KeyFunctionNotPermitted);
     }
-    let date = |ty| {
-        attrs
-            .get(ty)
-            .filter(|d| d.len() == 8 && d.iter().all(u8::is_ascii_digit))
-    };
+    let date = |ty| service_date(attrs, ty);
     if date(attr::START_DATE).is_none() && date(attr::END_DATE).is_none() {
         // Most keys have no validity dates: no clock reading per operation.
         return Ok(());
@@ -156,6 +152,59 @@ fn in_service(attrs: &AttrMap, usage: Usage) -> Result<()> {
     Ok(())
 }
 
+/// What [`Provider::keyed`] last concluded on this thread: that the key with these attributes
+/// may be used with this mechanism for this use under this slot's policy (and whether it waits
+/// for a context-specific login). Those checks read a dozen attributes, a third of keygate's
+/// own work in a 64-byte AES-GCM operation; an application uses one key the same way over and
+/// over. The verdict is taken again only for the very same attributes: the `Arc` the backend
+/// handed out, kept here, which nothing changes in place (a change to a key gives a new one),
+/// and which no other key or token can have while it is kept. Never for a key with validity
+/// dates, whose verdict depends on the day. The key's pins and the mechanism's parameters are
+/// checked every time.
+struct Judged {
+    slot: usize,
+    attrs: std::sync::Arc<AttrMap>,
+    mech: u64,
+    usage: Usage,
+    always_authenticate: bool,
+}
+
+thread_local! {
+    static LAST_JUDGED: std::cell::RefCell<Option<Judged>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The verdict remembered for exactly these attributes, mechanism, use and slot, if any.
+fn judged(slot: usize, attrs: &std::sync::Arc<AttrMap>, mech: u64, usage: Usage) -> Option<bool> {
+    LAST_JUDGED.with_borrow(|j| {
+        j.as_ref()
+            .filter(|j| j.slot == slot && j.mech == mech && j.usage == usage && std::sync::Arc::ptr_eq(&j.attrs, attrs))
+            .map(|j| j.always_authenticate)
+    })
+}
+
+fn remember_judged(slot: usize, attrs: &std::sync::Arc<AttrMap>, mech: u64, usage: Usage, always_authenticate: bool) {
+    LAST_JUDGED.set(Some(Judged {
+        slot,
+        attrs: attrs.clone(),
+        mech,
+        usage,
+        always_authenticate,
+    }));
+}
+
+/// A validity date of a key (`CKA_START_DATE`, `CKA_END_DATE`), if it has one: an empty value
+/// (the default) is none.
+fn service_date(attrs: &AttrMap, ty: u64) -> Option<&[u8]> {
+    attrs
+        .get(ty)
+        .filter(|d| d.len() == 8 && d.iter().all(u8::is_ascii_digit))
+}
+
+/// Whether a key has validity dates (checked against the day, so never remembered).
+fn dated(attrs: &AttrMap) -> bool {
+    service_date(attrs, attr::START_DATE).is_some() || service_date(attrs, attr::END_DATE).is_some()
+}
+
 /// A keyed operation ready to start: the session, the key, its backend.
 pub(super) struct Keyed<'a> {
     pub(super) session: super::session::SharedSession,
@@ -179,24 +228,36 @@ impl Provider {
             let backend: &dyn Backend = &*slot.backend;
             slot.check(mech, usage.flag())?;
             let (id, attrs) = self.key_object(&g, key, Error::KeyHandleInvalid)?;
-            if !matches!(
-                attrs.class()?,
-                class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY
-            ) {
-                return Err(Error::KeyHandleInvalid);
-            }
-            // Checked here, at initialisation, for both modes: an HSM reached lazily would
-            // only notice at the first data call.
-            if let Some(types) = mech.key_types() {
-                if !attrs.key_type().is_some_and(|k| types.contains(&k)) {
-                    return Err(Error::KeyTypeInconsistent);
+            let known = judged(g.slot, &attrs, mech.ty(), usage);
+            if known.is_none() {
+                if !matches!(
+                    attrs.class()?,
+                    class::PUBLIC_KEY | class::PRIVATE_KEY | class::SECRET_KEY
+                ) {
+                    return Err(Error::KeyHandleInvalid);
+                }
+                // Checked here, at initialisation, for both modes: an HSM reached lazily would
+                // only notice at the first data call.
+                if let Some(types) = mech.key_types() {
+                    if !attrs.key_type().is_some_and(|k| types.contains(&k)) {
+                        return Err(Error::KeyTypeInconsistent);
+                    }
                 }
             }
-            usage_permits(&attrs, usage, mech)?;
-            in_service(&attrs, usage)?;
-            slot.policy.check_key_size(&attrs)?;
+            let always = match known {
+                Some(always) => always,
+                None => {
+                    usage_permits(&attrs, usage, mech)?;
+                    in_service(&attrs, usage)?;
+                    slot.policy.check_key_size(&attrs)?;
+                    let always = attrs.class()? == class::PRIVATE_KEY && attrs.flag(attr::ALWAYS_AUTHENTICATE);
+                    if !dated(&attrs) {
+                        remember_judged(g.slot, &attrs, mech.ty(), usage, always);
+                    }
+                    always
+                }
+            };
             slot.pins.check(backend, &id, &attrs)?;
-            let always = attrs.class()? == class::PRIVATE_KEY && attrs.flag(attr::ALWAYS_AUTHENTICATE);
             (id, backend, always)
         };
         Ok(Keyed {
@@ -456,5 +517,27 @@ impl Provider {
             s.find = None;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod judged_tests {
+    use super::*;
+
+    /// A verdict that depends on the day is never remembered: a key valid today may not be
+    /// tomorrow, with nothing about it changed.
+    #[test]
+    fn only_keys_without_validity_dates_are_remembered() {
+        let mut a = AttrMap::new();
+        assert!(!dated(&a));
+        // The default, empty dates, are none.
+        a.set(attr::START_DATE, Vec::new());
+        a.set(attr::END_DATE, Vec::new());
+        assert!(!dated(&a));
+        for ty in [attr::START_DATE, attr::END_DATE] {
+            let mut d = a.clone();
+            d.set(ty, b"20991231".to_vec());
+            assert!(dated(&d));
+        }
     }
 }
