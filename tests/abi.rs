@@ -967,3 +967,73 @@ fn a_session_this_thread_used_last_is_refused_once_closed_and_new_after_finalize
     );
     assert_eq!(call!(r, C_Finalize(null_mut())), CKR_OK);
 }
+
+/// AES-CBC and AES-CBC-PAD encryption write into the caller's buffer (OpenSSL's CBC from 1 KiB
+/// up, the aes crate's below and for the last block): each way a client calls it gives the
+/// bytes the `cbc` crate computes, for lengths around a block and around 1 KiB; CBC without
+/// padding refuses data that is not whole blocks.
+#[test]
+fn cbc_encrypt_writes_into_the_callers_buffer_in_every_calling_pattern() {
+    use cbc::cipher::{block_padding::NoPadding, block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
+    let _env = Env::new();
+    let r = raw();
+    let h = logged_in(&r);
+    let key = [11u8; 32];
+    let k = raw_aes(&r, h, &key);
+    let mut iv = [6u8; 16];
+    for (ckm, pad) in [(CKM_AES_CBC, false), (CKM_AES_CBC_PAD, true)] {
+        for len in [0usize, 1, 15, 16, 17, 1008, 1024, 1040, 1041, 4096, 4097] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let outside = cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into());
+            let mut buf = data.clone();
+            buf.resize(len + 16, 0);
+            let want = match pad {
+                true => outside.encrypt_padded_mut::<Pkcs7>(&mut buf, len).unwrap().to_vec(),
+                false if len % 16 == 0 => outside.encrypt_padded_mut::<NoPadding>(&mut buf, len).unwrap().to_vec(),
+                false => Vec::new(),
+            };
+            let mut m = CK_MECHANISM {
+                mechanism: ckm,
+                pParameter: iv.as_mut_ptr() as CK_VOID_PTR,
+                ulParameterLen: 16,
+            };
+            let mut input = data.clone();
+            let n = len as CK_ULONG;
+            assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+            let mut need = 0;
+            let rv = call!(r, C_Encrypt(h, input.as_mut_ptr(), n, null_mut(), &mut need));
+            if !pad && len % 16 != 0 {
+                assert_eq!(rv, CKR_DATA_LEN_RANGE, "CBC of {len} bytes");
+                continue;
+            }
+            assert_eq!(rv, CKR_OK, "{ckm:#x} {len}: the length query");
+            assert_eq!(need as usize, want.len(), "{ckm:#x} {len}: the length query");
+            let mut out = vec![0u8; need as usize + 5];
+            if need > 0 {
+                let mut short = need - 1;
+                assert_eq!(
+                    call!(r, C_Encrypt(h, input.as_mut_ptr(), n, out.as_mut_ptr(), &mut short)),
+                    CKR_BUFFER_TOO_SMALL
+                );
+            }
+            let mut got = out.len() as CK_ULONG;
+            assert_eq!(
+                call!(r, C_Encrypt(h, input.as_mut_ptr(), n, out.as_mut_ptr(), &mut got)),
+                CKR_OK
+            );
+            assert_eq!(&out[..got as usize], &want[..], "{ckm:#x} {len}: into a larger buffer");
+            assert_eq!(out[got as usize..], [0u8; 5], "{ckm:#x} {len}: nothing past the result");
+            // In place, the caller's buffer holding the data with room for the padding.
+            let mut inplace = data.clone();
+            inplace.resize(want.len(), 0);
+            assert_eq!(call!(r, C_EncryptInit(h, &mut m, k)), CKR_OK);
+            let mut got = inplace.len() as CK_ULONG;
+            assert_eq!(
+                call!(r, C_Encrypt(h, inplace.as_mut_ptr(), n, inplace.as_mut_ptr(), &mut got)),
+                CKR_OK
+            );
+            assert_eq!(&inplace[..got as usize], &want[..], "{ckm:#x} {len}: in place");
+        }
+        iv[0] ^= 1;
+    }
+}

@@ -211,6 +211,16 @@ macro_rules! nist_curve {
                 SigningKey::from_slice(&full_bytes(scalar, FIELD)?).map_err(|_| Error::KeySizeRange)
             }
 
+            /// A new private scalar from the OS generator (the crate's rejection sampling).
+            pub fn random_scalar() -> Zeroizing<Vec<u8>> {
+                // A secret key, not a signing key: that would compute its public point too.
+                Zeroizing::new(
+                    $krate::SecretKey::random(&mut rand_core::OsRng)
+                        .to_bytes()
+                        .to_vec(),
+                )
+            }
+
             /// A new key pair: (private scalar, uncompressed public point).
             pub fn generate() -> (Zeroizing<Vec<u8>>, Vec<u8>) {
                 let sk = SigningKey::random(&mut rand_core::OsRng);
@@ -286,6 +296,17 @@ pub fn generate(curve: Curve) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
         Curve::P256 => Ok(p256_generate()),
         Curve::P384 => Ok(p384c::generate()),
         Curve::P521 => Ok(p521c::generate()),
+        Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::CurveNotSupported),
+    }
+}
+
+/// A new private scalar on a NIST curve, from the OS generator through the curve's crate (a
+/// provider that multiplies faster computes the public point: [`crate::crypto::provider`]).
+pub fn random_scalar(curve: Curve) -> Result<Zeroizing<Vec<u8>>> {
+    match curve {
+        Curve::P256 => Ok(Zeroizing::new(p256::SecretKey::random(&mut OsRng).to_bytes().to_vec())),
+        Curve::P384 => Ok(p384c::random_scalar()),
+        Curve::P521 => Ok(p521c::random_scalar()),
         Curve::Ed25519 | Curve::Ed448 | Curve::X25519 => Err(Error::CurveNotSupported),
     }
 }

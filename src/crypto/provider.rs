@@ -51,6 +51,17 @@ pub trait CryptoProvider: Send + Sync {
     fn gcm_encrypt_into(&self, key: &[u8], iv: &[u8], aad: &[u8], pt: &[u8], out: &mut [u8]) -> Result<()> {
         aes::gcm_encrypt_into(key, iv, aad, pt, out)
     }
+    /// A new key pair on a NIST curve: (private scalar, uncompressed public point).
+    fn ec_generate(&self, curve: ec::Curve) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+        ec::generate(curve)
+    }
+    /// AES-CBC encryption without padding of `pt` (whole blocks) under `key` from chaining value
+    /// `iv`, into `out` (at least `pt.len()` + 16 bytes; `pt.len()` are written), when this
+    /// provider does it faster than the caller's own block loop: `false` (nothing written)
+    /// otherwise.
+    fn cbc_encrypt_into(&self, _key: &[u8], _iv: &[u8; 16], _pt: &[u8], _out: &mut [u8]) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The RustCrypto crates (`p256`, `ed25519-dalek`, `aes-gcm`): pure Rust, no C toolchain.

@@ -169,7 +169,7 @@ impl Backend for LocalBackend {
             _ => {
                 let curve = curve_of(&public)?;
                 let (secret, point) = match (mech, curve) {
-                    (Mechanism::EcKeyPairGen, c) if c.is_nist() => ec::generate(c)?,
+                    (Mechanism::EcKeyPairGen, c) if c.is_nist() => crate::crypto::provider().ec_generate(c)?,
                     (Mechanism::EdwardsKeyPairGen, ec::Curve::Ed25519) => eddsa::generate(),
                     (Mechanism::MontgomeryKeyPairGen, ec::Curve::X25519) => x25519::generate(),
                     #[cfg(feature = "openssl")]
@@ -420,7 +420,7 @@ impl LocalBackend {
         let block = |iv, pad| -> Result<Box<dyn CipherOp>> {
             let r = self.opened(key)?;
             expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-            Ok(Box::new(ops::AesBlocks::new(&self.secret(&r)?, iv, pad, encrypt)?))
+            Ok(Box::new(ops::AesBlocks::new(self.secret(&r)?, iv, pad, encrypt)?))
         };
         match mech {
             Mechanism::AesGcm { iv, aad, tag_bits } => {
