@@ -79,38 +79,52 @@ fn verify_prehash(curve: Curve, point: &[u8], digest: &[u8], sig: &[u8]) -> Resu
     }
 }
 
-/// AES-GCM's cipher objects, fetched from OpenSSL once. A context initialised with the
-/// built-in `EVP_aes_*_gcm()` makes OpenSSL 3 look the implementation up again on every
-/// initialisation (a locked search of its algorithm store), about a third of a 4 KiB
-/// operation here.
-static GCM_FETCHED: LazyLock<[Option<openssl::cipher::Cipher>; 3]> = LazyLock::new(|| {
-    ["AES-128-GCM", "AES-192-GCM", "AES-256-GCM"].map(|name| openssl::cipher::Cipher::fetch(None, name, None).ok())
-});
-
-fn fetched_gcm(key: &[u8]) -> Result<&'static openssl::cipher::CipherRef> {
-    let (i, builtin) = match key.len() {
-        16 => (0, openssl::cipher::Cipher::aes_128_gcm()),
-        24 => (1, openssl::cipher::Cipher::aes_192_gcm()),
-        32 => (2, openssl::cipher::Cipher::aes_256_gcm()),
-        _ => return Err(Error::KeySizeRange),
-    };
-    Ok(GCM_FETCHED[i].as_deref().unwrap_or(builtin))
+/// AES's cipher objects for one mode, fetched from OpenSSL once, by key length (16, 24, 32
+/// bytes). A context initialised with a built-in `EVP_aes_*()` makes OpenSSL 3 look the
+/// implementation up again on every initialisation (a locked search of its algorithm store),
+/// about a third of a 4 KiB AES-GCM operation here.
+struct Fetched {
+    ciphers: LazyLock<[Option<openssl::cipher::Cipher>; 3]>,
+    builtin: fn(usize) -> &'static openssl::cipher::CipherRef,
 }
 
-/// AES-CBC's cipher objects, fetched once (see [`GCM_FETCHED`]).
-static CBC_FETCHED: LazyLock<[Option<openssl::cipher::Cipher>; 3]> = LazyLock::new(|| {
-    ["AES-128-CBC", "AES-192-CBC", "AES-256-CBC"].map(|name| openssl::cipher::Cipher::fetch(None, name, None).ok())
-});
-
-fn fetched_cbc(key: &[u8]) -> Result<&'static openssl::cipher::CipherRef> {
-    let (i, builtin) = match key.len() {
-        16 => (0, openssl::cipher::Cipher::aes_128_cbc()),
-        24 => (1, openssl::cipher::Cipher::aes_192_cbc()),
-        32 => (2, openssl::cipher::Cipher::aes_256_cbc()),
-        _ => return Err(Error::KeySizeRange),
-    };
-    Ok(CBC_FETCHED[i].as_deref().unwrap_or(builtin))
+impl Fetched {
+    fn for_key(&self, key: &[u8]) -> Result<&openssl::cipher::CipherRef> {
+        let i = match key.len() {
+            16 => 0,
+            24 => 1,
+            32 => 2,
+            _ => return Err(Error::KeySizeRange),
+        };
+        Ok(self.ciphers[i].as_deref().unwrap_or_else(|| (self.builtin)(i)))
+    }
 }
+
+fn fetch_all(names: [&str; 3]) -> [Option<openssl::cipher::Cipher>; 3] {
+    names.map(|name| openssl::cipher::Cipher::fetch(None, name, None).ok())
+}
+
+static GCM: Fetched = Fetched {
+    ciphers: LazyLock::new(|| fetch_all(["AES-128-GCM", "AES-192-GCM", "AES-256-GCM"])),
+    builtin: |i| {
+        [
+            openssl::cipher::Cipher::aes_128_gcm,
+            openssl::cipher::Cipher::aes_192_gcm,
+            openssl::cipher::Cipher::aes_256_gcm,
+        ][i]()
+    },
+};
+
+static CBC: Fetched = Fetched {
+    ciphers: LazyLock::new(|| fetch_all(["AES-128-CBC", "AES-192-CBC", "AES-256-CBC"])),
+    builtin: |i| {
+        [
+            openssl::cipher::Cipher::aes_128_cbc,
+            openssl::cipher::Cipher::aes_192_cbc,
+            openssl::cipher::Cipher::aes_256_cbc,
+        ][i]()
+    },
+};
 
 impl CryptoProvider for OpenSsl {
     fn name(&self) -> &'static str {
@@ -152,7 +166,7 @@ impl CryptoProvider for OpenSsl {
         if out.len() != pt.len() + TAG_LEN {
             return Err(Error::BufferTooSmall);
         }
-        let cipher = fetched_gcm(key)?;
+        let cipher = GCM.for_key(key)?;
         let failed = |_| Error::Crypto;
         let mut ctx = openssl::cipher_ctx::CipherCtx::new().map_err(failed)?;
         ctx.encrypt_init(Some(cipher), Some(key), Some(iv)).map_err(failed)?;
@@ -198,7 +212,7 @@ impl CryptoProvider for OpenSsl {
         }
         let failed = |_| Error::Crypto;
         let mut ctx = openssl::cipher_ctx::CipherCtx::new().map_err(failed)?;
-        ctx.encrypt_init(Some(fetched_cbc(key)?), Some(key), Some(iv))
+        ctx.encrypt_init(Some(CBC.for_key(key)?), Some(key), Some(iv))
             .map_err(failed)?;
         ctx.set_padding(false);
         let n = ctx.cipher_update(pt, Some(out)).map_err(failed)?;
@@ -221,7 +235,7 @@ impl CryptoProvider for OpenSsl {
         let (body, tag) = ct.split_at(tag_at);
         let failed = |_| Error::Crypto;
         let mut ctx = openssl::cipher_ctx::CipherCtx::new().map_err(failed)?;
-        ctx.decrypt_init(Some(fetched_gcm(key)?), Some(key), Some(iv))
+        ctx.decrypt_init(Some(GCM.for_key(key)?), Some(key), Some(iv))
             .map_err(failed)?;
         ctx.set_tag(tag).map_err(failed)?;
         if !aad.is_empty() {
