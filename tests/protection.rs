@@ -641,6 +641,50 @@ fn a_link_planted_as_the_write_lock_is_refused_not_followed() {
     assert!(gcm_works(&s, "kept"), "the token works again, its key intact");
 }
 
+/// SQLite's own files beside the store are not followed either: with links planted as
+/// `<store>-wal` and `<store>-shm` (one naming a file of the user's, one naming a file that does
+/// not exist), the token cannot be opened (SQLite opens them without following a link), the
+/// linked file keeps its contents, nothing is created through the other link, and once the links
+/// are gone the token works as before.
+#[test]
+fn links_planted_as_sqlites_wal_and_shm_are_refused_not_followed() {
+    let env = Env::new();
+    {
+        let p = env.load();
+        aes_token_key(&Env::user_session(&p), "kept");
+        p.finalize().unwrap();
+    }
+    let victim = env.path().join("victim");
+    std::fs::write(&victim, b"precious contents").unwrap();
+    let absent = env.path().join("created-through-the-link");
+    let wal = std::path::PathBuf::from(format!("{}-wal", env.store().display()));
+    let shm = std::path::PathBuf::from(format!("{}-shm", env.store().display()));
+    for (link, target) in [(&wal, &victim), (&shm, &absent), (&wal, &absent), (&shm, &victim)] {
+        for f in [&wal, &shm] {
+            let _ = std::fs::remove_file(f);
+        }
+        std::os::unix::fs::symlink(target, link).unwrap();
+        let p = env.load();
+        let opened = p
+            .open_rw_session(Env::slot(&p))
+            .and_then(|s| s.login(UserType::User, Some(&AuthPin::from(USER_PIN))));
+        assert!(
+            opened.is_err(),
+            "{} planted: the token opened through it",
+            link.display()
+        );
+        p.finalize().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious contents");
+        assert!(!absent.exists(), "nothing was created through the link");
+    }
+    for f in [&wal, &shm] {
+        let _ = std::fs::remove_file(f);
+    }
+    let p = env.load();
+    let s = Env::user_session(&p);
+    assert!(gcm_works(&s, "kept"), "the token works again, its key intact");
+}
+
 /// A thread remembers that a key passed the usage checks for one mechanism and use
 /// (`token/operations.rs`): the verdict must not carry over to another mechanism, another use,
 /// another key, or a key whose validity dates are set, nor survive a change to the key.
