@@ -43,6 +43,7 @@ fn environment() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
     out.remove("KEYGATE_TEST_PANIC_IN"); // the panic-guard tests' hook
+    out.remove("KEYGATE_TEST_TODAY"); // the validity-date tests' hook (debug builds)
     out.remove("KEYGATE_BENCH_PIN"); // the hidden bench-open's, set by ci/bench
     out
 }

@@ -746,6 +746,20 @@ fn a_key_judged_fit_once_is_judged_again_for_anything_else() {
     for _ in 0..2 {
         s.encrypt(&gcm, gcm_only, b"data").unwrap();
     }
+    // A key whose last day is today works today and not tomorrow, with nothing about it
+    // changed: its verdict must not have been remembered (`KEYGATE_TEST_TODAY`, debug builds).
+    std::env::set_var("KEYGATE_TEST_TODAY", "20500101");
+    s.update_attributes(gcm_only, &[Attribute::EndDate(day("2050"))])
+        .unwrap();
+    for _ in 0..2 {
+        s.encrypt(&gcm, gcm_only, b"data").unwrap();
+    }
+    std::env::set_var("KEYGATE_TEST_TODAY", "20500102");
+    assert!(
+        refused(s.encrypt(&gcm, gcm_only, b"data"), RvError::KeyFunctionNotPermitted),
+        "the day after the key's last day"
+    );
+    std::env::remove_var("KEYGATE_TEST_TODAY");
     s.update_attributes(gcm_only, &[Attribute::Encrypt(false)]).unwrap();
     assert!(
         refused(s.encrypt(&gcm, gcm_only, b"data"), RvError::KeyFunctionNotPermitted),

@@ -3,7 +3,25 @@
 
 /// Today's date in UTC as a `CK_DATE`.
 pub fn today() -> [u8; 8] {
+    if let Some(day) = test_today() {
+        return day;
+    }
     of(jiff::Timestamp::now())
+}
+
+/// Test hook, compiled into debug builds only: `KEYGATE_TEST_TODAY=YYYYMMDD` is today, so that
+/// the integration tests can move a key past its last day without waiting for one. Release
+/// builds have no such hook.
+#[cfg(debug_assertions)]
+fn test_today() -> Option<[u8; 8]> {
+    let v = std::env::var("KEYGATE_TEST_TODAY").ok()?;
+    let day: [u8; 8] = v.as_bytes().try_into().ok()?;
+    day.iter().all(u8::is_ascii_digit).then_some(day)
+}
+
+#[cfg(not(debug_assertions))]
+fn test_today() -> Option<[u8; 8]> {
+    None
 }
 
 /// The UTC date of `t` as a `CK_DATE`.
