@@ -4,10 +4,10 @@
 use zeroize::Zeroizing;
 
 use super::material::{complete_material, curve_of, unwrapped_into, value_len, wrappable};
-use super::ops;
 #[cfg(feature = "openssl")]
 use super::rsa;
 use super::LocalBackend;
+use super::{blocks, ops};
 use crate::backend::{Backend, CipherOp, DigestOp, Lifetime, ObjectId, SignOp, TokenStatus, UserType, VerifyOp};
 use crate::crypto::{self, aes, digest, ec, eddsa, x25519};
 use crate::error::{Error, Result};
@@ -420,7 +420,7 @@ impl LocalBackend {
         let block = |iv, pad| -> Result<Box<dyn CipherOp>> {
             let r = self.opened(key)?;
             expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-            Ok(Box::new(ops::AesBlocks::new(self.secret(&r)?, iv, pad, encrypt)?))
+            Ok(Box::new(blocks::AesBlocks::new(self.secret(&r)?, iv, pad, encrypt)?))
         };
         match mech {
             Mechanism::AesGcm { iv, aad, tag_bits } => {
@@ -434,7 +434,7 @@ impl LocalBackend {
             Mechanism::AesCtr { counter_bits, cb } => {
                 let r = self.opened(key)?;
                 expect_type(&r.attrs, &[key_type::AES], Error::KeyTypeInconsistent)?;
-                Ok(Box::new(ops::AesCtr::new(&self.secret(&r)?, *counter_bits, *cb)?))
+                Ok(Box::new(blocks::AesCtr::new(&self.secret(&r)?, *counter_bits, *cb)?))
             }
             #[cfg(feature = "openssl")]
             Mechanism::RsaOaep(p) => {

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod anchor;
+mod blocks;
 pub mod codec;
 mod commit;
 pub mod header;
